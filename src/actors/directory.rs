@@ -1,0 +1,275 @@
+//! `Directory`: resolves a `LocationId` to its `LocationActor`, starting it on first use
+//! (a "virtual actor": callers never create or stop location actors).
+//!
+//! Actors are spread over one arbiter per core by a hash of the id and run under a
+//! `Supervisor`. An idle actor asks to be passivated; the Directory forgets it first and
+//! then tells it to stop, so a request arriving meanwhile starts a fresh actor that
+//! restores from the persister. The Directory also owns the registry of stations
+//! (locations first seen through readings) and routes validated readings to their actors.
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures_util::future::join_all;
+use tracing::info;
+
+use crate::actors::location::{Checkpoint, IngestBatch, LocationActor, LocationDeps, Passivate};
+use crate::catalog::{Catalog, MatchRank, fold};
+use crate::domain::{FieldError, Location, LocationId, LocationKind, Reading};
+use crate::telemetry::Metrics;
+
+pub struct Directory {
+    catalog: Arc<Catalog>,
+    /// Stations registered by readings or sources, by id.
+    stations: HashMap<LocationId, Arc<Location>>,
+    /// Running location actors.
+    actors: HashMap<LocationId, Addr<LocationActor>>,
+    /// One arbiter per core; a location always lands on the same one.
+    arbiters: Vec<ArbiterHandle>,
+    /// Handed to every location actor; `None` until this actor has started (it holds our
+    /// own address).
+    deps: Option<LocationDeps>,
+    make_deps: Option<Box<dyn FnOnce(Recipient<RequestPassivation>) -> LocationDeps>>,
+    metrics: Arc<Metrics>,
+}
+
+/// The location id names neither a catalog city nor a known station.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown location {0}")]
+pub struct UnknownLocation(pub LocationId);
+
+/// The address of the actor of `id`, started if needed. Sent by HTTP handlers and sessions.
+#[derive(Message)]
+#[rtype(result = "Result<Addr<LocationActor>, UnknownLocation>")]
+pub struct Resolve {
+    pub id: LocationId,
+}
+
+/// The description of `id` without starting its actor. Sent by GET /v1/locations/{id}.
+#[derive(Message)]
+#[rtype(result = "Option<Location>")]
+pub struct Describe {
+    pub id: LocationId,
+}
+
+/// Stations whose folded name or id starts with `query`. Sent by location search.
+#[derive(Message)]
+#[rtype(result = "Vec<(MatchRank, Location)>")]
+pub struct SearchStations {
+    pub query: String,
+    pub limit: usize,
+}
+
+/// Validated readings to apply, each with its index in the client's batch. Answers the
+/// items that could not be routed (a new station without coordinates). Sent by
+/// POST /v1/readings and by sources.
+#[derive(Message)]
+#[rtype(result = "Vec<(usize, FieldError)>")]
+pub struct RouteReadings {
+    pub readings: Vec<(usize, Reading)>,
+}
+
+/// A station known ahead of its readings, with full metadata (the replay's airports).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RegisterStation {
+    pub location: Location,
+}
+
+/// Sent by an idle `LocationActor` that has no subscribers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RequestPassivation {
+    pub id: LocationId,
+    pub addr: Addr<LocationActor>,
+}
+
+/// Sent at shutdown: every running location hands its snapshot to the persister.
+/// Answers how many locations did.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CheckpointAll;
+
+impl Directory {
+    /// `make_deps` builds what location actors share, given the Directory's own recipient
+    /// for passivation requests (known only once it runs).
+    pub fn new(
+        catalog: Arc<Catalog>,
+        arbiters: Vec<ArbiterHandle>,
+        metrics: Arc<Metrics>,
+        make_deps: impl FnOnce(Recipient<RequestPassivation>) -> LocationDeps + 'static,
+    ) -> Self {
+        Self {
+            catalog,
+            stations: HashMap::new(),
+            actors: HashMap::new(),
+            arbiters,
+            deps: None,
+            make_deps: Some(Box::new(make_deps)),
+            metrics,
+        }
+    }
+
+    fn describe(&self, id: &LocationId) -> Option<Arc<Location>> {
+        self.stations.get(id).cloned().or_else(|| self.catalog.get(id).map(Arc::new))
+    }
+
+    fn resolve(&mut self, id: &LocationId) -> Result<Addr<LocationActor>, UnknownLocation> {
+        if let Some(addr) = self.actors.get(id).filter(|a| a.connected()) {
+            return Ok(addr.clone());
+        }
+        let location = self.describe(id).ok_or_else(|| UnknownLocation(id.clone()))?;
+        let deps = self.deps.clone().ok_or_else(|| UnknownLocation(id.clone()))?;
+        let mut hasher = DefaultHasher::new();
+        id.hash(&mut hasher);
+        let arbiter = &self.arbiters[(hasher.finish() % self.arbiters.len() as u64) as usize];
+        let addr = Supervisor::start_in_arbiter(arbiter, move |_| LocationActor::new(location, deps));
+        self.actors.insert(id.clone(), addr.clone());
+        self.metrics.locations_active.set(self.actors.len() as i64);
+        Ok(addr)
+    }
+
+    /// A station first seen through a reading: named by its id, placed in the country and
+    /// time zone of the nearest catalog city.
+    fn station_from_reading(&self, reading: &Reading, latitude: f64, longitude: f64) -> Location {
+        let near = self.catalog.nearest(latitude, longitude).map(|(city, _)| city);
+        Location {
+            id: reading.location_id.clone(),
+            name: reading.location_id.to_string(),
+            country: near.as_ref().map(|c| c.country.clone()).unwrap_or_default(),
+            latitude,
+            longitude,
+            timezone: near.map(|c| c.timezone).unwrap_or_else(|| "UTC".into()),
+            population: None,
+            elevation: None,
+            kind: LocationKind::Station,
+        }
+    }
+}
+
+impl Actor for Directory {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(make) = self.make_deps.take() {
+            self.deps = Some(make(ctx.address().recipient()));
+        }
+    }
+}
+
+impl Handler<Resolve> for Directory {
+    type Result = Result<Addr<LocationActor>, UnknownLocation>;
+
+    fn handle(&mut self, msg: Resolve, _: &mut Context<Self>) -> Self::Result {
+        self.resolve(&msg.id)
+    }
+}
+
+impl Handler<Describe> for Directory {
+    type Result = Option<Location>;
+
+    fn handle(&mut self, msg: Describe, _: &mut Context<Self>) -> Self::Result {
+        self.describe(&msg.id).map(|l| (*l).clone())
+    }
+}
+
+impl Handler<SearchStations> for Directory {
+    type Result = Vec<(MatchRank, Location)>;
+
+    fn handle(&mut self, msg: SearchStations, _: &mut Context<Self>) -> Self::Result {
+        let query = fold(&msg.query);
+        let mut hits: Vec<(MatchRank, Location)> = self
+            .stations
+            .values()
+            .filter_map(|s| {
+                let (id, name) = (fold(s.id.as_str()), fold(&s.name));
+                let rank = if id == query || name == query {
+                    MatchRank::Exact
+                } else if id.starts_with(&query) || name.starts_with(&query) {
+                    MatchRank::Prefix
+                } else {
+                    return None;
+                };
+                Some((rank, (**s).clone()))
+            })
+            .collect();
+        hits.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        hits.truncate(msg.limit);
+        hits
+    }
+}
+
+impl Handler<RegisterStation> for Directory {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegisterStation, _: &mut Context<Self>) {
+        self.stations.insert(msg.location.id.clone(), Arc::new(msg.location));
+    }
+}
+
+impl Handler<RouteReadings> for Directory {
+    type Result = MessageResult<RouteReadings>;
+
+    fn handle(&mut self, msg: RouteReadings, _: &mut Context<Self>) -> Self::Result {
+        let mut rejected = Vec::new();
+        let mut batches: HashMap<LocationId, Vec<Reading>> = HashMap::new();
+        for (index, reading) in msg.readings {
+            let known = self.stations.contains_key(&reading.location_id)
+                || self.catalog.get(&reading.location_id).is_some();
+            if !known {
+                match (reading.latitude, reading.longitude) {
+                    (Some(lat), Some(lon)) => {
+                        let station = self.station_from_reading(&reading, lat, lon);
+                        info!(station = %station.id, latitude = lat, longitude = lon, "new station");
+                        self.stations.insert(station.id.clone(), Arc::new(station));
+                    }
+                    _ => {
+                        rejected.push((
+                            index,
+                            FieldError::new(
+                                "latitude",
+                                format!(
+                                    "location {} is not known yet: the first reading of a new station needs latitude and longitude",
+                                    reading.location_id
+                                ),
+                            ),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            batches.entry(reading.location_id.clone()).or_default().push(reading);
+        }
+        for (id, readings) in batches {
+            if let Ok(addr) = self.resolve(&id) {
+                addr.do_send(IngestBatch { readings });
+            }
+        }
+        MessageResult(rejected)
+    }
+}
+
+impl Handler<RequestPassivation> for Directory {
+    type Result = ();
+
+    fn handle(&mut self, msg: RequestPassivation, _: &mut Context<Self>) {
+        if self.actors.get(&msg.id) == Some(&msg.addr) {
+            self.actors.remove(&msg.id);
+            self.metrics.locations_active.set(self.actors.len() as i64);
+        }
+        // Whether registered or an orphan restarted by its supervisor, it may stop now.
+        msg.addr.do_send(Passivate);
+    }
+}
+
+impl Handler<CheckpointAll> for Directory {
+    type Result = ResponseFuture<usize>;
+
+    fn handle(&mut self, _: CheckpointAll, _: &mut Context<Self>) -> Self::Result {
+        let sends: Vec<_> = self.actors.values().map(|a| a.send(Checkpoint)).collect();
+        Box::pin(async move { join_all(sends).await.into_iter().filter(Result::is_ok).count() })
+    }
+}

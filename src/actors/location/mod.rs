@@ -1,0 +1,423 @@
+//! `LocationActor`: the single writer of one location's state (DESIGN §1).
+//!
+//! Started by the `Directory` on first use, under a `Supervisor`. It keeps the recent
+//! readings (bounded ring), the latest reading per source, the consensus and the
+//! subscribers. On a change it serializes the update **once** and sends the same bytes to
+//! every subscriber; the same serialized `data` answers `/current` in metric units until
+//! the next change. It hands snapshots to the `Persister` (at most once per snapshot
+//! interval, and when stopping) and restores from it when it starts or is restarted, so
+//! neither a supervisor restart nor a passivation loses state.
+//!
+//! Failure: nothing from outside can make it panic (readings arrive validated). When it
+//! stops for any reason, its subscribers are told, so they can re-resolve and resubscribe.
+
+pub mod state;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use chrono::{DateTime, Utc};
+use tracing::{debug, warn};
+
+use self::state::{Ingested, LocationState, Retention};
+use crate::actors::directory::RequestPassivation;
+use crate::actors::persister::{LoadSnapshot, Persister, SaveSnapshot};
+use crate::actors::session::{Deliver, Payload};
+use crate::analytics::{ConsensusSettings, consensus};
+use crate::config::LocationSettings;
+use crate::domain::reading::source_label;
+use crate::domain::{Current, Location, LocationId, LocationRef, Reading, Units};
+use crate::telemetry::Metrics;
+
+/// How long a rendered /current stays valid without a change before ages and the stale
+/// flag are recomputed.
+const RENDER_TTL: Duration = Duration::from_secs(1);
+
+/// What a location actor needs besides its own location; shared by all of them.
+#[derive(Clone)]
+pub struct LocationDeps {
+    pub settings: Arc<LocationSettings>,
+    pub snapshot_interval: Duration,
+    pub persister: Addr<Persister>,
+    pub directory: Recipient<RequestPassivation>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct LocationActor {
+    location: Arc<Location>,
+    deps: LocationDeps,
+    state: LocationState,
+    /// The current consensus and its serialized forms; `None` until the first reading.
+    rendered: Option<Rendered>,
+    /// Each subscribed WebSocket session, by session id.
+    subscribers: Vec<(u64, Recipient<Deliver>)>,
+    /// Last request or ingest; with no subscribers, decides passivation.
+    last_activity: Instant,
+    /// Set once passivation was requested, so the Directory is asked only once.
+    passivation_requested: bool,
+    /// State changed since the last snapshot handed to the persister.
+    dirty: bool,
+}
+
+/// The consensus of one `seq`, rendered once.
+struct Rendered {
+    seq: u64,
+    computed_at: Instant,
+    /// Wall-clock time of the change that produced `seq` (Last-Modified).
+    changed_at: DateTime<Utc>,
+    current: Current,
+    /// `current` as JSON, metric: /current body and `data` of WebSocket messages.
+    metric: ByteString,
+    /// Rendered on the first imperial request of this `seq`.
+    imperial: Option<ByteString>,
+}
+
+/// A rendered /current response.
+#[derive(Debug, Clone)]
+pub struct CurrentView {
+    pub body: ByteString,
+    pub seq: u64,
+    pub units: Units,
+    pub changed_at: DateTime<Utc>,
+}
+
+/// Readings for this location, already validated. Sent by the `Directory`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct IngestBatch {
+    pub readings: Vec<Reading>,
+}
+
+/// Current conditions in `units`; `None` while no source has reported. Sent by /current.
+#[derive(Message)]
+#[rtype(result = "Option<CurrentView>")]
+pub struct GetCurrent {
+    pub units: Units,
+}
+
+/// Stored readings with `from <= observed_at <= to`, oldest first. Sent by /history.
+#[derive(Message)]
+#[rtype(result = "Vec<Reading>")]
+pub struct GetHistory {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// Sent by a `WsSession`: deliver a snapshot now, then every update.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe {
+    pub session_id: u64,
+    pub recipient: Recipient<Deliver>,
+}
+
+/// Sent by a `WsSession` that no longer follows this location (or is closing).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    pub session_id: u64,
+}
+
+/// Sent by the `Directory` after it forgot this actor: save and stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Passivate;
+
+/// Sent at shutdown: hand the current snapshot to the persister now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Checkpoint;
+
+/// Stops the actor from the inside, as an unrecoverable error would: its supervisor
+/// restarts it and `restarting()` rebuilds the state from the store. For operators and
+/// tests exercising supervision.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Restart;
+
+impl LocationActor {
+    pub fn new(location: Arc<Location>, deps: LocationDeps) -> Self {
+        Self {
+            location,
+            deps,
+            state: LocationState::default(),
+            rendered: None,
+            subscribers: Vec::new(),
+            last_activity: Instant::now(),
+            passivation_requested: false,
+            dirty: false,
+        }
+    }
+
+    fn id(&self) -> &LocationId {
+        &self.location.id
+    }
+
+    fn retention(&self) -> Retention {
+        Retention {
+            window: chrono::Duration::hours(self.deps.settings.history_hours as i64),
+            max_readings: self.deps.settings.max_history_readings,
+        }
+    }
+
+    fn touch(&mut self) {
+        self.last_activity = Instant::now();
+        self.passivation_requested = false;
+    }
+
+    /// Recomputes the consensus; returns whether it differs from what subscribers saw.
+    fn recompute(&mut self, changed_at: Option<DateTime<Utc>>) -> bool {
+        let now = Utc::now();
+        let settings = ConsensusSettings { stale_after_secs: self.deps.settings.stale_after_secs };
+        let Some(current) = consensus(LocationRef::from(&*self.location), self.state.latest(), now, settings) else {
+            self.rendered = None;
+            return false;
+        };
+        let changed = self.rendered.as_ref().is_none_or(|r| !same_conditions(&r.current, &current));
+        let metric = match serde_json::to_string(&current) {
+            Ok(json) => ByteString::from(json),
+            Err(error) => {
+                // Serializing plain numbers and strings cannot fail; keep the old view if it did.
+                warn!(location = %self.id(), %error, "could not render current conditions");
+                return false;
+            }
+        };
+        if changed && changed_at.is_some() {
+            self.state.seq += 1;
+        }
+        let changed_at = match (&self.rendered, changed_at) {
+            (Some(r), _) if !changed => r.changed_at,
+            (_, Some(t)) => t,
+            (_, None) => current.observed_at,
+        };
+        self.rendered = Some(Rendered {
+            seq: self.state.seq,
+            computed_at: Instant::now(),
+            changed_at,
+            current,
+            metric,
+            imperial: None,
+        });
+        changed
+    }
+
+    fn view(&mut self, units: Units) -> Option<CurrentView> {
+        if self.rendered.as_ref().is_some_and(|r| r.computed_at.elapsed() >= RENDER_TTL) {
+            self.recompute(None);
+        }
+        let r = self.rendered.as_mut()?;
+        let body = match units {
+            Units::Metric => r.metric.clone(),
+            Units::Imperial => r
+                .imperial
+                .get_or_insert_with(|| {
+                    ByteString::from(serde_json::to_string(&r.current.in_units(Units::Imperial)).unwrap_or_default())
+                })
+                .clone(),
+        };
+        Some(CurrentView { body, seq: r.seq, units, changed_at: r.changed_at })
+    }
+
+    /// The message every subscriber gets on a change: serialized once, shared.
+    fn broadcast_update(&mut self) {
+        let Some(r) = &self.rendered else { return };
+        let text = ByteString::from(format!(
+            r#"{{"type":"update","location_id":{},"seq":{},"data":{}}}"#,
+            json_string(self.location.id.as_str()),
+            r.seq,
+            r.metric
+        ));
+        self.subscribers.retain(|(session, recipient)| {
+            match recipient.try_send(Deliver { payload: Payload::Text(text.clone()) }) {
+                Ok(()) => true,
+                Err(SendError::Full(_)) => {
+                    debug!(session, "subscriber mailbox full: dropping it");
+                    recipient.do_send(Deliver { payload: Payload::Overflowed });
+                    false
+                }
+                Err(SendError::Closed(_)) => false,
+            }
+        });
+    }
+
+    fn snapshot_message(&self) -> ByteString {
+        let data = self.rendered.as_ref().map(|r| r.metric.as_ref()).unwrap_or("null");
+        ByteString::from(format!(
+            r#"{{"type":"snapshot","location_id":{},"data":{}}}"#,
+            json_string(self.location.id.as_str()),
+            data
+        ))
+    }
+
+    fn save_snapshot(&mut self) {
+        self.dirty = false;
+        let snapshot = Arc::new(self.state.snapshot(self.location.id.clone()));
+        self.deps.persister.do_send(SaveSnapshot { snapshot });
+    }
+
+    fn restore(&mut self, ctx: &mut Context<Self>) {
+        let load = self.deps.persister.send(LoadSnapshot { location_id: self.location.id.clone() });
+        ctx.wait(load.into_actor(self).map(|result, act, _| match result {
+            Ok(Some(snapshot)) => {
+                act.state = LocationState::from_snapshot(&snapshot);
+                act.recompute(None);
+            }
+            Ok(None) => {}
+            Err(error) => warn!(location = %act.id(), %error, "persister unavailable; starting empty"),
+        }));
+    }
+}
+
+/// Whether two consensus documents show the same conditions (ages aside).
+fn same_conditions(a: &Current, b: &Current) -> bool {
+    let strip = |c: &Current| {
+        let mut c = c.clone();
+        for s in &mut c.sources {
+            s.age_seconds = 0;
+        }
+        c.quality_score = 0.0;
+        c
+    };
+    strip(a) == strip(b)
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+impl Actor for LocationActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.restore(ctx);
+        ctx.run_interval(self.deps.snapshot_interval, |act, _| {
+            if act.dirty {
+                act.save_snapshot();
+            }
+        });
+        let idle = Duration::from_secs(self.deps.settings.idle_passivate_secs);
+        let check_every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        ctx.run_interval(check_every, move |act, ctx| {
+            if act.subscribers.is_empty() && !act.passivation_requested && act.last_activity.elapsed() >= idle {
+                act.passivation_requested = true;
+                act.deps.directory.do_send(RequestPassivation { id: act.location.id.clone(), addr: ctx.address() });
+            }
+        });
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        self.save_snapshot();
+        for (_, recipient) in self.subscribers.drain(..) {
+            recipient.do_send(Deliver { payload: Payload::LocationStopped(self.location.id.clone()) });
+        }
+        Running::Stop
+    }
+}
+
+impl Supervised for LocationActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        warn!(location = %self.location.id, "location actor restarting; restoring from the store");
+        self.state = LocationState::default();
+        self.rendered = None;
+        self.subscribers.clear();
+        self.touch();
+    }
+}
+
+impl Handler<IngestBatch> for LocationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: IngestBatch, _: &mut Context<Self>) {
+        self.touch();
+        let now = Utc::now();
+        let retention = self.retention();
+        let mut latest_changed = false;
+        for reading in msg.readings {
+            let label = source_label(reading.source.as_str());
+            match self.state.ingest(reading, now, retention) {
+                Ingested::Latest => {
+                    latest_changed = true;
+                    self.deps.metrics.readings_ingested.with_label_values(&[label]).inc();
+                }
+                Ingested::Stored => self.deps.metrics.readings_ingested.with_label_values(&[label]).inc(),
+                Ingested::Duplicate => {
+                    self.deps.metrics.readings_rejected.with_label_values(&[label, "duplicate"]).inc()
+                }
+                Ingested::TooOld => self.deps.metrics.readings_rejected.with_label_values(&[label, "too_old"]).inc(),
+            }
+        }
+        self.dirty = true;
+        if latest_changed && self.recompute(Some(now)) {
+            self.broadcast_update();
+        }
+    }
+}
+
+impl Handler<GetCurrent> for LocationActor {
+    type Result = Option<CurrentView>;
+
+    fn handle(&mut self, msg: GetCurrent, _: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        self.view(msg.units)
+    }
+}
+
+impl Handler<GetHistory> for LocationActor {
+    type Result = Vec<Reading>;
+
+    fn handle(&mut self, msg: GetHistory, _: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        self.state.history(msg.from, msg.to)
+    }
+}
+
+impl Handler<Subscribe> for LocationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
+        self.touch();
+        if self.rendered.as_ref().is_some_and(|r| r.computed_at.elapsed() >= RENDER_TTL) {
+            self.recompute(None);
+        }
+        msg.recipient.do_send(Deliver { payload: Payload::Text(self.snapshot_message()) });
+        self.subscribers.retain(|(id, _)| *id != msg.session_id);
+        self.subscribers.push((msg.session_id, msg.recipient));
+    }
+}
+
+impl Handler<Unsubscribe> for LocationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
+        self.touch();
+        self.subscribers.retain(|(id, _)| *id != msg.session_id);
+    }
+}
+
+impl Handler<Passivate> for LocationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Passivate, ctx: &mut Context<Self>) {
+        debug!(location = %self.location.id, "passivating");
+        ctx.stop();
+    }
+}
+
+impl Handler<Checkpoint> for LocationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Checkpoint, _: &mut Context<Self>) {
+        self.save_snapshot();
+    }
+}
+
+impl Handler<Restart> for LocationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

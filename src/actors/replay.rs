@@ -1,0 +1,145 @@
+//! `ReplayFeeder`: streams the bundled replay dataset as readings of source `replay`.
+//!
+//! Dataset time runs `speed` times faster than wall-clock time from a start instant
+//! (config, or the same day and hour of the year as now). Each observation is stamped with
+//! the wall-clock moment it is replayed at, so the replay runs "now"; at the end of the
+//! dataset it starts over. Every reading passes the same validation as client readings:
+//! the 1048 mph fault is rejected and counted, never applied.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
+use tracing::{info, warn};
+
+use crate::actors::directory::{Directory, RegisterStation, RouteReadings};
+use crate::config::ReplaySettings;
+use crate::domain::reading::rejection_reason;
+use crate::domain::{Reading, SourceName};
+use crate::sources::replay::{self, Observation};
+use crate::telemetry::Metrics;
+
+const TICK: Duration = Duration::from_millis(200);
+
+pub struct ReplayFeeder {
+    directory: Addr<Directory>,
+    metrics: Arc<Metrics>,
+    speed: f64,
+    rows: Vec<Observation>,
+    source: SourceName,
+    /// Index of the next row to send.
+    next: usize,
+    /// Dataset instant that corresponds to `wall_start`.
+    data_start: DateTime<Utc>,
+    wall_start: DateTime<Utc>,
+    /// Dataset time elapsed in earlier passes over the whole dataset (it loops).
+    loop_offset: chrono::Duration,
+}
+
+impl ReplayFeeder {
+    pub fn new(settings: &ReplaySettings, directory: Addr<Directory>, metrics: Arc<Metrics>) -> Self {
+        let rows = replay::observations();
+        let now = Utc::now();
+        let data_start = DateTime::parse_from_rfc3339(&settings.start_at)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|_| same_moment_in_2013(now));
+        let next = rows.partition_point(|r| r.at < data_start);
+        Self {
+            directory,
+            metrics,
+            speed: settings.speed,
+            rows,
+            source: SourceName::parse("replay").unwrap_or_else(|| unreachable!("static source name")),
+            next,
+            data_start,
+            wall_start: now,
+            loop_offset: chrono::Duration::zero(),
+        }
+    }
+
+    /// The wall-clock time at which dataset instant `at` (in the current pass) replays.
+    fn wall_time_of(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let data_elapsed = (at - self.data_start + self.loop_offset).num_milliseconds() as f64;
+        let wall = self.wall_start + chrono::Duration::milliseconds((data_elapsed / self.speed) as i64);
+        // Whole seconds: distinct dataset hours stay distinct at any sane speed.
+        Utc.timestamp_opt(wall.timestamp(), 0).single().unwrap_or(wall)
+    }
+
+    fn tick(&mut self) {
+        let now = Utc::now();
+        let mut readings = Vec::new();
+        loop {
+            if self.next >= self.rows.len() {
+                // Loop: continue from the first row, one dataset span later.
+                let (Some(first), Some(last)) = (self.rows.first(), self.rows.last()) else { return };
+                self.loop_offset += last.at - first.at + chrono::Duration::hours(1);
+                self.next = 0;
+                self.data_start = first.at;
+                info!("replay reached the end of the dataset; starting over");
+            }
+            let row = &self.rows[self.next];
+            let observed_at = self.wall_time_of(row.at);
+            if observed_at > now {
+                break;
+            }
+            let mut reading = Reading::new(row.station.clone(), self.source.clone(), observed_at);
+            [
+                reading.temperature,
+                reading.humidity,
+                reading.pressure,
+                reading.wind_speed,
+                reading.wind_direction,
+                reading.visibility,
+                reading.precipitation,
+            ] = row.quantities;
+            let (station, at) = (row.station.clone(), row.at);
+            self.next += 1;
+            match reading.validate(now) {
+                Ok(reading) => readings.push((readings.len(), reading)),
+                Err(errors) => {
+                    let reason = rejection_reason(&errors);
+                    self.metrics.readings_rejected.with_label_values(&["replay", reason]).inc();
+                    let detail: Vec<String> = errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect();
+                    warn!(%station, dataset_time = %at, errors = ?detail, "replay reading rejected");
+                }
+            }
+        }
+        if !readings.is_empty() {
+            self.directory.do_send(RouteReadings { readings });
+        }
+    }
+}
+
+/// The 2013 instant with the same month, day and hour as `now` (Feb 29 maps to Feb 28).
+fn same_moment_in_2013(now: DateTime<Utc>) -> DateTime<Utc> {
+    let day = if now.month() == 2 && now.day() == 29 { 28 } else { now.day() };
+    Utc.with_ymd_and_hms(2013, now.month(), day, now.hour(), 0, 0)
+        .single()
+        .unwrap_or_else(|| Utc.with_ymd_and_hms(2013, 1, 1, 6, 0, 0).unwrap())
+}
+
+impl Actor for ReplayFeeder {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        for location in replay::stations() {
+            self.directory.do_send(RegisterStation { location });
+        }
+        info!(start = %self.data_start, speed = self.speed, "replay started");
+        ctx.run_interval(TICK, |act, _| act.tick());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_at_the_same_day_and_hour_of_2013() {
+        let now: DateTime<Utc> = "2026-11-26T10:53:12Z".parse().unwrap();
+        assert_eq!(same_moment_in_2013(now), "2013-11-26T10:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        let leap: DateTime<Utc> = "2028-02-29T01:00:00Z".parse().unwrap();
+        assert_eq!(same_moment_in_2013(leap), "2013-02-28T01:00:00Z".parse::<DateTime<Utc>>().unwrap());
+    }
+}

@@ -1,0 +1,349 @@
+//! `WsSession`: one actor per WebSocket connection (on `actix-ws`).
+//!
+//! It parses client messages (`subscribe`, `unsubscribe`, `ping`), subscribes to location
+//! actors through the `Directory`, and forwards their pre-serialized messages. Outbound
+//! messages go through a bounded queue to a writer task; a client that does not read
+//! fills it and is closed with 1013 instead of growing memory. A malformed client message
+//! gets an `error` message and the connection stays open; a frame over the size limit
+//! closes it with 1009; a silent client is closed after the idle timeout; shutdown closes
+//! every session with 1001.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Message, ProtocolError, Session};
+use bytestring::ByteString;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tracing::debug;
+
+use crate::actors::directory::{Directory, Resolve};
+use crate::actors::location::{LocationActor, Subscribe, Unsubscribe};
+use crate::config::WsSettings;
+use crate::domain::LocationId;
+use crate::telemetry::Metrics;
+
+/// Location-actor messages waiting for this session's actor; beyond this a location
+/// drops the subscriber (the client is too slow, or the session's thread is).
+const MAILBOX_CAPACITY: usize = 1024;
+/// How long a close frame may wait for room in a full connection before it is abandoned.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A message from a location actor. Sent by `LocationActor`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    pub payload: Payload,
+}
+
+pub enum Payload {
+    /// A serialized snapshot or update, shared by every subscriber.
+    Text(ByteString),
+    /// This session's mailbox was full: it has been unsubscribed and must close (1013).
+    Overflowed,
+    /// The location actor stopped (passivated or restarted): subscribe again.
+    LocationStopped(LocationId),
+}
+
+/// Everything a session needs besides its connection.
+#[derive(Clone)]
+pub struct SessionDeps {
+    pub directory: Addr<Directory>,
+    pub settings: Arc<WsSettings>,
+    pub metrics: Arc<Metrics>,
+    /// Flips to true at shutdown.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+pub struct WsSession {
+    id: u64,
+    deps: SessionDeps,
+    /// The connection, for closing past a full queue.
+    session: Session,
+    /// Bounded queue to the writer task.
+    outbound: mpsc::Sender<Message>,
+    subscriptions: HashMap<LocationId, Addr<LocationActor>>,
+    /// Last message or pong from the client.
+    last_heard: Instant,
+    closing: bool,
+}
+
+impl WsSession {
+    /// Starts a session on an upgraded connection, optionally already subscribed to `initial`.
+    pub fn start(
+        id: u64,
+        session: Session,
+        stream: actix_ws::MessageStream,
+        deps: SessionDeps,
+        initial: Option<LocationId>,
+    ) -> Addr<Self> {
+        let max = deps.settings.max_message_bytes;
+        let (tx, rx) = mpsc::channel(deps.settings.outbound_queue);
+        actix_rt::spawn(write_loop(session.clone(), rx, deps.metrics.clone()));
+        let stream = stream.max_frame_size(max).aggregate_continuations().max_continuation_size(max);
+        WsSession::create(move |ctx| {
+            ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+            ctx.add_stream(stream);
+            let mut act = WsSession {
+                id,
+                deps,
+                session,
+                outbound: tx,
+                subscriptions: HashMap::new(),
+                last_heard: Instant::now(),
+                closing: false,
+            };
+            if let Some(location) = initial {
+                act.subscribe(vec![location], ctx);
+            }
+            act
+        })
+    }
+
+    fn send(&mut self, message: Message, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        match self.outbound.try_send(message) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.deps.metrics.ws_clients_dropped.inc();
+                self.close_now(CloseCode::Again, "client too slow: outbound queue full", ctx);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
+        }
+    }
+
+    fn send_error(&mut self, code: &str, message: &str, ctx: &mut Context<Self>) {
+        let text = serde_json::json!({"type": "error", "code": code, "message": message}).to_string();
+        self.send(Message::Text(text.into()), ctx);
+    }
+
+    /// Closes after what is queued (the close frame waits its turn).
+    fn close(&mut self, code: CloseCode, description: &str, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        let reason = CloseReason { code, description: Some(description.to_owned()) };
+        if self.outbound.try_send(Message::Close(Some(reason))).is_err() {
+            return self.close_now(code, description, ctx);
+        }
+        self.closing = true;
+        ctx.stop();
+    }
+
+    /// Closes ahead of whatever is queued: for a client that stopped reading.
+    fn close_now(&mut self, code: CloseCode, description: &str, ctx: &mut Context<Self>) {
+        self.closing = true;
+        let session = self.session.clone();
+        let reason = CloseReason { code, description: Some(description.to_owned()) };
+        actix_rt::spawn(async move {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close(Some(reason))).await;
+        });
+        ctx.stop();
+    }
+
+    fn handle_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+        let Ok(value) = serde_json::from_str::<Value>(text) else {
+            return self.send_error("invalid_json", "message is not valid JSON", ctx);
+        };
+        let kind = value.get("type").and_then(Value::as_str);
+        match kind {
+            Some("ping") => self.send(Message::Text(r#"{"type":"pong"}"#.into()), ctx),
+            Some(kind @ ("subscribe" | "unsubscribe")) => {
+                let Some(ids) = parse_locations(&value) else {
+                    return self.send_error(
+                        "invalid_message",
+                        &format!(r#"{kind} needs "locations": an array of location id strings"#),
+                        ctx,
+                    );
+                };
+                let ids = match ids {
+                    Ok(ids) => ids,
+                    Err(bad) => {
+                        return self.send_error(
+                            "invalid_location_id",
+                            &format!("{bad:?} is not a valid location id"),
+                            ctx,
+                        );
+                    }
+                };
+                if kind == "subscribe" {
+                    self.subscribe(ids, ctx)
+                } else {
+                    self.unsubscribe(ids)
+                }
+            }
+            Some(other) => self.send_error(
+                "unknown_type",
+                &format!("unknown message type {other:?}; expected subscribe, unsubscribe or ping"),
+                ctx,
+            ),
+            None => self.send_error("invalid_message", r#"message needs a string "type""#, ctx),
+        }
+    }
+
+    fn subscribe(&mut self, ids: Vec<LocationId>, ctx: &mut Context<Self>) {
+        let mut new: Vec<LocationId> = ids.into_iter().filter(|id| !self.subscriptions.contains_key(id)).collect();
+        new.dedup();
+        let max = self.deps.settings.max_subscriptions;
+        if self.subscriptions.len() + new.len() > max {
+            let message = format!(
+                "at most {max} subscriptions per connection; this one has {} and asked for {} more",
+                self.subscriptions.len(),
+                new.len()
+            );
+            return self.send_error("too_many_subscriptions", &message, ctx);
+        }
+        let directory = self.deps.directory.clone();
+        let resolve = async move {
+            let mut out = Vec::with_capacity(new.len());
+            for id in new {
+                let result = directory.send(Resolve { id: id.clone() }).await;
+                out.push((id, result));
+            }
+            out
+        };
+        // `wait`: later client messages (an unsubscribe) and deliveries apply after this.
+        ctx.wait(resolve.into_actor(self).map(|results, act, ctx| {
+            for (id, result) in results {
+                match result {
+                    Ok(Ok(addr)) => {
+                        addr.do_send(Subscribe { session_id: act.id, recipient: ctx.address().recipient() });
+                        act.subscriptions.insert(id, addr);
+                    }
+                    Ok(Err(unknown)) => act.send_error("unknown_location", &unknown.to_string(), ctx),
+                    Err(_) => act.send_error("unavailable", "the location directory is not available", ctx),
+                }
+            }
+        }));
+    }
+
+    fn unsubscribe(&mut self, ids: Vec<LocationId>) {
+        for id in ids {
+            if let Some(addr) = self.subscriptions.remove(&id) {
+                addr.do_send(Unsubscribe { session_id: self.id });
+            }
+        }
+    }
+}
+
+/// `Some(Ok(ids))`, `Some(Err(first invalid id))`, or `None` when `locations` is not an
+/// array of strings.
+fn parse_locations(value: &Value) -> Option<Result<Vec<LocationId>, String>> {
+    let items = value.get("locations")?.as_array()?;
+    let mut ids = Vec::with_capacity(items.len());
+    for item in items {
+        let raw = item.as_str()?;
+        match LocationId::parse(raw) {
+            Ok(id) => ids.push(id),
+            Err(_) => return Some(Err(raw.to_owned())),
+        }
+    }
+    Some(Ok(ids))
+}
+
+/// Drains the outbound queue into the connection, in order, until the queue or the
+/// connection closes.
+async fn write_loop(mut session: Session, mut rx: mpsc::Receiver<Message>, metrics: Arc<Metrics>) {
+    while let Some(message) = rx.recv().await {
+        let sent = match message {
+            Message::Text(text) => {
+                let r = session.text(text).await;
+                metrics.ws_messages_sent.inc();
+                r
+            }
+            Message::Ping(bytes) => session.ping(&bytes).await,
+            Message::Pong(bytes) => session.pong(&bytes).await,
+            Message::Close(reason) => {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close(reason)).await;
+                return;
+            }
+            _ => Ok(()),
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+impl Actor for WsSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.deps.metrics.ws_connections.inc();
+        let interval = Duration::from_secs(self.deps.settings.heartbeat_interval_secs.max(1));
+        let timeout = Duration::from_secs(self.deps.settings.client_timeout_secs.max(1));
+        ctx.run_interval(interval, move |act, ctx| {
+            if act.last_heard.elapsed() > timeout {
+                debug!(session = act.id, "client idle: closing");
+                act.close(CloseCode::Normal, "idle timeout", ctx);
+            } else {
+                act.send(Message::Ping(Default::default()), ctx);
+            }
+        });
+        let mut shutdown = self.deps.shutdown.clone();
+        let wait_shutdown = async move {
+            while !*shutdown.borrow_and_update() {
+                if shutdown.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        ctx.spawn(wait_shutdown.into_actor(self).map(|_, act, ctx| {
+            act.close(CloseCode::Away, "server shutting down", ctx);
+        }));
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.deps.metrics.ws_connections.dec();
+        for (_, addr) in self.subscriptions.drain() {
+            addr.do_send(Unsubscribe { session_id: self.id });
+        }
+    }
+}
+
+impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
+    fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Context<Self>) {
+        self.last_heard = Instant::now();
+        match item {
+            Ok(AggregatedMessage::Text(text)) => self.handle_text(&text, ctx),
+            Ok(AggregatedMessage::Binary(_)) => {
+                self.send_error("unsupported", "binary messages are not supported; send JSON text", ctx)
+            }
+            Ok(AggregatedMessage::Ping(bytes)) => self.send(Message::Pong(bytes), ctx),
+            Ok(AggregatedMessage::Pong(_)) => {}
+            Ok(AggregatedMessage::Close(_)) => self.close(CloseCode::Normal, "bye", ctx),
+            Err(ProtocolError::Overflow) => {
+                let max = self.deps.settings.max_message_bytes;
+                self.close_now(CloseCode::Size, &format!("message larger than {max} bytes"), ctx)
+            }
+            Err(error) => self.close_now(CloseCode::Protocol, &error.to_string(), ctx),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Deliver> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        match msg.payload {
+            Payload::Text(text) => self.send(Message::Text(text), ctx),
+            Payload::Overflowed => {
+                self.deps.metrics.ws_clients_dropped.inc();
+                self.close_now(CloseCode::Again, "client too slow: updates backed up", ctx);
+            }
+            Payload::LocationStopped(id) => {
+                if self.subscriptions.remove(&id).is_some() {
+                    self.subscribe(vec![id], ctx);
+                }
+            }
+        }
+    }
+}

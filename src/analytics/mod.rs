@@ -1,0 +1,5 @@
+//! Pure analytics over readings: no I/O, no actors, heavily unit-tested.
+
+pub mod consensus;
+
+pub use consensus::{ConsensusSettings, consensus};

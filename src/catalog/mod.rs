@@ -1,0 +1,208 @@
+//! The bundled city catalog: 69k GeoNames cities (population ≥ 5000 or seats), compiled
+//! into the binary from `data/cities.tsv` (GeoNames, geonames.org, CC BY 4.0).
+//!
+//! Read-only after start-up and shared by the HTTP layer and the `Directory`: lookup by
+//! id, search by name prefix (accent- and case-insensitive; exact name first, then by
+//! population), and nearest city to a point.
+
+use std::collections::HashMap;
+
+use crate::domain::{Location, LocationId, LocationKind};
+
+const CITIES_TSV: &str = include_str!("../../data/cities.tsv");
+
+/// Mean Earth radius used for great-circle distances.
+const EARTH_RADIUS_KM: f64 = 6371.0088;
+
+struct City {
+    geonameid: u32,
+    name: Box<str>,
+    country: Box<str>,
+    latitude: f64,
+    longitude: f64,
+    population: u64,
+    timezone: Box<str>,
+}
+
+/// The city catalog. Build once with [`Catalog::bundled`] and share behind an `Arc`.
+pub struct Catalog {
+    cities: Vec<City>,
+    /// (folded name, index into `cities`), sorted: prefix search is a range of this.
+    names: Vec<(Box<str>, u32)>,
+    by_id: HashMap<u32, u32>,
+}
+
+/// How well a name matched a query, best first: ranks search results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MatchRank {
+    Exact,
+    Prefix,
+}
+
+/// Lower-case ASCII form of a name, so that "zurich" finds "Zürich".
+pub fn fold(name: &str) -> String {
+    deunicode::deunicode(name).to_lowercase()
+}
+
+impl Catalog {
+    /// Parses the catalog compiled into the binary.
+    pub fn bundled() -> Self {
+        Self::parse(CITIES_TSV)
+    }
+
+    fn parse(tsv: &str) -> Self {
+        let mut cities = Vec::with_capacity(70_000);
+        for line in tsv.lines().filter(|l| !l.starts_with('#')) {
+            let mut f = line.split('\t');
+            let mut next = || f.next().unwrap_or_default();
+            let (id, name, country, lat, lon, pop, tz) = (next(), next(), next(), next(), next(), next(), next());
+            let (Ok(geonameid), Ok(latitude), Ok(longitude)) = (id.parse(), lat.parse(), lon.parse()) else {
+                continue;
+            };
+            cities.push(City {
+                geonameid,
+                name: name.into(),
+                country: country.into(),
+                latitude,
+                longitude,
+                population: pop.parse().unwrap_or(0),
+                timezone: tz.into(),
+            });
+        }
+        let mut names: Vec<(Box<str>, u32)> = cities
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (fold(&c.name).into_boxed_str(), i as u32))
+            .collect();
+        names.sort_unstable();
+        let by_id = cities.iter().enumerate().map(|(i, c)| (c.geonameid, i as u32)).collect();
+        Self { cities, names, by_id }
+    }
+
+    pub fn len(&self) -> usize {
+        self.cities.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cities.is_empty()
+    }
+
+    /// The city with this GeoNames id, if the id is one.
+    pub fn get(&self, id: &LocationId) -> Option<Location> {
+        let geonameid: u32 = id.as_str().parse().ok()?;
+        self.by_id.get(&geonameid).map(|i| self.location(*i as usize))
+    }
+
+    /// Cities whose folded name starts with the folded `query`, exact matches first, then by
+    /// population (largest first); at most `limit`.
+    pub fn search(&self, query: &str, limit: usize) -> Vec<(MatchRank, Location)> {
+        let q = fold(query);
+        let start = self.names.partition_point(|(n, _)| n.as_ref() < q.as_str());
+        let mut hits: Vec<(MatchRank, u64, u32)> = self.names[start..]
+            .iter()
+            .take_while(|(n, _)| n.starts_with(q.as_str()))
+            .map(|(n, i)| {
+                let rank = if n.len() == q.len() { MatchRank::Exact } else { MatchRank::Prefix };
+                (rank, self.cities[*i as usize].population, *i)
+            })
+            .collect();
+        hits.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+        hits.into_iter()
+            .take(limit)
+            .map(|(rank, _, i)| (rank, self.location(i as usize)))
+            .collect()
+    }
+
+    /// The city closest to (`latitude`, `longitude`) and its distance in km.
+    pub fn nearest(&self, latitude: f64, longitude: f64) -> Option<(Location, f64)> {
+        self.cities
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i, haversine_km(latitude, longitude, c.latitude, c.longitude)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(i, d)| (self.location(i), d))
+    }
+
+    fn location(&self, index: usize) -> Location {
+        let c = &self.cities[index];
+        Location {
+            // Every catalog id is digits only, which is always a valid location id.
+            id: LocationId::parse(&c.geonameid.to_string()).unwrap_or_else(|_| unreachable!()),
+            name: c.name.to_string(),
+            country: c.country.to_string(),
+            latitude: c.latitude,
+            longitude: c.longitude,
+            timezone: c.timezone.to_string(),
+            population: Some(c.population),
+            elevation: None,
+            kind: LocationKind::City,
+        }
+    }
+}
+
+/// Great-circle distance in km.
+pub fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = p2 - p1;
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * a.sqrt().asin()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::LazyLock;
+
+    static CATALOG: LazyLock<Catalog> = LazyLock::new(Catalog::bundled);
+
+    #[test]
+    fn bundles_every_city_of_the_dataset() {
+        assert_eq!(CATALOG.len(), 69_472);
+    }
+
+    #[test]
+    fn finds_new_york_city_by_geonames_id() {
+        let nyc = CATALOG.get(&LocationId::parse("5128581").unwrap()).unwrap();
+        assert_eq!(nyc.name, "New York City");
+        assert_eq!(nyc.country, "US");
+        assert_eq!(nyc.timezone, "America/New_York");
+        assert_eq!(nyc.kind, LocationKind::City);
+        assert!(CATALOG.get(&LocationId::parse("KJFK").unwrap()).is_none());
+    }
+
+    #[test]
+    fn search_ranks_exact_name_first_then_population() {
+        let hits = CATALOG.search("Paris", 3);
+        let names: Vec<_> = hits.iter().map(|(_, l)| (l.name.as_str(), l.country.as_str())).collect();
+        assert_eq!(hits[0].0, MatchRank::Exact);
+        assert_eq!(names[0], ("Paris", "FR"));
+        let pops: Vec<_> = CATALOG.search("lon", 10).iter().map(|(_, l)| l.population.unwrap()).collect();
+        assert!(pops.windows(2).all(|w| w[0] >= w[1]), "{pops:?}");
+        assert_eq!(CATALOG.search("lon", 1)[0].1.name, "London");
+    }
+
+    #[test]
+    fn search_ignores_case_and_accents() {
+        assert_eq!(CATALOG.search("zurich", 1)[0].1.name, "Zürich");
+        assert_eq!(CATALOG.search("SÃO PAULO", 1)[0].1.name, "São Paulo");
+        assert!(CATALOG.search("qqqqxz", 5).is_empty());
+    }
+
+    #[test]
+    fn nearest_finds_the_closest_city_and_its_distance() {
+        let (city, km) = CATALOG.nearest(40.639751, -73.778925).unwrap();
+        assert_eq!((city.id.as_str(), city.name.as_str()), ("5139287", "Springfield Gardens"));
+        assert_eq!((km * 100.0).round() / 100.0, 2.96);
+        let (city, km) = CATALOG.nearest(40.7128, -74.0060).unwrap();
+        assert_eq!(city.name, "New York City");
+        assert_eq!((km * 100.0).round() / 100.0, 0.16);
+    }
+
+    #[test]
+    fn haversine_matches_a_known_distance() {
+        // JFK to LHR is about 5,540 km.
+        let d = haversine_km(40.6413, -73.7781, 51.4700, -0.4543);
+        assert!((d - 5540.0).abs() < 10.0, "{d}");
+    }
+}

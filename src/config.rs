@@ -1,0 +1,226 @@
+//! The settings tree. `isobar serve [--profile NAME] [--config FILE]` layers
+//! `config/default.toml` (compiled in; a copy on disk in `config/` overrides it), then
+//! `config/NAME.toml`, then FILE, then `ISOBAR__<SECTION>__<KEY>` environment variables.
+//! Each component receives only its own slice.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+const BUILT_IN_PROFILES: [(&str, &str); 2] = [
+    ("demo", include_str!("../config/demo.toml")),
+    ("production", include_str!("../config/production.toml")),
+];
+
+/// Everything isobar reads at start-up.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub ws: WsSettings,
+    pub locations: LocationSettings,
+    pub persist: PersistSettings,
+    pub sources: SourcesSettings,
+    pub log: LogSettings,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind; 0 picks a free one (logged at start).
+    pub port: u16,
+    /// Grace period for in-flight requests at shutdown.
+    pub shutdown_timeout_secs: u64,
+    /// `Cache-Control: max-age` of `/current`.
+    pub current_max_age_secs: u64,
+}
+
+/// WebSocket sessions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WsSettings {
+    /// Locations one connection may follow.
+    pub max_subscriptions: usize,
+    /// Largest client message; a larger frame closes the connection with 1009.
+    pub max_message_bytes: usize,
+    /// How often the server pings.
+    pub heartbeat_interval_secs: u64,
+    /// A client silent (no message, no pong) this long is disconnected.
+    pub client_timeout_secs: u64,
+    /// Outbound messages queued per client before it is closed with 1013.
+    pub outbound_queue: usize,
+}
+
+/// Location actors.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LocationSettings {
+    /// An actor with no subscribers and no requests for this long stops.
+    pub idle_passivate_secs: u64,
+    /// How far back the per-location ring buffer (and /history) reaches.
+    pub history_hours: u64,
+    /// Cap on readings kept per location.
+    pub max_history_readings: usize,
+    /// Age after which a source stops counting and, with none fresher, the location is stale.
+    pub stale_after_secs: u64,
+    /// Location ids started at boot.
+    pub preload: Vec<String>,
+}
+
+/// The persister.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PersistSettings {
+    /// How often buffered writes are flushed to the backends.
+    pub flush_interval_ms: u64,
+    /// How often a changed location hands its snapshot to the persister.
+    pub snapshot_interval_ms: u64,
+}
+
+/// One section per source.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesSettings {
+    pub replay: ReplaySettings,
+}
+
+/// The bundled replay of real 2013 observations at KEWR, KJFK and KLGA.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaySettings {
+    pub enabled: bool,
+    /// Dataset seconds per wall-clock second (1 = real time, 1800 = an hour every 2 s).
+    pub speed: f64,
+    /// Dataset instant to start from (RFC 3339); empty = same day and hour of year as now.
+    pub start_at: String,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter directive such as `info` or `isobar=debug,actix_web=warn`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A configuration problem, phrased to name the key or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown profile {0:?}: no config/{0}.toml and no built-in profile of that name")]
+    UnknownProfile(String),
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads the layered settings (see the module docs) from the current directory.
+    pub fn load(profile: Option<&str>, file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        let on_disk = Path::new("config/default.toml");
+        if on_disk.exists() {
+            figment = figment.merge(Toml::file(on_disk));
+        }
+        if let Some(name) = profile {
+            let path = PathBuf::from(format!("config/{name}.toml"));
+            if path.exists() {
+                figment = figment.merge(Toml::file(path));
+            } else if let Some((_, text)) = BUILT_IN_PROFILES.iter().find(|(n, _)| *n == name) {
+                figment = figment.merge(Toml::string(text));
+            } else {
+                return Err(ConfigError::UnknownProfile(name.to_owned()));
+            }
+        }
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::MissingFile(path.to_owned()));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("ISOBAR__").split("__"));
+        Self::extract(figment)
+    }
+
+    /// The compiled-in defaults with `overrides` merged on top (tests, embedding).
+    pub fn defaults_with(overrides: impl Serialize) -> Result<Self, ConfigError> {
+        Self::extract(Figment::from(Toml::string(DEFAULT_TOML)).merge(Serialized::defaults(overrides)))
+    }
+
+    fn extract(figment: Figment) -> Result<Self, ConfigError> {
+        let settings: Self = figment.extract().map_err(|e| ConfigError::Invalid(one_line(&e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("{key}: {why}")));
+        if !(self.sources.replay.speed > 0.0) {
+            return bad("sources.replay.speed", "must be greater than 0");
+        }
+        if !self.sources.replay.start_at.is_empty()
+            && chrono::DateTime::parse_from_rfc3339(&self.sources.replay.start_at).is_err()
+        {
+            return bad("sources.replay.start_at", "must be empty or an RFC 3339 timestamp");
+        }
+        if self.ws.outbound_queue == 0 {
+            return bad("ws.outbound_queue", "must be at least 1");
+        }
+        if self.locations.history_hours == 0 {
+            return bad("locations.history_hours", "must be at least 1");
+        }
+        for id in &self.locations.preload {
+            if crate::domain::LocationId::parse(id).is_err() {
+                return bad("locations.preload", &format!("{id:?} is not a valid location id"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn one_line(error: &figment::Error) -> String {
+    error.clone().into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn compiled_in_defaults_load() {
+        let s = Settings::defaults_with(json!({})).unwrap();
+        assert_eq!(s.http.port, 8080);
+        assert_eq!(s.ws.max_subscriptions, 100);
+        assert!(!s.sources.replay.enabled);
+        assert_eq!(s.log.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let e = Settings::defaults_with(json!({"http": {"port": "eighty"}})).unwrap_err().to_string();
+        assert!(e.contains("http.port"), "{e}");
+        let e = Settings::defaults_with(json!({"sources": {"replay": {"speed": 0.0}}})).unwrap_err();
+        assert_eq!(e.to_string(), "invalid configuration: sources.replay.speed: must be greater than 0");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = Settings::defaults_with(json!({"http": {"prot": 1}})).unwrap_err().to_string();
+        assert!(e.contains("prot"), "{e}");
+    }
+}

@@ -1,0 +1,89 @@
+//! The current-conditions document: `/current`, and `data` of WebSocket snapshot/update.
+//!
+//! Built in metric by the consensus; [`Current::in_units`] converts a copy for rendering.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{Location, SourceName, Units};
+
+/// The location block embedded in current conditions.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct LocationRef {
+    #[schema(value_type = String)]
+    pub id: super::LocationId,
+    pub name: String,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub timezone: String,
+}
+
+impl From<&Location> for LocationRef {
+    fn from(l: &Location) -> Self {
+        Self {
+            id: l.id.clone(),
+            name: l.name.clone(),
+            latitude: l.latitude,
+            longitude: l.longitude,
+            timezone: l.timezone.clone(),
+        }
+    }
+}
+
+/// What one source contributed to the consensus.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct SourceContribution {
+    #[schema(value_type = String, example = "station")]
+    pub name: SourceName,
+    pub observed_at: DateTime<Utc>,
+    pub age_seconds: i64,
+    /// 1 for a fresh source, 0 for one left out of the consensus (too old).
+    pub weight: f64,
+    pub temperature: Option<f64>,
+    pub outlier: bool,
+}
+
+/// Consensus current conditions of one location. Fields no source reports are `null`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Current {
+    pub location: LocationRef,
+    pub observed_at: DateTime<Utc>,
+    pub units: Units,
+    pub temperature: Option<f64>,
+    pub humidity: Option<f64>,
+    pub pressure: Option<f64>,
+    pub wind_speed: Option<f64>,
+    pub wind_direction: Option<f64>,
+    pub visibility: Option<f64>,
+    pub precipitation: Option<f64>,
+    /// WMO weather code, from providers that report one.
+    pub weather_code: Option<u8>,
+    pub description: Option<String>,
+    pub sources: Vec<SourceContribution>,
+    pub sources_count: usize,
+    /// 0.7 for a single source; 0.5-1.0 from the agreement of several.
+    pub confidence: f64,
+    /// Share of expected fields present, discounted by age; 0-1.
+    pub quality_score: f64,
+    /// True when the freshest reading is older than the configured limit.
+    pub stale: bool,
+    pub anomalies: Vec<String>,
+}
+
+impl Current {
+    /// This document with every quantity converted to `units`.
+    pub fn in_units(&self, units: Units) -> Self {
+        let mut c = self.clone();
+        c.units = units;
+        c.temperature = c.temperature.map(|v| units.temperature(v));
+        c.pressure = c.pressure.map(|v| units.pressure(v));
+        c.wind_speed = c.wind_speed.map(|v| units.speed(v));
+        c.visibility = c.visibility.map(|v| units.distance(v));
+        c.precipitation = c.precipitation.map(|v| units.precipitation(v));
+        for s in &mut c.sources {
+            s.temperature = s.temperature.map(|v| units.temperature(v));
+        }
+        c
+    }
+}

@@ -1,0 +1,81 @@
+//! `LocationId`: the key of every location, parsed once where it enters the process.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Serialize, Serializer};
+
+/// Longest accepted id, in bytes (the pattern allows 1 + 63 characters, all ASCII).
+pub const MAX_LEN: usize = 64;
+
+/// A location id matching `^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$`: a GeoNames id for catalog
+/// cities (`5128581`) or a station's own id (`KJFK`). Cheap to clone: it is shared by every
+/// reading, message and subscription that names the location.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LocationId(Arc<str>);
+
+/// Why a string is not a location id; the message is shown to API users as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("location id must be 1-64 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-', starting with a letter or digit")]
+pub struct InvalidLocationId;
+
+impl LocationId {
+    /// Parses a location id, rejecting anything outside the documented pattern.
+    pub fn parse(raw: &str) -> Result<Self, InvalidLocationId> {
+        let bytes = raw.as_bytes();
+        let Some(first) = bytes.first() else {
+            return Err(InvalidLocationId);
+        };
+        let valid = bytes.len() <= MAX_LEN
+            && first.is_ascii_alphanumeric()
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        if valid {
+            Ok(Self(Arc::from(raw)))
+        } else {
+            Err(InvalidLocationId)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LocationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for LocationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LocationId({})", self.0)
+    }
+}
+
+impl Serialize for LocationId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_geonames_ids_and_station_ids() {
+        for ok in ["5128581", "KJFK", "a", "station:42.north_1-b", &"x".repeat(64)] {
+            assert_eq!(LocationId::parse(ok).unwrap().as_str(), ok);
+        }
+    }
+
+    #[test]
+    fn rejects_empty_too_long_and_foreign_characters() {
+        for bad in ["", "-KJFK", ".x", "KJ FK", "KJFK/1", "Zürich", &"x".repeat(65)] {
+            assert_eq!(LocationId::parse(bad), Err(InvalidLocationId), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Domain types shared by every layer: parsed once at the edge, trusted afterwards.
+//!
+//! Nothing here does I/O or knows about actors or HTTP.
+
+pub mod current;
+pub mod id;
+pub mod location;
+pub mod reading;
+pub mod units;
+
+pub use current::{Current, LocationRef, SourceContribution};
+pub use id::{InvalidLocationId, LocationId};
+pub use location::{Location, LocationKind};
+pub use reading::{FieldError, Reading, SourceName};
+pub use units::Units;

@@ -1,0 +1,446 @@
+//! `Reading`: one observation of one location by one source, always metric.
+//!
+//! Readings arrive as JSON (POST /v1/readings, later Kafka) or are built by a source (the
+//! replay). Both paths end in [`Reading::validate`], so every reading inside the process
+//! has passed the same bounds. Parsing collects every problem of an item, each naming its
+//! field, so a client can fix a whole batch in one go.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::LocationId;
+
+/// Name of the source of a reading (`station`, `replay`, later a provider's name):
+/// 1-32 characters of a-z, 0-9, '.', '_' or '-'. Shared, cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct SourceName(Arc<str>);
+
+impl SourceName {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let b = raw.as_bytes();
+        let ok = !b.is_empty()
+            && b.len() <= 32
+            && b[0].is_ascii_lowercase() | b[0].is_ascii_digit()
+            && b.iter().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+            });
+        ok.then(|| Self(Arc::from(raw)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SourceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for SourceName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// One problem with one field of an input item.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// The offending field, or `$` for the item as a whole.
+    pub field: Cow<'static, str>,
+    pub message: Cow<'static, str>,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Furthest into the future an `observed_at` may lie (clock skew of stations).
+pub const MAX_FUTURE: Duration = Duration::hours(1);
+
+/// One observation, metric units. A quantity the source did not report is `None`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub location_id: LocationId,
+    pub source: SourceName,
+    pub observed_at: DateTime<Utc>,
+    /// °C, −100…60.
+    pub temperature: Option<f64>,
+    /// %, 0…100.
+    pub humidity: Option<f64>,
+    /// hPa, 800…1200.
+    pub pressure: Option<f64>,
+    /// m/s, 0…120.
+    pub wind_speed: Option<f64>,
+    /// Degrees, 0…360.
+    pub wind_direction: Option<f64>,
+    /// km, ≥ 0.
+    pub visibility: Option<f64>,
+    /// mm, ≥ 0.
+    pub precipitation: Option<f64>,
+    /// Needed the first time a station id is seen; both or neither.
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+}
+
+/// The measured quantities, with their bounds: (name, min, max).
+pub const QUANTITIES: [(&str, f64, f64); 7] = [
+    ("temperature", -100.0, 60.0),
+    ("humidity", 0.0, 100.0),
+    ("pressure", 800.0, 1200.0),
+    ("wind_speed", 0.0, 120.0),
+    ("wind_direction", 0.0, 360.0),
+    ("visibility", 0.0, f64::INFINITY),
+    ("precipitation", 0.0, f64::INFINITY),
+];
+
+const FIELDS: [&str; 12] = [
+    "location_id",
+    "source",
+    "observed_at",
+    "temperature",
+    "humidity",
+    "pressure",
+    "wind_speed",
+    "wind_direction",
+    "visibility",
+    "precipitation",
+    "latitude",
+    "longitude",
+];
+
+impl Reading {
+    /// An empty reading of `source` at `location_id`, for sources that fill it field by field.
+    pub fn new(location_id: LocationId, source: SourceName, observed_at: DateTime<Utc>) -> Self {
+        Self {
+            location_id,
+            source,
+            observed_at,
+            temperature: None,
+            humidity: None,
+            pressure: None,
+            wind_speed: None,
+            wind_direction: None,
+            visibility: None,
+            precipitation: None,
+            latitude: None,
+            longitude: None,
+        }
+    }
+
+    /// The measured quantities in [`QUANTITIES`] order.
+    pub fn quantities(&self) -> [Option<f64>; 7] {
+        [
+            self.temperature,
+            self.humidity,
+            self.pressure,
+            self.wind_speed,
+            self.wind_direction,
+            self.visibility,
+            self.precipitation,
+        ]
+    }
+
+    fn quantity_mut(&mut self, index: usize) -> &mut Option<f64> {
+        match index {
+            0 => &mut self.temperature,
+            1 => &mut self.humidity,
+            2 => &mut self.pressure,
+            3 => &mut self.wind_speed,
+            4 => &mut self.wind_direction,
+            5 => &mut self.visibility,
+            _ => &mut self.precipitation,
+        }
+    }
+
+    /// Parses one JSON item of POST /v1/readings (or a Kafka message) and validates it.
+    pub fn from_json(value: &Value, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
+        let Some(object) = value.as_object() else {
+            return Err(vec![FieldError::new("$", "expected a JSON object")]);
+        };
+        let mut errors = Vec::new();
+        for key in object.keys() {
+            if !FIELDS.contains(&key.as_str()) {
+                errors.push(FieldError::new(key.clone(), "unknown field"));
+            }
+        }
+        let location_id = match required_str(object, "location_id", &mut errors) {
+            Some(raw) => LocationId::parse(raw)
+                .map_err(|e| errors.push(FieldError::new("location_id", e.to_string())))
+                .ok(),
+            None => None,
+        };
+        let source = required_str(object, "source", &mut errors).and_then(|raw| {
+            let parsed = SourceName::parse(raw);
+            if parsed.is_none() {
+                errors.push(FieldError::new(
+                    "source",
+                    "must be 1-32 characters of a-z, 0-9, '.', '_' or '-'",
+                ));
+            }
+            parsed
+        });
+        let observed_at = required_str(object, "observed_at", &mut errors).and_then(|raw| {
+            DateTime::parse_from_rfc3339(raw)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    errors.push(FieldError::new(
+                        "observed_at",
+                        "must be an RFC 3339 timestamp such as 2026-11-26T08:55:00Z",
+                    ))
+                })
+                .ok()
+        });
+        let mut numbers = [None; 9];
+        for (slot, field) in numbers.iter_mut().zip(&FIELDS[3..]) {
+            match object.get(*field) {
+                None | Some(Value::Null) => {}
+                Some(Value::Number(n)) => *slot = n.as_f64(),
+                Some(_) => errors.push(FieldError::new(*field, "must be a number or null")),
+            }
+        }
+        let (Some(location_id), Some(source), Some(observed_at), true) =
+            (location_id, source, observed_at, errors.is_empty())
+        else {
+            return Err(errors);
+        };
+        let mut reading = Self::new(location_id, source, observed_at);
+        for (i, value) in numbers[..7].iter().enumerate() {
+            *reading.quantity_mut(i) = *value;
+        }
+        reading.latitude = numbers[7];
+        reading.longitude = numbers[8];
+        reading.validate(now)
+    }
+
+    /// Checks bounds and consistency; every reading inside isobar has passed this.
+    pub fn validate(self, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        for ((name, min, max), value) in QUANTITIES.iter().zip(self.quantities()) {
+            if let Some(v) = value {
+                if !(v >= *min && v <= *max) {
+                    errors.push(FieldError::new(*name, bound_message(*min, *max)));
+                }
+            }
+        }
+        if self.quantities().iter().all(Option::is_none) {
+            errors.push(FieldError::new(
+                "$",
+                "a reading needs at least one measured value (temperature, humidity, pressure, wind_speed, wind_direction, visibility or precipitation)",
+            ));
+        }
+        if self.observed_at > now + MAX_FUTURE {
+            errors.push(FieldError::new(
+                "observed_at",
+                format!(
+                    "is more than 1 h in the future (server time {})",
+                    now.to_rfc3339_opts(SecondsFormat::Secs, true)
+                ),
+            ));
+        }
+        match (self.latitude, self.longitude) {
+            (Some(lat), Some(lon)) => {
+                if !(-90.0..=90.0).contains(&lat) {
+                    errors.push(FieldError::new("latitude", "must be between -90 and 90"));
+                }
+                if !(-180.0..=180.0).contains(&lon) {
+                    errors.push(FieldError::new("longitude", "must be between -180 and 180"));
+                }
+            }
+            (None, None) => {}
+            (None, Some(_)) => errors.push(FieldError::new(
+                "latitude",
+                "latitude and longitude must be given together",
+            )),
+            (Some(_), None) => errors.push(FieldError::new(
+                "longitude",
+                "latitude and longitude must be given together",
+            )),
+        }
+        if errors.is_empty() { Ok(self) } else { Err(errors) }
+    }
+}
+
+fn required_str<'a>(
+    object: &'a Map<String, Value>,
+    field: &'static str,
+    errors: &mut Vec<FieldError>,
+) -> Option<&'a str> {
+    match object.get(field) {
+        Some(Value::String(s)) => Some(s),
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new(field, "is required"));
+            None
+        }
+        Some(_) => {
+            errors.push(FieldError::new(field, "must be a string"));
+            None
+        }
+    }
+}
+
+fn bound_message(min: f64, max: f64) -> String {
+    if max.is_infinite() {
+        format!("must be at least {min}")
+    } else {
+        format!("must be between {min} and {max}")
+    }
+}
+
+/// The metric label for a source: its name when it is one isobar knows, else `other`,
+/// so that label values stay a bounded set whatever clients send.
+pub fn source_label(source: &str) -> &'static str {
+    const KNOWN: [&str; 6] = [
+        "station",
+        "replay",
+        "open-meteo",
+        "met-norway",
+        "nws",
+        "openweathermap",
+    ];
+    KNOWN.iter().find(|k| **k == source).copied().unwrap_or("other")
+}
+
+/// Why a reading was rejected, as a bounded metric label.
+pub fn rejection_reason(errors: &[FieldError]) -> &'static str {
+    let first = errors.first().map(|e| e.message.as_ref()).unwrap_or_default();
+    if first == "unknown field" {
+        "unknown_field"
+    } else if first.starts_with("must be between") || first.starts_with("must be at least") {
+        "out_of_range"
+    } else if first.starts_with("is more than 1 h in the future") {
+        "future"
+    } else if first == "is required" {
+        "missing_field"
+    } else {
+        "malformed"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::InvalidLocationId;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-26T09:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn parses_a_full_reading() {
+        let r = Reading::from_json(
+            &json!({"location_id": "KJFK", "source": "station", "observed_at": "2026-11-26T08:55:00Z",
+                    "temperature": 7.1, "humidity": 64, "pressure": 1016.0, "wind_speed": 3.0,
+                    "wind_direction": 230, "visibility": 10.0, "precipitation": 0.0,
+                    "latitude": 40.64, "longitude": -73.78}),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(r.location_id.as_str(), "KJFK");
+        assert_eq!(r.source.as_str(), "station");
+        assert_eq!(r.observed_at, "2026-11-26T08:55:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            r.quantities(),
+            [Some(7.1), Some(64.0), Some(1016.0), Some(3.0), Some(230.0), Some(10.0), Some(0.0)]
+        );
+        assert_eq!((r.latitude, r.longitude), (Some(40.64), Some(-73.78)));
+    }
+
+    #[test]
+    fn null_and_absent_quantities_are_missing_not_zero() {
+        let r = Reading::from_json(
+            &json!({"location_id": "KJFK", "source": "station", "observed_at": "2026-11-26T08:55:00Z",
+                    "temperature": 7.1, "pressure": null}),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(r.pressure, None);
+        assert_eq!(r.humidity, None);
+    }
+
+    #[test]
+    fn reports_every_problem_of_an_item_by_field() {
+        let errors = Reading::from_json(
+            &json!({"location_id": "bad id", "observed_at": "yesterday", "temperature": "warm",
+                    "colour": "blue"}),
+            now(),
+        )
+        .unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| (e.field.as_ref(), e.message.as_ref())).collect();
+        assert_eq!(
+            fields,
+            vec![
+                ("colour", "unknown field"),
+                ("location_id", InvalidLocationId.to_string().as_str()),
+                ("source", "is required"),
+                ("observed_at", "must be an RFC 3339 timestamp such as 2026-11-26T08:55:00Z"),
+                ("temperature", "must be a number or null"),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_out_of_bounds_values_and_the_far_future() {
+        let errors = Reading::from_json(
+            &json!({"location_id": "KEWR", "source": "replay", "observed_at": "2026-11-26T10:00:01Z",
+                    "wind_speed": 468.66, "humidity": -1, "visibility": -0.5}),
+            now(),
+        )
+        .unwrap_err();
+        let got: Vec<_> = errors.iter().map(|e| (e.field.to_string(), e.message.to_string())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("humidity".into(), "must be between 0 and 100".into()),
+                ("wind_speed".into(), "must be between 0 and 120".into()),
+                ("visibility".into(), "must be at least 0".into()),
+                ("observed_at".into(), "is more than 1 h in the future (server time 2026-11-26T09:00:00Z)".into()),
+            ]
+        );
+        assert_eq!(rejection_reason(&errors), "out_of_range");
+    }
+
+    #[test]
+    fn exactly_one_hour_ahead_is_still_accepted() {
+        let r = Reading::from_json(
+            &json!({"location_id": "KEWR", "source": "replay", "observed_at": "2026-11-26T10:00:00Z", "temperature": 1}),
+            now(),
+        );
+        assert!(r.is_ok());
+    }
+
+    #[test]
+    fn rejects_non_objects_empty_readings_and_half_coordinates() {
+        assert_eq!(
+            Reading::from_json(&json!([1]), now()).unwrap_err(),
+            vec![FieldError::new("$", "expected a JSON object")]
+        );
+        let errors = Reading::from_json(
+            &json!({"location_id": "X1", "source": "station", "observed_at": "2026-11-26T08:00:00Z", "latitude": 10}),
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[0].field, "$");
+        assert_eq!(errors[1], FieldError::new("longitude", "latitude and longitude must be given together"));
+    }
+
+    #[test]
+    fn source_labels_are_a_bounded_set() {
+        assert_eq!(source_label("station"), "station");
+        assert_eq!(source_label("my-garden-sensor"), "other");
+    }
+}

@@ -1,0 +1,273 @@
+//! Locations: search, nearest, describe, current conditions, history, forecast.
+
+use std::time::SystemTime;
+
+use actix_web::http::header::{self, HttpDate};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::actors::directory::{Describe, SearchStations};
+use crate::actors::location::{GetCurrent, GetHistory};
+use crate::domain::{Location, LocationId, Reading, SourceName, Units};
+use crate::http::error::Problem;
+use crate::http::{ApiError, AppState};
+
+const DEFAULT_LIMIT: usize = 10;
+const MAX_LIMIT: usize = 100;
+const MAX_QUERY_CHARS: usize = 100;
+/// Slack on the retention bound of /history, for clients whose clock is a little ahead.
+const RETENTION_SLACK: Duration = Duration::minutes(1);
+
+#[derive(Deserialize, IntoParams)]
+pub struct SearchQuery {
+    /// Name prefix (case- and accent-insensitive); a station id also matches.
+    q: Option<String>,
+    /// 1-100, default 10.
+    limit: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SearchResponse {
+    locations: Vec<Location>,
+}
+
+/// Search the catalog and the known stations by name prefix: exact names first, then by
+/// population.
+#[utoipa::path(get, path = "/v1/locations", tag = "locations", params(SearchQuery),
+    responses((status = 200, body = SearchResponse), (status = 400, body = Problem, content_type = "application/problem+json")))]
+pub async fn search(state: web::Data<AppState>, query: web::Query<SearchQuery>) -> Result<HttpResponse, ApiError> {
+    let q = query.q.as_deref().map(str::trim).unwrap_or_default();
+    if q.is_empty() {
+        return Err(ApiError::invalid_param("q", "is required: a name prefix such as \"New Y\""));
+    }
+    if q.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::invalid_param("q", format!("must be at most {MAX_QUERY_CHARS} characters")));
+    }
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => return Err(ApiError::invalid_param("limit", format!("must be an integer from 1 to {MAX_LIMIT}"))),
+        },
+    };
+    let stations = state.directory.send(SearchStations { query: q.to_owned(), limit }).await?;
+    let mut hits = state.catalog.search(q, limit);
+    // Both lists are ranked; merge keeping rank order (stations before cities in a tie,
+    // since a station id match is the more specific answer).
+    hits.extend(stations);
+    hits.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| (a.1.kind as u8).cmp(&(b.1.kind as u8)).reverse())
+            .then_with(|| b.1.population.cmp(&a.1.population))
+    });
+    let locations = hits.into_iter().take(limit).map(|(_, l)| l).collect();
+    Ok(HttpResponse::Ok().json(SearchResponse { locations }))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct NearestQuery {
+    /// Latitude, -90..90.
+    lat: Option<String>,
+    /// Longitude, -180..180.
+    lon: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NearestResponse {
+    location: Location,
+    distance_km: f64,
+}
+
+fn coordinate(raw: Option<&str>, field: &'static str, bound: f64) -> Result<f64, ApiError> {
+    let raw = raw.ok_or_else(|| ApiError::invalid_param(field, "is required"))?;
+    let value: f64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::invalid_param(field, format!("must be a number, got {raw:?}")))?;
+    if !(-bound..=bound).contains(&value) {
+        return Err(ApiError::invalid_param(field, format!("must be between -{bound} and {bound}")));
+    }
+    Ok(value)
+}
+
+/// The catalog city nearest to a point.
+#[utoipa::path(get, path = "/v1/locations/nearest", tag = "locations", params(NearestQuery),
+    responses((status = 200, body = NearestResponse), (status = 400, body = Problem, content_type = "application/problem+json")))]
+pub async fn nearest(state: web::Data<AppState>, query: web::Query<NearestQuery>) -> Result<HttpResponse, ApiError> {
+    let lat = coordinate(query.lat.as_deref(), "lat", 90.0)?;
+    let lon = coordinate(query.lon.as_deref(), "lon", 180.0)?;
+    let (location, km) = state
+        .catalog
+        .nearest(lat, lon)
+        .ok_or_else(|| ApiError::NotFound("the catalog is empty".into()))?;
+    Ok(HttpResponse::Ok().json(NearestResponse { location, distance_km: (km * 10.0).round() / 10.0 }))
+}
+
+/// One location.
+#[utoipa::path(get, path = "/v1/locations/{id}", tag = "locations",
+    params(("id" = String, Path, description = "GeoNames id (5128581) or station id (KJFK)")),
+    responses((status = 200, body = Location), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = AppState::parse_id(&path)?;
+    let location = state.directory.send(Describe { id: id.clone() }).await?;
+    location
+        .map(|l| HttpResponse::Ok().json(l))
+        .ok_or_else(|| ApiError::NotFound(format!("unknown location {id}")))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct UnitsQuery {
+    /// `metric` (default) or `imperial`.
+    units: Option<String>,
+}
+
+/// Consensus current conditions. Sends `ETag`, `Last-Modified` and `Cache-Control`;
+/// answers a matching `If-None-Match` with 304.
+#[utoipa::path(get, path = "/v1/locations/{id}/current", tag = "locations",
+    params(("id" = String, Path, description = "Location id"), UnitsQuery),
+    responses((status = 200, body = crate::domain::Current), (status = 304, description = "Not modified"),
+              (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn current(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<UnitsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = AppState::parse_id(&path)?;
+    let units = Units::parse(query.units.as_deref()).map_err(|e| ApiError::invalid_param("units", e.to_string()))?;
+    let view = state.ask(&id, || GetCurrent { units }).await?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no current conditions for location {id} yet: no source has reported it (POST /v1/readings, or enable a source that covers it)"
+        ))
+    })?;
+    let etag = format!("W/\"{}-{}\"", view.seq, units.as_str());
+    let cache_control = format!("max-age={}", state.settings.http.current_max_age_secs);
+    let last_modified = HttpDate::from(SystemTime::from(view.changed_at));
+    let not_modified = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+    let mut response = if not_modified { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    response
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, cache_control))
+        .insert_header((header::LAST_MODIFIED, last_modified));
+    if not_modified {
+        return Ok(response.finish());
+    }
+    Ok(response.content_type("application/json").body(view.body.into_bytes()))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct HistoryQuery {
+    /// RFC 3339; default: the start of retention (`locations.history_hours` ago).
+    from: Option<String>,
+    /// RFC 3339; default: now.
+    to: Option<String>,
+    /// `metric` (default) or `imperial`.
+    units: Option<String>,
+}
+
+/// A stored reading as /history shows it.
+#[derive(Serialize, ToSchema)]
+pub struct ReadingView {
+    #[schema(value_type = String)]
+    location_id: LocationId,
+    #[schema(value_type = String)]
+    source: SourceName,
+    observed_at: DateTime<Utc>,
+    temperature: Option<f64>,
+    humidity: Option<f64>,
+    pressure: Option<f64>,
+    wind_speed: Option<f64>,
+    wind_direction: Option<f64>,
+    visibility: Option<f64>,
+    precipitation: Option<f64>,
+}
+
+impl ReadingView {
+    fn new(r: Reading, units: Units) -> Self {
+        Self {
+            temperature: r.temperature.map(|v| units.temperature(v)),
+            humidity: r.humidity,
+            pressure: r.pressure.map(|v| units.pressure(v)),
+            wind_speed: r.wind_speed.map(|v| units.speed(v)),
+            wind_direction: r.wind_direction,
+            visibility: r.visibility.map(|v| units.distance(v)),
+            precipitation: r.precipitation.map(|v| units.precipitation(v)),
+            location_id: r.location_id,
+            source: r.source,
+            observed_at: r.observed_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HistoryResponse {
+    #[schema(value_type = String)]
+    location_id: LocationId,
+    units: Units,
+    readings: Vec<ReadingView>,
+}
+
+fn timestamp(raw: Option<&str>, field: &'static str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    raw.map(|raw| {
+        DateTime::parse_from_rfc3339(raw)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| ApiError::invalid_param(field, format!("must be an RFC 3339 timestamp, got {raw:?}")))
+    })
+    .transpose()
+}
+
+/// Stored readings, oldest first.
+#[utoipa::path(get, path = "/v1/locations/{id}/history", tag = "locations",
+    params(("id" = String, Path, description = "Location id"), HistoryQuery),
+    responses((status = 200, body = HistoryResponse), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn history(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = AppState::parse_id(&path)?;
+    let units = Units::parse(query.units.as_deref()).map_err(|e| ApiError::invalid_param("units", e.to_string()))?;
+    let now = Utc::now();
+    let hours = state.settings.locations.history_hours;
+    let earliest = now - Duration::hours(hours as i64);
+    let from = timestamp(query.from.as_deref(), "from")?.unwrap_or(earliest);
+    let to = timestamp(query.to.as_deref(), "to")?.unwrap_or(now);
+    if from > to {
+        return Err(ApiError::invalid_param("from", "must not be after to"));
+    }
+    if from < earliest - RETENTION_SLACK {
+        return Err(ApiError::invalid_param(
+            "from",
+            format!("is beyond retention: history is kept for {hours} h, so from must be at or after {}", earliest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        ));
+    }
+    let readings = state.ask(&id, || GetHistory { from, to }).await?;
+    Ok(HttpResponse::Ok().json(HistoryResponse {
+        location_id: id,
+        units,
+        readings: readings.into_iter().map(|r| ReadingView::new(r, units)).collect(),
+    }))
+}
+
+/// Hourly forecast. No forecast source exists yet: answers 404 for every location.
+#[utoipa::path(get, path = "/v1/locations/{id}/forecast", tag = "locations",
+    params(("id" = String, Path, description = "Location id")),
+    responses((status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn forecast(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = AppState::parse_id(&path)?;
+    if state.directory.send(Describe { id: id.clone() }).await?.is_none() {
+        return Err(ApiError::NotFound(format!("unknown location {id}")));
+    }
+    Err(ApiError::NotFound(format!(
+        "no forecast for location {id}: forecasts come from upstream providers, and none is configured in this version"
+    )))
+}

@@ -1,0 +1,66 @@
+//! Operational endpoints: liveness, readiness, metrics, the OpenAPI document.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+use utoipa::OpenApi;
+
+use crate::actors::directory::Describe;
+use crate::actors::persister::Flush;
+use crate::domain::LocationId;
+use crate::http::AppState;
+use crate::http::openapi::ApiDoc;
+
+/// How long /ready waits for each component.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Liveness: 200 while the process serves.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "The process serves", body = serde_json::Value, example = json!({"status": "ok"}))))]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Readiness: 200 when every component and configured backend answers, else 503.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses((status = 200, description = "Ready", body = serde_json::Value),
+              (status = 503, description = "A dependency is down; the body names it", body = serde_json::Value)))]
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let probe = LocationId::parse("0").ok();
+    let directory = match probe {
+        Some(id) => tokio::time::timeout(READY_TIMEOUT, state.directory.send(Describe { id })).await,
+        None => return HttpResponse::InternalServerError().finish(),
+    };
+    let persister = tokio::time::timeout(READY_TIMEOUT, state.persister.send(Flush)).await;
+    let up = |ok: bool| if ok { "up" } else { "down" };
+    let directory_up = matches!(directory, Ok(Ok(_)));
+    let persister_up = matches!(persister, Ok(Ok(_)));
+    let all_up = directory_up && persister_up;
+    let body = json!({
+        "status": if all_up { "ready" } else { "not ready" },
+        "dependencies": [
+            {"name": "directory", "state": up(directory_up)},
+            {"name": "persister", "backend": "memory", "state": up(persister_up)},
+        ],
+    });
+    let status = if all_up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    HttpResponse::build(status).json(body)
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4", body = String)))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3 document", body = serde_json::Value)))]
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

@@ -1,0 +1,52 @@
+//! WebSocket endpoints: `/v1/ws` (subscribe by message) and `/ws/weather/{id}` (already
+//! subscribed to one location). Each upgraded connection becomes a `WsSession` actor.
+
+use std::sync::atomic::Ordering;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::actors::session::WsSession;
+use crate::domain::LocationId;
+use crate::http::{ApiError, AppState};
+
+/// WebSocket with the JSON protocol of DESIGN §3.
+#[utoipa::path(get, path = "/v1/ws", tag = "live",
+    responses((status = 101, description = "Switching protocols: send {\"type\":\"subscribe\",\"locations\":[\"KJFK\"]}")))]
+pub async fn connect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    upgrade(&state, &req, body, None)
+}
+
+/// WebSocket already subscribed to one location.
+#[utoipa::path(get, path = "/ws/weather/{id}", tag = "live",
+    params(("id" = String, Path, description = "Location id")),
+    responses((status = 101, description = "Switching protocols; a snapshot follows"),
+              (status = 400, body = crate::http::error::Problem, content_type = "application/problem+json"),
+              (status = 404, body = crate::http::error::Problem, content_type = "application/problem+json")))]
+pub async fn connect_to_location(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    let id = AppState::parse_id(&path)?;
+    // Unknown locations are refused before the upgrade, with a plain 404 problem.
+    state.resolve(&id).await?;
+    upgrade(&state, &req, body, Some(id))
+}
+
+fn upgrade(
+    state: &AppState,
+    req: &HttpRequest,
+    body: web::Payload,
+    initial: Option<LocationId>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let (response, session, stream) = actix_ws::handle(req, body)
+        .map_err(|e| ApiError::bad_request(format!("WebSocket upgrade required: {e}")))?;
+    let id = state.next_session_id.fetch_add(1, Ordering::Relaxed);
+    WsSession::start(id, session, stream, state.sessions.clone(), initial);
+    Ok(response)
+}

@@ -1,0 +1,223 @@
+//! Builds the actors and the HTTP server, and shuts them down gracefully.
+//!
+//! `Application::build` starts (in order) the persister, the directory with one arbiter
+//! per core for location actors, the configured sources, preloaded locations, and binds
+//! the listener, so every start-up error (bad config value, port in use, unknown preload
+//! id) surfaces before anything serves. `run_until_stopped` serves until SIGTERM, SIGINT
+//! or [`ShutdownHandle::shutdown`], then: closes WebSockets with 1001, stops accepting
+//! and lets in-flight requests finish, has every location hand its snapshot to the
+//! persister, flushes the persister, and stops the arbiters.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+use crate::actors::directory::{CheckpointAll, Directory, RegisterStation, Resolve};
+use crate::actors::location::LocationDeps;
+use crate::actors::persister::{Flush, Persister};
+use crate::actors::replay::ReplayFeeder;
+use crate::actors::session::SessionDeps;
+use crate::catalog::Catalog;
+use crate::config::Settings;
+use crate::domain::LocationId;
+use crate::http::{self, AppState};
+use crate::sources::replay;
+use crate::telemetry::Metrics;
+
+/// Why isobar could not start; each names what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {address}: {source} (change http.host / http.port, or ISOBAR__HTTP__PORT)")]
+    Bind { address: String, source: std::io::Error },
+    #[error("locations.preload: {0}")]
+    Preload(String),
+    #[error("could not start the HTTP server: {0}")]
+    Server(std::io::Error),
+}
+
+/// A running instance, ready to serve.
+pub struct Application {
+    address: SocketAddr,
+    server: actix_web::dev::Server,
+    shutdown_sessions: watch::Sender<bool>,
+    stop: Arc<Notify>,
+    directory: Addr<Directory>,
+    persister: Addr<Persister>,
+    arbiters: Vec<Arbiter>,
+    metrics: Arc<Metrics>,
+}
+
+/// Asks a running application to shut down gracefully (tests, embedding).
+#[derive(Clone)]
+pub struct ShutdownHandle(Arc<Notify>);
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// The catalog is read-only and the same for every instance in a process: parse it once.
+fn catalog() -> Arc<Catalog> {
+    static CATALOG: OnceLock<Arc<Catalog>> = OnceLock::new();
+    CATALOG.get_or_init(|| Arc::new(Catalog::bundled())).clone()
+}
+
+impl Application {
+    /// Starts everything but does not serve yet; must run inside an actix system.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let started = Instant::now();
+        let settings = Arc::new(settings);
+        let metrics = Arc::new(Metrics::new());
+        let catalog = catalog();
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
+        let persister = Persister::new(&settings.persist).start();
+
+        let location_settings = Arc::new(settings.locations.clone());
+        let deps_persister = persister.clone();
+        let deps_metrics = metrics.clone();
+        let snapshot_interval = Duration::from_millis(settings.persist.snapshot_interval_ms.max(1));
+        let directory = Directory::new(
+            catalog.clone(),
+            arbiters.iter().map(Arbiter::handle).collect(),
+            metrics.clone(),
+            move |passivation| LocationDeps {
+                settings: location_settings,
+                snapshot_interval,
+                persister: deps_persister,
+                directory: passivation,
+                metrics: deps_metrics,
+            },
+        )
+        .start();
+
+        if settings.sources.replay.enabled {
+            for location in replay::stations() {
+                let _ = directory.send(RegisterStation { location }).await;
+            }
+            ReplayFeeder::new(&settings.sources.replay, directory.clone(), metrics.clone()).start();
+        }
+        for raw in &settings.locations.preload {
+            let id = LocationId::parse(raw).map_err(|e| StartupError::Preload(format!("{raw:?}: {e}")))?;
+            match directory.send(Resolve { id }).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(unknown)) => return Err(StartupError::Preload(unknown.to_string())),
+                Err(e) => return Err(StartupError::Preload(e.to_string())),
+            }
+        }
+
+        let address = format!("{}:{}", settings.http.host, settings.http.port);
+        let listener =
+            TcpListener::bind(&address).map_err(|source| StartupError::Bind { address: address.clone(), source })?;
+        let address = listener.local_addr().map_err(StartupError::Server)?;
+        let (shutdown_sessions, shutdown_rx) = watch::channel(false);
+        let state = web::Data::new(AppState {
+            directory: directory.clone(),
+            persister: persister.clone(),
+            catalog,
+            metrics: metrics.clone(),
+            sessions: SessionDeps {
+                directory: directory.clone(),
+                settings: Arc::new(settings.ws.clone()),
+                metrics: metrics.clone(),
+                shutdown: shutdown_rx,
+            },
+            settings: settings.clone(),
+            next_session_id: AtomicU64::new(1),
+        });
+        let server = HttpServer::new(move || {
+            App::new().app_data(state.clone()).wrap(from_fn(http::record_metrics)).configure(http::configure)
+        })
+        .workers(cores)
+        .disable_signals()
+        .shutdown_timeout(settings.http.shutdown_timeout_secs)
+        .listen(listener)
+        .map_err(StartupError::Server)?
+        .run();
+        info!(address = %address, startup_ms = started.elapsed().as_millis() as u64, "listening");
+        Ok(Self {
+            address,
+            server,
+            shutdown_sessions,
+            stop: Arc::new(Notify::new()),
+            directory,
+            persister,
+            arbiters,
+            metrics,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    pub fn directory(&self) -> Addr<Directory> {
+        self.directory.clone()
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.stop.clone())
+    }
+
+    /// Serves until a signal or a `ShutdownHandle`, then shuts down gracefully.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let mut server = actix_rt::spawn(self.server);
+        tokio::select! {
+            result = &mut server => {
+                return result.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            }
+            signal = shutdown_signal() => info!(signal, "shutting down"),
+            _ = self.stop.notified() => info!("shutting down on request"),
+        }
+        // WebSockets first, so their connections can end within the grace period.
+        let _ = self.shutdown_sessions.send(true);
+        handle.stop(true).await;
+        let locations = self.directory.send(CheckpointAll).await.unwrap_or(0);
+        let written = self.persister.send(Flush).await.unwrap_or(0);
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        info!(locations, snapshots_written = written, "stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT, naming which.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            _ => {
+                warn!("cannot install signal handlers; stop with a ShutdownHandle");
+                std::future::pending().await
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "ctrl-c"
+    }
+}
