@@ -32,6 +32,7 @@ pub struct Metrics {
     pub ws_messages_sent: IntCounter,
     pub ws_clients_dropped: IntCounter,
     pub locations_active: IntGauge,
+    pub location_restarts: IntCounter,
     pub readings_ingested: IntCounterVec,
     pub readings_rejected: IntCounterVec,
 }
@@ -61,6 +62,11 @@ impl Metrics {
         .expect("static metric definition");
         let locations_active =
             IntGauge::new("isobar_locations_active", "Location actors running.").expect("static metric definition");
+        let location_restarts = IntCounter::new(
+            "isobar_location_restarts_total",
+            "Location actors restarted by their supervisor after stopping on an error.",
+        )
+        .expect("static metric definition");
         let readings_ingested = IntCounterVec::new(
             Opts::new("isobar_readings_ingested_total", "Readings applied to a location, by source."),
             &["source"],
@@ -78,6 +84,7 @@ impl Metrics {
             Box::new(ws_messages_sent.clone()),
             Box::new(ws_clients_dropped.clone()),
             Box::new(locations_active.clone()),
+            Box::new(location_restarts.clone()),
             Box::new(readings_ingested.clone()),
             Box::new(readings_rejected.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
@@ -92,6 +99,7 @@ impl Metrics {
             ws_messages_sent,
             ws_clients_dropped,
             locations_active,
+            location_restarts,
             readings_ingested,
             readings_rejected,
         }

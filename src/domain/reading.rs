@@ -211,9 +211,7 @@ impl Reading {
                 Some(_) => errors.push(FieldError::new(*field, "must be a number or null")),
             }
         }
-        let (Some(location_id), Some(source), Some(observed_at), true) =
-            (location_id, source, observed_at, errors.is_empty())
-        else {
+        let (Some(location_id), Some(source), Some(observed_at)) = (location_id, source, observed_at) else {
             return Err(errors);
         };
         let mut reading = Self::new(location_id, source, observed_at);
@@ -222,7 +220,21 @@ impl Reading {
         }
         reading.latitude = numbers[7];
         reading.longitude = numbers[8];
-        reading.validate(now)
+        match reading.validate(now) {
+            Ok(reading) if errors.is_empty() => Ok(reading),
+            Ok(_) => Err(errors),
+            Err(more) if errors.is_empty() => Err(more),
+            Err(more) => {
+                // Bounds problems of fields that already have a type error are noise, and
+                // so is "no measured value" when a value was there but mistyped.
+                let more: Vec<FieldError> = more
+                    .into_iter()
+                    .filter(|m| m.field != "$" && !errors.iter().any(|e| e.field == m.field))
+                    .collect();
+                errors.extend(more);
+                Err(errors)
+            }
+        }
     }
 
     /// Checks bounds and consistency; every reading inside isobar has passed this.

@@ -320,6 +320,7 @@ impl Actor for LocationActor {
 impl Supervised for LocationActor {
     fn restarting(&mut self, _: &mut Context<Self>) {
         warn!(location = %self.location.id, "location actor restarting; restoring from the store");
+        self.deps.metrics.location_restarts.inc();
         self.state = LocationState::default();
         self.rendered = None;
         self.subscribers.clear();

@@ -1,0 +1,189 @@
+use std::time::{Duration, Instant};
+
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{close_code, next_json, send_json, spawn_app, spawn_app_with, station_reading};
+
+#[actix_rt::test]
+async fn a_subscriber_gets_a_snapshot_then_each_update_well_under_a_second_after_ingest() {
+    let app = spawn_app().await;
+    app.post_readings(&station_reading("WS1", 5, 7.0)).await;
+    let mut ws = app.ws("/v1/ws").await;
+    send_json(&mut ws, json!({"type": "subscribe", "locations": ["WS1"]})).await;
+    let snapshot = next_json(&mut ws).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["location_id"], "WS1");
+    assert_eq!(snapshot["data"]["temperature"], 7.0);
+
+    let sent = Instant::now();
+    app.post_readings(&station_reading("WS1", 1, 9.5)).await;
+    let update = next_json(&mut ws).await;
+    let latency = sent.elapsed();
+    assert_eq!(update["type"], "update");
+    assert_eq!(update["location_id"], "WS1");
+    assert_eq!(update["seq"], 2);
+    assert_eq!(update["data"]["temperature"], 9.5);
+    assert_eq!(update["data"], app.get_json("/v1/locations/WS1/current").await.1);
+    assert!(latency < Duration::from_millis(500), "update took {latency:?}");
+}
+
+#[actix_rt::test]
+async fn every_subscriber_gets_the_same_update_and_unsubscribed_ones_do_not() {
+    let app = spawn_app().await;
+    app.post_readings(&station_reading("WS2", 5, 1.0)).await;
+    let mut a = app.ws("/ws/weather/WS2").await;
+    let mut b = app.ws("/ws/weather/WS2").await;
+    assert_eq!(next_json(&mut a).await["type"], "snapshot");
+    assert_eq!(next_json(&mut b).await["type"], "snapshot");
+    send_json(&mut b, json!({"type": "unsubscribe", "locations": ["WS2"]})).await;
+    send_json(&mut b, json!({"type": "ping"})).await;
+    assert_eq!(next_json(&mut b).await, json!({"type": "pong"}));
+    app.post_readings(&station_reading("WS2", 1, 2.0)).await;
+    assert_eq!(next_json(&mut a).await["data"]["temperature"], 2.0);
+    send_json(&mut b, json!({"type": "ping"})).await;
+    assert_eq!(next_json(&mut b).await, json!({"type": "pong"}), "no update for an unsubscribed location");
+}
+
+#[actix_rt::test]
+async fn a_location_without_data_yet_gets_a_null_snapshot_and_a_first_update() {
+    let app = spawn_app().await;
+    let mut ws = app.ws("/ws/weather/5128581").await;
+    assert_eq!(next_json(&mut ws).await, json!({"type": "snapshot", "location_id": "5128581", "data": null}));
+    let mut r = station_reading("5128581", 1, 3.0);
+    r.as_object_mut().unwrap().remove("latitude");
+    r.as_object_mut().unwrap().remove("longitude");
+    assert_eq!(app.post_readings(&r).await.0, 202);
+    let update = next_json(&mut ws).await;
+    assert_eq!((update["seq"].as_u64(), update["data"]["location"]["name"].as_str()), (Some(1), Some("New York City")));
+}
+
+#[actix_rt::test]
+async fn an_unknown_location_is_refused_with_404_before_the_upgrade() {
+    let app = spawn_app().await;
+    let err = tokio_tungstenite::connect_async(format!("ws://{}/ws/weather/NOPE42", app.address)).await.unwrap_err();
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 404),
+        other => panic!("expected an HTTP 404, got {other}"),
+    }
+}
+
+#[actix_rt::test]
+async fn bad_messages_get_an_error_and_the_connection_stays_open() {
+    let app = spawn_app().await;
+    let mut ws = app.ws("/v1/ws").await;
+    ws.send(Message::Text("not json".into())).await.unwrap();
+    assert_eq!(next_json(&mut ws).await, json!({"type": "error", "code": "invalid_json", "message": "message is not valid JSON"}));
+    send_json(&mut ws, json!({"type": "dance"})).await;
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"type": "error", "code": "unknown_type", "message": "unknown message type \"dance\"; expected subscribe, unsubscribe or ping"})
+    );
+    send_json(&mut ws, json!({"type": "subscribe", "locations": ["NOPE77"]})).await;
+    assert_eq!(next_json(&mut ws).await, json!({"type": "error", "code": "unknown_location", "message": "unknown location NOPE77"}));
+    send_json(&mut ws, json!({"type": "subscribe", "locations": ["bad id"]})).await;
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"type": "error", "code": "invalid_location_id", "message": "\"bad id\" is not a valid location id"})
+    );
+    send_json(&mut ws, json!({"type": "subscribe", "locations": "KJFK"})).await;
+    assert_eq!(next_json(&mut ws).await["code"], "invalid_message");
+    ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["code"], "unsupported");
+    send_json(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(next_json(&mut ws).await, json!({"type": "pong"}));
+}
+
+#[actix_rt::test]
+async fn more_than_100_subscriptions_are_refused_and_the_connection_stays_open() {
+    let app = spawn_app().await;
+    let cities: Vec<String> = app.get_json("/v1/locations?q=san&limit=100").await.1["locations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(cities.len(), 100);
+    let mut ws = app.ws("/v1/ws").await;
+    send_json(&mut ws, json!({"type": "subscribe", "locations": cities})).await;
+    for _ in 0..100 {
+        assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    }
+    send_json(&mut ws, json!({"type": "subscribe", "locations": ["5128581"]})).await;
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"type": "error", "code": "too_many_subscriptions",
+               "message": "at most 100 subscriptions per connection; this one has 100 and asked for 1 more"})
+    );
+    send_json(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(next_json(&mut ws).await, json!({"type": "pong"}));
+}
+
+#[actix_rt::test]
+async fn a_frame_over_64_kib_closes_the_connection_with_1009() {
+    let app = spawn_app().await;
+    let mut ws = app.ws("/v1/ws").await;
+    let huge = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(70 * 1024));
+    ws.send(Message::Text(huge.into())).await.unwrap();
+    assert_eq!(close_code(&mut ws, 3).await, Some(1009));
+}
+
+#[actix_rt::test]
+async fn the_server_pings_and_closes_a_silent_client_after_the_idle_timeout() {
+    let app = spawn_app_with(json!({"ws": {"heartbeat_interval_secs": 1, "client_timeout_secs": 2}})).await;
+    let mut ws = app.ws("/v1/ws").await;
+    // Not reading means not answering pings: the server hears nothing for 2 s.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let mut pings = 0;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(2), futures_util::StreamExt::next(&mut ws)).await {
+            Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(pings >= 1);
+    assert_eq!(code, Some(1000));
+}
+
+#[actix_rt::test]
+async fn a_client_that_answers_pings_stays_connected_past_the_idle_timeout() {
+    let app = spawn_app_with(json!({"ws": {"heartbeat_interval_secs": 1, "client_timeout_secs": 2}})).await;
+    let mut ws = app.ws("/v1/ws").await;
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        // Reading lets tungstenite answer pings with pongs.
+        let _ = tokio::time::timeout(Duration::from_millis(200), futures_util::StreamExt::next(&mut ws)).await;
+    }
+    send_json(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(next_json(&mut ws).await, json!({"type": "pong"}));
+}
+
+#[actix_rt::test]
+async fn a_client_that_does_not_read_is_closed_with_1013_and_counted() {
+    let app = spawn_app_with(json!({"ws": {"outbound_queue": 8}})).await;
+    let ids: Vec<String> = (0..100).map(|i| format!("SLOW{i}")).collect();
+    let seed: Vec<_> = ids.iter().map(|id| station_reading(id, 600, 0.0)).collect();
+    app.post_readings(&json!(seed)).await;
+
+    // A small receive buffer so that the kernel does not soak up megabytes first.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(app.address.parse().unwrap()).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{}/v1/ws", app.address), tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap();
+    send_json(&mut ws, json!({"type": "subscribe", "locations": ids})).await;
+
+    // Every batch changes all 100 locations: 100 updates of ~600 bytes each.
+    for minute in (0..200).rev() {
+        let batch: Vec<_> = ids.iter().map(|id| station_reading(id, minute, minute as f64 / 10.0)).collect();
+        app.post_readings(&json!(batch)).await;
+        if app.metric("isobar_ws_clients_dropped_total").await == Some(1.0) {
+            break;
+        }
+    }
+    assert_eq!(app.metric("isobar_ws_clients_dropped_total").await, Some(1.0));
+    assert_eq!(close_code(&mut ws, 10).await, Some(1013));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.metric("isobar_ws_connections").await, Some(0.0));
+}
