@@ -10,10 +10,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 const DEFAULT_TOML: &str = include_str!("../config/default.toml");
-const BUILT_IN_PROFILES: [(&str, &str); 2] = [
-    ("demo", include_str!("../config/demo.toml")),
-    ("production", include_str!("../config/production.toml")),
-];
+const BUILT_IN_PROFILES: [(&str, &str); 2] =
+    [("demo", include_str!("../config/demo.toml")), ("production", include_str!("../config/production.toml"))];
 
 /// Everything isobar reads at start-up.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -169,7 +167,7 @@ impl Settings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("{key}: {why}")));
-        if !(self.sources.replay.speed > 0.0) {
+        if !self.sources.replay.speed.is_finite() || self.sources.replay.speed <= 0.0 {
             return bad("sources.replay.speed", "must be greater than 0");
         }
         if !self.sources.replay.start_at.is_empty()

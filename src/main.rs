@@ -58,15 +58,17 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     telemetry::init_tracing(&settings.log);
-    let result = actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(settings).await.map_err(|e| e.to_string())?;
-        app.run_until_stopped().await.map_err(|e| e.to_string())
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
+    actix_web::rt::System::new().block_on(async move {
+        let result = match Application::build(settings).await {
+            Ok(app) => app.run_until_stopped().await.map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        if let Err(error) = result {
             eprintln!("error: {error}");
-            ExitCode::FAILURE
+            // Exit here, inside the runtime: actors already started must not be torn down
+            // after it is gone.
+            std::process::exit(1);
         }
-    }
+    });
+    ExitCode::SUCCESS
 }

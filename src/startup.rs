@@ -74,6 +74,12 @@ impl Application {
     /// Starts everything but does not serve yet; must run inside an actix system.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let started = Instant::now();
+        // Bind first: a port in use is the most common start-up error, and nothing else
+        // should have started when it is reported.
+        let address = format!("{}:{}", settings.http.host, settings.http.port);
+        let listener =
+            TcpListener::bind(&address).map_err(|source| StartupError::Bind { address: address.clone(), source })?;
+        let address = listener.local_addr().map_err(StartupError::Server)?;
         let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::new());
         let catalog = catalog();
@@ -114,10 +120,6 @@ impl Application {
             }
         }
 
-        let address = format!("{}:{}", settings.http.host, settings.http.port);
-        let listener =
-            TcpListener::bind(&address).map_err(|source| StartupError::Bind { address: address.clone(), source })?;
-        let address = listener.local_addr().map_err(StartupError::Server)?;
         let (shutdown_sessions, shutdown_rx) = watch::channel(false);
         let state = web::Data::new(AppState {
             directory: directory.clone(),

@@ -217,8 +217,8 @@ impl Handler<RouteReadings> for Directory {
         let mut rejected = Vec::new();
         let mut batches: HashMap<LocationId, Vec<Reading>> = HashMap::new();
         for (index, reading) in msg.readings {
-            let known = self.stations.contains_key(&reading.location_id)
-                || self.catalog.get(&reading.location_id).is_some();
+            let known =
+                self.stations.contains_key(&reading.location_id) || self.catalog.get(&reading.location_id).is_some();
             if !known {
                 match (reading.latitude, reading.longitude) {
                     (Some(lat), Some(lon)) => {

@@ -89,10 +89,7 @@ impl Handler<LoadSnapshot> for Persister {
     type Result = Option<Arc<Snapshot>>;
 
     fn handle(&mut self, msg: LoadSnapshot, _: &mut Context<Self>) -> Self::Result {
-        self.pending
-            .get(&msg.location_id)
-            .cloned()
-            .or_else(|| self.memory.snapshot(&msg.location_id))
+        self.pending.get(&msg.location_id).cloned().or_else(|| self.memory.snapshot(&msg.location_id))
     }
 }
 

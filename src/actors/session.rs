@@ -170,11 +170,7 @@ impl WsSession {
                         );
                     }
                 };
-                if kind == "subscribe" {
-                    self.subscribe(ids, ctx)
-                } else {
-                    self.unsubscribe(ids)
-                }
+                if kind == "subscribe" { self.subscribe(ids, ctx) } else { self.unsubscribe(ids) }
             }
             Some(other) => self.send_error(
                 "unknown_type",

@@ -200,10 +200,7 @@ mod tests {
 
     #[test]
     fn identical_sources_give_full_confidence() {
-        let latest = [
-            reading("a", "2026-11-26T08:50:00Z", 7.0, None),
-            reading("b", "2026-11-26T08:50:00Z", 7.0, None),
-        ];
+        let latest = [reading("a", "2026-11-26T08:50:00Z", 7.0, None), reading("b", "2026-11-26T08:50:00Z", 7.0, None)];
         let c = consensus(location(), &latest, at("2026-11-26T09:00:00Z"), SETTINGS).unwrap();
         assert_eq!(c.confidence, 1.0);
         assert_eq!(c.temperature, Some(7.0));
@@ -211,10 +208,8 @@ mod tests {
 
     #[test]
     fn old_sources_are_left_out_and_all_old_means_stale() {
-        let latest = [
-            reading("old", "2026-11-26T06:00:00Z", 20.0, None),
-            reading("new", "2026-11-26T08:30:00Z", 6.0, None),
-        ];
+        let latest =
+            [reading("old", "2026-11-26T06:00:00Z", 20.0, None), reading("new", "2026-11-26T08:30:00Z", 6.0, None)];
         let c = consensus(location(), &latest, at("2026-11-26T09:00:00Z"), SETTINGS).unwrap();
         assert_eq!(c.temperature, Some(6.0));
         assert_eq!(c.sources_count, 1);

@@ -69,11 +69,8 @@ impl Catalog {
                 timezone: tz.into(),
             });
         }
-        let mut names: Vec<(Box<str>, u32)> = cities
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (fold(&c.name).into_boxed_str(), i as u32))
-            .collect();
+        let mut names: Vec<(Box<str>, u32)> =
+            cities.iter().enumerate().map(|(i, c)| (fold(&c.name).into_boxed_str(), i as u32)).collect();
         names.sort_unstable();
         let by_id = cities.iter().enumerate().map(|(i, c)| (c.geonameid, i as u32)).collect();
         Self { cities, names, by_id }
@@ -107,10 +104,7 @@ impl Catalog {
             })
             .collect();
         hits.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
-        hits.into_iter()
-            .take(limit)
-            .map(|(rank, _, i)| (rank, self.location(i as usize)))
-            .collect()
+        hits.into_iter().take(limit).map(|(rank, _, i)| (rank, self.location(i as usize))).collect()
     }
 
     /// The city closest to (`latitude`, `longitude`) and its distance in km.

@@ -28,14 +28,8 @@ impl LocationId {
         };
         let valid = bytes.len() <= MAX_LEN
             && first.is_ascii_alphanumeric()
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-        if valid {
-            Ok(Self(Arc::from(raw)))
-        } else {
-            Err(InvalidLocationId)
-        }
+            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        if valid { Ok(Self(Arc::from(raw))) } else { Err(InvalidLocationId) }
     }
 
     pub fn as_str(&self) -> &str {

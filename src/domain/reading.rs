@@ -27,9 +27,7 @@ impl SourceName {
         let ok = !b.is_empty()
             && b.len() <= 32
             && b[0].is_ascii_lowercase() | b[0].is_ascii_digit()
-            && b.iter().all(|c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
-            });
+            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'));
         ok.then(|| Self(Arc::from(raw)))
     }
 
@@ -60,10 +58,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -177,18 +172,15 @@ impl Reading {
             }
         }
         let location_id = match required_str(object, "location_id", &mut errors) {
-            Some(raw) => LocationId::parse(raw)
-                .map_err(|e| errors.push(FieldError::new("location_id", e.to_string())))
-                .ok(),
+            Some(raw) => {
+                LocationId::parse(raw).map_err(|e| errors.push(FieldError::new("location_id", e.to_string()))).ok()
+            }
             None => None,
         };
         let source = required_str(object, "source", &mut errors).and_then(|raw| {
             let parsed = SourceName::parse(raw);
             if parsed.is_none() {
-                errors.push(FieldError::new(
-                    "source",
-                    "must be 1-32 characters of a-z, 0-9, '.', '_' or '-'",
-                ));
+                errors.push(FieldError::new("source", "must be 1-32 characters of a-z, 0-9, '.', '_' or '-'"));
             }
             parsed
         });
@@ -227,10 +219,8 @@ impl Reading {
             Err(more) => {
                 // Bounds problems of fields that already have a type error are noise, and
                 // so is "no measured value" when a value was there but mistyped.
-                let more: Vec<FieldError> = more
-                    .into_iter()
-                    .filter(|m| m.field != "$" && !errors.iter().any(|e| e.field == m.field))
-                    .collect();
+                let more: Vec<FieldError> =
+                    more.into_iter().filter(|m| m.field != "$" && !errors.iter().any(|e| e.field == m.field)).collect();
                 errors.extend(more);
                 Err(errors)
             }
@@ -241,10 +231,11 @@ impl Reading {
     pub fn validate(self, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         for ((name, min, max), value) in QUANTITIES.iter().zip(self.quantities()) {
-            if let Some(v) = value {
-                if !(v >= *min && v <= *max) {
-                    errors.push(FieldError::new(*name, bound_message(*min, *max)));
-                }
+            // NaN cannot arrive from JSON, but a source building readings must not sneak one in.
+            if let Some(v) = value
+                && (v.is_nan() || v < *min || v > *max)
+            {
+                errors.push(FieldError::new(*name, bound_message(*min, *max)));
             }
         }
         if self.quantities().iter().all(Option::is_none) {
@@ -272,14 +263,12 @@ impl Reading {
                 }
             }
             (None, None) => {}
-            (None, Some(_)) => errors.push(FieldError::new(
-                "latitude",
-                "latitude and longitude must be given together",
-            )),
-            (Some(_), None) => errors.push(FieldError::new(
-                "longitude",
-                "latitude and longitude must be given together",
-            )),
+            (None, Some(_)) => {
+                errors.push(FieldError::new("latitude", "latitude and longitude must be given together"))
+            }
+            (Some(_), None) => {
+                errors.push(FieldError::new("longitude", "latitude and longitude must be given together"))
+            }
         }
         if errors.is_empty() { Ok(self) } else { Err(errors) }
     }
@@ -304,24 +293,13 @@ fn required_str<'a>(
 }
 
 fn bound_message(min: f64, max: f64) -> String {
-    if max.is_infinite() {
-        format!("must be at least {min}")
-    } else {
-        format!("must be between {min} and {max}")
-    }
+    if max.is_infinite() { format!("must be at least {min}") } else { format!("must be between {min} and {max}") }
 }
 
 /// The metric label for a source: its name when it is one isobar knows, else `other`,
 /// so that label values stay a bounded set whatever clients send.
 pub fn source_label(source: &str) -> &'static str {
-    const KNOWN: [&str; 6] = [
-        "station",
-        "replay",
-        "open-meteo",
-        "met-norway",
-        "nws",
-        "openweathermap",
-    ];
+    const KNOWN: [&str; 6] = ["station", "replay", "open-meteo", "met-norway", "nws", "openweathermap"];
     KNOWN.iter().find(|k| **k == source).copied().unwrap_or("other")
 }
 

@@ -47,7 +47,9 @@ impl AppState {
     /// The actor of `id`: 404 when the id is neither a catalog city nor a known station.
     pub async fn resolve(&self, id: &LocationId) -> Result<Addr<LocationActor>, ApiError> {
         self.directory.send(Resolve { id: id.clone() }).await?.map_err(|e| {
-            ApiError::NotFound(format!("{e}: not a GeoNames city id in the catalog nor a station that has sent readings"))
+            ApiError::NotFound(format!(
+                "{e}: not a GeoNames city id in the catalog nor a station that has sent readings"
+            ))
         })
     }
 
@@ -70,10 +72,13 @@ impl AppState {
 /// Registers every route on the app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::configure(cfg);
-    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
-        ApiError::bad_request(format!("invalid query string: {e}")).into()
-    }))
-    .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(format!("invalid path: {e}")).into()))
+    cfg.app_data(
+        web::QueryConfig::default()
+            .error_handler(|e, _| ApiError::bad_request(format!("invalid query string: {e}")).into()),
+    )
+    .app_data(
+        web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(format!("invalid path: {e}")).into()),
+    )
     .default_service(web::to(not_found));
 }
 
@@ -94,14 +99,8 @@ pub async fn record_metrics(
     let response = next.call(req).await?;
     if let Some(metrics) = metrics {
         let status = response.status();
-        metrics
-            .http_requests
-            .with_label_values(&[method_label(&method), &route, status.as_str()])
-            .inc();
-        metrics
-            .http_request_duration
-            .with_label_values(&[&route])
-            .observe(start.elapsed().as_secs_f64());
+        metrics.http_requests.with_label_values(&[method_label(&method), &route, status.as_str()]).inc();
+        metrics.http_request_duration.with_label_values(&[&route]).observe(start.elapsed().as_secs_f64());
     }
     Ok(response)
 }

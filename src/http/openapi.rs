@@ -10,16 +10,40 @@ use crate::http::ws;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "isobar", description = "Real-time weather: several providers and your own stations merged into one picture per location."),
+    info(
+        title = "isobar",
+        description = "Real-time weather: several providers and your own stations merged into one picture per location."
+    ),
     paths(
-        ops::health, ops::ready, ops::metrics, ops::openapi,
-        locations::search, locations::nearest, locations::get, locations::current, locations::history, locations::forecast,
-        readings::post, ws::connect, ws::connect_to_location,
+        ops::health,
+        ops::ready,
+        ops::metrics,
+        ops::openapi,
+        locations::search,
+        locations::nearest,
+        locations::get,
+        locations::current,
+        locations::history,
+        locations::forecast,
+        readings::post,
+        ws::connect,
+        ws::connect_to_location,
     ),
     components(schemas(
-        Location, LocationKind, Current, LocationRef, SourceContribution, Units, FieldError, Problem,
-        locations::SearchResponse, locations::NearestResponse, locations::HistoryResponse, locations::ReadingView,
-        readings::IngestResponse, readings::Rejected,
+        Location,
+        LocationKind,
+        Current,
+        LocationRef,
+        SourceContribution,
+        Units,
+        FieldError,
+        Problem,
+        locations::SearchResponse,
+        locations::NearestResponse,
+        locations::HistoryResponse,
+        locations::ReadingView,
+        readings::IngestResponse,
+        readings::Rejected,
     ))
 )]
 pub struct ApiDoc;

@@ -77,7 +77,8 @@ impl TestApp {
     }
 
     pub async fn ws(&self, path: &str) -> Ws {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}{}", self.address, path)).await.expect("ws connects");
+        let (ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{}{}", self.address, path)).await.expect("ws connects");
         ws
     }
 }

@@ -208,12 +208,14 @@ async fn current_refuses_bad_units_unknown_locations_and_locations_without_data(
 #[actix_rt::test]
 async fn history_lists_readings_oldest_first_within_the_range() {
     let app = spawn_app().await;
-    let readings: Vec<_> = [(30, 5.0), (50, 3.0), (10, 7.0)].iter().map(|(m, t)| station_reading("HIST1", *m, *t)).collect();
+    let readings: Vec<_> =
+        [(30, 5.0), (50, 3.0), (10, 7.0)].iter().map(|(m, t)| station_reading("HIST1", *m, *t)).collect();
     app.post_readings(&json!(readings)).await;
     let (status, body) = app.get_json("/v1/locations/HIST1/history").await;
     assert_eq!(status, 200);
     assert_eq!(body["location_id"], "HIST1");
-    let temps: Vec<_> = body["readings"].as_array().unwrap().iter().map(|r| r["temperature"].as_f64().unwrap()).collect();
+    let temps: Vec<_> =
+        body["readings"].as_array().unwrap().iter().map(|r| r["temperature"].as_f64().unwrap()).collect();
     assert_eq!(temps, [3.0, 5.0, 7.0]);
     assert_eq!(
         body["readings"][0],
@@ -224,7 +226,8 @@ async fn history_lists_readings_oldest_first_within_the_range() {
     let from = (Utc::now() - chrono::Duration::minutes(40)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let to = (Utc::now() - chrono::Duration::minutes(20)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let (_, body) = app.get_json(&format!("/v1/locations/HIST1/history?from={from}&to={to}&units=imperial")).await;
-    let temps: Vec<_> = body["readings"].as_array().unwrap().iter().map(|r| r["temperature"].as_f64().unwrap()).collect();
+    let temps: Vec<_> =
+        body["readings"].as_array().unwrap().iter().map(|r| r["temperature"].as_f64().unwrap()).collect();
     assert_eq!(temps, [41.0]);
 }
 
@@ -232,11 +235,14 @@ async fn history_lists_readings_oldest_first_within_the_range() {
 async fn history_refuses_from_after_to_beyond_retention_and_bad_timestamps() {
     let app = spawn_app().await;
     app.post_readings(&station_reading("HIST2", 1, 1.0)).await;
-    let (status, body) = app.get_json("/v1/locations/HIST2/history?from=2026-11-26T10:00:00Z&to=2026-11-26T09:00:00Z").await;
+    let (status, body) =
+        app.get_json("/v1/locations/HIST2/history?from=2026-11-26T10:00:00Z&to=2026-11-26T09:00:00Z").await;
     assert_eq!((status, body["detail"].as_str().unwrap()), (400, "invalid from: must not be after to"));
     let (status, body) = app.get_json("/v1/locations/HIST2/history?from=2000-01-01T00:00:00Z").await;
     assert_eq!(status, 400);
-    assert!(body["detail"].as_str().unwrap().starts_with("invalid from: is beyond retention: history is kept for 24 h"));
+    assert!(
+        body["detail"].as_str().unwrap().starts_with("invalid from: is beyond retention: history is kept for 24 h")
+    );
     let (status, body) = app.get_json("/v1/locations/HIST2/history?to=yesterday").await;
     assert_eq!(
         (status, body["detail"].as_str().unwrap()),

@@ -8,9 +8,12 @@ async fn health_and_ready_answer_200_with_their_dependencies() {
     assert_eq!(app.get_json("/health").await, (200, json!({"status": "ok"})));
     assert_eq!(
         app.get_json("/ready").await,
-        (200, json!({"status": "ready", "dependencies": [
+        (
+            200,
+            json!({"status": "ready", "dependencies": [
             {"name": "directory", "state": "up"},
-            {"name": "persister", "backend": "memory", "state": "up"}]}))
+            {"name": "persister", "backend": "memory", "state": "up"}]})
+        )
     );
 }
 
@@ -52,9 +55,19 @@ async fn the_openapi_document_lists_every_route() {
     assert_eq!(
         paths,
         [
-            "/api/openapi.json", "/health", "/metrics", "/ready", "/v1/locations", "/v1/locations/nearest",
-            "/v1/locations/{id}", "/v1/locations/{id}/current", "/v1/locations/{id}/forecast",
-            "/v1/locations/{id}/history", "/v1/readings", "/v1/ws", "/ws/weather/{id}",
+            "/api/openapi.json",
+            "/health",
+            "/metrics",
+            "/ready",
+            "/v1/locations",
+            "/v1/locations/nearest",
+            "/v1/locations/{id}",
+            "/v1/locations/{id}/current",
+            "/v1/locations/{id}/forecast",
+            "/v1/locations/{id}/history",
+            "/v1/readings",
+            "/v1/ws",
+            "/ws/weather/{id}",
         ]
     );
     assert!(doc["components"]["schemas"]["Current"].is_object());

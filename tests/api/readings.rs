@@ -22,7 +22,12 @@ async fn a_batch_accepts_the_valid_items_and_reports_each_bad_one_by_index_and_f
         .unwrap()
         .iter()
         .map(|r| {
-            let errors = r["errors"].as_array().unwrap().iter().map(|e| (e["field"].as_str().unwrap().to_owned(), e["message"].as_str().unwrap().to_owned())).collect();
+            let errors = r["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| (e["field"].as_str().unwrap().to_owned(), e["message"].as_str().unwrap().to_owned()))
+                .collect();
             (r["index"].as_u64().unwrap(), errors)
         })
         .collect();
@@ -36,15 +41,28 @@ async fn a_batch_accepts_the_valid_items_and_reports_each_bad_one_by_index_and_f
     );
     assert_eq!(
         rejected[3],
-        (4, vec![("latitude".into(), "location NEWSTN is not known yet: the first reading of a new station needs latitude and longitude".into())])
+        (
+            4,
+            vec![(
+                "latitude".into(),
+                "location NEWSTN is not known yet: the first reading of a new station needs latitude and longitude"
+                    .into()
+            )]
+        )
     );
     let (_, history) = app.get_json("/v1/locations/BATCH1/history").await;
     assert_eq!(history["readings"].as_array().unwrap().len(), 2);
     assert_eq!(app.metric("isobar_readings_ingested_total{source=\"station\"}").await, Some(2.0));
-    assert_eq!(app.metric("isobar_readings_rejected_total{reason=\"unknown_field\",source=\"station\"}").await, Some(1.0));
+    assert_eq!(
+        app.metric("isobar_readings_rejected_total{reason=\"unknown_field\",source=\"station\"}").await,
+        Some(1.0)
+    );
     assert_eq!(app.metric("isobar_readings_rejected_total{reason=\"future\",source=\"station\"}").await, Some(1.0));
     assert_eq!(app.metric("isobar_readings_rejected_total{reason=\"malformed\",source=\"station\"}").await, Some(1.0));
-    assert_eq!(app.metric("isobar_readings_rejected_total{reason=\"unknown_location\",source=\"station\"}").await, Some(1.0));
+    assert_eq!(
+        app.metric("isobar_readings_rejected_total{reason=\"unknown_location\",source=\"station\"}").await,
+        Some(1.0)
+    );
 }
 
 #[actix_rt::test]
@@ -68,7 +86,10 @@ async fn a_batch_with_no_valid_item_is_a_422_listing_every_item() {
     let (status, body) = app.post_readings(&json!([1, {"source": "station"}])).await;
     assert_eq!(status, 422);
     assert_eq!(body["detail"], "all 2 readings were rejected; see rejected");
-    assert_eq!(body["rejected"][0], json!({"index": 0, "errors": [{"field": "$", "message": "expected a JSON object"}]}));
+    assert_eq!(
+        body["rejected"][0],
+        json!({"index": 0, "errors": [{"field": "$", "message": "expected a JSON object"}]})
+    );
     assert_eq!(
         body["rejected"][1]["errors"],
         json!([{"field": "location_id", "message": "is required"}, {"field": "observed_at", "message": "is required"}])
@@ -76,14 +97,8 @@ async fn a_batch_with_no_valid_item_is_a_422_listing_every_item() {
 }
 
 async fn raw_post(app: &crate::helpers::TestApp, content_type: &str, body: Vec<u8>) -> (u16, String, Value) {
-    let r = app
-        .client
-        .post(app.url("/v1/readings"))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r =
+        app.client.post(app.url("/v1/readings")).header("content-type", content_type).body(body).send().await.unwrap();
     let status = r.status().as_u16();
     let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
     (status, ct, r.json().await.unwrap())

@@ -64,7 +64,10 @@ async fn a_location_with_a_subscriber_does_not_passivate() {
 #[actix_rt::test]
 async fn the_replay_rejects_the_real_1048_mph_wind_and_counts_it() {
     // Ten dataset hours per second from 07:00 on the day of the fault.
-    let app = spawn_app_with(json!({"sources": {"replay": {"enabled": true, "speed": 36000.0, "start_at": "2013-02-12T07:00:00Z"}}})).await;
+    let app = spawn_app_with(
+        json!({"sources": {"replay": {"enabled": true, "speed": 36000.0, "start_at": "2013-02-12T07:00:00Z"}}}),
+    )
+    .await;
     let replayed = eventually(5, || async {
         let (status, body) = app.get_json("/v1/locations/KEWR/history").await;
         status == 200 && body["readings"].as_array().is_some_and(|r| r.len() >= 4)

@@ -74,14 +74,20 @@ async fn bad_messages_get_an_error_and_the_connection_stays_open() {
     let app = spawn_app().await;
     let mut ws = app.ws("/v1/ws").await;
     ws.send(Message::Text("not json".into())).await.unwrap();
-    assert_eq!(next_json(&mut ws).await, json!({"type": "error", "code": "invalid_json", "message": "message is not valid JSON"}));
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"type": "error", "code": "invalid_json", "message": "message is not valid JSON"})
+    );
     send_json(&mut ws, json!({"type": "dance"})).await;
     assert_eq!(
         next_json(&mut ws).await,
         json!({"type": "error", "code": "unknown_type", "message": "unknown message type \"dance\"; expected subscribe, unsubscribe or ping"})
     );
     send_json(&mut ws, json!({"type": "subscribe", "locations": ["NOPE77"]})).await;
-    assert_eq!(next_json(&mut ws).await, json!({"type": "error", "code": "unknown_location", "message": "unknown location NOPE77"}));
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"type": "error", "code": "unknown_location", "message": "unknown location NOPE77"})
+    );
     send_json(&mut ws, json!({"type": "subscribe", "locations": ["bad id"]})).await;
     assert_eq!(
         next_json(&mut ws).await,
@@ -171,7 +177,12 @@ async fn a_client_that_does_not_read_is_closed_with_1013_and_counted() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(app.address.parse().unwrap()).await.unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{}/v1/ws", app.address), tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(
+        format!("ws://{}/v1/ws", app.address),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .unwrap();
     send_json(&mut ws, json!({"type": "subscribe", "locations": ids})).await;
 
     // Every batch changes all 100 locations: 100 updates of ~600 bytes each.

@@ -114,12 +114,7 @@ impl LocationState {
     /// Readings with `from <= observed_at <= to`, oldest first.
     pub fn history(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Reading> {
         let start = self.readings.partition_point(|r| r.observed_at < from);
-        self.readings
-            .iter()
-            .skip(start)
-            .take_while(|r| r.observed_at <= to)
-            .cloned()
-            .collect()
+        self.readings.iter().skip(start).take_while(|r| r.observed_at <= to).cloned().collect()
     }
 }
 
@@ -135,11 +130,8 @@ mod tests {
     }
 
     fn reading(source: &str, t: &str, temperature: f64) -> Reading {
-        let mut r = Reading::new(
-            LocationId::parse("KJFK").unwrap(),
-            SourceName::parse(source).unwrap(),
-            t.parse().unwrap(),
-        );
+        let mut r =
+            Reading::new(LocationId::parse("KJFK").unwrap(), SourceName::parse(source).unwrap(), t.parse().unwrap());
         r.temperature = Some(temperature);
         r
     }
@@ -160,10 +152,7 @@ mod tests {
     fn drops_duplicates_by_source_and_time_even_with_other_values() {
         let mut s = LocationState::default();
         s.ingest(reading("station", "2026-11-26T08:00:00Z", 5.0), now(), RETENTION);
-        assert_eq!(
-            s.ingest(reading("station", "2026-11-26T08:00:00Z", 9.0), now(), RETENTION),
-            Ingested::Duplicate
-        );
+        assert_eq!(s.ingest(reading("station", "2026-11-26T08:00:00Z", 9.0), now(), RETENTION), Ingested::Duplicate);
         assert_eq!(s.len(), 1);
         assert_eq!(s.latest()[0].temperature, Some(5.0));
     }

@@ -82,10 +82,8 @@ pub struct NearestResponse {
 
 fn coordinate(raw: Option<&str>, field: &'static str, bound: f64) -> Result<f64, ApiError> {
     let raw = raw.ok_or_else(|| ApiError::invalid_param(field, "is required"))?;
-    let value: f64 = raw
-        .trim()
-        .parse()
-        .map_err(|_| ApiError::invalid_param(field, format!("must be a number, got {raw:?}")))?;
+    let value: f64 =
+        raw.trim().parse().map_err(|_| ApiError::invalid_param(field, format!("must be a number, got {raw:?}")))?;
     if !(-bound..=bound).contains(&value) {
         return Err(ApiError::invalid_param(field, format!("must be between -{bound} and {bound}")));
     }
@@ -98,10 +96,8 @@ fn coordinate(raw: Option<&str>, field: &'static str, bound: f64) -> Result<f64,
 pub async fn nearest(state: web::Data<AppState>, query: web::Query<NearestQuery>) -> Result<HttpResponse, ApiError> {
     let lat = coordinate(query.lat.as_deref(), "lat", 90.0)?;
     let lon = coordinate(query.lon.as_deref(), "lon", 180.0)?;
-    let (location, km) = state
-        .catalog
-        .nearest(lat, lon)
-        .ok_or_else(|| ApiError::NotFound("the catalog is empty".into()))?;
+    let (location, km) =
+        state.catalog.nearest(lat, lon).ok_or_else(|| ApiError::NotFound("the catalog is empty".into()))?;
     Ok(HttpResponse::Ok().json(NearestResponse { location, distance_km: (km * 10.0).round() / 10.0 }))
 }
 
@@ -113,9 +109,7 @@ pub async fn nearest(state: web::Data<AppState>, query: web::Query<NearestQuery>
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = AppState::parse_id(&path)?;
     let location = state.directory.send(Describe { id: id.clone() }).await?;
-    location
-        .map(|l| HttpResponse::Ok().json(l))
-        .ok_or_else(|| ApiError::NotFound(format!("unknown location {id}")))
+    location.map(|l| HttpResponse::Ok().json(l)).ok_or_else(|| ApiError::NotFound(format!("unknown location {id}")))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -247,7 +241,10 @@ pub async fn history(
     if from < earliest - RETENTION_SLACK {
         return Err(ApiError::invalid_param(
             "from",
-            format!("is beyond retention: history is kept for {hours} h, so from must be at or after {}", earliest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            format!(
+                "is beyond retention: history is kept for {hours} h, so from must be at or after {}",
+                earliest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
         ));
     }
     let readings = state.ask(&id, || GetHistory { from, to }).await?;

@@ -55,11 +55,8 @@ pub async fn post(
         )));
     }
     let too_large = || ApiError::PayloadTooLarge(format!("request body is larger than {MAX_BODY_BYTES} bytes (1 MiB)"));
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(too_large());
     }
@@ -71,7 +68,8 @@ pub async fn post(
         }
         body.extend_from_slice(&chunk);
     }
-    let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
     let items = match value {
         Value::Array(items) => items,
         single => vec![single],
@@ -110,8 +108,10 @@ pub async fn post(
             }
         }
     }
-    let sources: Vec<(usize, &'static str)> = valid.iter().map(|(i, r)| (*i, source_label(r.source.as_str()))).collect();
-    let unroutable = if valid.is_empty() { Vec::new() } else { state.directory.send(RouteReadings { readings: valid }).await? };
+    let sources: Vec<(usize, &'static str)> =
+        valid.iter().map(|(i, r)| (*i, source_label(r.source.as_str()))).collect();
+    let unroutable =
+        if valid.is_empty() { Vec::new() } else { state.directory.send(RouteReadings { readings: valid }).await? };
     for (index, error) in &unroutable {
         let source = sources.binary_search_by_key(index, |(i, _)| *i).map_or("other", |at| sources[at].1);
         state.metrics.readings_rejected.with_label_values(&[source, "unknown_location"]).inc();
@@ -128,7 +128,10 @@ pub async fn post(
         let extra = serde_json::to_value(&rejected).unwrap_or_default();
         let errors = if items.len() == 1 { rejected.pop().map(|r| r.errors) } else { None };
         return Err(match errors {
-            Some(errors) => ApiError::Unprocessable { detail, extra: Some(("errors", serde_json::to_value(errors).unwrap_or_default())) },
+            Some(errors) => ApiError::Unprocessable {
+                detail,
+                extra: Some(("errors", serde_json::to_value(errors).unwrap_or_default())),
+            },
             None => ApiError::Unprocessable { detail, extra: Some(("rejected", extra)) },
         });
     }
