@@ -273,3 +273,104 @@ impl Handler<CheckpointAll> for Directory {
         Box::pin(async move { join_all(sends).await.into_iter().filter(Result::is_ok).count() })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::actors::location::{GetHistory, LocationDeps};
+    use crate::actors::persister::Persister;
+    use crate::config::{LocationSettings, PersistSettings};
+    use crate::domain::SourceName;
+
+    fn start_directory() -> (Addr<Directory>, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::new());
+        let persister = Persister::new(&PersistSettings { flush_interval_ms: 100, snapshot_interval_ms: 100 }).start();
+        let settings = Arc::new(LocationSettings {
+            idle_passivate_secs: 3600,
+            history_hours: 24,
+            max_history_readings: 100,
+            stale_after_secs: 7200,
+            preload: Vec::new(),
+        });
+        let deps_metrics = metrics.clone();
+        let directory = Directory::new(
+            Arc::new(Catalog::bundled()),
+            vec![Arbiter::current(), Arbiter::current()],
+            metrics.clone(),
+            move |directory| LocationDeps {
+                settings,
+                snapshot_interval: Duration::from_millis(100),
+                persister,
+                directory,
+                metrics: deps_metrics,
+            },
+        )
+        .start();
+        (directory, metrics)
+    }
+
+    fn reading(id: &str, coordinates: bool) -> Reading {
+        let mut r = Reading::new(
+            LocationId::parse(id).unwrap(),
+            SourceName::parse("station").unwrap(),
+            chrono::Utc::now() - chrono::Duration::minutes(1),
+        );
+        r.temperature = Some(3.5);
+        if coordinates {
+            (r.latitude, r.longitude) = (Some(51.47), Some(-0.45));
+        }
+        r
+    }
+
+    #[actix::test]
+    async fn resolves_catalog_cities_once_and_refuses_unknown_ids() {
+        let (directory, metrics) = start_directory();
+        let nyc = LocationId::parse("5128581").unwrap();
+        let a = directory.send(Resolve { id: nyc.clone() }).await.unwrap().unwrap();
+        let b = directory.send(Resolve { id: nyc }).await.unwrap().unwrap();
+        assert_eq!(a, b);
+        assert_eq!(metrics.locations_active.get(), 1);
+        let unknown = LocationId::parse("EGLL").unwrap();
+        assert_eq!(
+            directory.send(Resolve { id: unknown.clone() }).await.unwrap().unwrap_err(),
+            UnknownLocation(unknown)
+        );
+    }
+
+    #[actix::test]
+    async fn a_new_station_needs_coordinates_and_is_placed_by_the_nearest_city() {
+        let (directory, _) = start_directory();
+        let rejected = directory
+            .send(RouteReadings { readings: vec![(0, reading("EGLL", false)), (1, reading("EGLL", true))] })
+            .await
+            .unwrap();
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].0, 0);
+        let egll = directory.send(Describe { id: LocationId::parse("EGLL").unwrap() }).await.unwrap().unwrap();
+        assert_eq!(
+            (egll.name.as_str(), egll.country.as_str(), egll.timezone.as_str()),
+            ("EGLL", "GB", "Europe/London")
+        );
+        assert_eq!(egll.kind, LocationKind::Station);
+        let addr = directory.send(Resolve { id: egll.id.clone() }).await.unwrap().unwrap();
+        let now = chrono::Utc::now();
+        let history = addr.send(GetHistory { from: now - chrono::Duration::hours(1), to: now }).await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].temperature, Some(3.5));
+    }
+
+    #[actix::test]
+    async fn a_passivation_request_forgets_and_stops_the_actor() {
+        let (directory, metrics) = start_directory();
+        let id = LocationId::parse("5128581").unwrap();
+        let addr = directory.send(Resolve { id: id.clone() }).await.unwrap().unwrap();
+        directory.send(RequestPassivation { id: id.clone(), addr: addr.clone() }).await.unwrap();
+        assert_eq!(metrics.locations_active.get(), 0);
+        drop(addr);
+        let fresh = directory.send(Resolve { id }).await.unwrap().unwrap();
+        assert!(fresh.connected());
+        assert_eq!(metrics.locations_active.get(), 1);
+    }
+}
