@@ -21,6 +21,7 @@ pub struct Settings {
     pub ws: WsSettings,
     pub locations: LocationSettings,
     pub persist: PersistSettings,
+    pub consensus: ConsensusConfig,
     pub sources: SourcesSettings,
     pub log: LogSettings,
 }
@@ -81,11 +82,65 @@ pub struct PersistSettings {
     pub snapshot_interval_ms: u64,
 }
 
-/// One section per source.
+/// How sources are merged.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusConfig {
+    /// Weight multiplier per source name; unlisted sources get 1.0.
+    pub trust: std::collections::BTreeMap<String, f64>,
+    /// Robust z-score (|value − median| / (1.4826 × MAD)) above which a source is an outlier.
+    pub outlier_threshold: f64,
+}
+
+/// One section per source, plus what they share.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SourcesSettings {
+    /// Contact (e-mail or URL) sent in the User-Agent; MET Norway refuses to serve without one.
+    pub contact: String,
+    /// How long the first request for a location waits for the providers' first data.
+    pub cold_wait_ms: u64,
     pub replay: ReplaySettings,
+    pub open_meteo: ProviderSettings,
+    pub met_norway: ProviderSettings,
+    pub nws: ProviderSettings,
+    pub openweathermap: ProviderSettings,
+}
+
+impl SourcesSettings {
+    /// Whether any upstream provider is switched on.
+    pub fn any_provider(&self) -> bool {
+        [&self.open_meteo, &self.met_norway, &self.nws, &self.openweathermap].iter().any(|p| p.enabled)
+    }
+}
+
+/// An upstream provider.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    pub enabled: bool,
+    /// Scheme and host (and path prefix) of the API; point it at a mirror or a test server.
+    pub base_url: String,
+    /// How often a tracked location is refreshed (at the earliest when its response expires).
+    pub poll_interval_secs: u64,
+    /// Per request, connect included.
+    pub timeout_secs: u64,
+    /// Needed by OpenWeatherMap only; the provider stays off while it is empty.
+    pub api_key: String,
+    /// Freshness of a response that carries no Cache-Control or Expires.
+    pub cache_ttl_secs: u64,
+    /// Requests per second to this provider, across all locations.
+    pub rate_limit_per_sec: f64,
+    /// Retries of a failed request (5xx, timeout, 429, malformed body).
+    pub max_retries: u32,
+    /// First retry delay; doubles each retry, plus up to as much jitter.
+    pub backoff_base_ms: u64,
+    /// Consecutive failed requests that open the circuit.
+    pub circuit_failure_threshold: u32,
+    /// How long an open circuit fails fast before one trial request.
+    pub circuit_cooldown_secs: u64,
+    /// Longest Retry-After honoured in place; longer ones end the attempt.
+    pub max_retry_after_secs: u64,
 }
 
 /// The bundled replay of real 2013 observations at KEWR, KJFK and KLGA.
@@ -154,6 +209,19 @@ impl Settings {
         Self::extract(figment)
     }
 
+    /// These settings with secrets replaced by `***`, for printing and logging.
+    pub fn masked(&self) -> Self {
+        let mut s = self.clone();
+        for p in
+            [&mut s.sources.open_meteo, &mut s.sources.met_norway, &mut s.sources.nws, &mut s.sources.openweathermap]
+        {
+            if !p.api_key.is_empty() {
+                p.api_key = "***".into();
+            }
+        }
+        s
+    }
+
     /// The compiled-in defaults with `overrides` merged on top (tests, embedding).
     pub fn defaults_with(overrides: impl Serialize) -> Result<Self, ConfigError> {
         Self::extract(Figment::from(Toml::string(DEFAULT_TOML)).merge(Serialized::defaults(overrides)))
@@ -174,6 +242,22 @@ impl Settings {
             && chrono::DateTime::parse_from_rfc3339(&self.sources.replay.start_at).is_err()
         {
             return bad("sources.replay.start_at", "must be empty or an RFC 3339 timestamp");
+        }
+        for (name, p) in [
+            ("open_meteo", &self.sources.open_meteo),
+            ("met_norway", &self.sources.met_norway),
+            ("nws", &self.sources.nws),
+            ("openweathermap", &self.sources.openweathermap),
+        ] {
+            if p.enabled && !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+                return bad(&format!("sources.{name}.base_url"), "must start with http:// or https://");
+            }
+            if p.rate_limit_per_sec <= 0.0 || !p.rate_limit_per_sec.is_finite() {
+                return bad(&format!("sources.{name}.rate_limit_per_sec"), "must be greater than 0");
+            }
+            if p.circuit_failure_threshold == 0 {
+                return bad(&format!("sources.{name}.circuit_failure_threshold"), "must be at least 1");
+            }
         }
         if self.ws.outbound_queue == 0 {
             return bad("ws.outbound_queue", "must be at least 1");

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         }
     };
     if check_only {
-        match serde_json::to_string_pretty(&settings) {
+        match serde_json::to_string_pretty(&settings.masked()) {
             Ok(text) => println!("{text}"),
             Err(error) => {
                 eprintln!("error: {error}");

@@ -19,13 +19,16 @@ use actix_web::{App, HttpServer, web};
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
-use crate::actors::directory::{CheckpointAll, Directory, RegisterStation, Resolve};
+use crate::actors::directory::{AttachPollers, CheckpointAll, Directory, RegisterStation, Resolve};
 use crate::actors::location::LocationDeps;
 use crate::actors::persister::{Flush, Persister};
+use crate::actors::poller::providers::{Provider, ProviderKind};
+use crate::actors::poller::upstream::Upstream;
+use crate::actors::poller::{GetProviderStatus, SourcePoller};
 use crate::actors::replay::ReplayFeeder;
 use crate::actors::session::SessionDeps;
 use crate::catalog::Catalog;
-use crate::config::Settings;
+use crate::config::{ProviderSettings, Settings, SourcesSettings};
 use crate::domain::LocationId;
 use crate::http::{self, AppState};
 use crate::sources::replay;
@@ -88,6 +91,7 @@ impl Application {
         let persister = Persister::new(&settings.persist).start();
 
         let location_settings = Arc::new(settings.locations.clone());
+        let consensus = Arc::new(settings.consensus.clone());
         let deps_persister = persister.clone();
         let deps_metrics = metrics.clone();
         let snapshot_interval = Duration::from_millis(settings.persist.snapshot_interval_ms.max(1));
@@ -97,6 +101,7 @@ impl Application {
             metrics.clone(),
             move |passivation| LocationDeps {
                 settings: location_settings,
+                consensus,
                 snapshot_interval,
                 persister: deps_persister,
                 directory: passivation,
@@ -104,6 +109,13 @@ impl Application {
             },
         )
         .start();
+
+        let pollers = start_pollers(&settings.sources, &directory, &metrics);
+        let _ = directory
+            .send(AttachPollers {
+                pollers: pollers.iter().map(|p| (p.clone().recipient(), p.clone().recipient())).collect(),
+            })
+            .await;
 
         if settings.sources.replay.enabled {
             for location in replay::stations() {
@@ -133,6 +145,7 @@ impl Application {
                 shutdown: shutdown_rx,
             },
             settings: settings.clone(),
+            providers: pollers.iter().map(|p| p.clone().recipient::<GetProviderStatus>()).collect(),
             next_session_id: AtomicU64::new(1),
         });
         let server = HttpServer::new(move || {
@@ -199,6 +212,58 @@ impl Application {
         info!(locations, snapshots_written = written, "stopped");
         Ok(())
     }
+}
+
+/// One `SourcePoller` per enabled provider. OpenWeatherMap runs only with an API key;
+/// MET Norway starts switched off (saying why) without a contact for its User-Agent.
+fn start_pollers(
+    sources: &SourcesSettings,
+    directory: &Addr<Directory>,
+    metrics: &Arc<Metrics>,
+) -> Vec<Addr<SourcePoller>> {
+    let contact = sources.contact.trim();
+    let user_agent = if contact.is_empty() {
+        format!("isobar/{}", env!("CARGO_PKG_VERSION"))
+    } else {
+        format!("isobar/{} ({contact})", env!("CARGO_PKG_VERSION"))
+    };
+    let configured: [(ProviderKind, &ProviderSettings); 4] = [
+        (ProviderKind::OpenMeteo, &sources.open_meteo),
+        (ProviderKind::MetNorway, &sources.met_norway),
+        (ProviderKind::Nws, &sources.nws),
+        (ProviderKind::OpenWeatherMap, &sources.openweathermap),
+    ];
+    let mut pollers = Vec::new();
+    let offline_warned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for (kind, settings) in configured {
+        if !settings.enabled {
+            continue;
+        }
+        if kind == ProviderKind::OpenWeatherMap && settings.api_key.trim().is_empty() {
+            info!(
+                provider = kind.name(),
+                "off: set sources.openweathermap.api_key (ISOBAR__SOURCES__OPENWEATHERMAP__API_KEY) to use it"
+            );
+            continue;
+        }
+        let disabled = (kind == ProviderKind::MetNorway && contact.is_empty()).then(|| {
+            "MET Norway requires a contact in the User-Agent: set sources.contact (ISOBAR__SOURCES__CONTACT) to your e-mail or URL".to_owned()
+        });
+        let upstream = Upstream::new(kind.name(), settings.clone(), &user_agent, metrics.clone());
+        let provider = Provider::new(kind, upstream, settings.api_key.trim().to_owned());
+        let poll_interval = Duration::from_secs(settings.poll_interval_secs.max(1));
+        let poller = SourcePoller::new(
+            kind,
+            provider,
+            directory.clone(),
+            metrics.clone(),
+            poll_interval,
+            disabled,
+            offline_warned.clone(),
+        );
+        pollers.push(poller.start());
+    }
+    pollers
 }
 
 /// Resolves on SIGTERM or SIGINT, naming which.

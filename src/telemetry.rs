@@ -6,7 +6,7 @@
 //! rejection reasons. Never a location id.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -35,6 +35,10 @@ pub struct Metrics {
     pub location_restarts: IntCounter,
     pub readings_ingested: IntCounterVec,
     pub readings_rejected: IntCounterVec,
+    pub upstream_requests: IntCounterVec,
+    pub upstream_request_duration: HistogramVec,
+    pub upstream_cache_hits: IntCounterVec,
+    pub upstream_circuit_open: IntGaugeVec,
 }
 
 impl Metrics {
@@ -77,6 +81,27 @@ impl Metrics {
             &["source", "reason"],
         )
         .expect("static metric definition");
+        let upstream_requests = IntCounterVec::new(
+            Opts::new("isobar_upstream_requests_total", "Requests to upstream providers, by provider and outcome."),
+            &["provider", "outcome"],
+        )
+        .expect("static metric definition");
+        let upstream_request_duration = HistogramVec::new(
+            HistogramOpts::new("isobar_upstream_request_duration_seconds", "Upstream request latency by provider.")
+                .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["provider"],
+        )
+        .expect("static metric definition");
+        let upstream_cache_hits = IntCounterVec::new(
+            Opts::new("isobar_upstream_cache_hits_total", "Upstream responses served from the cache, by provider."),
+            &["provider"],
+        )
+        .expect("static metric definition");
+        let upstream_circuit_open = IntGaugeVec::new(
+            Opts::new("isobar_upstream_circuit_open", "1 while a provider's circuit breaker is open."),
+            &["provider"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_request_duration.clone()),
@@ -87,6 +112,10 @@ impl Metrics {
             Box::new(location_restarts.clone()),
             Box::new(readings_ingested.clone()),
             Box::new(readings_rejected.clone()),
+            Box::new(upstream_requests.clone()),
+            Box::new(upstream_request_duration.clone()),
+            Box::new(upstream_cache_hits.clone()),
+            Box::new(upstream_circuit_open.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -102,6 +131,10 @@ impl Metrics {
             location_restarts,
             readings_ingested,
             readings_rejected,
+            upstream_requests,
+            upstream_request_duration,
+            upstream_cache_hits,
+            upstream_circuit_open,
         }
     }
 

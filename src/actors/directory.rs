@@ -16,9 +16,12 @@ use actix::prelude::*;
 use futures_util::future::join_all;
 use tracing::info;
 
-use crate::actors::location::{Checkpoint, IngestBatch, LocationActor, LocationDeps, Passivate};
+use crate::actors::location::{
+    ApplyForecast, Checkpoint, IngestBatch, LocationActor, LocationDeps, Passivate, SourceHealth,
+};
+use crate::actors::poller::{Track, Untrack};
 use crate::catalog::{Catalog, MatchRank, fold};
-use crate::domain::{FieldError, Location, LocationId, LocationKind, Reading};
+use crate::domain::{FieldError, ForecastRun, Location, LocationId, LocationKind, Reading, SourceName};
 use crate::telemetry::Metrics;
 
 pub struct Directory {
@@ -34,6 +37,8 @@ pub struct Directory {
     deps: Option<LocationDeps>,
     make_deps: Option<Box<dyn FnOnce(Recipient<RequestPassivation>) -> LocationDeps>>,
     metrics: Arc<Metrics>,
+    /// The source pollers, told when a location starts or passivates.
+    pollers: Vec<(Recipient<Track>, Recipient<Untrack>)>,
 }
 
 /// The location id names neither a catalog city nor a known station.
@@ -87,6 +92,34 @@ pub struct RequestPassivation {
     pub addr: Addr<LocationActor>,
 }
 
+/// The source pollers to tell about starting and passivating locations. Sent once by
+/// start-up, after the pollers exist (they need the Directory's address first).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachPollers {
+    pub pollers: Vec<(Recipient<Track>, Recipient<Untrack>)>,
+}
+
+/// What a provider returned for a location (already validated). Sent by a `SourcePoller`;
+/// dropped when the location has passivated meanwhile.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DeliverProviderData {
+    pub id: LocationId,
+    pub source: SourceName,
+    pub reading: Option<Reading>,
+    pub forecast: Option<ForecastRun>,
+}
+
+/// A provider could not refresh a location. Sent by a `SourcePoller`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReportSourceFailure {
+    pub id: LocationId,
+    pub source: SourceName,
+    pub error: String,
+}
+
 /// Sent at shutdown: every running location hands its snapshot to the persister.
 /// Answers how many locations did.
 #[derive(Message)]
@@ -110,6 +143,7 @@ impl Directory {
             deps: None,
             make_deps: Some(Box::new(make_deps)),
             metrics,
+            pollers: Vec::new(),
         }
     }
 
@@ -126,6 +160,9 @@ impl Directory {
         let mut hasher = DefaultHasher::new();
         id.hash(&mut hasher);
         let arbiter = &self.arbiters[(hasher.finish() % self.arbiters.len() as u64) as usize];
+        for (track, _) in &self.pollers {
+            track.do_send(Track { location: location.clone() });
+        }
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| LocationActor::new(location, deps));
         self.actors.insert(id.clone(), addr.clone());
         self.metrics.locations_active.set(self.actors.len() as i64);
@@ -259,9 +296,54 @@ impl Handler<RequestPassivation> for Directory {
         if self.actors.get(&msg.id) == Some(&msg.addr) {
             self.actors.remove(&msg.id);
             self.metrics.locations_active.set(self.actors.len() as i64);
+            for (_, untrack) in &self.pollers {
+                untrack.do_send(Untrack { id: msg.id.clone() });
+            }
         }
         // Whether registered or an orphan restarted by its supervisor, it may stop now.
         msg.addr.do_send(Passivate);
+    }
+}
+
+impl Handler<AttachPollers> for Directory {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttachPollers, _: &mut Context<Self>) {
+        self.pollers = msg.pollers;
+        // Locations started before the pollers existed (preloads) are tracked now.
+        for id in self.actors.keys() {
+            if let Some(location) = self.describe(id) {
+                for (track, _) in &self.pollers {
+                    track.do_send(Track { location: location.clone() });
+                }
+            }
+        }
+    }
+}
+
+impl Handler<DeliverProviderData> for Directory {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeliverProviderData, _: &mut Context<Self>) {
+        let Some(addr) = self.actors.get(&msg.id) else { return };
+        if let Some(run) = msg.forecast {
+            addr.do_send(ApplyForecast { run });
+        }
+        match msg.reading {
+            Some(reading) => addr.do_send(IngestBatch { readings: vec![reading] }),
+            // A response without a usable reading still shows the source is alive.
+            None => addr.do_send(SourceHealth { source: msg.source, error: None }),
+        }
+    }
+}
+
+impl Handler<ReportSourceFailure> for Directory {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReportSourceFailure, _: &mut Context<Self>) {
+        if let Some(addr) = self.actors.get(&msg.id) {
+            addr.do_send(SourceHealth { source: msg.source, error: Some(msg.error) });
+        }
     }
 }
 
@@ -301,6 +383,10 @@ mod tests {
             metrics.clone(),
             move |directory| LocationDeps {
                 settings,
+                consensus: Arc::new(crate::config::ConsensusConfig {
+                    trust: Default::default(),
+                    outlier_threshold: 3.5,
+                }),
                 snapshot_interval: Duration::from_millis(100),
                 persister,
                 directory,

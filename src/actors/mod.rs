@@ -10,11 +10,13 @@
 pub mod directory;
 pub mod location;
 pub mod persister;
+pub mod poller;
 pub mod replay;
 pub mod session;
 
 pub use directory::Directory;
 pub use location::LocationActor;
 pub use persister::Persister;
+pub use poller::SourcePoller;
 pub use replay::ReplayFeeder;
 pub use session::WsSession;

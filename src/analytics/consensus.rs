@@ -1,75 +1,123 @@
 //! Consensus: merging the latest reading of each source into one current picture.
 //!
-//! Per quantity, the median of the fresh sources' values (wind direction: the circular
-//! median, the reported value with the least total angular distance to the others).
-//! A source is fresh when its latest reading is at most `stale_after_secs` old; when none
-//! is, the consensus falls back to all sources and says `stale: true`.
-//! `confidence` is 0.7 for one source; for several it is 0.5 + 0.5 × agreement, where
-//! agreement averages, over the quantities that two or more sources report,
-//! 1 / (1 + mean absolute deviation from the median / tolerance).
-//! `quality_score` is the share of the seven quantities present, times an age factor that
-//! falls linearly from 1 (fresh) to 0 (twice the stale limit).
+//! 1. A source is *fresh* when its latest reading is at most `stale_after_secs` old and
+//!    its last refresh did not fail. Only fresh sources count; when none is fresh, all
+//!    count and the result says `stale: true`.
+//! 2. Outliers: with three or more sources reporting a quantity, a value whose robust
+//!    z-score |x − median| / max(1.4826 × MAD, floor) exceeds `outlier_threshold` marks
+//!    its source as an outlier: shown with `outlier: true`, weight 0, left out everywhere.
+//! 3. The others are merged per quantity by weighted mean (wind direction: weighted
+//!    circular mean), with weight = trust(source) × freshness, freshness falling from 1
+//!    (just observed) to 0.5 (at the stale limit). The weather code is the weighted mode.
+//! 4. `confidence`: 0.7 for one source; for n ≥ 2, 0.5 + 0.5 × agreement × (1 − 0.5^(n−1)),
+//!    where agreement averages 1 / (1 + mean |deviation| / tolerance) over the quantities
+//!    that two or more sources report. More sources that agree → higher confidence.
+//! 5. `quality_score`: share of the seven quantities present × an age factor falling from
+//!    1 (fresh) to 0 (twice the stale limit).
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::forecast::describe_weather_code;
 use crate::domain::units::round2;
-use crate::domain::{Current, LocationRef, Reading, SourceContribution, Units};
+use crate::domain::{Current, LocationRef, Reading, SourceContribution, SourceName, Units};
 
 /// What the consensus needs from the configuration.
 #[derive(Debug, Clone, Copy)]
-pub struct ConsensusSettings {
+pub struct ConsensusSettings<'a> {
     /// A source whose latest reading is older than this is not fresh.
     pub stale_after_secs: u64,
+    /// Weight multiplier per source name (1.0 when unlisted).
+    pub trust: &'a BTreeMap<String, f64>,
+    /// Robust z-score above which a value is an outlier.
+    pub outlier_threshold: f64,
 }
 
-/// Tolerance per quantity (same order as `Reading::quantities`): a deviation of this size
+/// Tolerance per quantity (order of `Reading::quantities`): a mean deviation of this size
 /// halves the agreement on that quantity.
 const TOLERANCE: [f64; 7] = [2.0, 10.0, 3.0, 2.0, 45.0, 5.0, 1.0];
+/// Smallest robust scale per quantity, so that near-identical sources (MAD ≈ 0) do not
+/// turn every small difference into an outlier.
+const MIN_SCALE: [f64; 7] = [0.5, 3.0, 1.0, 0.5, 15.0, 2.0, 0.5];
 const WIND_DIRECTION: usize = 4;
 
 /// Merges `latest` (at most one reading per source, any order) into current conditions.
-/// Returns `None` when there is no reading at all.
+/// `failing` names sources whose last refresh failed. `None` when there is no reading.
 pub fn consensus(
     location: LocationRef,
     latest: &[Reading],
+    failing: &[SourceName],
     now: DateTime<Utc>,
-    settings: ConsensusSettings,
+    settings: ConsensusSettings<'_>,
 ) -> Option<Current> {
     let freshest = latest.iter().map(|r| r.observed_at).max()?;
-    let limit = settings.stale_after_secs as i64;
-    let is_fresh = |r: &Reading| (now - r.observed_at).num_seconds() <= limit;
+    let limit = settings.stale_after_secs.max(1) as f64;
+    let age = |r: &Reading| (now - r.observed_at).num_seconds().max(0) as f64;
+    let is_fresh = |r: &Reading| age(r) <= limit && !failing.contains(&r.source);
     let stale = !latest.iter().any(is_fresh);
-    let used: Vec<&Reading> = latest.iter().filter(|r| stale || is_fresh(r)).collect();
+    let used: Vec<usize> = (0..latest.len()).filter(|i| stale || is_fresh(&latest[*i])).collect();
+
+    let mut outlier = vec![false; latest.len()];
+    for (q, floor) in MIN_SCALE.iter().enumerate() {
+        let values: Vec<(usize, f64)> = used.iter().filter_map(|i| Some((*i, latest[*i].quantities()[q]?))).collect();
+        if values.len() < 3 {
+            continue;
+        }
+        let raw: Vec<f64> = values.iter().map(|(_, v)| *v).collect();
+        let center = if q == WIND_DIRECTION { circular_median(&raw) } else { median(&raw) };
+        let Some(center) = center else { continue };
+        let deviations: Vec<f64> = raw.iter().map(|v| distance(q, *v, center)).collect();
+        let scale = median(&deviations).map_or(*floor, |mad| (1.4826 * mad).max(*floor));
+        for ((i, _), d) in values.iter().zip(&deviations) {
+            if d / scale > settings.outlier_threshold {
+                outlier[*i] = true;
+            }
+        }
+    }
+    let inliers: Vec<usize> = used.iter().copied().filter(|i| !outlier[*i]).collect();
+    let weight = |i: usize| {
+        let r = &latest[i];
+        let trust = settings.trust.get(r.source.as_str()).copied().unwrap_or(1.0).max(0.0);
+        trust * (1.0 - 0.5 * (age(r) / limit).min(1.0))
+    };
 
     let mut merged = [None; 7];
     let mut agreements = Vec::new();
     for (q, slot) in merged.iter_mut().enumerate() {
-        let values: Vec<f64> = used.iter().filter_map(|r| r.quantities()[q]).collect();
-        let center = if q == WIND_DIRECTION { circular_median(&values) } else { median(&values) };
+        let values: Vec<(f64, f64)> =
+            inliers.iter().filter_map(|i| Some((latest[*i].quantities()[q]?, weight(*i)))).collect();
+        let center = if q == WIND_DIRECTION { circular_mean(&values) } else { weighted_mean(&values) };
         if let (Some(c), true) = (center, values.len() >= 2) {
-            let deviation = values.iter().map(|v| distance(q, *v, c)).sum::<f64>() / values.len() as f64;
+            let deviation = values.iter().map(|(v, _)| distance(q, *v, c)).sum::<f64>() / values.len() as f64;
             agreements.push(1.0 / (1.0 + deviation / TOLERANCE[q]));
         }
         *slot = center.map(round2);
     }
-    let confidence = match used.len() {
-        1 => 0.7,
-        _ if agreements.is_empty() => 0.5,
-        _ => round2(0.5 + 0.5 * agreements.iter().sum::<f64>() / agreements.len() as f64),
+    let weather_code = weighted_mode(inliers.iter().filter_map(|i| Some((latest[*i].weather_code?, weight(*i)))));
+    let n = inliers.len();
+    let confidence = match n {
+        0 | 1 => 0.7,
+        _ => {
+            let agreement =
+                if agreements.is_empty() { 0.5 } else { agreements.iter().sum::<f64>() / agreements.len() as f64 };
+            round2(0.5 + 0.5 * agreement * (1.0 - 0.5f64.powi(n as i32 - 1)))
+        }
     };
     let present = merged.iter().filter(|v| v.is_some()).count() as f64 / 7.0;
-    let age = (now - freshest).num_seconds().max(0) as f64;
-    let age_factor = (1.0 - age / (2.0 * limit.max(1) as f64)).clamp(0.0, 1.0);
+    let freshest_age = (now - freshest).num_seconds().max(0) as f64;
+    let age_factor = (1.0 - freshest_age / (2.0 * limit)).clamp(0.0, 1.0);
 
     let mut sources: Vec<SourceContribution> = latest
         .iter()
-        .map(|r| SourceContribution {
+        .enumerate()
+        .map(|(i, r)| SourceContribution {
             name: r.source.clone(),
             observed_at: r.observed_at,
-            age_seconds: (now - r.observed_at).num_seconds().max(0),
-            weight: if stale || is_fresh(r) { 1.0 } else { 0.0 },
+            age_seconds: age(r) as i64,
+            weight: if inliers.contains(&i) { round2(weight(i)) } else { 0.0 },
             temperature: r.temperature,
-            outlier: false,
+            outlier: outlier[i],
         })
         .collect();
     sources.sort_by(|a, b| a.name.cmp(&b.name));
@@ -85,9 +133,9 @@ pub fn consensus(
         wind_direction,
         visibility,
         precipitation,
-        weather_code: None,
-        description: None,
-        sources_count: used.len(),
+        weather_code,
+        description: weather_code.and_then(describe_weather_code).map(str::to_owned),
+        sources_count: n,
         sources,
         confidence,
         quality_score: round2(present * age_factor),
@@ -96,7 +144,7 @@ pub fn consensus(
     })
 }
 
-fn median(values: &[f64]) -> Option<f64> {
+pub(crate) fn median(values: &[f64]) -> Option<f64> {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -105,6 +153,43 @@ fn median(values: &[f64]) -> Option<f64> {
         _ if n % 2 == 1 => Some(v[n / 2]),
         _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
     }
+}
+
+fn weighted_mean(values: &[(f64, f64)]) -> Option<f64> {
+    let total: f64 = values.iter().map(|(_, w)| w).sum();
+    if values.is_empty() {
+        None
+    } else if total <= 0.0 {
+        Some(values.iter().map(|(v, _)| v).sum::<f64>() / values.len() as f64)
+    } else {
+        Some(values.iter().map(|(v, w)| v * w).sum::<f64>() / total)
+    }
+}
+
+/// Weighted mean direction in degrees, 0..360.
+pub(crate) fn circular_mean(values: &[(f64, f64)]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let (s, c) = values.iter().fold((0.0, 0.0), |(s, c), (deg, w)| {
+        let w = if *w > 0.0 { *w } else { 1.0 };
+        (s + w * deg.to_radians().sin(), c + w * deg.to_radians().cos())
+    });
+    if s.abs() < 1e-9 && c.abs() < 1e-9 {
+        // Opposite directions cancel out: no meaningful mean, keep the first.
+        return Some(values[0].0);
+    }
+    let deg = s.atan2(c).to_degrees().rem_euclid(360.0);
+    Some(if (deg - 360.0).abs() < 1e-6 { 0.0 } else { deg })
+}
+
+/// The most weighted code; ties go to the higher (more severe) code.
+pub(crate) fn weighted_mode(codes: impl Iterator<Item = (u8, f64)>) -> Option<u8> {
+    let mut totals: BTreeMap<u8, f64> = BTreeMap::new();
+    for (code, w) in codes {
+        *totals.entry(code).or_default() += w.max(1e-9);
+    }
+    totals.into_iter().max_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0))).map(|(code, _)| code)
 }
 
 fn angular_distance(a: f64, b: f64) -> f64 {
@@ -127,9 +212,15 @@ fn circular_median(values: &[f64]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{LocationId, SourceName};
+    use crate::domain::LocationId;
 
-    const SETTINGS: ConsensusSettings = ConsensusSettings { stale_after_secs: 3600 };
+    fn trust() -> BTreeMap<String, f64> {
+        BTreeMap::from([("low".to_owned(), 0.5)])
+    }
+
+    fn settings(trust: &BTreeMap<String, f64>) -> ConsensusSettings<'_> {
+        ConsensusSettings { stale_after_secs: 3600, trust, outlier_threshold: 3.5 }
+    }
 
     fn at(t: &str) -> DateTime<Utc> {
         t.parse().unwrap()
@@ -152,72 +243,110 @@ mod tests {
         r
     }
 
+    const NOW: &str = "2026-11-26T09:00:00Z";
+
     #[test]
     fn no_readings_means_no_consensus() {
-        assert_eq!(consensus(location(), &[], at("2026-11-26T09:00:00Z"), SETTINGS), None);
+        let t = trust();
+        assert_eq!(consensus(location(), &[], &[], at(NOW), settings(&t)), None);
     }
 
     #[test]
     fn one_fresh_source_gives_its_values_and_confidence_0_7() {
+        let t = trust();
         let c = consensus(
             location(),
             &[reading("station", "2026-11-26T08:30:00Z", 7.4, Some(240.0))],
-            at("2026-11-26T09:00:00Z"),
-            SETTINGS,
+            &[],
+            at(NOW),
+            settings(&t),
         )
         .unwrap();
-        assert_eq!(c.temperature, Some(7.4));
-        assert_eq!(c.wind_direction, Some(240.0));
-        assert_eq!(c.humidity, None);
-        assert_eq!(c.sources_count, 1);
-        assert_eq!(c.confidence, 0.7);
-        assert!(!c.stale);
+        assert_eq!((c.temperature, c.wind_direction, c.humidity), (Some(7.4), Some(240.0), None));
+        assert_eq!((c.sources_count, c.confidence, c.stale), (1, 0.7, false));
         // 2 of 7 quantities, 30 min old of a 2 h horizon: 2/7 × 0.75.
         assert_eq!(c.quality_score, 0.21);
-        assert_eq!(c.sources[0].age_seconds, 1800);
+        // Half-way to the stale limit: freshness 0.75.
+        assert_eq!((c.sources[0].age_seconds, c.sources[0].weight), (1800, 0.75));
         assert_eq!(c.observed_at, at("2026-11-26T08:30:00Z"));
     }
 
     #[test]
-    fn several_sources_merge_by_median_and_agreement_sets_confidence() {
+    fn agreeing_sources_average_and_raise_confidence() {
+        let t = trust();
         let latest = [
-            reading("a", "2026-11-26T08:50:00Z", 7.0, Some(350.0)),
-            reading("b", "2026-11-26T08:55:00Z", 8.0, Some(10.0)),
-            reading("c", "2026-11-26T08:40:00Z", 12.0, Some(0.0)),
+            reading("a", NOW, 7.0, Some(350.0)),
+            reading("b", NOW, 8.0, Some(10.0)),
+            reading("c", NOW, 9.0, Some(0.0)),
         ];
-        let c = consensus(location(), &latest, at("2026-11-26T09:00:00Z"), SETTINGS).unwrap();
+        let c = consensus(location(), &latest, &[], at(NOW), settings(&t)).unwrap();
         assert_eq!(c.temperature, Some(8.0));
-        // Circular median across north, not the arithmetic 10.
+        // The circular mean across north, not the arithmetic 120.
         assert_eq!(c.wind_direction, Some(0.0));
         assert_eq!(c.sources_count, 3);
-        assert_eq!(c.observed_at, at("2026-11-26T08:55:00Z"));
-        // temperature: mean |dev| = (1+0+4)/3 = 5/3 → 1/(1+5/6) = 0.5454…;
-        // wind direction: (10+10+0)/3 = 6.67° → 1/(1+0.148) = 0.871; mean 0.708 → 0.85.
-        assert_eq!(c.confidence, 0.85);
-        let names: Vec<_> = c.sources.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["a", "b", "c"]);
+        // temperature: mean |dev| 2/3 over 2 → 0.75; wind: 20/3° over 45 → 0.871;
+        // agreement 0.81 → 0.5 + 0.5 × 0.81 × 0.75 = 0.80.
+        assert_eq!(c.confidence, 0.8);
+        let two = consensus(location(), &latest[..2], &[], at(NOW), settings(&t)).unwrap();
+        assert!(two.confidence < c.confidence);
     }
 
     #[test]
-    fn identical_sources_give_full_confidence() {
-        let latest = [reading("a", "2026-11-26T08:50:00Z", 7.0, None), reading("b", "2026-11-26T08:50:00Z", 7.0, None)];
-        let c = consensus(location(), &latest, at("2026-11-26T09:00:00Z"), SETTINGS).unwrap();
-        assert_eq!(c.confidence, 1.0);
+    fn a_strongly_disagreeing_source_is_an_outlier_with_weight_0() {
+        let t = trust();
+        let latest = [
+            reading("a", NOW, 7.0, None),
+            reading("b", NOW, 7.5, None),
+            reading("c", NOW, 8.0, None),
+            reading("broken", NOW, 20.0, None),
+        ];
+        let c = consensus(location(), &latest, &[], at(NOW), settings(&t)).unwrap();
+        assert_eq!(c.temperature, Some(7.5));
+        assert_eq!(c.sources_count, 3);
+        let broken = c.sources.iter().find(|s| s.name.as_str() == "broken").unwrap();
+        assert_eq!((broken.outlier, broken.weight), (true, 0.0));
+        assert!(c.sources.iter().filter(|s| s.name.as_str() != "broken").all(|s| !s.outlier && s.weight == 1.0));
+    }
+
+    #[test]
+    fn trust_weights_the_merge() {
+        let t = trust();
+        let latest = [reading("high", NOW, 6.0, None), reading("low", NOW, 9.0, None)];
+        let c = consensus(location(), &latest, &[], at(NOW), settings(&t)).unwrap();
+        // (6 × 1 + 9 × 0.5) / 1.5
         assert_eq!(c.temperature, Some(7.0));
+        assert_eq!(c.sources.iter().map(|s| s.weight).collect::<Vec<_>>(), [1.0, 0.5]);
     }
 
     #[test]
-    fn old_sources_are_left_out_and_all_old_means_stale() {
+    fn old_or_failing_sources_are_left_out_and_all_left_out_means_stale() {
+        let t = trust();
         let latest =
             [reading("old", "2026-11-26T06:00:00Z", 20.0, None), reading("new", "2026-11-26T08:30:00Z", 6.0, None)];
-        let c = consensus(location(), &latest, at("2026-11-26T09:00:00Z"), SETTINGS).unwrap();
-        assert_eq!(c.temperature, Some(6.0));
-        assert_eq!(c.sources_count, 1);
-        assert_eq!(c.sources.iter().map(|s| s.weight).collect::<Vec<_>>(), [1.0, 0.0]);
+        let c = consensus(location(), &latest, &[], at(NOW), settings(&t)).unwrap();
+        assert_eq!((c.temperature, c.sources_count), (Some(6.0), 1));
+        assert_eq!(c.sources.iter().map(|s| s.weight).collect::<Vec<_>>(), [0.75, 0.0]);
 
-        let c = consensus(location(), &latest, at("2026-11-26T12:00:00Z"), SETTINGS).unwrap();
+        let failing = [SourceName::parse("new").unwrap()];
+        let c = consensus(location(), &latest[1..], &failing, at(NOW), settings(&t)).unwrap();
         assert!(c.stale);
+        assert_eq!(c.temperature, Some(6.0));
+
+        let c = consensus(location(), &latest, &[], at("2026-11-26T12:00:00Z"), settings(&t)).unwrap();
+        assert!(c.stale);
+        // Both past the limit: equal freshness 0.5, plain mean.
         assert_eq!(c.temperature, Some(13.0));
         assert_eq!(c.quality_score, 0.0);
+    }
+
+    #[test]
+    fn the_weather_code_is_the_weighted_mode_with_its_description() {
+        let t = trust();
+        let mut latest = [reading("a", NOW, 1.0, None), reading("b", NOW, 1.0, None), reading("c", NOW, 1.0, None)];
+        latest[0].weather_code = Some(3);
+        latest[1].weather_code = Some(61);
+        latest[2].weather_code = Some(61);
+        let c = consensus(location(), &latest, &[], at(NOW), settings(&t)).unwrap();
+        assert_eq!((c.weather_code, c.description.as_deref()), (Some(61), Some("Slight rain")));
     }
 }

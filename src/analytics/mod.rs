@@ -1,5 +1,7 @@
-//! Pure analytics over readings: no I/O, no actors, heavily unit-tested.
+//! Pure analytics over readings and forecasts: no I/O, no actors, heavily unit-tested.
 
+pub mod blend;
 pub mod consensus;
 
+pub use blend::blend;
 pub use consensus::{ConsensusSettings, consensus};

@@ -3,12 +3,14 @@
 //! Nothing here does I/O or knows about actors or HTTP.
 
 pub mod current;
+pub mod forecast;
 pub mod id;
 pub mod location;
 pub mod reading;
 pub mod units;
 
 pub use current::{Current, LocationRef, SourceContribution};
+pub use forecast::{Forecast, ForecastHour, ForecastRun, Spread};
 pub use id::{InvalidLocationId, LocationId};
 pub use location::{Location, LocationKind};
 pub use reading::{FieldError, Reading, SourceName};

@@ -85,6 +85,8 @@ pub struct Reading {
     pub visibility: Option<f64>,
     /// mm, ≥ 0.
     pub precipitation: Option<f64>,
+    /// WMO weather code, from providers that report one (not part of the public input).
+    pub weather_code: Option<u8>,
     /// Needed the first time a station id is seen; both or neither.
     pub latitude: Option<f64>,
     pub longitude: Option<f64>,
@@ -130,6 +132,7 @@ impl Reading {
             wind_direction: None,
             visibility: None,
             precipitation: None,
+            weather_code: None,
             latitude: None,
             longitude: None,
         }
@@ -238,7 +241,7 @@ impl Reading {
                 errors.push(FieldError::new(*name, bound_message(*min, *max)));
             }
         }
-        if self.quantities().iter().all(Option::is_none) {
+        if self.quantities().iter().all(Option::is_none) && self.weather_code.is_none() {
             errors.push(FieldError::new(
                 "$",
                 "a reading needs at least one measured value (temperature, humidity, pressure, wind_speed, wind_direction, visibility or precipitation)",

@@ -34,6 +34,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
     pub sessions: SessionDeps,
+    /// The source pollers, for /ready.
+    pub providers: Vec<actix::Recipient<crate::actors::poller::GetProviderStatus>>,
     /// Source of WebSocket session ids.
     pub next_session_id: AtomicU64,
 }

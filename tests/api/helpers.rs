@@ -21,7 +21,10 @@ pub struct TestApp {
 
 /// Starts an instance with the compiled-in defaults, port 0, and `overrides` on top.
 pub async fn spawn_app_with(overrides: Value) -> TestApp {
-    let mut layered = json!({"http": {"port": 0}});
+    // No upstream provider unless a test turns one on: there is no internet here.
+    let off = json!({"enabled": false});
+    let mut layered = json!({"http": {"port": 0}, "sources": {
+        "open_meteo": off, "met_norway": off, "nws": off, "openweathermap": off}});
     merge(&mut layered, overrides);
     let settings = Settings::defaults_with(layered).expect("test settings are valid");
     let app = Application::build(settings).await.expect("app starts");
@@ -36,7 +39,7 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(json!({})).await
 }
 
-fn merge(into: &mut Value, from: Value) {
+pub fn merge(into: &mut Value, from: Value) {
     match (into, from) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in b {

@@ -114,7 +114,8 @@ async fn current_shows_the_reading_of_a_single_station_with_confidence_0_7() {
             "observed_at": observed_at, "units": "metric",
             "temperature": 7.1, "humidity": 64.0, "pressure": 1016.0, "wind_speed": 3.0, "wind_direction": 230.0,
             "visibility": 10.0, "precipitation": 0.0, "weather_code": null, "description": null,
-            "sources": [{"name": "station", "observed_at": observed_at, "age_seconds": 600, "weight": 1.0,
+            // Weight: trust 1 × freshness 1 − 0.5 × 600 s / 7200 s.
+            "sources": [{"name": "station", "observed_at": observed_at, "age_seconds": 600, "weight": 0.96,
                          "temperature": 7.1, "outlier": false}],
             "sources_count": 1, "confidence": 0.7,
             // All 7 quantities, 10 min old against a 4 h horizon (2 × stale_after_secs).
@@ -124,7 +125,7 @@ async fn current_shows_the_reading_of_a_single_station_with_confidence_0_7() {
 }
 
 #[actix_rt::test]
-async fn current_merges_two_sources_by_median() {
+async fn current_merges_two_sources_by_weighted_mean() {
     let app = spawn_app().await;
     let mut a = station_reading("MED1", 5, 6.0);
     let mut b = station_reading("MED1", 5, 8.0);
@@ -138,8 +139,9 @@ async fn current_merges_two_sources_by_median() {
     assert_eq!(body["humidity"], 65.0);
     assert_eq!(body["sources_count"], 2);
     // temperature: mean |dev| 1 °C over tolerance 2 → 0.667; humidity: 5 over 10 → 0.667;
-    // other quantities agree → 1. Mean agreement 0.905 → 0.5 + 0.5 × 0.905 = 0.95.
-    assert_eq!(body["confidence"], 0.95);
+    // the other five quantities agree → 1. Agreement 0.905; two sources:
+    // 0.5 + 0.5 × 0.905 × (1 − 0.5) = 0.73.
+    assert_eq!(body["confidence"], 0.73);
 }
 
 #[actix_rt::test]
@@ -251,12 +253,12 @@ async fn history_refuses_from_after_to_beyond_retention_and_bad_timestamps() {
 }
 
 #[actix_rt::test]
-async fn forecast_answers_a_clear_404_until_providers_exist() {
+async fn forecast_answers_a_clear_404_when_no_provider_is_enabled() {
     let app = spawn_app().await;
     let (status, body) = app.get_json("/v1/locations/5128581/forecast").await;
     assert_eq!(status, 404);
     assert_eq!(
         body["detail"],
-        "no forecast for location 5128581: forecasts come from upstream providers, and none is configured in this version"
+        "no forecast for location 5128581: forecasts come from upstream providers, and none is enabled"
     );
 }

@@ -8,4 +8,5 @@ mod ops;
 mod process;
 mod readings;
 mod resilience;
+mod upstream;
 mod ws;

@@ -89,13 +89,20 @@ fn a_port_in_use_is_one_clear_line_and_a_non_zero_exit() {
 
 #[test]
 fn check_config_prints_the_merged_settings_of_a_profile() {
-    let out = isobar(&["check-config", "--profile", "demo"]).env("ISOBAR__HTTP__PORT", "9123").output().unwrap();
+    let out = isobar(&["check-config", "--profile", "demo"])
+        .env("ISOBAR__HTTP__PORT", "9123")
+        .env("ISOBAR__SOURCES__OPENWEATHERMAP__API_KEY", "s3cr3t-key")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("s3cr3t-key"), "secrets are masked");
     assert_eq!(out.status.code(), Some(0));
     let settings: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(settings["http"]["port"], 9123);
     assert_eq!(settings["sources"]["replay"]["enabled"], true);
     assert_eq!(settings["sources"]["replay"]["speed"], 1800.0);
     assert_eq!(settings["locations"]["preload"], serde_json::json!(["KEWR", "KJFK", "KLGA"]));
+    assert_eq!(settings["sources"]["openweathermap"]["api_key"], "***");
+    assert_eq!(settings["sources"]["open_meteo"]["enabled"], false, "the demo stays offline");
 }
 
 #[test]
@@ -113,4 +120,43 @@ fn a_bad_config_value_is_one_line_naming_the_key() {
         String::from_utf8(out.stderr).unwrap(),
         "error: unknown profile \"nope\": no config/nope.toml and no built-in profile of that name\n"
     );
+}
+
+#[actix_rt::test]
+async fn without_internet_the_default_profile_says_so_once_and_points_to_the_demo() {
+    // A closed loopback port stands in for an unreachable internet.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let (mut child, address, logs) = serve(&[
+        ("ISOBAR__SOURCES__OPEN_METEO__BASE_URL", &closed),
+        ("ISOBAR__SOURCES__NWS__BASE_URL", &closed),
+        ("ISOBAR__SOURCES__COLD_WAIT_MS", "1000"),
+    ]);
+    let client = reqwest::Client::new();
+    let r = client.get(format!("http://{address}/v1/locations/5128581/current")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    // Retries with backoff come first: the failure is final after a few seconds.
+    let mut open_meteo = Value::Null;
+    for _ in 0..100 {
+        let ready: Value = client.get(format!("http://{address}/ready")).send().await.unwrap().json().await.unwrap();
+        open_meteo = ready["sources"].as_array().unwrap().iter().find(|s| s["name"] == "open-meteo").unwrap().clone();
+        if open_meteo["state"] == "failing" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(open_meteo["state"], "failing");
+    assert!(open_meteo["detail"].as_str().unwrap().starts_with("upstream unavailable: cannot connect"), "{open_meteo}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let offline: Vec<Value> = logs
+        .try_iter()
+        .filter(|l| {
+            l["message"]
+                == "cannot reach the weather providers; no internet? `isobar serve --profile demo` runs offline"
+        })
+        .collect();
+    assert_eq!(offline.len(), 1, "one line, not one per provider or location");
 }

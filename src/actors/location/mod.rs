@@ -25,10 +25,12 @@ use self::state::{Ingested, LocationState, Retention};
 use crate::actors::directory::RequestPassivation;
 use crate::actors::persister::{LoadSnapshot, Persister, SaveSnapshot};
 use crate::actors::session::{Deliver, Payload};
-use crate::analytics::{ConsensusSettings, consensus};
-use crate::config::LocationSettings;
+use tokio::sync::oneshot;
+
+use crate::analytics::{ConsensusSettings, blend, consensus};
+use crate::config::{ConsensusConfig, LocationSettings};
 use crate::domain::reading::source_label;
-use crate::domain::{Current, Location, LocationId, LocationRef, Reading, Units};
+use crate::domain::{Current, Forecast, ForecastRun, Location, LocationId, LocationRef, Reading, SourceName, Units};
 use crate::telemetry::Metrics;
 
 /// How long a rendered /current stays valid without a change before ages and the stale
@@ -39,6 +41,7 @@ const RENDER_TTL: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct LocationDeps {
     pub settings: Arc<LocationSettings>,
+    pub consensus: Arc<ConsensusConfig>,
     pub snapshot_interval: Duration,
     pub persister: Addr<Persister>,
     pub directory: Recipient<RequestPassivation>,
@@ -59,7 +62,20 @@ pub struct LocationActor {
     passivation_requested: bool,
     /// State changed since the last snapshot handed to the persister.
     dirty: bool,
+    /// Sources whose last refresh failed: they do not count as fresh.
+    failing: Vec<SourceName>,
+    /// The latest run of each forecast provider.
+    forecasts: Vec<ForecastRun>,
+    /// Their blend, recomputed when a run arrives.
+    forecast: Option<Forecast>,
+    /// Requests waiting for the first current conditions (cold location).
+    current_waiters: Vec<(Units, oneshot::Sender<Option<CurrentView>>)>,
+    /// Requests waiting for the first forecast.
+    forecast_waiters: Vec<oneshot::Sender<Option<Forecast>>>,
 }
+
+/// Hours of forecast in the WebSocket `forecast` message.
+const WS_FORECAST_HOURS: usize = 48;
 
 /// The consensus of one `seq`, rendered once.
 struct Rendered {
@@ -90,11 +106,38 @@ pub struct IngestBatch {
     pub readings: Vec<Reading>,
 }
 
-/// Current conditions in `units`; `None` while no source has reported. Sent by /current.
+/// Current conditions in `units`; `None` while no source has reported, after waiting up
+/// to `wait` for the first data. Sent by /current.
 #[derive(Message)]
 #[rtype(result = "Option<CurrentView>")]
 pub struct GetCurrent {
     pub units: Units,
+    pub wait: Option<Duration>,
+}
+
+/// The blended forecast (metric, every hour held); `None` while no provider has sent
+/// one, after waiting up to `wait`. Sent by /forecast.
+#[derive(Message)]
+#[rtype(result = "Option<Forecast>")]
+pub struct GetForecast {
+    pub wait: Option<Duration>,
+}
+
+/// A provider's new forecast run. Sent by the `Directory` for a `SourcePoller`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ApplyForecast {
+    pub run: ForecastRun,
+}
+
+/// Whether a source's last refresh worked (`error: None`) or failed. A failing source
+/// stops counting as fresh, so the consensus marks the data stale when none is left.
+/// Sent by the `Directory` for a `SourcePoller`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SourceHealth {
+    pub source: SourceName,
+    pub error: Option<String>,
 }
 
 /// Stored readings with `from <= observed_at <= to`, oldest first. Sent by /history.
@@ -148,6 +191,11 @@ impl LocationActor {
             last_activity: Instant::now(),
             passivation_requested: false,
             dirty: false,
+            failing: Vec::new(),
+            forecasts: Vec::new(),
+            forecast: None,
+            current_waiters: Vec::new(),
+            forecast_waiters: Vec::new(),
         }
     }
 
@@ -170,8 +218,13 @@ impl LocationActor {
     /// Recomputes the consensus; returns whether it differs from what subscribers saw.
     fn recompute(&mut self, changed_at: Option<DateTime<Utc>>) -> bool {
         let now = Utc::now();
-        let settings = ConsensusSettings { stale_after_secs: self.deps.settings.stale_after_secs };
-        let Some(current) = consensus(LocationRef::from(&*self.location), self.state.latest(), now, settings) else {
+        let settings = ConsensusSettings {
+            stale_after_secs: self.deps.settings.stale_after_secs,
+            trust: &self.deps.consensus.trust,
+            outlier_threshold: self.deps.consensus.outlier_threshold,
+        };
+        let location = LocationRef::from(&*self.location);
+        let Some(current) = consensus(location, self.state.latest(), &self.failing, now, settings) else {
             self.rendered = None;
             return false;
         };
@@ -200,7 +253,31 @@ impl LocationActor {
             metric,
             imperial: None,
         });
+        for (units, waiter) in std::mem::take(&mut self.current_waiters) {
+            let _ = waiter.send(self.view(units));
+        }
         changed
+    }
+
+    /// Re-blends the forecast runs; tells subscribers when the blend changed.
+    fn reblend(&mut self) {
+        let blended = blend(LocationRef::from(&*self.location), &self.forecasts, Utc::now());
+        let changed = self.forecast.as_ref().is_none_or(|f| f.hourly != blended.hourly);
+        self.forecast = Some(blended);
+        for waiter in std::mem::take(&mut self.forecast_waiters) {
+            let _ = waiter.send(self.forecast.clone());
+        }
+        if !changed || self.subscribers.is_empty() {
+            return;
+        }
+        let Some(window) = self.forecast.as_ref().map(|f| f.window(Utc::now(), WS_FORECAST_HOURS)) else { return };
+        let Ok(data) = serde_json::to_string(&window) else { return };
+        let text = ByteString::from(format!(
+            r#"{{"type":"forecast","location_id":{},"data":{}}}"#,
+            json_string(self.location.id.as_str()),
+            data
+        ));
+        self.fan_out(text);
     }
 
     fn view(&mut self, units: Units) -> Option<CurrentView> {
@@ -229,6 +306,11 @@ impl LocationActor {
             r.seq,
             r.metric
         ));
+        self.fan_out(text);
+    }
+
+    /// Sends the same bytes to every subscriber; drops those that cannot keep up.
+    fn fan_out(&mut self, text: ByteString) {
         self.subscribers.retain(|(session, recipient)| {
             match recipient.try_send(Deliver { payload: Payload::Text(text.clone()) }) {
                 Ok(()) => true,
@@ -337,6 +419,7 @@ impl Handler<IngestBatch> for LocationActor {
         let retention = self.retention();
         let mut latest_changed = false;
         for reading in msg.readings {
+            self.failing.retain(|s| *s != reading.source);
             let label = source_label(reading.source.as_str());
             match self.state.ingest(reading, now, retention) {
                 Ingested::Latest => {
@@ -358,11 +441,61 @@ impl Handler<IngestBatch> for LocationActor {
 }
 
 impl Handler<GetCurrent> for LocationActor {
-    type Result = Option<CurrentView>;
+    type Result = ResponseFuture<Option<CurrentView>>;
 
     fn handle(&mut self, msg: GetCurrent, _: &mut Context<Self>) -> Self::Result {
         self.touch();
-        self.view(msg.units)
+        let view = self.view(msg.units);
+        match (view, msg.wait) {
+            (None, Some(wait)) => {
+                let (tx, rx) = oneshot::channel();
+                self.current_waiters.push((msg.units, tx));
+                Box::pin(async move { tokio::time::timeout(wait, rx).await.ok().and_then(Result::ok).flatten() })
+            }
+            (view, _) => Box::pin(std::future::ready(view)),
+        }
+    }
+}
+
+impl Handler<GetForecast> for LocationActor {
+    type Result = ResponseFuture<Option<Forecast>>;
+
+    fn handle(&mut self, msg: GetForecast, _: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        match (self.forecast.clone(), msg.wait) {
+            (None, Some(wait)) => {
+                let (tx, rx) = oneshot::channel();
+                self.forecast_waiters.push(tx);
+                Box::pin(async move { tokio::time::timeout(wait, rx).await.ok().and_then(Result::ok).flatten() })
+            }
+            (forecast, _) => Box::pin(std::future::ready(forecast)),
+        }
+    }
+}
+
+impl Handler<ApplyForecast> for LocationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ApplyForecast, _: &mut Context<Self>) {
+        self.forecasts.retain(|r| r.name != msg.run.name);
+        self.forecasts.push(msg.run);
+        self.reblend();
+    }
+}
+
+impl Handler<SourceHealth> for LocationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SourceHealth, _: &mut Context<Self>) {
+        let was_failing = self.failing.contains(&msg.source);
+        match msg.error {
+            Some(_) if !was_failing => self.failing.push(msg.source),
+            None if was_failing => self.failing.retain(|s| *s != msg.source),
+            _ => return,
+        }
+        if self.recompute(Some(Utc::now())) {
+            self.broadcast_update();
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Locations: search, nearest, describe, current conditions, history, forecast.
 
-use std::time::SystemTime;
+use std::time::{Duration as StdDuration, SystemTime};
 
 use actix_web::http::header::{self, HttpDate};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::actors::directory::{Describe, SearchStations};
-use crate::actors::location::{GetCurrent, GetHistory};
+use crate::actors::location::{GetCurrent, GetForecast, GetHistory};
 use crate::domain::{Location, LocationId, Reading, SourceName, Units};
 use crate::http::error::Problem;
 use crate::http::{ApiError, AppState};
@@ -133,10 +133,21 @@ pub async fn current(
 ) -> Result<HttpResponse, ApiError> {
     let id = AppState::parse_id(&path)?;
     let units = Units::parse(query.units.as_deref()).map_err(|e| ApiError::invalid_param("units", e.to_string()))?;
-    let view = state.ask(&id, || GetCurrent { units }).await?.ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no current conditions for location {id} yet: no source has reported it (POST /v1/readings, or enable a source that covers it)"
-        ))
+    let wait = cold_wait(&state);
+    let view = state.ask(&id, || GetCurrent { units, wait }).await?.ok_or_else(|| {
+        if wait.is_some() {
+            ApiError::Unavailable {
+                detail: format!(
+                    "no current conditions for location {id} yet: the providers have not answered within {} ms; retry shortly",
+                    state.settings.sources.cold_wait_ms
+                ),
+                retry_after_secs: COLD_RETRY_AFTER_SECS,
+            }
+        } else {
+            ApiError::NotFound(format!(
+                "no current conditions for location {id} yet: no source has reported it (POST /v1/readings, or enable a source that covers it)"
+            ))
+        }
     })?;
     let etag = format!("W/\"{}-{}\"", view.seq, units.as_str());
     let cache_control = format!("max-age={}", state.settings.http.current_max_age_secs);
@@ -255,16 +266,64 @@ pub async fn history(
     }))
 }
 
-/// Hourly forecast. No forecast source exists yet: answers 404 for every location.
+#[derive(Deserialize, IntoParams)]
+pub struct ForecastQuery {
+    /// 1-240, default 48.
+    hours: Option<String>,
+    /// `metric` (default) or `imperial`.
+    units: Option<String>,
+}
+
+/// Hourly forecast: each provider's run and their blend, whose `spread` is the standard
+/// deviation across providers.
 #[utoipa::path(get, path = "/v1/locations/{id}/forecast", tag = "locations",
-    params(("id" = String, Path, description = "Location id")),
-    responses((status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn forecast(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    params(("id" = String, Path, description = "Location id"), ForecastQuery),
+    responses((status = 200, body = crate::domain::Forecast),
+              (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json", description = "No provider has answered yet; see Retry-After")))]
+pub async fn forecast(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<ForecastQuery>,
+) -> Result<HttpResponse, ApiError> {
     let id = AppState::parse_id(&path)?;
-    if state.directory.send(Describe { id: id.clone() }).await?.is_none() {
-        return Err(ApiError::NotFound(format!("unknown location {id}")));
-    }
-    Err(ApiError::NotFound(format!(
-        "no forecast for location {id}: forecasts come from upstream providers, and none is configured in this version"
-    )))
+    let units = Units::parse(query.units.as_deref()).map_err(|e| ApiError::invalid_param("units", e.to_string()))?;
+    let hours = match query.hours.as_deref() {
+        None => DEFAULT_FORECAST_HOURS,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=MAX_FORECAST_HOURS).contains(&n) => n,
+            _ => {
+                return Err(ApiError::invalid_param(
+                    "hours",
+                    format!("must be an integer from 1 to {MAX_FORECAST_HOURS}"),
+                ));
+            }
+        },
+    };
+    let wait = cold_wait(&state);
+    let forecast = state.ask(&id, || GetForecast { wait }).await?.ok_or_else(|| {
+        if wait.is_some() {
+            ApiError::Unavailable {
+                detail: format!("no forecast for location {id} yet: the providers have not answered; retry shortly"),
+                retry_after_secs: COLD_RETRY_AFTER_SECS,
+            }
+        } else {
+            ApiError::NotFound(format!(
+                "no forecast for location {id}: forecasts come from upstream providers, and none is enabled"
+            ))
+        }
+    })?;
+    Ok(HttpResponse::Ok().json(forecast.window(Utc::now(), hours).in_units(units)))
+}
+
+const DEFAULT_FORECAST_HOURS: usize = 48;
+const MAX_FORECAST_HOURS: usize = 240;
+/// Retry-After of a 503 for a location whose providers have not answered yet.
+const COLD_RETRY_AFTER_SECS: u64 = 5;
+
+/// How long a request for a location without data waits for the providers' first answer:
+/// only when a provider is enabled.
+fn cold_wait(state: &AppState) -> Option<StdDuration> {
+    state.settings.sources.any_provider().then(|| StdDuration::from_millis(state.settings.sources.cold_wait_ms))
 }

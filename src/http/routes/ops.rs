@@ -9,6 +9,7 @@ use utoipa::OpenApi;
 
 use crate::actors::directory::Describe;
 use crate::actors::persister::Flush;
+use crate::actors::poller::GetProviderStatus;
 use crate::domain::LocationId;
 use crate::http::AppState;
 use crate::http::openapi::ApiDoc;
@@ -34,6 +35,12 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         None => return HttpResponse::InternalServerError().finish(),
     };
     let persister = tokio::time::timeout(READY_TIMEOUT, state.persister.send(Flush)).await;
+    let mut sources = Vec::new();
+    for provider in &state.providers {
+        if let Ok(Ok(status)) = tokio::time::timeout(READY_TIMEOUT, provider.send(GetProviderStatus)).await {
+            sources.push(status);
+        }
+    }
     let up = |ok: bool| if ok { "up" } else { "down" };
     let directory_up = matches!(directory, Ok(Ok(_)));
     let persister_up = matches!(persister, Ok(Ok(_)));
@@ -44,6 +51,9 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
             {"name": "directory", "state": up(directory_up)},
             {"name": "persister", "backend": "memory", "state": up(persister_up)},
         ],
+        // Upstream providers: reported, but a failing provider does not make the
+        // instance unready (it keeps serving what it has, marked stale).
+        "sources": sources,
     });
     let status = if all_up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     HttpResponse::build(status).json(body)

@@ -1,0 +1,309 @@
+//! `Upstream`: the HTTP client of one provider, shared by its poller's concurrent fetches.
+//!
+//! It owns everything about talking to the provider politely and robustly: the response
+//! cache (until `Cache-Control: max-age` / `Expires`, else the provider's TTL; with
+//! `If-Modified-Since` → 304 revalidation), a rate limit (requests spaced evenly),
+//! retries with exponential backoff and jitter for transient failures, `Retry-After` on
+//! 429 (which also pauses every other request to the provider), and a circuit breaker
+//! that stops calling a provider after repeated failures and lets one trial through after
+//! a cool-down. It reports every attempt to the metrics. It never panics on what the
+//! provider sends: every body is parsed into a `serde_json::Value` or becomes an error.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::header::{CACHE_CONTROL, EXPIRES, IF_MODIFIED_SINCE, LAST_MODIFIED, RETRY_AFTER};
+use serde_json::Value;
+use tracing::warn;
+
+use crate::config::ProviderSettings;
+use crate::sources::SourceError;
+use crate::telemetry::Metrics;
+
+/// Largest upstream body accepted.
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Cached responses kept at most; the oldest expire first when full.
+const MAX_CACHE_ENTRIES: usize = 10_000;
+
+pub struct Upstream {
+    provider: &'static str,
+    client: reqwest::Client,
+    settings: ProviderSettings,
+    state: Mutex<State>,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Default)]
+struct State {
+    cache: HashMap<String, Cached>,
+    /// Earliest time the next request may start (rate limit and Retry-After).
+    next_slot: Option<Instant>,
+    consecutive_failures: u32,
+    /// Set while the circuit is open; requests fail fast until then.
+    open_until: Option<Instant>,
+}
+
+struct Cached {
+    body: Arc<Value>,
+    expires: Instant,
+    last_modified: Option<String>,
+}
+
+/// A usable response body.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub body: Arc<Value>,
+    /// Served from the cache without a request.
+    pub from_cache: bool,
+    /// How long the body stays fresh.
+    pub fresh_for: Duration,
+}
+
+impl Upstream {
+    pub fn new(provider: &'static str, settings: ProviderSettings, user_agent: &str, metrics: Arc<Metrics>) -> Self {
+        let client = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .timeout(Duration::from_secs(settings.timeout_secs.max(1)))
+            .connect_timeout(Duration::from_secs(settings.timeout_secs.max(1)))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        metrics.upstream_circuit_open.with_label_values(&[provider]).set(0);
+        Self { provider, client, settings, state: Mutex::new(State::default()), metrics }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.settings.base_url
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock only means another fetch panicked mid-update of plain data.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the circuit is open now.
+    pub fn circuit_open(&self) -> bool {
+        self.lock().open_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// GET `url` as JSON, from the cache while fresh.
+    pub async fn get_json(&self, url: &str) -> Result<Fetched, SourceError> {
+        let revalidate = {
+            let state = self.lock();
+            match state.cache.get(url) {
+                Some(c) if Instant::now() < c.expires => {
+                    self.metrics.upstream_cache_hits.with_label_values(&[self.provider]).inc();
+                    return Ok(Fetched {
+                        body: c.body.clone(),
+                        from_cache: true,
+                        fresh_for: c.expires - Instant::now(),
+                    });
+                }
+                Some(c) => c.last_modified.clone(),
+                None => None,
+            }
+        };
+        if self.lock().open_until.is_some_and(|t| Instant::now() < t) {
+            self.metrics.upstream_requests.with_label_values(&[self.provider, "circuit_open"]).inc();
+            return Err(SourceError::CircuitOpen);
+        }
+        let mut attempt = 0;
+        loop {
+            self.wait_for_slot().await;
+            let result = self.request(url, revalidate.as_deref()).await;
+            match result {
+                Ok(fetched) => {
+                    let mut state = self.lock();
+                    state.consecutive_failures = 0;
+                    if state.open_until.take().is_some() {
+                        self.metrics.upstream_circuit_open.with_label_values(&[self.provider]).set(0);
+                    }
+                    return Ok(fetched);
+                }
+                Err(error) if error.retryable() && attempt < self.settings.max_retries => {
+                    attempt += 1;
+                    let delay = match &error {
+                        SourceError::RateLimited { retry_after: Some(d) } => {
+                            (*d).min(Duration::from_secs(self.settings.max_retry_after_secs))
+                        }
+                        _ => self.backoff(attempt),
+                    };
+                    if let SourceError::RateLimited { .. } = error {
+                        // Every request to this provider waits, not just this one.
+                        let mut state = self.lock();
+                        let until = Instant::now() + delay;
+                        state.next_slot = Some(state.next_slot.map_or(until, |s| s.max(until)));
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+                Err(error) => {
+                    if error.retryable() {
+                        self.record_failure();
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.settings.backoff_base_ms.max(1);
+        let exp = base.saturating_mul(1 << attempt.min(10));
+        Duration::from_millis(exp + fastrand::u64(0..=base))
+    }
+
+    fn record_failure(&self) {
+        let mut state = self.lock();
+        state.consecutive_failures += 1;
+        if state.consecutive_failures >= self.settings.circuit_failure_threshold {
+            state.open_until = Some(Instant::now() + Duration::from_secs(self.settings.circuit_cooldown_secs));
+            state.consecutive_failures = 0;
+            self.metrics.upstream_circuit_open.with_label_values(&[self.provider]).set(1);
+            warn!(provider = self.provider, cooldown_secs = self.settings.circuit_cooldown_secs, "circuit opened");
+        }
+    }
+
+    /// Waits for this request's turn under the rate limit.
+    async fn wait_for_slot(&self) {
+        let gap = Duration::from_secs_f64(1.0 / self.settings.rate_limit_per_sec.max(0.001));
+        let start = {
+            let mut state = self.lock();
+            let now = Instant::now();
+            let start = state.next_slot.map_or(now, |s| s.max(now));
+            state.next_slot = Some(start + gap);
+            start
+        };
+        tokio::time::sleep_until(start.into()).await;
+    }
+
+    async fn request(&self, url: &str, if_modified_since: Option<&str>) -> Result<Fetched, SourceError> {
+        let started = Instant::now();
+        let mut request = self.client.get(url);
+        if let Some(lm) = if_modified_since {
+            request = request.header(IF_MODIFIED_SINCE, lm);
+        }
+        let result = self.exchange(request, url).await;
+        let outcome = match &result {
+            Ok(f) if f.from_cache => "not_modified",
+            Ok(_) => "ok",
+            Err(e) => e.outcome(),
+        };
+        self.metrics.upstream_requests.with_label_values(&[self.provider, outcome]).inc();
+        self.metrics
+            .upstream_request_duration
+            .with_label_values(&[self.provider])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn exchange(&self, request: reqwest::RequestBuilder, url: &str) -> Result<Fetched, SourceError> {
+        let mut response = request.send().await.map_err(|e| SourceError::Unavailable(describe(&e)))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let fresh_for = freshness(&headers).unwrap_or(Duration::from_secs(self.settings.cache_ttl_secs));
+        let last_modified = headers.get(LAST_MODIFIED).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        if status == StatusCode::NOT_MODIFIED {
+            let mut state = self.lock();
+            if let Some(c) = state.cache.get_mut(url) {
+                c.expires = Instant::now() + fresh_for;
+                return Ok(Fetched { body: c.body.clone(), from_cache: true, fresh_for });
+            }
+            return Err(SourceError::Malformed("304 Not Modified for a request that was not conditional".into()));
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = headers
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(SourceError::RateLimited { retry_after });
+        }
+        let mut bytes = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) if bytes.len() + chunk.len() <= MAX_BODY_BYTES => bytes.extend_from_slice(&chunk),
+                Ok(Some(_)) => return Err(SourceError::Malformed(format!("body larger than {MAX_BODY_BYTES} bytes"))),
+                Ok(None) => break,
+                Err(e) => return Err(SourceError::Unavailable(format!("body interrupted: {}", describe(&e)))),
+            }
+        }
+        if status.is_server_error() {
+            return Err(SourceError::Unavailable(format!("HTTP {}", status.as_u16())));
+        }
+        if status.is_client_error() {
+            let detail = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).trim().to_owned();
+            return Err(SourceError::Refused { status: status.as_u16(), detail });
+        }
+        if status == StatusCode::NON_AUTHORITATIVE_INFORMATION {
+            warn!(provider = self.provider, url, "HTTP 203: the product is deprecated or in beta; data still used");
+        }
+        let body: Value = serde_json::from_slice(&bytes).map_err(|e| SourceError::Malformed(e.to_string()))?;
+        let body = Arc::new(body);
+        let mut state = self.lock();
+        if state.cache.len() >= MAX_CACHE_ENTRIES {
+            let now = Instant::now();
+            state.cache.retain(|_, c| c.expires > now);
+        }
+        if state.cache.len() < MAX_CACHE_ENTRIES {
+            state.cache.insert(
+                url.to_owned(),
+                Cached { body: body.clone(), expires: Instant::now() + fresh_for, last_modified },
+            );
+        }
+        Ok(Fetched { body, from_cache: false, fresh_for })
+    }
+}
+
+/// A reqwest error for a log line or a /ready detail, naming the kind of failure.
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let mut message = format!("{kind}: {error}");
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        message.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    message
+}
+
+/// How long a response may be reused: `Cache-Control: max-age`, else `Expires`.
+fn freshness(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let max_age = headers.get(CACHE_CONTROL).and_then(|v| v.to_str().ok()).and_then(|v| {
+        v.split(',').find_map(|d| d.trim().strip_prefix("max-age=").and_then(|s| s.trim().parse::<u64>().ok()))
+    });
+    if let Some(secs) = max_age {
+        return Some(Duration::from_secs(secs));
+    }
+    let expires = headers.get(EXPIRES)?.to_str().ok()?;
+    let at = chrono::DateTime::parse_from_rfc2822(expires).ok()?;
+    let secs = (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
+    Some(Duration::from_secs(secs.max(0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn freshness_prefers_max_age_then_expires() {
+        let mut h = HeaderMap::new();
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=600, s-maxage=60"));
+        assert_eq!(freshness(&h), Some(Duration::from_secs(600)));
+        let mut h = HeaderMap::new();
+        let at = (chrono::Utc::now() + chrono::Duration::seconds(1800)).to_rfc2822();
+        h.insert(EXPIRES, HeaderValue::from_str(&at).unwrap());
+        let got = freshness(&h).unwrap().as_secs();
+        assert!((1798..=1800).contains(&got), "{got}");
+        h.insert(EXPIRES, HeaderValue::from_static("Mon, 20 Jul 2020 12:14:53 GMT"));
+        assert_eq!(freshness(&h), Some(Duration::ZERO));
+        assert_eq!(freshness(&HeaderMap::new()), None);
+    }
+}

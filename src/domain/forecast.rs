@@ -1,0 +1,157 @@
+//! Hourly forecasts: each provider's own run, and the blend of all of them.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{LocationRef, SourceName, Units};
+
+/// One forecast hour, metric. A quantity the source does not forecast is `None`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ForecastHour {
+    pub time: DateTime<Utc>,
+    pub temperature: Option<f64>,
+    pub humidity: Option<f64>,
+    /// mm in the hour.
+    pub precipitation: Option<f64>,
+    /// %, 0-100.
+    pub precipitation_probability: Option<f64>,
+    pub wind_speed: Option<f64>,
+    pub wind_direction: Option<f64>,
+    pub weather_code: Option<u8>,
+    /// Standard deviation across sources (blend only; `null` with fewer than two).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread: Option<Spread>,
+}
+
+/// Disagreement between sources for one blended hour.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Spread {
+    pub temperature: Option<f64>,
+    pub wind_speed: Option<f64>,
+    pub precipitation: Option<f64>,
+}
+
+impl ForecastHour {
+    pub fn empty(time: DateTime<Utc>) -> Self {
+        Self {
+            time,
+            temperature: None,
+            humidity: None,
+            precipitation: None,
+            precipitation_probability: None,
+            wind_speed: None,
+            wind_direction: None,
+            weather_code: None,
+            spread: None,
+        }
+    }
+
+    fn in_units(&self, units: Units) -> Self {
+        let mut h = self.clone();
+        h.temperature = h.temperature.map(|v| units.temperature(v));
+        h.precipitation = h.precipitation.map(|v| units.precipitation(v));
+        h.wind_speed = h.wind_speed.map(|v| units.speed(v));
+        if let Some(s) = &mut h.spread {
+            // A spread is a difference: scale it, do not offset it.
+            s.temperature = s.temperature.map(|v| match units {
+                Units::Metric => v,
+                Units::Imperial => super::units::round2(v * 9.0 / 5.0),
+            });
+            s.wind_speed = s.wind_speed.map(|v| units.speed(v));
+            s.precipitation = s.precipitation.map(|v| units.precipitation(v));
+        }
+        h
+    }
+}
+
+/// One provider's forecast run.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ForecastRun {
+    #[schema(value_type = String)]
+    pub name: SourceName,
+    pub issued_at: DateTime<Utc>,
+    pub hourly: Vec<ForecastHour>,
+}
+
+/// `/forecast` and `data` of the WebSocket `forecast` message.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Forecast {
+    pub location: LocationRef,
+    pub generated_at: DateTime<Utc>,
+    pub units: Units,
+    pub hourly: Vec<ForecastHour>,
+    pub sources: Vec<ForecastRun>,
+}
+
+impl Forecast {
+    pub fn in_units(&self, units: Units) -> Self {
+        let convert = |hours: &[ForecastHour]| hours.iter().map(|h| h.in_units(units)).collect();
+        Self {
+            location: self.location.clone(),
+            generated_at: self.generated_at,
+            units,
+            hourly: convert(&self.hourly),
+            sources: self
+                .sources
+                .iter()
+                .map(|r| ForecastRun { name: r.name.clone(), issued_at: r.issued_at, hourly: convert(&r.hourly) })
+                .collect(),
+        }
+    }
+
+    /// The first `hours` hours from `from` on (the current hour included).
+    pub fn window(&self, from: DateTime<Utc>, hours: usize) -> Self {
+        let start = from - chrono::Duration::hours(1);
+        let end = from + chrono::Duration::hours(hours as i64);
+        let cut = |list: &[ForecastHour]| {
+            list.iter().filter(|h| h.time > start && h.time < end).take(hours).cloned().collect::<Vec<_>>()
+        };
+        Self {
+            location: self.location.clone(),
+            generated_at: self.generated_at,
+            units: self.units,
+            hourly: cut(&self.hourly),
+            sources: self
+                .sources
+                .iter()
+                .map(|r| ForecastRun { name: r.name.clone(), issued_at: r.issued_at, hourly: cut(&r.hourly) })
+                .collect(),
+        }
+    }
+}
+
+/// The WMO weather interpretation code's description (the codes Open-Meteo uses).
+pub fn describe_weather_code(code: u8) -> Option<&'static str> {
+    Some(match code {
+        0 => "Clear sky",
+        1 => "Mainly clear",
+        2 => "Partly cloudy",
+        3 => "Overcast",
+        45 => "Fog",
+        48 => "Depositing rime fog",
+        51 => "Light drizzle",
+        53 => "Moderate drizzle",
+        55 => "Dense drizzle",
+        56 => "Light freezing drizzle",
+        57 => "Dense freezing drizzle",
+        61 => "Slight rain",
+        63 => "Moderate rain",
+        65 => "Heavy rain",
+        66 => "Light freezing rain",
+        67 => "Heavy freezing rain",
+        71 => "Slight snow fall",
+        73 => "Moderate snow fall",
+        75 => "Heavy snow fall",
+        77 => "Snow grains",
+        80 => "Slight rain showers",
+        81 => "Moderate rain showers",
+        82 => "Violent rain showers",
+        85 => "Slight snow showers",
+        86 => "Heavy snow showers",
+        95 => "Thunderstorm",
+        96 => "Thunderstorm with slight hail",
+        99 => "Thunderstorm with heavy hail",
+        _ => return None,
+    })
+}
