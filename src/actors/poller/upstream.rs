@@ -43,6 +43,9 @@ struct State {
     consecutive_failures: u32,
     /// Set while the circuit is open; requests fail fast until then.
     open_until: Option<Instant>,
+    /// The cool-down passed: trial requests go through, and one more failure re-opens
+    /// the circuit at once.
+    half_open: bool,
 }
 
 struct Cached {
@@ -84,7 +87,8 @@ impl Upstream {
 
     /// Whether the circuit is open now.
     pub fn circuit_open(&self) -> bool {
-        self.lock().open_until.is_some_and(|t| Instant::now() < t)
+        let state = self.lock();
+        state.half_open || state.open_until.is_some_and(|t| Instant::now() < t)
     }
 
     /// GET `url` as JSON, from the cache while fresh.
@@ -104,9 +108,19 @@ impl Upstream {
                 None => None,
             }
         };
-        if self.lock().open_until.is_some_and(|t| Instant::now() < t) {
-            self.metrics.upstream_requests.with_label_values(&[self.provider, "circuit_open"]).inc();
-            return Err(SourceError::CircuitOpen);
+        {
+            let mut state = self.lock();
+            match state.open_until {
+                Some(t) if Instant::now() < t => {
+                    self.metrics.upstream_requests.with_label_values(&[self.provider, "circuit_open"]).inc();
+                    return Err(SourceError::CircuitOpen);
+                }
+                Some(_) => {
+                    state.open_until = None;
+                    state.half_open = true;
+                }
+                None => {}
+            }
         }
         let mut attempt = 0;
         loop {
@@ -116,8 +130,11 @@ impl Upstream {
                 Ok(fetched) => {
                     let mut state = self.lock();
                     state.consecutive_failures = 0;
-                    if state.open_until.take().is_some() {
+                    if state.half_open || state.open_until.is_some() {
+                        state.half_open = false;
+                        state.open_until = None;
                         self.metrics.upstream_circuit_open.with_label_values(&[self.provider]).set(0);
+                        tracing::info!(provider = self.provider, "circuit closed");
                     }
                     return Ok(fetched);
                 }
@@ -156,7 +173,8 @@ impl Upstream {
     fn record_failure(&self) {
         let mut state = self.lock();
         state.consecutive_failures += 1;
-        if state.consecutive_failures >= self.settings.circuit_failure_threshold {
+        if state.half_open || state.consecutive_failures >= self.settings.circuit_failure_threshold {
+            state.half_open = false;
             state.open_until = Some(Instant::now() + Duration::from_secs(self.settings.circuit_cooldown_secs));
             state.consecutive_failures = 0;
             self.metrics.upstream_circuit_open.with_label_values(&[self.provider]).set(1);
@@ -291,6 +309,62 @@ fn freshness(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 mod tests {
     use super::*;
     use reqwest::header::{HeaderMap, HeaderValue};
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    fn settings(server: &MockServer) -> ProviderSettings {
+        ProviderSettings {
+            enabled: true,
+            base_url: server.uri(),
+            poll_interval_secs: 1,
+            timeout_secs: 1,
+            api_key: String::new(),
+            cache_ttl_secs: 60,
+            rate_limit_per_sec: 10.0,
+            max_retries: 0,
+            backoff_base_ms: 10,
+            circuit_failure_threshold: 2,
+            circuit_cooldown_secs: 1,
+            max_retry_after_secs: 1,
+        }
+    }
+
+    #[actix::test]
+    async fn requests_are_spaced_by_the_rate_limit_and_cached_ones_are_free() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET")).respond_with(ResponseTemplate::new(200).set_body_string("{}")).mount(&server).await;
+        let upstream = Upstream::new("test", settings(&server), "isobar-test", Arc::new(Metrics::new()));
+        let started = Instant::now();
+        for i in 0..4 {
+            upstream.get_json(&format!("{}/{i}", server.uri())).await.unwrap();
+        }
+        // 10 per second: the 4th request starts 300 ms after the first at the earliest.
+        assert!(started.elapsed() >= Duration::from_millis(300), "{:?}", started.elapsed());
+        let again = upstream.get_json(&format!("{}/0", server.uri())).await.unwrap();
+        assert!(again.from_cache);
+        assert_eq!(server.received_requests().await.unwrap().len(), 4);
+    }
+
+    #[actix::test]
+    async fn the_circuit_opens_then_half_opens_after_the_cooldown() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET")).respond_with(ResponseTemplate::new(500)).mount(&server).await;
+        let upstream = Upstream::new("test", settings(&server), "isobar-test", Arc::new(Metrics::new()));
+        let url = format!("{}/x", server.uri());
+        assert!(matches!(upstream.get_json(&url).await, Err(SourceError::Unavailable(_))));
+        assert!(matches!(upstream.get_json(&url).await, Err(SourceError::Unavailable(_))));
+        assert_eq!(upstream.get_json(&url).await.unwrap_err(), SourceError::CircuitOpen);
+        assert_eq!(server.received_requests().await.unwrap().len(), 2);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // Half-open: one trial goes through; its failure re-opens the circuit at once.
+        assert!(matches!(upstream.get_json(&url).await, Err(SourceError::Unavailable(_))));
+        assert_eq!(upstream.get_json(&url).await.unwrap_err(), SourceError::CircuitOpen);
+        server.reset().await;
+        Mock::given(method("GET")).respond_with(ResponseTemplate::new(200).set_body_string("{}")).mount(&server).await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert!(upstream.get_json(&url).await.is_ok());
+        assert!(!upstream.circuit_open());
+    }
 
     #[test]
     fn freshness_prefers_max_age_then_expires() {
