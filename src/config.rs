@@ -21,6 +21,8 @@ pub struct Settings {
     pub ws: WsSettings,
     pub locations: LocationSettings,
     pub persist: PersistSettings,
+    pub redis: RedisSettings,
+    pub influx: InfluxSettings,
     pub consensus: ConsensusConfig,
     pub sources: SourcesSettings,
     pub log: LogSettings,
@@ -80,6 +82,39 @@ pub struct PersistSettings {
     pub flush_interval_ms: u64,
     /// How often a changed location hands its snapshot to the persister.
     pub snapshot_interval_ms: u64,
+    /// Items per write to a backend.
+    pub batch_max_items: usize,
+    /// Items held in memory per backend; beyond, or while the backend is down, they go to
+    /// the spool file.
+    pub queue_max_items: usize,
+    /// Where the spool files live (created if missing).
+    pub data_dir: String,
+    /// First retry delay after a failed write; doubles up to `retry_max_ms`.
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+/// Redis: latest state and cross-instance live feed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://[:password@]host:port[/db]`; empty = off. Comma-separated nodes with `cluster`.
+    pub url: String,
+    /// Talk to a Redis Cluster.
+    pub cluster: bool,
+    /// Lifetime of a location's snapshot key.
+    pub snapshot_ttl_secs: u64,
+}
+
+/// InfluxDB 1.x (or 2.x's v1-compatible API): history.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InfluxSettings {
+    /// `http://host:8086`; empty = off.
+    pub url: String,
+    pub database: String,
+    pub username: String,
+    pub password: String,
 }
 
 /// How sources are merged.
@@ -219,6 +254,10 @@ impl Settings {
                 p.api_key = "***".into();
             }
         }
+        if !s.influx.password.is_empty() {
+            s.influx.password = "***".into();
+        }
+        s.redis.url = mask_url_password(&s.redis.url);
         s
     }
 
@@ -274,6 +313,20 @@ impl Settings {
     }
 }
 
+/// `redis://:secret@host` → `redis://:***@host`.
+fn mask_url_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 fn one_line(error: &figment::Error) -> String {
     error.clone().into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
 }
@@ -298,6 +351,16 @@ mod tests {
         assert!(e.contains("http.port"), "{e}");
         let e = Settings::defaults_with(json!({"sources": {"replay": {"speed": 0.0}}})).unwrap_err();
         assert_eq!(e.to_string(), "invalid configuration: sources.replay.speed: must be greater than 0");
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let s = Settings::defaults_with(json!({"redis": {"url": "redis://:hunter2@127.0.0.1:6379/0"},
+            "influx": {"password": "pw"}}))
+        .unwrap()
+        .masked();
+        assert_eq!(s.redis.url, "redis://:***@127.0.0.1:6379/0");
+        assert_eq!(s.influx.password, "***");
     }
 
     #[test]

@@ -20,8 +20,9 @@ use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
 use crate::actors::directory::{AttachPollers, CheckpointAll, Directory, RegisterStation, Resolve};
+use crate::actors::feed::RedisFeed;
 use crate::actors::location::LocationDeps;
-use crate::actors::persister::{Flush, Persister};
+use crate::actors::persister::{Flush, LoadStations, Persister};
 use crate::actors::poller::providers::{Provider, ProviderKind};
 use crate::actors::poller::upstream::Upstream;
 use crate::actors::poller::{GetProviderStatus, SourcePoller};
@@ -43,6 +44,8 @@ pub enum StartupError {
     Preload(String),
     #[error("could not start the HTTP server: {0}")]
     Server(std::io::Error),
+    #[error("persistence: {0} (check redis.url, influx.url and persist.data_dir)")]
+    Persist(crate::store::StoreError),
 }
 
 /// A running instance, ready to serve.
@@ -88,7 +91,16 @@ impl Application {
         let catalog = catalog();
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
-        let persister = Persister::new(&settings.persist).start();
+        let persister = Persister::new(&settings.persist, &settings.redis, &settings.influx, metrics.clone())
+            .map_err(StartupError::Persist)?;
+        let store_history = !settings.influx.url.trim().is_empty();
+        let feed = persister.redis().and_then(|r| r.pubsub_client()).map(|client| (client, persister.instance()));
+        let feed_context = feed.as_ref().map(|_| Context::<RedisFeed>::new());
+        let feed_recipients = feed_context.as_ref().map(|ctx| {
+            let addr = ctx.address();
+            (addr.clone().recipient(), addr.recipient())
+        });
+        let persister = persister.start();
 
         let location_settings = Arc::new(settings.locations.clone());
         let consensus = Arc::new(settings.consensus.clone());
@@ -104,12 +116,17 @@ impl Application {
                 consensus,
                 snapshot_interval,
                 persister: deps_persister,
+                store_history,
+                feed: feed_recipients,
                 directory: passivation,
                 metrics: deps_metrics,
             },
         )
         .start();
 
+        if let (Some(ctx), Some((client, instance))) = (feed_context, feed) {
+            ctx.run(RedisFeed::new(client, instance, directory.clone()));
+        }
         let pollers = start_pollers(&settings.sources, &directory, &metrics);
         let _ = directory
             .send(AttachPollers {
@@ -117,6 +134,18 @@ impl Application {
             })
             .await;
 
+        match persister.send(LoadStations).await {
+            Ok(Ok(stations)) => {
+                if !stations.is_empty() {
+                    info!(stations = stations.len(), "stations restored from Redis");
+                }
+                for location in stations {
+                    let _ = directory.send(RegisterStation { location }).await;
+                }
+            }
+            Ok(Err(e)) => warn!(error = %e, "cannot load stations from Redis; they come back with their next reading"),
+            Err(_) => {}
+        }
         if settings.sources.replay.enabled {
             for location in replay::stations() {
                 let _ = directory.send(RegisterStation { location }).await;

@@ -39,6 +39,10 @@ pub struct Metrics {
     pub upstream_request_duration: HistogramVec,
     pub upstream_cache_hits: IntCounterVec,
     pub upstream_circuit_open: IntGaugeVec,
+    pub persist_queue_depth: IntGaugeVec,
+    pub persist_written: IntCounterVec,
+    pub persist_errors: IntCounterVec,
+    pub persist_spilled: IntCounterVec,
 }
 
 impl Metrics {
@@ -102,6 +106,24 @@ impl Metrics {
             &["provider"],
         )
         .expect("static metric definition");
+        let persist_queue_depth = IntGaugeVec::new(
+            Opts::new("isobar_persist_queue_depth", "Writes waiting for a backend, in memory and spooled."),
+            &["backend"],
+        )
+        .expect("static metric definition");
+        let persist_written =
+            IntCounterVec::new(Opts::new("isobar_persist_written_total", "Items written to a backend."), &["backend"])
+                .expect("static metric definition");
+        let persist_errors = IntCounterVec::new(
+            Opts::new("isobar_persist_errors_total", "Failed or partly refused backend writes."),
+            &["backend"],
+        )
+        .expect("static metric definition");
+        let persist_spilled = IntCounterVec::new(
+            Opts::new("isobar_persist_spilled_total", "Items spilled to the on-disk spool."),
+            &["backend"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_request_duration.clone()),
@@ -116,6 +138,10 @@ impl Metrics {
             Box::new(upstream_request_duration.clone()),
             Box::new(upstream_cache_hits.clone()),
             Box::new(upstream_circuit_open.clone()),
+            Box::new(persist_queue_depth.clone()),
+            Box::new(persist_written.clone()),
+            Box::new(persist_errors.clone()),
+            Box::new(persist_spilled.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -135,6 +161,10 @@ impl Metrics {
             upstream_request_duration,
             upstream_cache_hits,
             upstream_circuit_open,
+            persist_queue_depth,
+            persist_written,
+            persist_errors,
+            persist_spilled,
         }
     }
 

@@ -17,8 +17,9 @@ use futures_util::future::join_all;
 use tracing::info;
 
 use crate::actors::location::{
-    ApplyForecast, Checkpoint, IngestBatch, LocationActor, LocationDeps, Passivate, SourceHealth,
+    ApplyForecast, Checkpoint, IngestBatch, LocationActor, LocationDeps, Passivate, RelayUpdate, SourceHealth,
 };
+use crate::actors::persister::SaveStation;
 use crate::actors::poller::{Track, Untrack};
 use crate::catalog::{Catalog, MatchRank, fold};
 use crate::domain::{FieldError, ForecastRun, Location, LocationId, LocationKind, Reading, SourceName};
@@ -118,6 +119,15 @@ pub struct ReportSourceFailure {
     pub id: LocationId,
     pub source: SourceName,
     pub error: String,
+}
+
+/// An update another instance published for a location. Sent by the `RedisFeed`;
+/// forwarded to the local actor, if running, for its subscribers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RelayRemoteUpdate {
+    pub id: LocationId,
+    pub text: bytestring::ByteString,
 }
 
 /// Sent at shutdown: every running location hands its snapshot to the persister.
@@ -261,6 +271,9 @@ impl Handler<RouteReadings> for Directory {
                     (Some(lat), Some(lon)) => {
                         let station = self.station_from_reading(&reading, lat, lon);
                         info!(station = %station.id, latitude = lat, longitude = lon, "new station");
+                        if let Some(deps) = &self.deps {
+                            deps.persister.do_send(SaveStation { location: station.clone() });
+                        }
                         self.stations.insert(station.id.clone(), Arc::new(station));
                     }
                     _ => {
@@ -347,6 +360,16 @@ impl Handler<ReportSourceFailure> for Directory {
     }
 }
 
+impl Handler<RelayRemoteUpdate> for Directory {
+    type Result = ();
+
+    fn handle(&mut self, msg: RelayRemoteUpdate, _: &mut Context<Self>) {
+        if let Some(addr) = self.actors.get(&msg.id) {
+            addr.do_send(RelayUpdate { text: msg.text });
+        }
+    }
+}
+
 impl Handler<CheckpointAll> for Directory {
     type Result = ResponseFuture<usize>;
 
@@ -363,12 +386,29 @@ mod tests {
     use super::*;
     use crate::actors::location::{GetHistory, LocationDeps};
     use crate::actors::persister::Persister;
-    use crate::config::{LocationSettings, PersistSettings};
+    use crate::config::{InfluxSettings, LocationSettings, PersistSettings, RedisSettings};
     use crate::domain::SourceName;
 
     fn start_directory() -> (Addr<Directory>, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::new());
-        let persister = Persister::new(&PersistSettings { flush_interval_ms: 100, snapshot_interval_ms: 100 }).start();
+        let dir = std::env::temp_dir().join(format!("isobar-directory-test-{}", fastrand::u64(..)));
+        let persist = PersistSettings {
+            flush_interval_ms: 100,
+            snapshot_interval_ms: 100,
+            batch_max_items: 100,
+            queue_max_items: 100,
+            data_dir: dir.to_string_lossy().into_owned(),
+            retry_base_ms: 10,
+            retry_max_ms: 100,
+        };
+        let redis = RedisSettings { url: String::new(), cluster: false, snapshot_ttl_secs: 60 };
+        let influx = InfluxSettings {
+            url: String::new(),
+            database: "x".into(),
+            username: String::new(),
+            password: String::new(),
+        };
+        let persister = Persister::new(&persist, &redis, &influx, metrics.clone()).unwrap().start();
         let settings = Arc::new(LocationSettings {
             idle_passivate_secs: 3600,
             history_hours: 24,
@@ -389,6 +429,8 @@ mod tests {
                 }),
                 snapshot_interval: Duration::from_millis(100),
                 persister,
+                store_history: false,
+                feed: None,
                 directory,
                 metrics: deps_metrics,
             },

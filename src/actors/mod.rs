@@ -6,8 +6,11 @@
 //! - [`Persister`]: batches snapshots to the storage backends.
 //! - [`WsSession`]: one per WebSocket connection.
 //! - [`ReplayFeeder`]: streams the bundled replay dataset as readings.
+//! - [`SourcePoller`]: one per upstream provider.
+//! - [`RedisFeed`]: relays other instances' updates from Redis.
 
 pub mod directory;
+pub mod feed;
 pub mod location;
 pub mod persister;
 pub mod poller;
@@ -15,6 +18,7 @@ pub mod replay;
 pub mod session;
 
 pub use directory::Directory;
+pub use feed::RedisFeed;
 pub use location::LocationActor;
 pub use persister::Persister;
 pub use poller::SourcePoller;

@@ -1,27 +1,75 @@
 //! `Persister`: the one actor that talks to storage backends.
 //!
-//! Location actors hand it snapshots (`SaveSnapshot`, fire-and-forget) and ask for them
-//! back when they start (`LoadSnapshot`). Writes for the same location within one flush
-//! interval coalesce into one, and a flush hands a whole batch to the backend, so a busy
-//! location costs the store one write per interval. Reads see pending writes first, so
-//! a location restarted right after saving gets what it saved.
+//! - Snapshots: location actors hand them over (`SaveSnapshot`, at most once per snapshot
+//!   interval and when stopping) and ask for them back when they start (`LoadSnapshot`:
+//!   pending writes first, then memory, then Redis). Writes for one location within a
+//!   flush interval coalesce into one.
+//! - History: applied readings and consensus changes (`StoreReadings`) become InfluxDB
+//!   points.
+//! - Live feed: updates are published to Redis (`Publish`) for other instances.
+//!
+//! Each backend has a [`DurableQueue`]: bounded in memory while it keeps up, spilled to an
+//! append-only file under `persist.data_dir` while it is down, replayed in order when it
+//! returns (and on the next start). Writes run beside the mailbox, with exponential
+//! backoff after failures, so a store that is down never blocks a location actor or a
+//! read; /ready names the backend that is down and why.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use bytestring::ByteString;
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use tracing::{error, info, warn};
 
-use crate::config::PersistSettings;
-use crate::domain::LocationId;
-use crate::store::{MemoryStore, Snapshot};
+use crate::config::{InfluxSettings, PersistSettings, RedisSettings};
+use crate::domain::{Current, Location, LocationId, Reading};
+use crate::store::codec::{consensus_line, reading_line, snapshot_from_json, snapshot_to_json};
+use crate::store::codec::{location_from_json, location_to_json};
+use crate::store::influx::InfluxStore;
+use crate::store::queue::DurableQueue;
+use crate::store::redis::{RedisStore, RedisWrite, updates_channel};
+use crate::store::{MemoryStore, Snapshot, StoreError};
+use crate::telemetry::Metrics;
+
+/// Longest a shutdown waits for a backend before leaving the rest in the spool.
+const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest /ready waits for a backend's answer.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A backend write: items in, `Ok(Some(reason))` when the backend refused some of them
+/// for good (they are logged and counted, not retried).
+type WriteFn = Arc<dyn Fn(Vec<String>) -> BoxFuture<'static, Result<Option<String>, StoreError>> + Send + Sync>;
+type PingFn = Arc<dyn Fn() -> BoxFuture<'static, Result<(), StoreError>> + Send + Sync>;
+
+struct Backend {
+    name: &'static str,
+    queue: DurableQueue,
+    write: WriteFn,
+    ping: PingFn,
+    in_flight: bool,
+    failures: u32,
+    next_attempt: Instant,
+    /// Why the last write failed, until one succeeds.
+    last_error: Option<String>,
+}
 
 pub struct Persister {
-    /// Written on every flush; answers loads.
+    /// Always written; answers loads without a round trip.
     memory: MemoryStore,
-    /// Snapshots received since the last flush, latest per location.
-    pending: HashMap<LocationId, Arc<Snapshot>>,
-    flush_interval: Duration,
+    /// Snapshots received since the last flush, latest per location, with their consensus.
+    pending: HashMap<LocationId, (Arc<Snapshot>, Option<Current>)>,
+    settings: PersistSettings,
+    redis: Option<Arc<RedisStore>>,
+    influx: Option<Arc<InfluxStore>>,
+    backends: Vec<Backend>,
+    metrics: Arc<Metrics>,
+    /// Tags this instance's publications, so it can ignore its own on the feed.
+    instance: Arc<str>,
 }
 
 /// Sent by a `LocationActor` when its state changed (at most once per snapshot interval)
@@ -30,6 +78,7 @@ pub struct Persister {
 #[rtype(result = "()")]
 pub struct SaveSnapshot {
     pub snapshot: Arc<Snapshot>,
+    pub current: Option<Current>,
 }
 
 /// Sent by a `LocationActor` as it starts, to restore its state.
@@ -39,26 +88,259 @@ pub struct LoadSnapshot {
     pub location_id: LocationId,
 }
 
-/// Sent by start-up on shutdown (and by /ready as a liveness probe): writes everything
-/// pending now and answers how many snapshots were written.
+/// Readings a location applied, and its new consensus if it changed. Sent by
+/// `LocationActor` when InfluxDB is configured.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StoreReadings {
+    pub readings: Vec<Reading>,
+    pub consensus: Option<(Current, DateTime<Utc>)>,
+}
+
+/// An update to publish on the location's Redis channel. Sent by `LocationActor`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish {
+    pub id: LocationId,
+    pub text: ByteString,
+}
+
+/// A station first seen through readings, to remember across restarts. Sent by the
+/// `Directory` when Redis is configured.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SaveStation {
+    pub location: Location,
+}
+
+/// Every station Redis remembers. Sent by start-up before serving.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Location>, StoreError>")]
+pub struct LoadStations;
+
+/// Sent by start-up on shutdown: writes everything pending now (what a backend does not
+/// take goes to the spool) and answers how many snapshots were flushed.
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct Flush;
 
+/// The state of every backend, pinged now. Sent by /ready.
+#[derive(Message)]
+#[rtype(result = "Vec<BackendStatus>")]
+pub struct CheckBackends;
+
+/// The past readings of a location from InfluxDB; `None` when InfluxDB is off.
+/// Sent by /history.
+#[derive(Message)]
+#[rtype(result = "Option<Result<Vec<Reading>, StoreError>>")]
+pub struct QueryHistory {
+    pub id: LocationId,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub step_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BackendStatus {
+    pub name: &'static str,
+    /// `up` or `down`.
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub queued: usize,
+}
+
 impl Persister {
-    pub fn new(settings: &PersistSettings) -> Self {
-        Self {
+    /// A persister with the backends that are configured. Fails only when the spool
+    /// directory cannot be used.
+    pub fn new(
+        settings: &PersistSettings,
+        redis: &RedisSettings,
+        influx: &InfluxSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
+        let spool = |name: &str| {
+            DurableQueue::open(Path::new(&settings.data_dir), name, settings.queue_max_items)
+                .map_err(|e| StoreError::Spool(format!("{}: {e}", settings.data_dir)))
+        };
+        let mut backends = Vec::new();
+        let redis_store = if redis.url.trim().is_empty() { None } else { Some(Arc::new(RedisStore::new(redis)?)) };
+        if let Some(store) = &redis_store {
+            let (w, p) = (store.clone(), store.clone());
+            backends.push(Backend::new(
+                "redis",
+                spool("redis")?,
+                Arc::new(move |items: Vec<String>| {
+                    let store = w.clone();
+                    Box::pin(async move {
+                        let decoded: Vec<RedisWrite> = items.iter().filter_map(|i| RedisWrite::decode(i)).collect();
+                        store.write(&decoded).await.map(|_| None)
+                    })
+                }),
+                Arc::new(move || {
+                    let store = p.clone();
+                    Box::pin(async move { store.ping().await })
+                }),
+            ));
+        }
+        let influx_store = (!influx.url.trim().is_empty()).then(|| Arc::new(InfluxStore::new(influx)));
+        if let Some(store) = &influx_store {
+            let (w, p) = (store.clone(), store.clone());
+            backends.push(Backend::new(
+                "influxdb",
+                spool("influxdb")?,
+                Arc::new(move |items: Vec<String>| {
+                    let store = w.clone();
+                    Box::pin(async move { store.write(&items).await.map(|o| o.rejected) })
+                }),
+                Arc::new(move || {
+                    let store = p.clone();
+                    Box::pin(async move { store.ping().await })
+                }),
+            ));
+        }
+        for b in &backends {
+            if b.queue.spooled() > 0 {
+                info!(backend = b.name, spooled = b.queue.spooled(), "replaying writes spooled by an earlier run");
+            }
+        }
+        Ok(Self {
             memory: MemoryStore::default(),
             pending: HashMap::new(),
-            flush_interval: Duration::from_millis(settings.flush_interval_ms.max(1)),
-        }
+            settings: settings.clone(),
+            redis: redis_store,
+            influx: influx_store,
+            backends,
+            metrics,
+            instance: Arc::from(format!("{}-{}", std::process::id(), fastrand::u64(..))),
+        })
     }
 
-    fn flush(&mut self) -> usize {
+    /// The Redis store, for the live feed.
+    pub fn redis(&self) -> Option<Arc<RedisStore>> {
+        self.redis.clone()
+    }
+
+    pub fn instance(&self) -> Arc<str> {
+        self.instance.clone()
+    }
+
+    fn backend(&mut self, name: &str) -> Option<&mut Backend> {
+        self.backends.iter_mut().find(|b| b.name == name)
+    }
+
+    fn enqueue(&mut self, name: &'static str, item: String) {
+        let Some(backend) = self.backend(name) else { return };
+        let result = backend.queue.push(item);
+        let depth = backend.queue.len();
+        match result {
+            Ok(0) => {}
+            Ok(spilled) => self.metrics.persist_spilled.with_label_values(&[name]).inc_by(spilled as u64),
+            Err(e) => {
+                error!(backend = name, error = %e, "cannot write to the spool: a write is lost");
+                self.metrics.persist_errors.with_label_values(&[name]).inc();
+            }
+        }
+        self.metrics.persist_queue_depth.with_label_values(&[name]).set(depth as i64);
+    }
+
+    /// Moves coalesced snapshots to memory and the Redis queue; returns how many.
+    fn drain_pending(&mut self) -> usize {
         if self.pending.is_empty() {
             return 0;
         }
-        self.memory.write(self.pending.drain().collect())
+        let pending: Vec<_> = self.pending.drain().collect();
+        let n = pending.len();
+        let mut for_memory = Vec::with_capacity(n);
+        for (id, (snapshot, current)) in pending {
+            if self.redis.is_some() {
+                let json = snapshot_to_json(&snapshot, current.as_ref());
+                self.enqueue("redis", RedisWrite::Snapshot { id: id.clone(), json }.encode());
+            }
+            for_memory.push((id, snapshot));
+        }
+        self.memory.write(for_memory);
+        n
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.drain_pending();
+        let now = Instant::now();
+        let batch_max = self.settings.batch_max_items.max(1);
+        for index in 0..self.backends.len() {
+            let backend = &mut self.backends[index];
+            if backend.in_flight || now < backend.next_attempt || backend.queue.is_empty() {
+                continue;
+            }
+            let items = match backend.queue.next_batch(batch_max) {
+                Ok(items) if !items.is_empty() => items,
+                Ok(_) => continue,
+                Err(e) => {
+                    error!(backend = backend.name, error = %e, "cannot read the spool");
+                    backend.next_attempt = now + Duration::from_millis(self.settings.retry_max_ms);
+                    continue;
+                }
+            };
+            backend.in_flight = true;
+            let count = items.len();
+            let write = (backend.write)(items);
+            ctx.spawn(write.into_actor(self).map(move |result, act, ctx| act.written(index, count, result, ctx)));
+        }
+    }
+
+    fn written(
+        &mut self,
+        index: usize,
+        count: usize,
+        result: Result<Option<String>, StoreError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let (retry_base, retry_max) = (self.settings.retry_base_ms, self.settings.retry_max_ms);
+        let metrics = self.metrics.clone();
+        let backend = &mut self.backends[index];
+        backend.in_flight = false;
+        let name = backend.name;
+        match result {
+            Ok(rejected) => {
+                if let Err(e) = backend.queue.ack() {
+                    error!(backend = name, error = %e, "cannot record spool progress");
+                }
+                metrics.persist_written.with_label_values(&[name]).inc_by(count as u64);
+                if let Some(reason) = rejected {
+                    metrics.persist_errors.with_label_values(&[name]).inc();
+                    error!(backend = name, reason, "backend refused points of a batch; the rest was written");
+                }
+                if backend.last_error.take().is_some() {
+                    info!(backend = name, "backend is back");
+                }
+                backend.failures = 0;
+                if !backend.queue.is_empty() {
+                    // More waiting (a backlog or a replayed spool): keep going.
+                    ctx.run_later(Duration::ZERO, |act, ctx| act.flush(ctx));
+                }
+            }
+            Err(e) => {
+                metrics.persist_errors.with_label_values(&[name]).inc();
+                backend.failures += 1;
+                let delay = retry_base.saturating_mul(1 << backend.failures.min(10)).min(retry_max);
+                backend.next_attempt = Instant::now() + Duration::from_millis(delay);
+                if backend.last_error.is_none() {
+                    warn!(backend = name, error = %e, "backend write failed; queueing to disk and retrying");
+                }
+                backend.last_error = Some(e.to_string());
+                match backend.queue.spill() {
+                    Ok(n) => metrics.persist_spilled.with_label_values(&[name]).inc_by(n as u64),
+                    Err(e) => error!(backend = name, error = %e, "cannot write to the spool"),
+                }
+            }
+        }
+        metrics.persist_queue_depth.with_label_values(&[name]).set(backend.queue.len() as i64);
+    }
+}
+
+impl Backend {
+    fn new(name: &'static str, queue: DurableQueue, write: WriteFn, ping: PingFn) -> Self {
+        Self { name, queue, write, ping, in_flight: false, failures: 0, next_attempt: Instant::now(), last_error: None }
     }
 }
 
@@ -66,13 +348,18 @@ impl Actor for Persister {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.flush_interval, |act, _| {
-            act.flush();
-        });
+        for b in &self.backends {
+            self.metrics.persist_queue_depth.with_label_values(&[b.name]).set(b.queue.len() as i64);
+        }
+        let interval = Duration::from_millis(self.settings.flush_interval_ms.max(1));
+        ctx.run_interval(interval, |act, ctx| act.flush(ctx));
     }
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
-        self.flush();
+        self.drain_pending();
+        for b in &mut self.backends {
+            let _ = b.queue.spill();
+        }
         Running::Stop
     }
 }
@@ -81,23 +368,197 @@ impl Handler<SaveSnapshot> for Persister {
     type Result = ();
 
     fn handle(&mut self, msg: SaveSnapshot, _: &mut Context<Self>) {
-        self.pending.insert(msg.snapshot.location_id.clone(), msg.snapshot);
+        self.pending.insert(msg.snapshot.location_id.clone(), (msg.snapshot, msg.current));
     }
 }
 
 impl Handler<LoadSnapshot> for Persister {
-    type Result = Option<Arc<Snapshot>>;
+    type Result = ResponseFuture<Option<Arc<Snapshot>>>;
 
     fn handle(&mut self, msg: LoadSnapshot, _: &mut Context<Self>) -> Self::Result {
-        self.pending.get(&msg.location_id).cloned().or_else(|| self.memory.snapshot(&msg.location_id))
+        let local = self
+            .pending
+            .get(&msg.location_id)
+            .map(|(s, _)| s.clone())
+            .or_else(|| self.memory.snapshot(&msg.location_id));
+        let redis = self.redis.clone();
+        Box::pin(async move {
+            if local.is_some() {
+                return local;
+            }
+            let redis = redis?;
+            let text = match redis.load_snapshot(&msg.location_id).await {
+                Ok(text) => text?,
+                Err(e) => {
+                    warn!(location = %msg.location_id, error = %e, "cannot load the snapshot from Redis; starting empty");
+                    return None;
+                }
+            };
+            match snapshot_from_json(&text, &msg.location_id) {
+                Ok(snapshot) => Some(Arc::new(snapshot)),
+                Err(e) => {
+                    warn!(location = %msg.location_id, error = %e, "ignoring a foreign value under an isobar key");
+                    None
+                }
+            }
+        })
+    }
+}
+
+impl Handler<StoreReadings> for Persister {
+    type Result = ();
+
+    fn handle(&mut self, msg: StoreReadings, ctx: &mut Context<Self>) {
+        if self.influx.is_none() {
+            return;
+        }
+        for reading in &msg.readings {
+            if let Some(line) = reading_line(reading) {
+                self.enqueue("influxdb", line);
+            }
+        }
+        if let Some((current, at)) = &msg.consensus {
+            self.enqueue("influxdb", consensus_line(current, *at));
+        }
+        let batch_max = self.settings.batch_max_items;
+        if self.backend("influxdb").is_some_and(|b| b.queue.len() >= batch_max && !b.in_flight) {
+            self.flush(ctx);
+        }
+    }
+}
+
+impl Handler<SaveStation> for Persister {
+    type Result = ();
+
+    fn handle(&mut self, msg: SaveStation, _: &mut Context<Self>) {
+        if self.redis.is_some() {
+            let write = RedisWrite::Station { id: msg.location.id.clone(), json: location_to_json(&msg.location) };
+            self.enqueue("redis", write.encode());
+        }
+    }
+}
+
+impl Handler<LoadStations> for Persister {
+    type Result = ResponseFuture<Result<Vec<Location>, StoreError>>;
+
+    fn handle(&mut self, _: LoadStations, _: &mut Context<Self>) -> Self::Result {
+        let redis = self.redis.clone();
+        Box::pin(async move {
+            let Some(redis) = redis else { return Ok(Vec::new()) };
+            let raw = tokio::time::timeout(PING_TIMEOUT, redis.load_stations())
+                .await
+                .map_err(|_| StoreError::Redis("no answer".into()))??;
+            Ok(raw
+                .into_iter()
+                .filter_map(|(id, json)| {
+                    let location = location_from_json(&json).filter(|l| l.id.as_str() == id);
+                    if location.is_none() {
+                        warn!(station = id, "ignoring a foreign value in the stations hash");
+                    }
+                    location
+                })
+                .collect())
+        })
+    }
+}
+
+impl Handler<Publish> for Persister {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) {
+        let Some(redis) = self.redis.clone() else { return };
+        let payload = format!("{}\n{}", self.instance, msg.text);
+        let channel = updates_channel(&msg.id);
+        let metrics = self.metrics.clone();
+        ctx.spawn(
+            async move {
+                if let Err(e) = redis.publish(channel, payload).await {
+                    metrics.persist_errors.with_label_values(&["redis"]).inc();
+                    tracing::debug!(error = %e, "publish failed");
+                }
+            }
+            .into_actor(self),
+        );
     }
 }
 
 impl Handler<Flush> for Persister {
-    type Result = usize;
+    type Result = ResponseActFuture<Self, usize>;
 
-    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> usize {
-        self.flush()
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+        let flushed = self.drain_pending();
+        let batch_max = self.settings.batch_max_items.max(1);
+        let mut writes = Vec::new();
+        for (index, b) in self.backends.iter_mut().enumerate() {
+            if b.in_flight || b.queue.is_empty() || b.last_error.is_some() {
+                continue;
+            }
+            if let Ok(items) = b.queue.next_batch(batch_max).map(|i| (i.len(), i)) {
+                b.in_flight = true;
+                let write = (b.write)(items.1);
+                writes.push(async move { (index, items.0, tokio::time::timeout(SHUTDOWN_WRITE_TIMEOUT, write).await) });
+            }
+        }
+        Box::pin(futures_util::future::join_all(writes).into_actor(self).map(move |results, act, _| {
+            for (index, count, result) in results {
+                let backend = &mut act.backends[index];
+                backend.in_flight = false;
+                match result {
+                    Ok(Ok(_)) => {
+                        let _ = backend.queue.ack();
+                        act.metrics.persist_written.with_label_values(&[backend.name]).inc_by(count as u64);
+                    }
+                    _ => backend.last_error = Some("shutdown write failed".into()),
+                }
+            }
+            // Whatever is still queued survives the exit on disk.
+            for b in &mut act.backends {
+                if let Ok(n) = b.queue.spill()
+                    && n > 0
+                {
+                    act.metrics.persist_spilled.with_label_values(&[b.name]).inc_by(n as u64);
+                    info!(backend = b.name, spooled = n, "writes kept on disk for the next start");
+                }
+            }
+            flushed
+        }))
+    }
+}
+
+impl Handler<CheckBackends> for Persister {
+    type Result = ResponseFuture<Vec<BackendStatus>>;
+
+    fn handle(&mut self, _: CheckBackends, _: &mut Context<Self>) -> Self::Result {
+        let probes: Vec<_> = self
+            .backends
+            .iter()
+            .map(|b| {
+                let (name, queued, ping) = (b.name, b.queue.len(), b.ping.clone());
+                async move {
+                    let result = tokio::time::timeout(PING_TIMEOUT, ping()).await;
+                    let detail = match result {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(e.to_string()),
+                        Err(_) => Some(format!("{name}: no answer within {} s", PING_TIMEOUT.as_secs())),
+                    };
+                    BackendStatus { name, state: if detail.is_none() { "up" } else { "down" }, detail, queued }
+                }
+            })
+            .collect();
+        Box::pin(async move {
+            let mut statuses = vec![BackendStatus { name: "memory", state: "up", detail: None, queued: 0 }];
+            statuses.extend(futures_util::future::join_all(probes).await);
+            statuses
+        })
+    }
+}
+
+impl Handler<QueryHistory> for Persister {
+    type Result = ResponseFuture<Option<Result<Vec<Reading>, StoreError>>>;
+
+    fn handle(&mut self, msg: QueryHistory, _: &mut Context<Self>) -> Self::Result {
+        let influx = self.influx.clone();
+        Box::pin(async move { Some(influx?.history(&msg.id, msg.from, msg.to, msg.step_secs).await) })
     }
 }
 
@@ -116,10 +577,27 @@ mod tests {
 
     #[actix::test]
     async fn a_saved_snapshot_loads_before_and_after_a_flush_and_writes_coalesce() {
-        let p = Persister::new(&PersistSettings { flush_interval_ms: 3_600_000, snapshot_interval_ms: 1000 }).start();
-        p.do_send(SaveSnapshot { snapshot: snapshot("KJFK", 1) });
-        p.do_send(SaveSnapshot { snapshot: snapshot("KJFK", 2) });
-        p.do_send(SaveSnapshot { snapshot: snapshot("KLGA", 7) });
+        let dir = tempfile::tempdir().unwrap();
+        let settings = PersistSettings {
+            flush_interval_ms: 3_600_000,
+            snapshot_interval_ms: 1000,
+            batch_max_items: 100,
+            queue_max_items: 100,
+            data_dir: dir.path().to_string_lossy().into_owned(),
+            retry_base_ms: 10,
+            retry_max_ms: 100,
+        };
+        let off = RedisSettings { url: String::new(), cluster: false, snapshot_ttl_secs: 60 };
+        let no_influx = InfluxSettings {
+            url: String::new(),
+            database: "x".into(),
+            username: String::new(),
+            password: String::new(),
+        };
+        let p = Persister::new(&settings, &off, &no_influx, Arc::new(Metrics::new())).unwrap().start();
+        p.do_send(SaveSnapshot { snapshot: snapshot("KJFK", 1), current: None });
+        p.do_send(SaveSnapshot { snapshot: snapshot("KJFK", 2), current: None });
+        p.do_send(SaveSnapshot { snapshot: snapshot("KLGA", 7), current: None });
         let id = LocationId::parse("KJFK").unwrap();
         let loaded = p.send(LoadSnapshot { location_id: id.clone() }).await.unwrap().unwrap();
         assert_eq!(loaded.seq, 2);

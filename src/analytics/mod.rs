@@ -2,6 +2,7 @@
 
 pub mod blend;
 pub mod consensus;
+pub mod history;
 
 pub use blend::blend;
 pub use consensus::{ConsensusSettings, consensus};

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Snapshot, SnapshotBatch};
+use super::Snapshot;
 use crate::domain::LocationId;
 
 #[derive(Default)]
@@ -14,7 +14,7 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    pub fn write(&mut self, batch: SnapshotBatch) -> usize {
+    pub fn write(&mut self, batch: Vec<(LocationId, Arc<Snapshot>)>) -> usize {
         let n = batch.len();
         self.snapshots.extend(batch);
         n

@@ -1,11 +1,16 @@
-//! Storage backends behind the `Persister`: plain clients, no actors.
+//! Storage backends behind the `Persister`: plain async clients, no actors.
 //!
-//! Today the embedded in-memory backend; Redis (latest state) and InfluxDB (history) plug
-//! in beside it and receive the same batches.
+//! - [`memory`]: snapshots in process memory (always on; the embedded default).
+//! - [`redis`]: latest state per location and the cross-instance live feed.
+//! - [`influx`]: reading and consensus history.
+//! - [`queue`]: the bounded, disk-spilling write queue in front of each backend.
+//! - [`codec`]: stored forms of snapshots and readings.
 
+pub mod codec;
+pub mod influx;
 pub mod memory;
-
-use std::sync::Arc;
+pub mod queue;
+pub mod redis;
 
 use crate::domain::{LocationId, Reading};
 
@@ -13,7 +18,7 @@ pub use memory::MemoryStore;
 
 /// What a location actor needs to come back after a restart, a passivation or (with a
 /// durable backend) a process restart: its recent readings and update sequence. The
-/// latest reading per source and the consensus are derived from these.
+/// consensus is derived from them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     pub location_id: LocationId,
@@ -25,5 +30,13 @@ pub struct Snapshot {
     pub seq: u64,
 }
 
-/// One batch of writes handed from the persister to a backend.
-pub type SnapshotBatch = Vec<(LocationId, Arc<Snapshot>)>;
+/// A backend failed; the message names what and why, for logs and /ready.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(String),
+    #[error("influxdb: {0}")]
+    Influx(String),
+    #[error("spool: {0}")]
+    Spool(String),
+}

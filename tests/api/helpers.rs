@@ -13,6 +13,8 @@ use tokio_tungstenite::tungstenite::Message;
 pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub struct TestApp {
+    /// Spool directory of this instance, removed with it.
+    pub _data_dir: tempfile::TempDir,
     pub address: String,
     pub client: reqwest::Client,
     pub shutdown: ShutdownHandle,
@@ -23,7 +25,8 @@ pub struct TestApp {
 pub async fn spawn_app_with(overrides: Value) -> TestApp {
     // No upstream provider unless a test turns one on: there is no internet here.
     let off = json!({"enabled": false});
-    let mut layered = json!({"http": {"port": 0}, "sources": {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut layered = json!({"http": {"port": 0}, "persist": {"data_dir": data_dir.path()}, "sources": {
         "open_meteo": off, "met_norway": off, "nws": off, "openweathermap": off}});
     merge(&mut layered, overrides);
     let settings = Settings::defaults_with(layered).expect("test settings are valid");
@@ -32,7 +35,7 @@ pub async fn spawn_app_with(overrides: Value) -> TestApp {
     let shutdown = app.shutdown_handle();
     let directory = app.directory();
     actix_rt::spawn(app.run_until_stopped());
-    TestApp { address, client: reqwest::Client::new(), shutdown, directory }
+    TestApp { _data_dir: data_dir, address, client: reqwest::Client::new(), shutdown, directory }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -138,6 +141,8 @@ pub async fn close_code(ws: &mut Ws, secs: u64) -> Option<u16> {
 
 /// Starts an instance from fully loaded settings (e.g. a profile), on port 0.
 pub async fn spawn_settings(mut settings: Settings) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    settings.persist.data_dir = data_dir.path().to_string_lossy().into_owned();
     settings.http.port = 0;
     settings.http.host = "127.0.0.1".into();
     let app = Application::build(settings).await.expect("app starts");
@@ -145,7 +150,7 @@ pub async fn spawn_settings(mut settings: Settings) -> TestApp {
     let shutdown = app.shutdown_handle();
     let directory = app.directory();
     actix_rt::spawn(app.run_until_stopped());
-    TestApp { address, client: reqwest::Client::new(), shutdown, directory }
+    TestApp { _data_dir: data_dir, address, client: reqwest::Client::new(), shutdown, directory }
 }
 
 /// Polls `check` every 50 ms until it returns true or `secs` pass.

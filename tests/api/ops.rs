@@ -12,7 +12,7 @@ async fn health_and_ready_answer_200_with_their_dependencies() {
             200,
             json!({"status": "ready", "dependencies": [
             {"name": "directory", "state": "up"},
-            {"name": "persister", "backend": "memory", "state": "up"}], "sources": []})
+            {"name": "memory", "state": "up", "queued": 0}], "sources": []})
         )
     );
 }

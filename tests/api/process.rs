@@ -13,15 +13,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_isobar");
 
 fn isobar(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
+    let spool = tempfile::Builder::new().prefix("isobar-process-").tempdir().expect("temp dir").keep();
     cmd.args(args).env_remove("RUST_LOG");
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("ISOBAR__")) {
         cmd.env_remove(key);
     }
+    cmd.env("ISOBAR__PERSIST__DATA_DIR", spool);
     cmd
 }
 
 /// Starts `serve` with JSON logs on port 0; returns the child, its address, and its log lines.
-fn serve(extra_env: &[(&str, &str)]) -> (Child, String, mpsc::Receiver<Value>) {
+pub fn serve(extra_env: &[(&str, &str)]) -> (Child, String, mpsc::Receiver<Value>) {
     let mut child = isobar(&["serve"])
         .env("ISOBAR__HTTP__PORT", "0")
         .env("ISOBAR__LOG__FORMAT", "json")

@@ -23,7 +23,8 @@ use tracing::{debug, warn};
 
 use self::state::{Ingested, LocationState, Retention};
 use crate::actors::directory::RequestPassivation;
-use crate::actors::persister::{LoadSnapshot, Persister, SaveSnapshot};
+use crate::actors::feed::{Follow, Unfollow};
+use crate::actors::persister::{LoadSnapshot, Persister, Publish, SaveSnapshot, StoreReadings};
 use crate::actors::session::{Deliver, Payload};
 use tokio::sync::oneshot;
 
@@ -44,6 +45,11 @@ pub struct LocationDeps {
     pub consensus: Arc<ConsensusConfig>,
     pub snapshot_interval: Duration,
     pub persister: Addr<Persister>,
+    /// Set when InfluxDB is configured: applied readings are handed on for history.
+    pub store_history: bool,
+    /// Set when Redis is configured: updates are published, and followed from other
+    /// instances while this location has subscribers.
+    pub feed: Option<(Recipient<Follow>, Recipient<Unfollow>)>,
     pub directory: Recipient<RequestPassivation>,
     pub metrics: Arc<Metrics>,
 }
@@ -172,6 +178,14 @@ pub struct Passivate;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Checkpoint;
+
+/// An update another instance published; forwarded as is to local subscribers.
+/// Sent by the `Directory` for the `RedisFeed`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RelayUpdate {
+    pub text: ByteString,
+}
 
 /// Stops the actor from the inside, as an unrecoverable error would: its supervisor
 /// restarts it and `restarting()` rebuilds the state from the store. For operators and
@@ -306,6 +320,9 @@ impl LocationActor {
             r.seq,
             r.metric
         ));
+        if self.deps.feed.is_some() {
+            self.deps.persister.do_send(Publish { id: self.location.id.clone(), text: text.clone() });
+        }
         self.fan_out(text);
     }
 
@@ -324,6 +341,17 @@ impl LocationActor {
         });
     }
 
+    fn follow(&self, on: bool) {
+        if let Some((follow, unfollow)) = &self.deps.feed {
+            let id = self.location.id.clone();
+            if on {
+                follow.do_send(Follow { id });
+            } else {
+                unfollow.do_send(Unfollow { id });
+            }
+        }
+    }
+
     fn snapshot_message(&self) -> ByteString {
         let data = self.rendered.as_ref().map(|r| r.metric.as_ref()).unwrap_or("null");
         ByteString::from(format!(
@@ -336,7 +364,8 @@ impl LocationActor {
     fn save_snapshot(&mut self) {
         self.dirty = false;
         let snapshot = Arc::new(self.state.snapshot(self.location.id.clone()));
-        self.deps.persister.do_send(SaveSnapshot { snapshot });
+        let current = self.rendered.as_ref().map(|r| r.current.clone());
+        self.deps.persister.do_send(SaveSnapshot { snapshot, current });
     }
 
     fn restore(&mut self, ctx: &mut Context<Self>) {
@@ -392,6 +421,9 @@ impl Actor for LocationActor {
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
         self.save_snapshot();
+        if !self.subscribers.is_empty() {
+            self.follow(false);
+        }
         for (_, recipient) in self.subscribers.drain(..) {
             recipient.do_send(Deliver { payload: Payload::LocationStopped(self.location.id.clone()) });
         }
@@ -418,15 +450,21 @@ impl Handler<IngestBatch> for LocationActor {
         let now = Utc::now();
         let retention = self.retention();
         let mut latest_changed = false;
+        let mut applied = Vec::new();
         for reading in msg.readings {
             self.failing.retain(|s| *s != reading.source);
             let label = source_label(reading.source.as_str());
+            let kept = self.deps.store_history.then(|| reading.clone());
             match self.state.ingest(reading, now, retention) {
                 Ingested::Latest => {
                     latest_changed = true;
                     self.deps.metrics.readings_ingested.with_label_values(&[label]).inc();
+                    applied.extend(kept);
                 }
-                Ingested::Stored => self.deps.metrics.readings_ingested.with_label_values(&[label]).inc(),
+                Ingested::Stored => {
+                    self.deps.metrics.readings_ingested.with_label_values(&[label]).inc();
+                    applied.extend(kept);
+                }
                 Ingested::Duplicate => {
                     self.deps.metrics.readings_rejected.with_label_values(&[label, "duplicate"]).inc()
                 }
@@ -434,8 +472,13 @@ impl Handler<IngestBatch> for LocationActor {
             }
         }
         self.dirty = true;
-        if latest_changed && self.recompute(Some(now)) {
+        let changed = latest_changed && self.recompute(Some(now));
+        if changed {
             self.broadcast_update();
+        }
+        if self.deps.store_history && (!applied.is_empty() || changed) {
+            let consensus = changed.then(|| self.rendered.as_ref().map(|r| (r.current.clone(), now))).flatten();
+            self.deps.persister.do_send(StoreReadings { readings: applied, consensus });
         }
     }
 }
@@ -518,6 +561,9 @@ impl Handler<Subscribe> for LocationActor {
         }
         msg.recipient.do_send(Deliver { payload: Payload::Text(self.snapshot_message()) });
         self.subscribers.retain(|(id, _)| *id != msg.session_id);
+        if self.subscribers.is_empty() {
+            self.follow(true);
+        }
         self.subscribers.push((msg.session_id, msg.recipient));
     }
 }
@@ -527,7 +573,11 @@ impl Handler<Unsubscribe> for LocationActor {
 
     fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
         self.touch();
+        let before = self.subscribers.len();
         self.subscribers.retain(|(id, _)| *id != msg.session_id);
+        if before > 0 && self.subscribers.is_empty() {
+            self.follow(false);
+        }
     }
 }
 
@@ -545,6 +595,14 @@ impl Handler<Checkpoint> for LocationActor {
 
     fn handle(&mut self, _: Checkpoint, _: &mut Context<Self>) {
         self.save_snapshot();
+    }
+}
+
+impl Handler<RelayUpdate> for LocationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RelayUpdate, _: &mut Context<Self>) {
+        self.fan_out(msg.text);
     }
 }
 

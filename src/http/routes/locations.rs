@@ -10,6 +10,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::actors::directory::{Describe, SearchStations};
 use crate::actors::location::{GetCurrent, GetForecast, GetHistory};
+use crate::actors::persister::QueryHistory;
+use crate::analytics::history::{downsample, parse_step};
 use crate::domain::{Location, LocationId, Reading, SourceName, Units};
 use crate::http::error::Problem;
 use crate::http::{ApiError, AppState};
@@ -174,9 +176,14 @@ pub struct HistoryQuery {
     from: Option<String>,
     /// RFC 3339; default: now.
     to: Option<String>,
+    /// Mean per step (`30s`, `15m`, `1h`, `1d`); default: every reading.
+    step: Option<String>,
     /// `metric` (default) or `imperial`.
     units: Option<String>,
 }
+
+/// Most points one /history answer may hold when a step is given.
+const MAX_HISTORY_STEPS: i64 = 10_000;
 
 /// A stored reading as /history shows it.
 #[derive(Serialize, ToSchema)]
@@ -249,7 +256,22 @@ pub async fn history(
     if from > to {
         return Err(ApiError::invalid_param("from", "must not be after to"));
     }
-    if from < earliest - RETENTION_SLACK {
+    let step_secs = match query.step.as_deref() {
+        None => None,
+        Some(raw) => Some(parse_step(raw).ok_or_else(|| {
+            ApiError::invalid_param("step", format!("must be a duration such as 30s, 15m, 1h or 1d, got {raw:?}"))
+        })?),
+    };
+    if let Some(step) = step_secs
+        && (to - from).num_seconds() / step as i64 > MAX_HISTORY_STEPS
+    {
+        return Err(ApiError::invalid_param(
+            "step",
+            format!("gives more than {MAX_HISTORY_STEPS} points for this range"),
+        ));
+    }
+    let in_influx = !state.settings.influx.url.trim().is_empty();
+    if !in_influx && from < earliest - RETENTION_SLACK {
         return Err(ApiError::invalid_param(
             "from",
             format!(
@@ -258,7 +280,27 @@ pub async fn history(
             ),
         ));
     }
-    let readings = state.ask(&id, || GetHistory { from, to }).await?;
+    let readings = if in_influx {
+        if state.directory.send(Describe { id: id.clone() }).await?.is_none() {
+            return Err(ApiError::NotFound(format!("unknown location {id}")));
+        }
+        match state.persister.send(QueryHistory { id: id.clone(), from, to, step_secs }).await? {
+            Some(Ok(readings)) => readings,
+            Some(Err(e)) => {
+                return Err(ApiError::Unavailable {
+                    detail: format!("history store unavailable: {e}"),
+                    retry_after_secs: 5,
+                });
+            }
+            None => Vec::new(),
+        }
+    } else {
+        let readings = state.ask(&id, || GetHistory { from, to }).await?;
+        match step_secs {
+            Some(step) => downsample(&readings, step),
+            None => readings,
+        }
+    };
     Ok(HttpResponse::Ok().json(HistoryResponse {
         location_id: id,
         units,

@@ -8,7 +8,7 @@ use serde_json::json;
 use utoipa::OpenApi;
 
 use crate::actors::directory::Describe;
-use crate::actors::persister::Flush;
+use crate::actors::persister::CheckBackends;
 use crate::actors::poller::GetProviderStatus;
 use crate::domain::LocationId;
 use crate::http::AppState;
@@ -34,7 +34,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         Some(id) => tokio::time::timeout(READY_TIMEOUT, state.directory.send(Describe { id })).await,
         None => return HttpResponse::InternalServerError().finish(),
     };
-    let persister = tokio::time::timeout(READY_TIMEOUT, state.persister.send(Flush)).await;
+    let backends = tokio::time::timeout(READY_TIMEOUT * 2, state.persister.send(CheckBackends)).await;
     let mut sources = Vec::new();
     for provider in &state.providers {
         if let Ok(Ok(status)) = tokio::time::timeout(READY_TIMEOUT, provider.send(GetProviderStatus)).await {
@@ -43,14 +43,23 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
     let up = |ok: bool| if ok { "up" } else { "down" };
     let directory_up = matches!(directory, Ok(Ok(_)));
-    let persister_up = matches!(persister, Ok(Ok(_)));
-    let all_up = directory_up && persister_up;
+    let mut dependencies = vec![json!({"name": "directory", "state": up(directory_up)})];
+    let mut all_up = directory_up;
+    match backends {
+        Ok(Ok(statuses)) => {
+            for s in statuses {
+                all_up &= s.state == "up";
+                dependencies.push(serde_json::to_value(s).unwrap_or_default());
+            }
+        }
+        _ => {
+            all_up = false;
+            dependencies.push(json!({"name": "persister", "state": "down", "detail": "the persister did not answer"}));
+        }
+    }
     let body = json!({
         "status": if all_up { "ready" } else { "not ready" },
-        "dependencies": [
-            {"name": "directory", "state": up(directory_up)},
-            {"name": "persister", "backend": "memory", "state": up(persister_up)},
-        ],
+        "dependencies": dependencies,
         // Upstream providers: reported, but a failing provider does not make the
         // instance unready (it keeps serving what it has, marked stale).
         "sources": sources,

@@ -1,0 +1,164 @@
+//! InfluxDB 1.x over its HTTP API: points in line protocol to `/write` (millisecond
+//! precision), history from `/query`. A plain async client driven by the `Persister`.
+//!
+//! A 400 is a partial write: InfluxDB keeps the good points of a batch and names the bad
+//! ones (a field type conflict, say), so the batch is done and the rejects are reported,
+//! never retried forever. The database is created on first contact.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::StoreError;
+use crate::config::InfluxSettings;
+use crate::domain::{LocationId, Reading, SourceName};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct InfluxStore {
+    client: reqwest::Client,
+    url: String,
+    database: String,
+    username: String,
+    password: String,
+}
+
+/// A write InfluxDB answered: how many points it refused and why.
+#[derive(Debug, Default, PartialEq)]
+pub struct WriteOutcome {
+    pub rejected: Option<String>,
+}
+
+impl InfluxStore {
+    pub fn new(settings: &InfluxSettings) -> Self {
+        Self {
+            client: reqwest::Client::builder().timeout(TIMEOUT).build().unwrap_or_else(|_| reqwest::Client::new()),
+            url: settings.url.trim_end_matches('/').to_owned(),
+            database: settings.database.clone(),
+            username: settings.username.clone(),
+            password: settings.password.clone(),
+        }
+    }
+
+    fn auth(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if self.username.is_empty() {
+            request
+        } else {
+            request.query(&[("u", self.username.as_str()), ("p", self.password.as_str())])
+        }
+    }
+
+    async fn query(&self, q: &str, post: bool) -> Result<Value, StoreError> {
+        let url = format!("{}/query", self.url);
+        let request = if post { self.client.post(url) } else { self.client.get(url) };
+        let request = self.auth(request).query(&[("q", q), ("db", self.database.as_str()), ("epoch", "ms")]);
+        let response = request.send().await.map_err(|e| StoreError::Influx(format!("cannot reach InfluxDB: {e}")))?;
+        let status = response.status();
+        let body: Value = response.json().await.map_err(|e| StoreError::Influx(format!("bad answer: {e}")))?;
+        if !status.is_success() {
+            let error = body.get("error").and_then(Value::as_str).unwrap_or("no detail");
+            return Err(StoreError::Influx(format!("HTTP {}: {error}", status.as_u16())));
+        }
+        if let Some(error) = body.pointer("/results/0/error").and_then(Value::as_str) {
+            return Err(StoreError::Influx(error.to_owned()));
+        }
+        Ok(body)
+    }
+
+    /// Checks that InfluxDB answers and accepts the credentials; creates the database.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.query(&format!("CREATE DATABASE \"{}\"", self.database), true).await.map(drop)
+    }
+
+    pub async fn write(&self, lines: &[String]) -> Result<WriteOutcome, StoreError> {
+        let url = format!("{}/write", self.url);
+        let send = || {
+            self.auth(self.client.post(&url))
+                .query(&[("db", self.database.as_str()), ("precision", "ms")])
+                .body(lines.join("\n"))
+                .send()
+        };
+        let mut response = send().await.map_err(|e| StoreError::Influx(format!("cannot reach InfluxDB: {e}")))?;
+        if response.status().as_u16() == 404 {
+            // Database missing (a fresh or wiped server): create it and try once more.
+            self.ping().await?;
+            response = send().await.map_err(|e| StoreError::Influx(format!("cannot reach InfluxDB: {e}")))?;
+        }
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        match status {
+            200..=299 => Ok(WriteOutcome::default()),
+            400 => Ok(WriteOutcome { rejected: Some(text.trim().to_owned()) }),
+            _ => Err(StoreError::Influx(format!("write failed (HTTP {status}): {}", text.trim()))),
+        }
+    }
+
+    /// Readings of `id` in [from, to], oldest first; with `step_secs`, the mean of each
+    /// quantity per step (source `mean`).
+    pub async fn history(
+        &self,
+        id: &LocationId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        step_secs: Option<u64>,
+    ) -> Result<Vec<Reading>, StoreError> {
+        let range = format!(
+            "location = '{}' AND time >= {}ms AND time <= {}ms",
+            id.as_str(),
+            from.timestamp_millis(),
+            to.timestamp_millis()
+        );
+        let q = match step_secs {
+            None => format!("SELECT * FROM readings WHERE {range} ORDER BY time ASC"),
+            Some(step) => format!(
+                "SELECT mean(temperature) AS temperature, mean(humidity) AS humidity, mean(pressure) AS pressure, \
+                 mean(wind_speed) AS wind_speed, mean(wind_direction) AS wind_direction, mean(visibility) AS visibility, \
+                 mean(precipitation) AS precipitation FROM readings WHERE {range} GROUP BY time({step}s) fill(none)"
+            ),
+        };
+        let body = self.query(&q, false).await?;
+        let Some(series) = body.pointer("/results/0/series/0") else { return Ok(Vec::new()) };
+        let columns: Vec<&str> = series
+            .get("columns")
+            .and_then(Value::as_array)
+            .map(|c| c.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let column = |name: &str| columns.iter().position(|c| *c == name);
+        let mean = SourceName::parse("mean").unwrap_or_else(|| unreachable!("static name"));
+        let rows = series.get("values").and_then(Value::as_array).cloned().unwrap_or_default();
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let cell = |name: &str| column(name).and_then(|i| row.get(i));
+                let at = DateTime::from_timestamp_millis(cell("time")?.as_i64()?)?;
+                let source = match cell("source").and_then(Value::as_str) {
+                    Some(s) => SourceName::parse(s)?,
+                    None => mean.clone(),
+                };
+                let mut r = Reading::new(id.clone(), source, at);
+                let f = |name: &str| cell(name).and_then(Value::as_f64).map(|v| (v * 100.0).round() / 100.0);
+                [
+                    r.temperature,
+                    r.humidity,
+                    r.pressure,
+                    r.wind_speed,
+                    r.wind_direction,
+                    r.visibility,
+                    r.precipitation,
+                ] = [
+                    "temperature",
+                    "humidity",
+                    "pressure",
+                    "wind_speed",
+                    "wind_direction",
+                    "visibility",
+                    "precipitation",
+                ]
+                .map(f);
+                r.weather_code = cell("weather_code").and_then(Value::as_u64).and_then(|c| u8::try_from(c).ok());
+                Some(r)
+            })
+            .collect())
+    }
+}
