@@ -328,7 +328,7 @@ impl Persister {
                     warn!(backend = name, error = %e, "backend write failed; queueing to disk and retrying");
                 }
                 backend.last_error = Some(e.to_string());
-                match backend.queue.spill() {
+                match backend.queue.fail() {
                     Ok(n) => metrics.persist_spilled.with_label_values(&[name]).inc_by(n as u64),
                     Err(e) => error!(backend = name, error = %e, "cannot write to the spool"),
                 }

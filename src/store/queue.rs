@@ -113,6 +113,22 @@ impl DurableQueue {
         Ok(())
     }
 
+    /// The batch from `next_batch` failed: the backend is down. Everything in memory goes
+    /// to disk, oldest first — unless older items are already spooled after a batch kept
+    /// in memory, which then stays in memory to be retried first, keeping the order.
+    /// Returns how many items moved.
+    pub fn fail(&mut self) -> io::Result<usize> {
+        match self.batch.take() {
+            Some(BatchSource::Memory(n)) if self.spooled > 0 => {
+                self.batch = Some(BatchSource::Memory(n));
+                let moved = self.spill();
+                self.batch = None;
+                moved
+            }
+            _ => self.spill(),
+        }
+    }
+
     /// The next items to send, oldest first; the same ones again until acknowledged.
     pub fn next_batch(&mut self, max: usize) -> io::Result<Vec<String>> {
         if !self.memory.is_empty() {
@@ -215,6 +231,20 @@ mod tests {
         assert_eq!(items(&mut q), ["s3", "s4", "s5"]);
         q.ack().unwrap();
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_failed_batch_goes_to_disk_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = DurableQueue::open(dir.path(), "x", 100).unwrap();
+        for i in 1..=3 {
+            q.push(format!("i{i}")).unwrap();
+        }
+        assert_eq!(q.next_batch(10).unwrap(), ["i1", "i2", "i3"]);
+        assert_eq!(q.fail().unwrap(), 3);
+        assert_eq!(q.spooled(), 3);
+        q.push("i4".into()).unwrap();
+        assert_eq!(q.next_batch(10).unwrap(), ["i1", "i2", "i3", "i4"]);
     }
 
     #[test]

@@ -5,8 +5,10 @@ mod helpers;
 
 mod locations;
 mod ops;
+mod persistence;
 mod process;
 mod readings;
 mod resilience;
+mod servers;
 mod upstream;
 mod ws;

@@ -1,0 +1,351 @@
+//! Redis and InfluxDB behind the persister, against real servers.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, eventually, next_json, spawn_app_with, station_reading};
+use crate::servers::{Influx, Redis};
+
+fn backends(redis: Option<&Redis>, influx: Option<&Influx>) -> Value {
+    json!({
+        "redis": {"url": redis.map(Redis::url).unwrap_or_default()},
+        "influx": {"url": influx.map(Influx::url).unwrap_or_default()},
+        "persist": {"flush_interval_ms": 100, "snapshot_interval_ms": 100, "retry_base_ms": 50, "retry_max_ms": 500}
+    })
+}
+
+async fn written(app: &TestApp, backend: &str) -> f64 {
+    app.metric(&format!("isobar_persist_written_total{{backend=\"{backend}\"}}")).await.unwrap_or(0.0)
+}
+
+#[actix_rt::test]
+async fn a_restarted_instance_answers_current_from_redis_with_the_last_state() {
+    let redis = Redis::start();
+    let (etag, body) = {
+        let app = spawn_app_with(backends(Some(&redis), None)).await;
+        app.post_readings(&json!([station_reading("RST1", 20, 4.0), station_reading("RST1", 10, 5.5)])).await;
+        let r = app.get("/v1/locations/RST1/current").await;
+        let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+        let body: Value = r.json().await.unwrap();
+        assert!(eventually(5, || async { written(&app, "redis").await >= 2.0 }).await);
+        (etag, body)
+    };
+    // The stored value is the documented snapshot: consensus, latest per source, ring.
+    let mut conn = redis.client().get_multiplexed_async_connection().await.unwrap();
+    let stored: String = conn.get("isobar:loc:{RST1}:snapshot").await.unwrap();
+    let stored: Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored["current"]["temperature"], 5.5);
+    assert_eq!(stored["readings"].as_array().unwrap().len(), 2);
+    assert_eq!(stored["latest"][0]["temperature"], 5.5);
+    let ttl: i64 = conn.ttl("isobar:loc:{RST1}:snapshot").await.unwrap();
+    assert!(ttl > 600_000, "{ttl}");
+
+    let app = spawn_app_with(backends(Some(&redis), None)).await;
+    let r = app.get("/v1/locations/RST1/current").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
+    let mut after: Value = r.json().await.unwrap();
+    let mut before = body;
+    for b in [&mut before, &mut after] {
+        b["sources"][0]["age_seconds"] = json!(0);
+        b["sources"][0]["weight"] = json!(0);
+        b["quality_score"] = json!(0);
+    }
+    assert_eq!(after, before);
+    assert_eq!(app.get_json("/v1/locations/RST1/history").await.1["readings"].as_array().unwrap().len(), 2);
+}
+
+#[actix_rt::test]
+async fn a_corrupt_or_foreign_value_under_an_isobar_key_is_ignored() {
+    let redis = Redis::start();
+    let mut conn = redis.client().get_multiplexed_async_connection().await.unwrap();
+    let _: () = conn.set("isobar:loc:{5128581}:snapshot", "\u{0}garbage{").await.unwrap();
+    let _: () = conn
+        .set(
+            "isobar:loc:{2988507}:snapshot",
+            r#"{"version":1,"location_id":"NOTPARIS","seq":3,"latest":[],"readings":[]}"#,
+        )
+        .await
+        .unwrap();
+    let _: () = conn.hset("isobar:stations", "BROKEN1", "{not json").await.unwrap();
+    let app = spawn_app_with(backends(Some(&redis), None)).await;
+    for id in ["5128581", "2988507"] {
+        let (status, body) = app.get_json(&format!("/v1/locations/{id}/current")).await;
+        assert_eq!(status, 404, "{body}");
+    }
+    assert_eq!(app.get("/v1/locations/BROKEN1").await.status(), 404);
+    // The location still works normally afterwards.
+    let mut r = station_reading("5128581", 1, 2.0);
+    r.as_object_mut().unwrap().retain(|k, _| k != "latitude" && k != "longitude");
+    assert_eq!(app.post_readings(&r).await.0, 202);
+    assert_eq!(app.get_json("/v1/locations/5128581/current").await.1["temperature"], 2.0);
+}
+
+#[actix_rt::test]
+async fn stations_are_remembered_across_restarts() {
+    let redis = Redis::start();
+    {
+        let app = spawn_app_with(backends(Some(&redis), None)).await;
+        app.post_readings(&station_reading("KNOWN1", 5, 1.0)).await;
+        assert!(eventually(5, || async { written(&app, "redis").await >= 2.0 }).await);
+    }
+    let app = spawn_app_with(backends(Some(&redis), None)).await;
+    let (status, body) = app.get_json("/v1/locations/KNOWN1").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"id": "KNOWN1", "name": "KNOWN1", "country": "US", "latitude": 40.64, "longitude": -73.78,
+               "timezone": "America/New_York", "kind": "station"})
+    );
+}
+
+#[actix_rt::test]
+async fn an_update_posted_to_one_process_reaches_a_websocket_client_of_another() {
+    let redis = Redis::start();
+    let env = [("ISOBAR__REDIS__URL", redis.url())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (mut a, address_a, _) = crate::process::serve(&env);
+    let (mut b, address_b, _) = crate::process::serve(&env);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{address_b}/ws/weather/2988507")).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut r = station_reading("2988507", 1, 11.5);
+    r.as_object_mut().unwrap().retain(|k, _| k != "latitude" && k != "longitude");
+    let posted = reqwest::Client::new().post(format!("http://{address_a}/v1/readings")).json(&r).send().await.unwrap();
+    assert_eq!(posted.status(), 202);
+    let update = next_json(&mut ws).await;
+    assert_eq!(update["type"], "update");
+    assert_eq!(update["location_id"], "2988507");
+    assert_eq!(update["data"]["temperature"], 11.5);
+    for child in [&mut a, &mut b] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+#[actix_rt::test]
+async fn history_comes_from_influxdb_with_an_optional_step() {
+    let influx = Influx::start();
+    let app = spawn_app_with(backends(None, Some(&influx))).await;
+    let readings: Vec<Value> =
+        [(50, 2.0), (40, 4.0), (10, 9.0)].iter().map(|(m, t)| station_reading("HINF", *m, *t)).collect();
+    assert_eq!(app.post_readings(&json!(readings)).await.0, 202);
+    assert!(eventually(5, || async { influx.count_readings("WHERE location = 'HINF'").await == 3 }).await);
+    let (status, body) = app.get_json("/v1/locations/HINF/history").await;
+    assert_eq!(status, 200);
+    let got: Vec<(Value, Value, Value)> = body["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["observed_at"].clone(), r["source"].clone(), r["temperature"].clone()))
+        .collect();
+    let expected: Vec<(Value, Value, Value)> =
+        readings.iter().map(|r| (r["observed_at"].clone(), json!("station"), r["temperature"].clone())).collect();
+    assert_eq!(got, expected);
+    assert_eq!(body["readings"][0]["humidity"], 64.0);
+
+    // A range older than the in-memory retention is fine: InfluxDB keeps it.
+    let (status, _) = app.get_json("/v1/locations/HINF/history?from=2020-01-01T00:00:00Z").await;
+    assert_eq!(status, 200);
+    let (_, stepped) = app.get_json("/v1/locations/HINF/history?step=1d").await;
+    let means: Vec<f64> =
+        stepped["readings"].as_array().unwrap().iter().map(|r| r["temperature"].as_f64().unwrap()).collect();
+    assert!(!means.is_empty());
+    assert_eq!(stepped["readings"][0]["source"], "mean");
+    let consensus = influx.query("SELECT count(temperature) FROM consensus WHERE location = 'HINF'").await;
+    assert!(consensus.pointer("/results/0/series/0/values/0/1").and_then(Value::as_u64).unwrap_or(0) >= 1);
+    let (status, body) = app.get_json("/v1/locations/HINF/history?step=fortnight").await;
+    assert_eq!(
+        (status, body["detail"].as_str().unwrap()),
+        (400, "invalid step: must be a duration such as 30s, 15m, 1h or 1d, got \"fortnight\"")
+    );
+}
+
+#[actix_rt::test]
+async fn a_point_influxdb_refuses_does_not_block_the_rest_of_the_batch() {
+    let influx = Influx::start();
+    // A string `precipitation` first: isobar's float precipitation then conflicts (field
+    // types are per measurement), so only points carrying precipitation are refused.
+    reqwest::Client::new()
+        .post(format!("{}/query", influx.url()))
+        .query(&[("q", "CREATE DATABASE isobar")])
+        .send()
+        .await
+        .unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/write?db=isobar&precision=ms", influx.url()))
+        .body(format!(
+            "readings,location=CONFLICT,source=other precipitation=\"lots\" {}",
+            chrono::Utc::now().timestamp_millis() - 1000
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let app = spawn_app_with(backends(None, Some(&influx))).await;
+    let batch: Vec<Value> = (1..=5)
+        .flat_map(|m| {
+            let mut fine = station_reading("FINE1", m, 2.0);
+            fine.as_object_mut().unwrap().remove("precipitation");
+            [station_reading("CONFLICT", m, 1.0), fine]
+        })
+        .collect();
+    assert_eq!(app.post_readings(&json!(batch)).await.0, 202);
+    assert!(eventually(5, || async { influx.count_readings("WHERE location = 'FINE1'").await == 5 }).await);
+    assert!(
+        eventually(3, || async {
+            app.metric("isobar_persist_errors_total{backend=\"influxdb\"}").await.unwrap_or(0.0) >= 1.0
+        })
+        .await
+    );
+    assert_eq!(app.get("/health").await.status(), 200);
+}
+
+#[actix_rt::test]
+async fn an_unreachable_backend_at_start_is_a_503_on_ready_naming_it_and_retried() {
+    let mut influx = Influx::stopped();
+    let redis = Redis::start_with(&["--requirepass", "right-password"]);
+    let wrong = format!("redis://:wrong-password@127.0.0.1:{}", redis.port);
+    let app = spawn_app_with(json!({"redis": {"url": wrong}, "influx": {"url": influx.url()},
+        "persist": {"flush_interval_ms": 100, "retry_base_ms": 50, "retry_max_ms": 300}}))
+    .await;
+    let (status, body) = app.get_json("/ready").await;
+    assert_eq!(status, 503);
+    let deps = body["dependencies"].as_array().unwrap();
+    let find = |name: &str| deps.iter().find(|d| d["name"] == name).unwrap().clone();
+    assert_eq!(find("redis")["state"], "down");
+    assert!(find("redis")["detail"].as_str().unwrap().to_lowercase().contains("pass"), "{body}");
+    assert_eq!(find("influxdb")["state"], "down");
+    assert!(find("influxdb")["detail"].as_str().unwrap().starts_with("influxdb: cannot reach InfluxDB"), "{body}");
+
+    // Serving goes on, and the readings wait for InfluxDB.
+    assert_eq!(app.post_readings(&station_reading("WAIT1", 1, 3.0)).await.0, 202);
+    assert_eq!(app.get_json("/v1/locations/WAIT1/current").await.1["temperature"], 3.0);
+    influx.launch();
+    assert!(eventually(10, || async { influx.count_readings("WHERE location = 'WAIT1'").await == 1 }).await);
+    let (_, body) = app.get_json("/ready").await;
+    assert_eq!(
+        body["dependencies"].as_array().unwrap().iter().find(|d| d["name"] == "influxdb").unwrap()["state"],
+        "up"
+    );
+}
+
+#[actix_rt::test]
+async fn nothing_is_lost_when_redis_and_influxdb_are_killed_mid_stream() {
+    let mut redis = Redis::start();
+    let mut influx = Influx::start();
+    let app = spawn_app_with(backends(Some(&redis), Some(&influx))).await;
+    let stations: Vec<String> = (0..100).map(|i| format!("LOSS{i:03}")).collect();
+    let start = chrono::Utc::now() - chrono::Duration::hours(3);
+    let per_station = 100;
+    let mut last_temperature = vec![0.0; 100];
+    for round in 0..per_station {
+        let batch: Vec<Value> = stations
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let t = ((round * 7 + i) % 400) as f64 / 10.0;
+                last_temperature[i] = t;
+                let at = start + chrono::Duration::seconds(round as i64 * 60);
+                json!({"location_id": id, "source": "station", "observed_at": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                       "temperature": t, "latitude": 40.0 + i as f64 / 100.0, "longitude": -74.0})
+            })
+            .collect();
+        let (status, body) = app.post_readings(&json!(batch)).await;
+        assert_eq!((status, &body["accepted"]), (202, &json!(100)));
+        match round {
+            20 => redis.kill(),
+            35 => influx.kill(),
+            55 => redis.restart(),
+            70 => influx.restart(),
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let n = (stations.len() * per_station) as u64;
+    assert!(
+        eventually(60, || async { influx.count_readings("").await == n }).await,
+        "influx holds {}",
+        influx.count_readings("").await
+    );
+    let distinct = influx.count_readings("").await;
+    let mut conn = redis.client().get_multiplexed_async_connection().await.unwrap();
+    let mut latest_ok = 0;
+    for _ in 0..100 {
+        latest_ok = 0;
+        for (i, id) in stations.iter().enumerate() {
+            let stored: Option<String> = conn.get(format!("isobar:loc:{{{id}}}:snapshot")).await.unwrap();
+            let stored: Value = stored.map(|s| serde_json::from_str(&s).unwrap()).unwrap_or(Value::Null);
+            if stored["latest"][0]["temperature"].as_f64() == Some(last_temperature[i])
+                && stored["readings"].as_array().map(Vec::len) == Some(per_station)
+            {
+                latest_ok += 1;
+            }
+        }
+        if latest_ok == stations.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let spilled_influx = app.metric("isobar_persist_spilled_total{backend=\"influxdb\"}").await.unwrap_or(0.0);
+    let spilled_redis = app.metric("isobar_persist_spilled_total{backend=\"redis\"}").await.unwrap_or(0.0);
+    println!(
+        "loss test: {n} readings posted over 100 stations; InfluxDB holds {distinct} distinct readings; Redis holds the latest state of {latest_ok}/100 stations; spilled to disk: influxdb {spilled_influx}, redis {spilled_redis}"
+    );
+    assert_eq!(distinct, n);
+    assert_eq!(latest_ok, 100);
+    assert!(spilled_influx > 0.0 && spilled_redis > 0.0, "the outage was real");
+}
+
+#[actix_rt::test]
+async fn spilled_readings_arrive_after_isobar_itself_is_killed_while_influxdb_is_down() {
+    let mut influx = Influx::stopped();
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().to_string_lossy().into_owned();
+    let influx_url = influx.url();
+    let env = [
+        ("ISOBAR__INFLUX__URL", influx_url.as_str()),
+        ("ISOBAR__PERSIST__DATA_DIR", spool_dir.as_str()),
+        ("ISOBAR__PERSIST__FLUSH_INTERVAL_MS", "100"),
+        ("ISOBAR__PERSIST__RETRY_MAX_MS", "300"),
+    ];
+    let (mut child, address, _) = crate::process::serve(&env);
+    let client = reqwest::Client::new();
+    let batch: Vec<Value> = (0..500)
+        .map(|i| {
+            let mut r = station_reading(&format!("KILL{}", i % 10), 0, i as f64 / 20.0);
+            r["observed_at"] = json!(
+                (chrono::Utc::now() - chrono::Duration::seconds(i)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+            r
+        })
+        .collect();
+    let r = client.post(format!("http://{address}/v1/readings")).json(&batch).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let spilled = eventually(10, || async {
+        let text = client.get(format!("http://{address}/metrics")).send().await.unwrap().text().await.unwrap();
+        text.lines().any(|l| l.starts_with("isobar_persist_queue_depth{backend=\"influxdb\"}") && l.ends_with(" 510"))
+            && std::fs::metadata(spool.path().join("influxdb.spool")).is_ok_and(|m| m.len() > 0)
+    })
+    .await;
+    let metrics = client.get(format!("http://{address}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        spilled,
+        "readings were not spooled: {}",
+        metrics.lines().filter(|l| l.contains("persist")).collect::<Vec<_>>().join("\n")
+    );
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+
+    influx.launch();
+    let (mut child, _, _) = crate::process::serve(&env);
+    let arrived = eventually(20, || async { influx.count_readings("").await == 500 }).await;
+    let count = influx.count_readings("").await;
+    println!("isobar SIGKILLed with InfluxDB down: 500 readings spooled, {count} arrived after restart");
+    assert!(arrived);
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,209 @@
+//! Real Redis and InfluxDB servers for the tests: Debian's `redis-server` and `influxd`,
+//! each on free loopback ports with a throwaway data directory, started and killed by the
+//! test itself (so a test can SIGKILL one mid-stream and bring it back on the same port
+//! and data). The README's test command installs both when they are missing.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn require(binary: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/sbin", "/usr/local/bin"] {
+        let p = PathBuf::from(dir).join(binary);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{binary} not found: install Debian's {package} (`bash scripts/test` does it)");
+}
+
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not start within 20 s");
+}
+
+fn kill9(child: &mut Child) {
+    let _ = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
+pub struct Redis {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Extra `redis-server` arguments, e.g. `["--requirepass", "secret"]`.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let mut r = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        r.launch();
+        r
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new(require("redis-server", "redis-server"))
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            // Every acknowledged write survives a SIGKILL, as in a durable deployment.
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until("redis-server", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
+                let _ = s.write_all(b"PING\r\n");
+                let mut buf = [0u8; 64];
+                s.set_read_timeout(Some(Duration::from_millis(500))).ok();
+                s.read(&mut buf).is_ok_and(|n| n > 0)
+            })
+        });
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill9(&mut c);
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Influx {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Influx {
+    pub fn start() -> Self {
+        let mut i = Self { port: free_port(), dir: tempfile::tempdir().unwrap(), child: None };
+        i.launch();
+        i
+    }
+
+    /// A port and data directory, without a running server (for "down at start").
+    pub fn stopped() -> Self {
+        Self { port: free_port(), dir: tempfile::tempdir().unwrap(), child: None }
+    }
+
+    pub fn launch(&mut self) {
+        let d = self.dir.path();
+        let rpc = free_port();
+        let config = format!(
+            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
+             [meta]\n  dir = \"{m}\"\n  logging-enabled = false\n\
+             [data]\n  dir = \"{data}\"\n  wal-dir = \"{wal}\"\n  query-log-enabled = false\n  trace-logging-enabled = false\n\
+             [http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n\
+             [monitor]\n  store-enabled = false\n\
+             [continuous_queries]\n  enabled = false\n",
+            m = d.join("meta").display(),
+            data = d.join("data").display(),
+            wal = d.join("wal").display(),
+            port = self.port,
+        );
+        let path = d.join("influxdb.conf");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new(require("influxd", "influxdb"))
+            .arg("-config")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("influxd starts");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until("influxd", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
+                let _ = s.write_all(b"GET /ping HTTP/1.0\r\n\r\n");
+                let mut buf = [0u8; 32];
+                s.set_read_timeout(Some(Duration::from_millis(500))).ok();
+                s.read(&mut buf).is_ok_and(|n| n >= 12 && &buf[9..12] == b"204")
+            })
+        });
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill9(&mut c);
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// Runs an InfluxQL query against database `isobar`; returns the JSON answer.
+    pub async fn query(&self, q: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("{}/query", self.url()))
+            .query(&[("db", "isobar"), ("q", q), ("epoch", "ms")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `count(temperature)` of `readings`, 0 when there are none.
+    pub async fn count_readings(&self, filter: &str) -> u64 {
+        let body = self.query(&format!("SELECT count(temperature) FROM readings {filter}")).await;
+        body.pointer("/results/0/series/0/values/0/1").and_then(|v| v.as_u64()).unwrap_or(0)
+    }
+}
+
+impl Drop for Influx {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
