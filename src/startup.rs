@@ -100,6 +100,7 @@ impl Application {
             let addr = ctx.address();
             (addr.clone().recipient(), addr.recipient())
         });
+        let shared_cache = persister.redis();
         let persister = persister.start();
 
         let location_settings = Arc::new(settings.locations.clone());
@@ -127,7 +128,7 @@ impl Application {
         if let (Some(ctx), Some((client, instance))) = (feed_context, feed) {
             ctx.run(RedisFeed::new(client, instance, directory.clone()));
         }
-        let pollers = start_pollers(&settings.sources, &directory, &metrics);
+        let pollers = start_pollers(&settings.sources, &directory, &metrics, shared_cache);
         let _ = directory
             .send(AttachPollers {
                 pollers: pollers.iter().map(|p| (p.clone().recipient(), p.clone().recipient())).collect(),
@@ -249,6 +250,7 @@ fn start_pollers(
     sources: &SourcesSettings,
     directory: &Addr<Directory>,
     metrics: &Arc<Metrics>,
+    shared_cache: Option<Arc<crate::store::redis::RedisStore>>,
 ) -> Vec<Addr<SourcePoller>> {
     let contact = sources.contact.trim();
     let user_agent = if contact.is_empty() {
@@ -278,7 +280,8 @@ fn start_pollers(
         let disabled = (kind == ProviderKind::MetNorway && contact.is_empty()).then(|| {
             "MET Norway requires a contact in the User-Agent: set sources.contact (ISOBAR__SOURCES__CONTACT) to your e-mail or URL".to_owned()
         });
-        let upstream = Upstream::new(kind.name(), settings.clone(), &user_agent, metrics.clone());
+        let upstream = Upstream::new(kind.name(), settings.clone(), &user_agent, metrics.clone())
+            .with_shared_cache(shared_cache.clone());
         let provider = Provider::new(kind, upstream, settings.api_key.trim().to_owned());
         let poll_interval = Duration::from_secs(settings.poll_interval_secs.max(1));
         let poller = SourcePoller::new(

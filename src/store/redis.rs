@@ -182,6 +182,28 @@ impl RedisStore {
         Ok(value.map_err(err)?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
     }
 
+    /// A plain value (the shared upstream response cache).
+    pub async fn get_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let value: Result<Option<Vec<u8>>, _> = match self.conn().await? {
+            Conn::Single(mut c) => c.get(key).await,
+            Conn::Cluster(mut c) => c.get(key).await,
+        };
+        value.map_err(err)
+    }
+
+    pub async fn set_value(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        let ttl_ms = (ttl.as_millis() as u64).max(1);
+        match self.conn().await? {
+            Conn::Single(mut c) => {
+                redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ttl_ms).query_async(&mut c).await
+            }
+            Conn::Cluster(mut c) => {
+                redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ttl_ms).query_async(&mut c).await
+            }
+        }
+        .map_err(err)
+    }
+
     pub async fn publish(&self, channel: String, payload: String) -> Result<(), StoreError> {
         match self.conn().await? {
             Conn::Single(mut c) => c.publish::<_, _, ()>(channel, payload).await.map_err(err),

@@ -349,3 +349,20 @@ async fn spilled_readings_arrive_after_isobar_itself_is_killed_while_influxdb_is
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[actix_rt::test]
+async fn instances_sharing_redis_share_the_upstream_cache() {
+    let redis = Redis::start();
+    let server = wiremock::MockServer::start().await;
+    crate::upstream::mount_met(&server, 200).await;
+    let mut config = crate::upstream::sources(&server, &["met_norway"], json!({}));
+    crate::helpers::merge(&mut config, backends(Some(&redis), None));
+    let a = spawn_app_with(config.clone()).await;
+    assert_eq!(a.get("/v1/locations/2643743/current").await.status(), 200);
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    let b = spawn_app_with(config).await;
+    let (status, body) = b.get_json("/v1/locations/2643743/current").await;
+    assert_eq!((status, &body["temperature"]), (200, &json!(26.5)));
+    assert_eq!(server.received_requests().await.unwrap().len(), 1, "the second instance used the shared response");
+    assert_eq!(b.metric("isobar_upstream_cache_hits_total{provider=\"met-norway\"}").await, Some(1.0));
+}

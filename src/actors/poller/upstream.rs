@@ -20,6 +20,7 @@ use tracing::warn;
 
 use crate::config::ProviderSettings;
 use crate::sources::SourceError;
+use crate::store::redis::RedisStore;
 use crate::telemetry::Metrics;
 
 /// Largest upstream body accepted.
@@ -29,6 +30,8 @@ const MAX_CACHE_ENTRIES: usize = 10_000;
 
 pub struct Upstream {
     provider: &'static str,
+    /// With Redis configured, responses are shared with the other instances.
+    shared: Option<Arc<RedisStore>>,
     client: reqwest::Client,
     settings: ProviderSettings,
     state: Mutex<State>,
@@ -73,7 +76,51 @@ impl Upstream {
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         metrics.upstream_circuit_open.with_label_values(&[provider]).set(0);
-        Self { provider, client, settings, state: Mutex::new(State::default()), metrics }
+        Self { provider, shared: None, client, settings, state: Mutex::new(State::default()), metrics }
+    }
+
+    /// Shares the response cache through Redis, so several instances fetch once.
+    pub fn with_shared_cache(mut self, redis: Option<Arc<RedisStore>>) -> Self {
+        self.shared = redis;
+        self
+    }
+
+    fn shared_key(&self, url: &str) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        url.hash(&mut h);
+        format!("isobar:upstream:{}:{:016x}", self.provider, h.finish())
+    }
+
+    /// A fresh response another instance stored: `(body, seconds left)` as JSON.
+    async fn shared_get(&self, url: &str) -> Option<Fetched> {
+        let redis = self.shared.as_ref()?;
+        let raw = redis.get_value(&self.shared_key(url)).await.ok()??;
+        let stored: Value = serde_json::from_slice(&raw).ok()?;
+        let (Some(stored_url), Some(expires_ms), Some(body)) = (
+            stored.get("url").and_then(Value::as_str),
+            stored.get("expires_ms").and_then(Value::as_i64),
+            stored.get("body"),
+        ) else {
+            return None;
+        };
+        let left = expires_ms - chrono::Utc::now().timestamp_millis();
+        if stored_url != url || left <= 0 {
+            return None;
+        }
+        Some(Fetched { body: Arc::new(body.clone()), from_cache: true, fresh_for: Duration::from_millis(left as u64) })
+    }
+
+    async fn shared_put(&self, url: &str, fetched: &Fetched) {
+        let Some(redis) = self.shared.as_ref() else { return };
+        if fetched.fresh_for.is_zero() {
+            return;
+        }
+        let expires_ms = chrono::Utc::now().timestamp_millis() + fetched.fresh_for.as_millis() as i64;
+        let value = serde_json::json!({"url": url, "expires_ms": expires_ms, "body": &*fetched.body}).to_string();
+        if let Err(e) = redis.set_value(&self.shared_key(url), value.as_bytes(), fetched.fresh_for).await {
+            tracing::debug!(provider = self.provider, error = %e, "cannot share the response through Redis");
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -108,6 +155,17 @@ impl Upstream {
                 None => None,
             }
         };
+        if revalidate.is_none()
+            && let Some(shared) = self.shared_get(url).await
+        {
+            self.metrics.upstream_cache_hits.with_label_values(&[self.provider]).inc();
+            let mut state = self.lock();
+            state.cache.insert(
+                url.to_owned(),
+                Cached { body: shared.body.clone(), expires: Instant::now() + shared.fresh_for, last_modified: None },
+            );
+            return Ok(shared);
+        }
         {
             let mut state = self.lock();
             match state.open_until {
@@ -128,6 +186,9 @@ impl Upstream {
             let result = self.request(url, revalidate.as_deref()).await;
             match result {
                 Ok(fetched) => {
+                    if !fetched.from_cache {
+                        self.shared_put(url, &fetched).await;
+                    }
                     let mut state = self.lock();
                     state.consecutive_failures = 0;
                     if state.half_open || state.open_until.is_some() {
