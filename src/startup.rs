@@ -22,6 +22,7 @@ use tracing::{info, warn};
 use crate::actors::directory::{AttachPollers, CheckpointAll, Directory, RegisterStation, Resolve};
 use crate::actors::feed::RedisFeed;
 use crate::actors::location::LocationDeps;
+use crate::actors::location::published::PublishedViews;
 use crate::actors::persister::{Flush, LoadStations, Persister};
 use crate::actors::poller::providers::{Provider, ProviderKind};
 use crate::actors::poller::upstream::Upstream;
@@ -104,6 +105,8 @@ impl Application {
         let persister = persister.start();
 
         let location_settings = Arc::new(settings.locations.clone());
+        let views = Arc::new(PublishedViews::default());
+        let deps_views = views.clone();
         let consensus = Arc::new(settings.consensus.clone());
         let deps_persister = persister.clone();
         let deps_metrics = metrics.clone();
@@ -118,7 +121,9 @@ impl Application {
                 snapshot_interval,
                 persister: deps_persister,
                 store_history,
+                periodic_snapshots: feed_recipients.is_some(),
                 feed: feed_recipients,
+                views: deps_views,
                 directory: passivation,
                 metrics: deps_metrics,
             },
@@ -175,6 +180,7 @@ impl Application {
                 shutdown: shutdown_rx,
             },
             settings: settings.clone(),
+            views,
             providers: pollers.iter().map(|p| p.clone().recipient::<GetProviderStatus>()).collect(),
             next_session_id: AtomicU64::new(1),
         });

@@ -431,6 +431,8 @@ mod tests {
                 persister,
                 store_history: false,
                 feed: None,
+                views: Default::default(),
+                periodic_snapshots: false,
                 directory,
                 metrics: deps_metrics,
             },

@@ -30,6 +30,18 @@ pub struct Catalog {
     /// (folded name, index into `cities`), sorted: prefix search is a range of this.
     names: Vec<(Box<str>, u32)>,
     by_id: HashMap<u32, u32>,
+    /// City indexes per 1° × 1° cell (row = latitude + 90, column = longitude + 180):
+    /// nearest-city lookups visit a few cells instead of every city.
+    grid: Vec<Vec<u32>>,
+}
+
+const GRID_COLUMNS: i32 = 360;
+const GRID_ROWS: i32 = 180;
+
+fn cell_of(latitude: f64, longitude: f64) -> (i32, i32) {
+    let row = ((latitude + 90.0).floor() as i32).clamp(0, GRID_ROWS - 1);
+    let column = ((longitude + 180.0).floor() as i32).rem_euclid(GRID_COLUMNS);
+    (row, column)
 }
 
 /// How well a name matched a query, best first: ranks search results.
@@ -73,7 +85,12 @@ impl Catalog {
             cities.iter().enumerate().map(|(i, c)| (fold(&c.name).into_boxed_str(), i as u32)).collect();
         names.sort_unstable();
         let by_id = cities.iter().enumerate().map(|(i, c)| (c.geonameid, i as u32)).collect();
-        Self { cities, names, by_id }
+        let mut grid = vec![Vec::new(); (GRID_ROWS * GRID_COLUMNS) as usize];
+        for (i, c) in cities.iter().enumerate() {
+            let (row, column) = cell_of(c.latitude, c.longitude);
+            grid[(row * GRID_COLUMNS + column) as usize].push(i as u32);
+        }
+        Self { cities, names, by_id, grid }
     }
 
     pub fn len(&self) -> usize {
@@ -108,13 +125,43 @@ impl Catalog {
     }
 
     /// The city closest to (`latitude`, `longitude`) and its distance in km.
+    ///
+    /// Visits grid cells in growing rings around the point's cell and stops once every
+    /// cell of a ring lies farther away than the best city found (a cell's distance is
+    /// bounded below by the distance to its nearest edge point).
     pub fn nearest(&self, latitude: f64, longitude: f64) -> Option<(Location, f64)> {
-        self.cities
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (i, haversine_km(latitude, longitude, c.latitude, c.longitude)))
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(i, d)| (self.location(i), d))
+        let (row, column) = cell_of(latitude, longitude);
+        let mut best: Option<(usize, f64)> = None;
+        for ring in 0..=GRID_COLUMNS / 2 {
+            let mut ring_min = f64::INFINITY;
+            for r in (row - ring).max(0)..=(row + ring).min(GRID_ROWS - 1) {
+                let on_edge_row = (r - row).abs() == ring;
+                let columns: Vec<i32> = if on_edge_row {
+                    (column - ring..=column + ring).collect()
+                } else {
+                    vec![column - ring, column + ring]
+                };
+                for c in columns {
+                    let c = c.rem_euclid(GRID_COLUMNS);
+                    let bound = cell_distance_bound(latitude, longitude, r, c);
+                    ring_min = ring_min.min(bound);
+                    if best.is_some_and(|(_, d)| bound >= d) {
+                        continue;
+                    }
+                    for &i in &self.grid[(r * GRID_COLUMNS + c) as usize] {
+                        let city = &self.cities[i as usize];
+                        let d = haversine_km(latitude, longitude, city.latitude, city.longitude);
+                        if best.is_none_or(|(_, b)| d < b) {
+                            best = Some((i as usize, d));
+                        }
+                    }
+                }
+            }
+            if best.is_some_and(|(_, d)| ring_min >= d) {
+                break;
+            }
+        }
+        best.map(|(i, d)| (self.location(i), d))
     }
 
     fn location(&self, index: usize) -> Location {
@@ -132,6 +179,26 @@ impl Catalog {
             kind: LocationKind::City,
         }
     }
+}
+
+/// A lower bound of the distance from a point to any point of grid cell (`row`, `column`).
+fn cell_distance_bound(latitude: f64, longitude: f64, row: i32, column: i32) -> f64 {
+    let (south, west) = ((row - 90) as f64, (column - 180) as f64);
+    let lat = latitude.clamp(south, south + 1.0);
+    // Longitude wraps: the nearer of the cell's edges, either way round.
+    let delta = |edge: f64| {
+        let d = (longitude - edge).rem_euclid(360.0);
+        d.min(360.0 - d)
+    };
+    let inside = (longitude - west).rem_euclid(360.0) <= 1.0;
+    let lon = if inside {
+        longitude
+    } else if delta(west) <= delta(west + 1.0) {
+        west
+    } else {
+        west + 1.0
+    };
+    haversine_km(latitude, longitude, lat, lon) * 0.999
 }
 
 /// Great-circle distance in km.
@@ -191,6 +258,29 @@ mod tests {
         let (city, km) = CATALOG.nearest(40.7128, -74.0060).unwrap();
         assert_eq!(city.name, "New York City");
         assert_eq!((km * 100.0).round() / 100.0, 0.16);
+    }
+
+    #[test]
+    fn the_grid_search_agrees_with_a_full_scan() {
+        let full_scan = |lat: f64, lon: f64| {
+            CATALOG
+                .cities
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (i, haversine_km(lat, lon, c.latitude, c.longitude)))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(i, _)| CATALOG.cities[i].geonameid)
+        };
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..300 {
+            let (lat, lon) = (rng.f64() * 180.0 - 90.0, rng.f64() * 360.0 - 180.0);
+            let fast = CATALOG.nearest(lat, lon).map(|(l, _)| l.id.as_str().parse::<u32>().unwrap());
+            assert_eq!(fast, full_scan(lat, lon), "at {lat},{lon}");
+        }
+        for (lat, lon) in [(89.9, 0.0), (-89.9, 179.9), (0.0, 179.99), (0.0, -179.99), (64.1, -21.9)] {
+            let fast = CATALOG.nearest(lat, lon).map(|(l, _)| l.id.as_str().parse::<u32>().unwrap());
+            assert_eq!(fast, full_scan(lat, lon), "at {lat},{lon}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `LocationId`: the key of every location, parsed once where it enters the process.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -22,17 +23,28 @@ pub struct InvalidLocationId;
 impl LocationId {
     /// Parses a location id, rejecting anything outside the documented pattern.
     pub fn parse(raw: &str) -> Result<Self, InvalidLocationId> {
+        if Self::is_valid(raw) { Ok(Self(Arc::from(raw))) } else { Err(InvalidLocationId) }
+    }
+
+    /// Whether `raw` matches the pattern, without allocating.
+    pub fn is_valid(raw: &str) -> bool {
         let bytes = raw.as_bytes();
         let Some(first) = bytes.first() else {
-            return Err(InvalidLocationId);
+            return false;
         };
-        let valid = bytes.len() <= MAX_LEN
+        bytes.len() <= MAX_LEN
             && first.is_ascii_alphanumeric()
-            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-        if valid { Ok(Self(Arc::from(raw))) } else { Err(InvalidLocationId) }
+            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
     }
 
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Lets maps keyed by `LocationId` be searched with a `&str` (same hash: the string's).
+impl Borrow<str> for LocationId {
+    fn borrow(&self) -> &str {
         &self.0
     }
 }

@@ -34,6 +34,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
     pub sessions: SessionDeps,
+    /// Current conditions as the location actors last published them (read-only here).
+    pub views: Arc<crate::actors::location::published::PublishedViews>,
     /// The source pollers, for /ready.
     pub providers: Vec<actix::Recipient<crate::actors::poller::GetProviderStatus>>,
     /// Source of WebSocket session ids.

@@ -11,6 +11,7 @@
 //! Failure: nothing from outside can make it panic (readings arrive validated). When it
 //! stops for any reason, its subscribers are told, so they can re-resolve and resubscribe.
 
+pub mod published;
 pub mod state;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 use tracing::{debug, warn};
 
+use self::published::{Published, PublishedViews};
 use self::state::{Ingested, LocationState, Retention};
 use crate::actors::directory::RequestPassivation;
 use crate::actors::feed::{Follow, Unfollow};
@@ -36,7 +38,7 @@ use crate::telemetry::Metrics;
 
 /// How long a rendered /current stays valid without a change before ages and the stale
 /// flag are recomputed.
-const RENDER_TTL: Duration = Duration::from_secs(1);
+pub const RENDER_TTL: Duration = Duration::from_secs(1);
 
 /// What a location actor needs besides its own location; shared by all of them.
 #[derive(Clone)]
@@ -50,6 +52,11 @@ pub struct LocationDeps {
     /// Set when Redis is configured: updates are published, and followed from other
     /// instances while this location has subscribers.
     pub feed: Option<(Recipient<Follow>, Recipient<Unfollow>)>,
+    /// Where each actor publishes its current conditions for /current to read directly.
+    pub views: Arc<PublishedViews>,
+    /// Hand snapshots to the persister periodically (a durable store is configured);
+    /// otherwise only when the actor stops, which is all the in-memory store needs.
+    pub periodic_snapshots: bool,
     pub directory: Recipient<RequestPassivation>,
     pub metrics: Arc<Metrics>,
 }
@@ -259,14 +266,13 @@ impl LocationActor {
             (_, Some(t)) => t,
             (_, None) => current.observed_at,
         };
-        self.rendered = Some(Rendered {
-            seq: self.state.seq,
-            computed_at: Instant::now(),
-            changed_at,
-            current,
-            metric,
-            imperial: None,
-        });
+        let computed_at = Instant::now();
+        self.deps.views.publish(
+            &self.location.id,
+            Published { seq: self.state.seq, changed_at, body: metric.clone(), computed_at },
+        );
+        self.rendered =
+            Some(Rendered { seq: self.state.seq, computed_at, changed_at, current, metric, imperial: None });
         for (units, waiter) in std::mem::take(&mut self.current_waiters) {
             let _ = waiter.send(self.view(units));
         }
@@ -404,11 +410,13 @@ impl Actor for LocationActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.restore(ctx);
-        ctx.run_interval(self.deps.snapshot_interval, |act, _| {
-            if act.dirty {
-                act.save_snapshot();
-            }
-        });
+        if self.deps.periodic_snapshots {
+            ctx.run_interval(self.deps.snapshot_interval, |act, _| {
+                if act.dirty {
+                    act.save_snapshot();
+                }
+            });
+        }
         let idle = Duration::from_secs(self.deps.settings.idle_passivate_secs);
         let check_every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
         ctx.run_interval(check_every, move |act, ctx| {
@@ -421,6 +429,7 @@ impl Actor for LocationActor {
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
         self.save_snapshot();
+        self.deps.views.remove(&self.location.id);
         if !self.subscribers.is_empty() {
             self.follow(false);
         }

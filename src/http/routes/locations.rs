@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::actors::directory::{Describe, SearchStations};
-use crate::actors::location::{GetCurrent, GetForecast, GetHistory};
+use crate::actors::location::{GetCurrent, GetForecast, GetHistory, RENDER_TTL};
 use crate::actors::persister::QueryHistory;
 use crate::analytics::history::{downsample, parse_step};
 use crate::domain::{Location, LocationId, Reading, SourceName, Units};
@@ -133,8 +133,16 @@ pub async fn current(
     path: web::Path<String>,
     query: web::Query<UnitsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = AppState::parse_id(&path)?;
     let units = Units::parse(query.units.as_deref()).map_err(|e| ApiError::invalid_param("units", e.to_string()))?;
+    let max_age = state.settings.http.current_max_age_secs;
+    // Hot path: the view the location actor published, while fresh; no actor involved.
+    if units == Units::Metric
+        && LocationId::is_valid(&path)
+        && let Some(view) = state.views.get(&path).filter(|v| v.computed_at.elapsed() < RENDER_TTL)
+    {
+        return Ok(render_current(&req, view.seq, units, view.changed_at, view.body.clone(), max_age));
+    }
+    let id = AppState::parse_id(&path)?;
     let wait = cold_wait(&state);
     let view = state.ask(&id, || GetCurrent { units, wait }).await?.ok_or_else(|| {
         if wait.is_some() {
@@ -151,9 +159,20 @@ pub async fn current(
             ))
         }
     })?;
-    let etag = format!("W/\"{}-{}\"", view.seq, units.as_str());
-    let cache_control = format!("max-age={}", state.settings.http.current_max_age_secs);
-    let last_modified = HttpDate::from(SystemTime::from(view.changed_at));
+    Ok(render_current(&req, view.seq, units, view.changed_at, view.body, max_age))
+}
+
+/// The /current response: the body as serialized by the actor, with ETag, Last-Modified
+/// and Cache-Control, or a 304 for a matching If-None-Match.
+fn render_current(
+    req: &HttpRequest,
+    seq: u64,
+    units: Units,
+    changed_at: DateTime<Utc>,
+    body: bytestring::ByteString,
+    max_age_secs: u64,
+) -> HttpResponse {
+    let etag = format!("W/\"{seq}-{}\"", units.as_str());
     let not_modified = req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -162,12 +181,12 @@ pub async fn current(
     let mut response = if not_modified { HttpResponse::NotModified() } else { HttpResponse::Ok() };
     response
         .insert_header((header::ETAG, etag))
-        .insert_header((header::CACHE_CONTROL, cache_control))
-        .insert_header((header::LAST_MODIFIED, last_modified));
+        .insert_header((header::CACHE_CONTROL, format!("max-age={max_age_secs}")))
+        .insert_header((header::LAST_MODIFIED, HttpDate::from(SystemTime::from(changed_at))));
     if not_modified {
-        return Ok(response.finish());
+        return response.finish();
     }
-    Ok(response.content_type("application/json").body(view.body.into_bytes()))
+    response.content_type("application/json").body(body.into_bytes())
 }
 
 #[derive(Deserialize, IntoParams)]

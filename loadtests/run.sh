@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Builds release, starts isobar (and nginx as the reference), runs every scenario of the
+# `loadtests` tool against loopback, and prints one table.
+#
+#   bash loadtests/run.sh            # full run (several minutes), the numbers in BENCHMARKS.md
+#   bash loadtests/run.sh --smoke    # seconds-long versions, so CI keeps the tools working
+#
+# Everything runs on this machine: the load generator shares its cores with the server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=full
+[ "${1:-}" = "--smoke" ] && mode=smoke
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/isobar-target}"
+work=$(mktemp -d /tmp/isobar-load.XXXXXX)
+chmod 755 "$work"
+results="$work/results"
+: >"$results"
+pids=()
+cleanup() {
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ "$mode" = smoke ]; then
+  DUR=2; CONNS=16; WS_CLIENTS=200; WS_LOCS=20; WS_RATE=100; IDLE=500; IDLE_HOLD=3
+  ACT_LOCS=500; ACT_HOURS=24; ING_DUR=2
+else
+  DUR=15; CONNS=64; WS_CLIENTS=10000; WS_LOCS=1000; WS_RATE=1000; IDLE=19000; IDLE_HOLD=60
+  ACT_LOCS=50000; ACT_HOURS=24; ING_DUR=15
+fi
+
+echo "== build (release)"
+cargo build --release -q -p isobar -p loadtests
+bin="$CARGO_TARGET_DIR/release"
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  echo "== installing nginx (reference server)"
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx-light >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_isobar NAME: a fresh instance with the demo replay off, logs to $work/NAME.log.
+start_isobar() {
+  local port; port=$(free_port)
+  ISOBAR__HTTP__PORT=$port ISOBAR__LOG__LEVEL=warn ISOBAR__LOCATIONS__IDLE_PASSIVATE_SECS=3600 \
+  ISOBAR__SOURCES__OPEN_METEO__ENABLED=false ISOBAR__SOURCES__MET_NORWAY__ENABLED=false \
+  ISOBAR__SOURCES__NWS__ENABLED=false ISOBAR__SOURCES__OPENWEATHERMAP__ENABLED=false \
+  ISOBAR__PERSIST__DATA_DIR="$work/spool-$1" \
+    "$bin/isobar" serve >"$work/$1.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  ISOBAR_PORT=$port; ISOBAR_PID=$pid
+}
+
+stop_isobar() { kill "$ISOBAR_PID" 2>/dev/null || true; wait "$ISOBAR_PID" 2>/dev/null || true; }
+
+run() { "$bin/loadtests" "$@" | tee -a "$work/out" | grep -v '^RESULT' || true; grep '^RESULT' "$work/out" | tail -1 | cut -c8- >>"$results"; }
+
+echo "== /current vs nginx ($CONNS connections, ${DUR} s each)"
+start_isobar rest
+base="http://127.0.0.1:$ISOBAR_PORT"
+curl -fs -XPOST "$base/v1/readings" -H 'content-type: application/json' -d "{\"location_id\":\"BENCH1\",\"source\":\"station\",\"observed_at\":\"$(date -u +%FT%TZ)\",\"temperature\":7.1,\"humidity\":64,\"pressure\":1016,\"wind_speed\":3,\"wind_direction\":230,\"visibility\":10,\"precipitation\":0,\"latitude\":40.64,\"longitude\":-73.78}" >/dev/null
+mkdir -p "$work/www"
+curl -fs "$base/v1/locations/BENCH1/current" >"$work/www/current.json"
+nginx_port=$(free_port)
+cat >"$work/nginx.conf" <<CONF
+worker_processes 2;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / { root $work/www; default_type application/json; }
+  }
+}
+CONF
+"$NGINX" -c "$work/nginx.conf"
+sleep 0.3
+run rest --label nginx --url "http://127.0.0.1:$nginx_port/current.json" --connections "$CONNS" --duration-secs "$DUR"
+run rest --label current_max --url "$base/v1/locations/BENCH1/current" --connections "$CONNS" --duration-secs "$DUR"
+max=$(python3 -c "import json,sys; r=[json.loads(l) for l in open('$results')]; print(int(r[-1]['rps']))")
+half=$((max / 2))
+run rest --label current_half_rate --url "$base/v1/locations/BENCH1/current" --connections "$CONNS" --duration-secs "$DUR" --rate "$half"
+stop_isobar
+
+echo "== WebSocket fan-out ($WS_CLIENTS clients over $WS_LOCS locations, $WS_RATE updates/s)"
+start_isobar ws
+run ws --base "http://127.0.0.1:$ISOBAR_PORT" --clients "$WS_CLIENTS" --locations "$WS_LOCS" --subscriptions 1 --rate "$WS_RATE" --duration-secs "$DUR"
+stop_isobar
+
+echo "== idle connections ($IDLE held ${IDLE_HOLD} s)"
+start_isobar conns
+run conns --base "http://127.0.0.1:$ISOBAR_PORT" --count "$IDLE" --hold-secs "$IDLE_HOLD" --pid "$ISOBAR_PID"
+stop_isobar
+
+echo "== active locations ($ACT_LOCS × $ACT_HOURS h)"
+start_isobar actors
+run actors --base "http://127.0.0.1:$ISOBAR_PORT" --locations "$ACT_LOCS" --hours "$ACT_HOURS" --pid "$ISOBAR_PID"
+stop_isobar
+
+echo "== ingest (batched POST, ${ING_DUR} s)"
+start_isobar ingest
+run ingest --base "http://127.0.0.1:$ISOBAR_PORT" --batch 5000 --concurrency 4 --duration-secs "$ING_DUR"
+stop_isobar
+
+echo
+echo "== results ($mode run; $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r))"
+python3 - "$results" <<'PY'
+import json, sys
+rows = {r.get("scenario"): r for r in map(json.loads, open(sys.argv[1]))}
+n, m, h = rows.get("nginx", {}), rows.get("current_max", {}), rows.get("current_half_rate", {})
+ws, c, a, i = rows.get("ws", {}), rows.get("conns", {}), rows.get("actors", {}), rows.get("ingest", {})
+ratio = (m.get("rps", 0) / n["rps"]) if n.get("rps") else 0
+table = [
+    ("/current throughput vs nginx static", f"{m.get('rps', 0):.0f} req/s vs {n.get('rps', 0):.0f} req/s = {ratio:.2f}×", "≥ 0.5×"),
+    ("/current p99 at half of max rate", f"{h.get('latency', {}).get('p99_ms', '?')} ms at {h.get('rate', 0):.0f} req/s", "≤ 2 ms"),
+    ("WebSocket ingest→client p99", f"{ws.get('latency', {}).get('p99_ms', '?')} ms ({ws.get('clients', 0)} clients, {ws.get('locations', 0)} locations, {ws.get('delivered_per_sec', 0):.0f} deliveries/s)", "≤ 10 ms"),
+    ("WebSocket lost updates", f"{ws.get('lost', '?')} of {ws.get('expected', '?')} (closed: {ws.get('closed', '?')})", "0"),
+    ("memory per idle connection", f"{c.get('bytes_per_connection', 0) / 1024:.1f} KiB ({c.get('count', 0)} held, {c.get('still_open', 0)} open at end)", "≤ 16 KiB"),
+    ("RSS with active locations", f"{a.get('rss_after_kib', 0) / 1024:.0f} MiB for {a.get('locations', 0)} × {a.get('hours', 0)} h", "≤ 1024 MiB (50k × 24 h)"),
+    ("ingest, batched POST", f"{i.get('readings_per_sec', 0):.0f} readings/s accepted, {i.get('applied_per_sec', 0):.0f}/s applied end to end", "≥ 100,000/s"),
+]
+w = max(len(r[0]) for r in table)
+for name, got, target in table:
+    print(f"{name:<{w}}  {got:<70}  target {target}")
+PY
