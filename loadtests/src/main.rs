@@ -213,6 +213,7 @@ async fn rest(args: RestArgs) -> Result<()> {
         let rate = args.rate;
         tasks.push(tokio::spawn(async move {
             let mut h = histogram();
+            let mut service = histogram();
             let (mut ok, mut errors) = (0u64, 0u64);
             let mut sender = connect::<Empty<Bytes>>(&targets[0].authority).await?;
             // Open model: this connection's share of the schedule, offset from the others.
@@ -230,6 +231,7 @@ async fn rest(args: RestArgs) -> Result<()> {
                 let t = &targets[i % targets.len()];
                 i += 1;
                 let req = Request::get(&t.path).header("host", &t.authority).body(Empty::<Bytes>::new())?;
+                let sent = Instant::now();
                 let outcome = match sender.send_request(req).await {
                     Ok(res) => {
                         let good = res.status().is_success() || res.status() == 304;
@@ -243,6 +245,7 @@ async fn rest(args: RestArgs) -> Result<()> {
                     if outcome {
                         ok += 1;
                         h.record(done.duration_since(scheduled).as_micros().max(1) as u64).ok();
+                        service.record(done.duration_since(sent).as_micros().max(1) as u64).ok();
                     } else {
                         errors += 1;
                     }
@@ -254,14 +257,16 @@ async fn rest(args: RestArgs) -> Result<()> {
                     next += interval;
                 }
             }
-            anyhow::Ok((h, ok, errors))
+            anyhow::Ok((h, service, ok, errors))
         }));
     }
     let mut h = histogram();
+    let mut service = histogram();
     let (mut ok, mut errors) = (0, 0);
     for t in tasks {
-        let (th, tok, terr) = t.await??;
+        let (th, ts, tok, terr) = t.await??;
         h.add(th)?;
+        service.add(ts)?;
         ok += tok;
         errors += terr;
     }
@@ -291,6 +296,9 @@ impl Poster {
     }
 
     async fn post(&mut self, path: &str, body: String) -> Result<(u16, Bytes)> {
+        if self.sender.ready().await.is_err() {
+            self.sender = connect::<Full<Bytes>>(&self.authority).await?;
+        }
         let req = Request::post(path)
             .header("host", &self.authority)
             .header("content-type", "application/json")

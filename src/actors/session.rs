@@ -7,8 +7,12 @@
 //! gets an `error` message and the connection stays open; a frame over the size limit
 //! closes it with 1009; a silent client is closed after the idle timeout; shutdown closes
 //! every session with 1001.
+//!
+//! The outbound queue is a `VecDeque` in the actor with one send in flight at a time
+//! (the connection is moved into that send and handed back when it completes): an idle
+//! connection costs no queue allocation and no extra task.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +20,7 @@ use actix::prelude::*;
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Message, ProtocolError, Session};
 use bytestring::ByteString;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tracing::debug;
 
 use crate::actors::directory::{Directory, Resolve};
@@ -60,10 +64,12 @@ pub struct SessionDeps {
 pub struct WsSession {
     id: u64,
     deps: SessionDeps,
-    /// The connection, for closing past a full queue.
-    session: Session,
-    /// Bounded queue to the writer task.
-    outbound: mpsc::Sender<Message>,
+    /// The connection; `None` while a send is in flight (the send holds it).
+    session: Option<Session>,
+    /// A second handle on the connection, to close it past a send stuck on a full socket.
+    closer: Session,
+    /// Messages waiting for the connection, oldest first; bounded by `ws.outbound_queue`.
+    outbound: VecDeque<Message>,
     subscriptions: HashMap<LocationId, Addr<LocationActor>>,
     /// Last message or pong from the client.
     last_heard: Instant,
@@ -80,8 +86,7 @@ impl WsSession {
         initial: Option<LocationId>,
     ) -> Addr<Self> {
         let max = deps.settings.max_message_bytes;
-        let (tx, rx) = mpsc::channel(deps.settings.outbound_queue);
-        actix_rt::spawn(write_loop(session.clone(), rx, deps.metrics.clone()));
+        let closer = session.clone();
         let stream = stream.max_frame_size(max).aggregate_continuations().max_continuation_size(max);
         WsSession::create(move |ctx| {
             ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
@@ -89,8 +94,9 @@ impl WsSession {
             let mut act = WsSession {
                 id,
                 deps,
-                session,
-                outbound: tx,
+                session: Some(session),
+                closer,
+                outbound: VecDeque::new(),
                 subscriptions: HashMap::new(),
                 last_heard: Instant::now(),
                 closing: false,
@@ -106,14 +112,36 @@ impl WsSession {
         if self.closing {
             return;
         }
-        match self.outbound.try_send(message) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.deps.metrics.ws_clients_dropped.inc();
-                self.close_now(CloseCode::Again, "client too slow: outbound queue full", ctx);
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
+        if self.outbound.len() >= self.deps.settings.outbound_queue {
+            self.deps.metrics.ws_clients_dropped.inc();
+            return self.close_now(CloseCode::Again, "client too slow: outbound queue full", ctx);
         }
+        self.outbound.push_back(message);
+        self.pump(ctx);
+    }
+
+    /// Starts sending the oldest queued message unless a send is in flight.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.outbound.is_empty() {
+            return;
+        }
+        let Some(mut session) = self.session.take() else { return };
+        let Some(message) = self.outbound.pop_front() else { return };
+        let text = matches!(message, Message::Text(_));
+        let send = async move {
+            let result = send_one(&mut session, message).await;
+            (session, result)
+        };
+        ctx.spawn(send.into_actor(self).map(move |(session, result), act, ctx| {
+            if result.is_err() {
+                return ctx.stop();
+            }
+            if text {
+                act.deps.metrics.ws_messages_sent.inc();
+            }
+            act.session = Some(session);
+            act.pump(ctx);
+        }));
     }
 
     fn send_error(&mut self, code: &str, message: &str, ctx: &mut Context<Self>) {
@@ -121,26 +149,37 @@ impl WsSession {
         self.send(Message::Text(text.into()), ctx);
     }
 
-    /// Closes after what is queued (the close frame waits its turn).
+    /// Closes after what is queued: the rest is sent by a task that outlives the actor.
     fn close(&mut self, code: CloseCode, description: &str, ctx: &mut Context<Self>) {
         if self.closing {
             return;
         }
-        let reason = CloseReason { code, description: Some(description.to_owned()) };
-        if self.outbound.try_send(Message::Close(Some(reason))).is_err() {
-            return self.close_now(code, description, ctx);
-        }
         self.closing = true;
+        let reason = CloseReason { code, description: Some(description.to_owned()) };
+        let mut queue = std::mem::take(&mut self.outbound);
+        queue.push_back(Message::Close(Some(reason)));
+        let session = self.session.take().unwrap_or_else(|| self.closer.clone());
+        actix_rt::spawn(async move {
+            let mut session = session;
+            for message in queue {
+                let last = matches!(message, Message::Close(_));
+                let sent = tokio::time::timeout(CLOSE_TIMEOUT, send_one(&mut session, message)).await;
+                if last || !matches!(sent, Ok(Ok(()))) {
+                    break;
+                }
+            }
+        });
         ctx.stop();
     }
 
     /// Closes ahead of whatever is queued: for a client that stopped reading.
     fn close_now(&mut self, code: CloseCode, description: &str, ctx: &mut Context<Self>) {
         self.closing = true;
-        let session = self.session.clone();
+        self.outbound.clear();
+        let closer = self.closer.clone();
         let reason = CloseReason { code, description: Some(description.to_owned()) };
         actix_rt::spawn(async move {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close(Some(reason))).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, closer.close(Some(reason))).await;
         });
         ctx.stop();
     }
@@ -241,27 +280,14 @@ fn parse_locations(value: &Value) -> Option<Result<Vec<LocationId>, String>> {
     Some(Ok(ids))
 }
 
-/// Drains the outbound queue into the connection, in order, until the queue or the
-/// connection closes.
-async fn write_loop(mut session: Session, mut rx: mpsc::Receiver<Message>, metrics: Arc<Metrics>) {
-    while let Some(message) = rx.recv().await {
-        let sent = match message {
-            Message::Text(text) => {
-                let r = session.text(text).await;
-                metrics.ws_messages_sent.inc();
-                r
-            }
-            Message::Ping(bytes) => session.ping(&bytes).await,
-            Message::Pong(bytes) => session.pong(&bytes).await,
-            Message::Close(reason) => {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close(reason)).await;
-                return;
-            }
-            _ => Ok(()),
-        };
-        if sent.is_err() {
-            return;
-        }
+/// Sends one message on the connection.
+async fn send_one(session: &mut Session, message: Message) -> Result<(), actix_ws::Closed> {
+    match message {
+        Message::Text(text) => session.text(text).await,
+        Message::Ping(bytes) => session.ping(&bytes).await,
+        Message::Pong(bytes) => session.pong(&bytes).await,
+        Message::Close(reason) => session.clone().close(reason).await,
+        _ => Ok(()),
     }
 }
 
