@@ -351,6 +351,17 @@ impl Actor for Persister {
         for b in &self.backends {
             self.metrics.persist_queue_depth.with_label_values(&[b.name]).set(b.queue.len() as i64);
         }
+        // Create the InfluxDB database up front, so the first writes do not find it missing.
+        if let Some(influx) = self.influx.clone() {
+            ctx.spawn(
+                async move {
+                    if let Err(e) = influx.ping().await {
+                        warn!(error = %e, "InfluxDB not ready at start; writes queue until it is");
+                    }
+                }
+                .into_actor(self),
+            );
+        }
         let interval = Duration::from_millis(self.settings.flush_interval_ms.max(1));
         ctx.run_interval(interval, |act, ctx| act.flush(ctx));
     }

@@ -14,7 +14,18 @@ use super::StoreError;
 use crate::config::InfluxSettings;
 use crate::domain::{LocationId, Reading, SourceName};
 
-const TIMEOUT: Duration = Duration::from_secs(5);
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A reqwest error with its causes ("connection closed before message completed", …).
+fn describe(e: &reqwest::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    format!("cannot reach InfluxDB: {message}")
+}
 
 pub struct InfluxStore {
     client: reqwest::Client,
@@ -53,7 +64,7 @@ impl InfluxStore {
         let url = format!("{}/query", self.url);
         let request = if post { self.client.post(url) } else { self.client.get(url) };
         let request = self.auth(request).query(&[("q", q), ("db", self.database.as_str()), ("epoch", "ms")]);
-        let response = request.send().await.map_err(|e| StoreError::Influx(format!("cannot reach InfluxDB: {e}")))?;
+        let response = request.send().await.map_err(|e| StoreError::Influx(describe(&e)))?;
         let status = response.status();
         let body: Value = response.json().await.map_err(|e| StoreError::Influx(format!("bad answer: {e}")))?;
         if !status.is_success() {
@@ -79,11 +90,17 @@ impl InfluxStore {
                 .body(lines.join("\n"))
                 .send()
         };
-        let mut response = send().await.map_err(|e| StoreError::Influx(format!("cannot reach InfluxDB: {e}")))?;
+        // A pooled keep-alive connection the server just closed fails at once: one retry
+        // on a fresh connection tells that apart from a server that is really down.
+        let mut response = match send().await {
+            Ok(r) => r,
+            Err(_) => send().await.map_err(|e| StoreError::Influx(describe(&e)))?,
+        };
         if response.status().as_u16() == 404 {
             // Database missing (a fresh or wiped server): create it and try once more.
+            let _ = response.bytes().await;
             self.ping().await?;
-            response = send().await.map_err(|e| StoreError::Influx(format!("cannot reach InfluxDB: {e}")))?;
+            response = send().await.map_err(|e| StoreError::Influx(describe(&e)))?;
         }
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
