@@ -83,15 +83,7 @@ impl ReplayFeeder {
                 break;
             }
             let mut reading = Reading::new(row.station.clone(), self.source.clone(), observed_at);
-            [
-                reading.temperature,
-                reading.humidity,
-                reading.pressure,
-                reading.wind_speed,
-                reading.wind_direction,
-                reading.visibility,
-                reading.precipitation,
-            ] = row.quantities;
+            reading.set_quantities(row.quantities);
             let (station, at) = (row.station.clone(), row.at);
             self.next += 1;
             match reading.validate(now) {

@@ -47,15 +47,7 @@ pub fn downsample(readings: &[Reading], step_secs: u64) -> Vec<Reading> {
                 }
             }
             let means = sums.map(|(sum, n)| (n > 0).then(|| round2(sum / n as f64)));
-            [
-                out.temperature,
-                out.humidity,
-                out.pressure,
-                out.wind_speed,
-                out.wind_direction,
-                out.visibility,
-                out.precipitation,
-            ] = means;
+            out.set_quantities(means);
             Some(out)
         })
         .collect()

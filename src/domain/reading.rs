@@ -103,6 +103,17 @@ pub const QUANTITIES: [(&str, f64, f64); 7] = [
     ("precipitation", 0.0, f64::INFINITY),
 ];
 
+/// The names of the measured quantities, in [`QUANTITIES`] order.
+pub const QUANTITY_NAMES: [&str; 7] = [
+    QUANTITIES[0].0,
+    QUANTITIES[1].0,
+    QUANTITIES[2].0,
+    QUANTITIES[3].0,
+    QUANTITIES[4].0,
+    QUANTITIES[5].0,
+    QUANTITIES[6].0,
+];
+
 const FIELDS: [&str; 12] = [
     "location_id",
     "source",
@@ -149,6 +160,19 @@ impl Reading {
             self.visibility,
             self.precipitation,
         ]
+    }
+
+    /// Sets the measured quantities, in [`QUANTITIES`] order.
+    pub fn set_quantities(&mut self, values: [Option<f64>; 7]) {
+        [
+            self.temperature,
+            self.humidity,
+            self.pressure,
+            self.wind_speed,
+            self.wind_direction,
+            self.visibility,
+            self.precipitation,
+        ] = values;
     }
 
     fn quantity_mut(&mut self, index: usize) -> &mut Option<f64> {

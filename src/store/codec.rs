@@ -6,10 +6,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::Snapshot;
+use crate::domain::reading::QUANTITY_NAMES;
 use crate::domain::{Current, Location, LocationId, LocationKind, Reading, SourceName};
-
-const QUANTITY_NAMES: [&str; 7] =
-    ["temperature", "humidity", "pressure", "wind_speed", "wind_direction", "visibility", "precipitation"];
 
 pub fn reading_to_json(r: &Reading) -> Value {
     let mut v = json!({
@@ -34,8 +32,7 @@ pub fn reading_from_json(v: &Value) -> Option<Reading> {
     let at = DateTime::parse_from_rfc3339(v.get("observed_at")?.as_str()?).ok()?.with_timezone(&Utc);
     let mut r = Reading::new(id, source, at);
     let q = |name: &str| v.get(name).and_then(Value::as_f64);
-    [r.temperature, r.humidity, r.pressure, r.wind_speed, r.wind_direction, r.visibility, r.precipitation] =
-        QUANTITY_NAMES.map(q);
+    r.set_quantities(QUANTITY_NAMES.map(q));
     r.weather_code = v.get("weather_code").and_then(Value::as_u64).and_then(|c| u8::try_from(c).ok());
     Some(r)
 }

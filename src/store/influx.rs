@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::StoreError;
 use crate::config::InfluxSettings;
+use crate::domain::reading::QUANTITY_NAMES;
 use crate::domain::{LocationId, Reading, SourceName};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -155,24 +156,7 @@ impl InfluxStore {
                 };
                 let mut r = Reading::new(id.clone(), source, at);
                 let f = |name: &str| cell(name).and_then(Value::as_f64).map(|v| (v * 100.0).round() / 100.0);
-                [
-                    r.temperature,
-                    r.humidity,
-                    r.pressure,
-                    r.wind_speed,
-                    r.wind_direction,
-                    r.visibility,
-                    r.precipitation,
-                ] = [
-                    "temperature",
-                    "humidity",
-                    "pressure",
-                    "wind_speed",
-                    "wind_direction",
-                    "visibility",
-                    "precipitation",
-                ]
-                .map(f);
+                r.set_quantities(QUANTITY_NAMES.map(f));
                 r.weather_code = cell("weather_code").and_then(Value::as_u64).and_then(|c| u8::try_from(c).ok());
                 Some(r)
             })

@@ -29,7 +29,10 @@ pub async fn spawn_app_with(overrides: Value) -> TestApp {
     let mut layered = json!({"http": {"port": 0}, "persist": {"data_dir": data_dir.path()}, "sources": {
         "open_meteo": off, "met_norway": off, "nws": off, "openweathermap": off}});
     merge(&mut layered, overrides);
-    let settings = Settings::defaults_with(layered).expect("test settings are valid");
+    start(Settings::defaults_with(layered).expect("test settings are valid"), data_dir).await
+}
+
+async fn start(settings: Settings, data_dir: tempfile::TempDir) -> TestApp {
     let app = Application::build(settings).await.expect("app starts");
     let address = format!("127.0.0.1:{}", app.port());
     let shutdown = app.shutdown_handle();
@@ -145,12 +148,7 @@ pub async fn spawn_settings(mut settings: Settings) -> TestApp {
     settings.persist.data_dir = data_dir.path().to_string_lossy().into_owned();
     settings.http.port = 0;
     settings.http.host = "127.0.0.1".into();
-    let app = Application::build(settings).await.expect("app starts");
-    let address = format!("127.0.0.1:{}", app.port());
-    let shutdown = app.shutdown_handle();
-    let directory = app.directory();
-    actix_rt::spawn(app.run_until_stopped());
-    TestApp { _data_dir: data_dir, address, client: reqwest::Client::new(), shutdown, directory }
+    start(settings, data_dir).await
 }
 
 /// Polls `check` every 50 ms until it returns true or `secs` pass.
