@@ -334,6 +334,7 @@ impl LocationActor {
 
     /// Sends the same bytes to every subscriber; drops those that cannot keep up.
     fn fan_out(&mut self, text: ByteString) {
+        let had_subscribers = !self.subscribers.is_empty();
         self.subscribers.retain(|(session, recipient)| {
             match recipient.try_send(Deliver { payload: Payload::Text(text.clone()) }) {
                 Ok(()) => true,
@@ -345,6 +346,9 @@ impl LocationActor {
                 Err(SendError::Closed(_)) => false,
             }
         });
+        if had_subscribers && self.subscribers.is_empty() {
+            self.follow(false);
+        }
     }
 
     fn follow(&self, on: bool) {
@@ -387,17 +391,27 @@ impl LocationActor {
     }
 }
 
-/// Whether two consensus documents show the same conditions (ages aside).
+/// Whether two consensus documents show the same conditions: everything but what only
+/// moves with the clock (ages, age-derived weights, quality score). Compared field by
+/// field, without copying either document.
 fn same_conditions(a: &Current, b: &Current) -> bool {
-    let strip = |c: &Current| {
-        let mut c = c.clone();
-        for s in &mut c.sources {
-            s.age_seconds = 0;
-        }
-        c.quality_score = 0.0;
-        c
+    let values = |c: &Current| {
+        [c.temperature, c.humidity, c.pressure, c.wind_speed, c.wind_direction, c.visibility, c.precipitation]
     };
-    strip(a) == strip(b)
+    let sources_match = a.sources.len() == b.sources.len()
+        && a.sources.iter().zip(&b.sources).all(|(x, y)| {
+            x.name == y.name
+                && x.observed_at == y.observed_at
+                && x.temperature == y.temperature
+                && x.outlier == y.outlier
+        });
+    values(a) == values(b)
+        && a.observed_at == b.observed_at
+        && a.weather_code == b.weather_code
+        && a.sources_count == b.sources_count
+        && a.confidence == b.confidence
+        && a.stale == b.stale
+        && sources_match
 }
 
 /// `s` as a JSON string literal.
