@@ -23,6 +23,7 @@ pub struct Settings {
     pub persist: PersistSettings,
     pub redis: RedisSettings,
     pub influx: InfluxSettings,
+    pub kafka: KafkaSettings,
     pub consensus: ConsensusConfig,
     pub sources: SourcesSettings,
     pub log: LogSettings,
@@ -115,6 +116,23 @@ pub struct InfluxSettings {
     pub database: String,
     pub username: String,
     pub password: String,
+}
+
+/// Kafka: readings in through a consumer group, consensus updates out.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// `host:port[,host:port…]`; empty = off.
+    pub brokers: String,
+    pub readings_topic: String,
+    pub dlq_topic: String,
+    pub updates_topic: String,
+    pub group_id: String,
+    /// Larger messages go to the dead-letter topic.
+    pub max_message_bytes: usize,
+    /// librdkafka properties passed through as is: security (`security.protocol`,
+    /// `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`, …) and tuning.
+    pub properties: std::collections::BTreeMap<String, String>,
 }
 
 /// How sources are merged.
@@ -258,6 +276,11 @@ impl Settings {
             s.influx.password = "***".into();
         }
         s.redis.url = mask_url_password(&s.redis.url);
+        for (key, value) in s.kafka.properties.iter_mut() {
+            if ["password", "secret", "key", "token"].iter().any(|w| key.contains(w)) && !value.is_empty() {
+                *value = "***".into();
+            }
+        }
         s
     }
 
@@ -361,6 +384,17 @@ mod tests {
         .masked();
         assert_eq!(s.redis.url, "redis://:***@127.0.0.1:6379/0");
         assert_eq!(s.influx.password, "***");
+    }
+
+    #[test]
+    fn kafka_secrets_are_masked() {
+        let s = Settings::defaults_with(json!({"kafka": {"properties": {
+            "sasl.password": "pw", "sasl.username": "me", "ssl.key.password": "k"}}}))
+        .unwrap()
+        .masked();
+        assert_eq!(s.kafka.properties["sasl.password"], "***");
+        assert_eq!(s.kafka.properties["ssl.key.password"], "***");
+        assert_eq!(s.kafka.properties["sasl.username"], "me");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use tracing::{info, warn};
 
 use crate::actors::directory::{AttachPollers, CheckpointAll, Directory, RegisterStation, Resolve};
 use crate::actors::feed::RedisFeed;
+use crate::actors::kafka::{KafkaIngest, UpdatesProducer};
 use crate::actors::location::LocationDeps;
 use crate::actors::location::published::PublishedViews;
 use crate::actors::persister::{Flush, LoadStations, Persister};
@@ -45,6 +46,8 @@ pub enum StartupError {
     Preload(String),
     #[error("could not start the HTTP server: {0}")]
     Server(std::io::Error),
+    #[error("kafka: {0} (check kafka.brokers and kafka.properties)")]
+    Kafka(rdkafka::error::KafkaError),
     #[error("persistence: {0} (check redis.url, influx.url and persist.data_dir)")]
     Persist(crate::store::StoreError),
 }
@@ -104,6 +107,12 @@ impl Application {
         let shared_cache = persister.redis();
         let persister = persister.start();
 
+        let kafka_on = !settings.kafka.brokers.trim().is_empty();
+        let updates = if kafka_on {
+            Some(Arc::new(UpdatesProducer::new(&settings.kafka, metrics.clone()).map_err(StartupError::Kafka)?))
+        } else {
+            None
+        };
         let location_settings = Arc::new(settings.locations.clone());
         let views = Arc::new(PublishedViews::default());
         let deps_views = views.clone();
@@ -123,6 +132,7 @@ impl Application {
                 store_history,
                 periodic_snapshots: feed_recipients.is_some(),
                 feed: feed_recipients,
+                updates,
                 views: deps_views,
                 directory: passivation,
                 metrics: deps_metrics,
@@ -152,6 +162,15 @@ impl Application {
             Ok(Err(e)) => warn!(error = %e, "cannot load stations from Redis; they come back with their next reading"),
             Err(_) => {}
         }
+        let kafka = if kafka_on {
+            Some(
+                KafkaIngest::new(&settings.kafka, directory.clone(), metrics.clone())
+                    .map_err(StartupError::Kafka)?
+                    .start(),
+            )
+        } else {
+            None
+        };
         if settings.sources.replay.enabled {
             for location in replay::stations() {
                 let _ = directory.send(RegisterStation { location }).await;
@@ -181,6 +200,7 @@ impl Application {
             },
             settings: settings.clone(),
             views,
+            kafka: kafka.clone(),
             providers: pollers.iter().map(|p| p.clone().recipient::<GetProviderStatus>()).collect(),
             next_session_id: AtomicU64::new(1),
         });

@@ -43,6 +43,11 @@ pub struct Metrics {
     pub persist_written: IntCounterVec,
     pub persist_errors: IntCounterVec,
     pub persist_spilled: IntCounterVec,
+    pub kafka_consumed: IntCounter,
+    pub kafka_dlq: IntCounterVec,
+    pub kafka_produced: IntCounterVec,
+    pub kafka_produce_errors: IntCounterVec,
+    pub kafka_consumer_lag: IntGauge,
 }
 
 impl Metrics {
@@ -124,6 +129,29 @@ impl Metrics {
             &["backend"],
         )
         .expect("static metric definition");
+        let kafka_consumed =
+            IntCounter::new("isobar_kafka_consumed_total", "Messages consumed from the readings topic.")
+                .expect("static metric definition");
+        let kafka_dlq = IntCounterVec::new(
+            Opts::new("isobar_kafka_dlq_total", "Messages sent to the dead-letter topic, by reason."),
+            &["reason"],
+        )
+        .expect("static metric definition");
+        let kafka_produced = IntCounterVec::new(
+            Opts::new("isobar_kafka_produced_total", "Messages produced to Kafka, by topic (updates, dlq)."),
+            &["topic"],
+        )
+        .expect("static metric definition");
+        let kafka_produce_errors = IntCounterVec::new(
+            Opts::new("isobar_kafka_produce_errors_total", "Messages Kafka did not take, by topic."),
+            &["topic"],
+        )
+        .expect("static metric definition");
+        let kafka_consumer_lag = IntGauge::new(
+            "isobar_kafka_consumer_lag",
+            "Messages behind the high watermark, summed over the assigned partitions.",
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_request_duration.clone()),
@@ -142,6 +170,11 @@ impl Metrics {
             Box::new(persist_written.clone()),
             Box::new(persist_errors.clone()),
             Box::new(persist_spilled.clone()),
+            Box::new(kafka_consumed.clone()),
+            Box::new(kafka_dlq.clone()),
+            Box::new(kafka_produced.clone()),
+            Box::new(kafka_produce_errors.clone()),
+            Box::new(kafka_consumer_lag.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -165,6 +198,11 @@ impl Metrics {
             persist_written,
             persist_errors,
             persist_spilled,
+            kafka_consumed,
+            kafka_dlq,
+            kafka_produced,
+            kafka_produce_errors,
+            kafka_consumer_lag,
         }
     }
 

@@ -70,12 +70,14 @@ pub struct SearchStations {
 }
 
 /// Validated readings to apply, each with its index in the client's batch. Answers the
-/// items that could not be routed (a new station without coordinates). Sent by
-/// POST /v1/readings and by sources.
+/// items that could not be routed (a new station without coordinates); with `wait`, only
+/// once every location actor has applied its share. Sent by POST /v1/readings, sources
+/// and `KafkaIngest` (which waits before committing offsets).
 #[derive(Message)]
 #[rtype(result = "Vec<(usize, FieldError)>")]
 pub struct RouteReadings {
     pub readings: Vec<(usize, Reading)>,
+    pub wait: bool,
 }
 
 /// A station known ahead of its readings, with full metadata (the replay's airports).
@@ -258,7 +260,7 @@ impl Handler<RegisterStation> for Directory {
 }
 
 impl Handler<RouteReadings> for Directory {
-    type Result = MessageResult<RouteReadings>;
+    type Result = ResponseFuture<Vec<(usize, FieldError)>>;
 
     fn handle(&mut self, msg: RouteReadings, _: &mut Context<Self>) -> Self::Result {
         let mut rejected = Vec::new();
@@ -293,12 +295,20 @@ impl Handler<RouteReadings> for Directory {
             }
             batches.entry(reading.location_id.clone()).or_default().push(reading);
         }
+        let mut applied = Vec::new();
         for (id, readings) in batches {
             if let Ok(addr) = self.resolve(&id) {
-                addr.do_send(IngestBatch { readings });
+                if msg.wait {
+                    applied.push(addr.send(IngestBatch { readings }));
+                } else {
+                    addr.do_send(IngestBatch { readings });
+                }
             }
         }
-        MessageResult(rejected)
+        Box::pin(async move {
+            join_all(applied).await;
+            rejected
+        })
     }
 }
 
@@ -431,6 +441,7 @@ mod tests {
                 persister,
                 store_history: false,
                 feed: None,
+                updates: None,
                 views: Default::default(),
                 periodic_snapshots: false,
                 directory,
@@ -473,7 +484,7 @@ mod tests {
     async fn a_new_station_needs_coordinates_and_is_placed_by_the_nearest_city() {
         let (directory, _) = start_directory();
         let rejected = directory
-            .send(RouteReadings { readings: vec![(0, reading("EGLL", false)), (1, reading("EGLL", true))] })
+            .send(RouteReadings { readings: vec![(0, reading("EGLL", false)), (1, reading("EGLL", true))], wait: true })
             .await
             .unwrap();
         assert_eq!(rejected.len(), 1);

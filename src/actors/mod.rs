@@ -8,9 +8,11 @@
 //! - [`ReplayFeeder`]: streams the bundled replay dataset as readings.
 //! - [`SourcePoller`]: one per upstream provider.
 //! - [`RedisFeed`]: relays other instances' updates from Redis.
+//! - [`KafkaIngest`]: consumes readings from Kafka (and `kafka::UpdatesProducer` produces updates).
 
 pub mod directory;
 pub mod feed;
+pub mod kafka;
 pub mod location;
 pub mod persister;
 pub mod poller;
@@ -19,6 +21,7 @@ pub mod session;
 
 pub use directory::Directory;
 pub use feed::RedisFeed;
+pub use kafka::KafkaIngest;
 pub use location::LocationActor;
 pub use persister::Persister;
 pub use poller::SourcePoller;

@@ -36,6 +36,8 @@ pub struct AppState {
     pub sessions: SessionDeps,
     /// Current conditions as the location actors last published them (read-only here).
     pub views: Arc<crate::actors::location::published::PublishedViews>,
+    /// The Kafka consumer when Kafka is configured, for /ready.
+    pub kafka: Option<Addr<crate::actors::kafka::KafkaIngest>>,
     /// The source pollers, for /ready.
     pub providers: Vec<actix::Recipient<crate::actors::poller::GetProviderStatus>>,
     /// Source of WebSocket session ids.

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod kafka;
 mod locations;
 mod ops;
 mod persistence;

@@ -52,6 +52,8 @@ pub struct LocationDeps {
     /// Set when Redis is configured: updates are published, and followed from other
     /// instances while this location has subscribers.
     pub feed: Option<(Recipient<Follow>, Recipient<Unfollow>)>,
+    /// Set when Kafka is configured: every update is produced to the updates topic.
+    pub updates: Option<Arc<crate::actors::kafka::UpdatesProducer>>,
     /// Where each actor publishes its current conditions for /current to read directly.
     pub views: Arc<PublishedViews>,
     /// Hand snapshots to the persister periodically (a durable store is configured);
@@ -328,6 +330,9 @@ impl LocationActor {
         ));
         if self.deps.feed.is_some() {
             self.deps.persister.do_send(Publish { id: self.location.id.clone(), text: text.clone() });
+        }
+        if let Some(updates) = &self.deps.updates {
+            updates.publish(self.location.id.as_str(), text.as_bytes());
         }
         self.fan_out(text);
     }

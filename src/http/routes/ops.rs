@@ -8,6 +8,7 @@ use serde_json::json;
 use utoipa::OpenApi;
 
 use crate::actors::directory::Describe;
+use crate::actors::kafka::CheckKafka;
 use crate::actors::persister::CheckBackends;
 use crate::actors::poller::GetProviderStatus;
 use crate::domain::LocationId;
@@ -35,6 +36,10 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         None => return HttpResponse::InternalServerError().finish(),
     };
     let backends = tokio::time::timeout(READY_TIMEOUT * 2, state.persister.send(CheckBackends)).await;
+    let kafka = match &state.kafka {
+        Some(k) => Some(tokio::time::timeout(READY_TIMEOUT * 2, k.send(CheckKafka)).await),
+        None => None,
+    };
     let mut sources = Vec::new();
     for provider in &state.providers {
         if let Ok(Ok(status)) = tokio::time::timeout(READY_TIMEOUT, provider.send(GetProviderStatus)).await {
@@ -55,6 +60,18 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         _ => {
             all_up = false;
             dependencies.push(json!({"name": "persister", "state": "down", "detail": "the persister did not answer"}));
+        }
+    }
+    match kafka {
+        None => {}
+        Some(Ok(Ok(Ok(())))) => dependencies.push(json!({"name": "kafka", "state": "up"})),
+        Some(result) => {
+            all_up = false;
+            let detail = match result {
+                Ok(Ok(Err(e))) => e,
+                _ => "kafka: no answer".to_owned(),
+            };
+            dependencies.push(json!({"name": "kafka", "state": "down", "detail": detail}));
         }
     }
     let body = json!({

@@ -110,8 +110,11 @@ pub async fn post(
     }
     let sources: Vec<(usize, &'static str)> =
         valid.iter().map(|(i, r)| (*i, source_label(r.source.as_str()))).collect();
-    let unroutable =
-        if valid.is_empty() { Vec::new() } else { state.directory.send(RouteReadings { readings: valid }).await? };
+    let unroutable = if valid.is_empty() {
+        Vec::new()
+    } else {
+        state.directory.send(RouteReadings { readings: valid, wait: false }).await?
+    };
     for (index, error) in &unroutable {
         let source = sources.binary_search_by_key(index, |(i, _)| *i).map_or("other", |at| sources[at].1);
         state.metrics.readings_rejected.with_label_values(&[source, "unknown_location"]).inc();

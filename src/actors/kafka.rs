@@ -1,0 +1,295 @@
+//! Kafka: readings in through a consumer group, consensus updates out.
+//!
+//! - [`KafkaIngest`] consumes `kafka.readings_topic` (JSON readings per DESIGN §3, key =
+//!   location id) in batches. Good readings go to their location actors and the batch
+//!   waits until every actor has applied them (and so handed them to the persister);
+//!   only then are the offsets stored for the next commit: at-least-once, with
+//!   redelivered duplicates dropped by the actors' (source, observed_at) dedup. A bad
+//!   message goes to `kafka.dlq_topic` with its original payload and the headers
+//!   `error` (a reason a user can act on), `source-topic`, `source-partition` and
+//!   `source-offset`; the consumer goes on.
+//! - [`UpdatesProducer`] produces every consensus update to `kafka.updates_topic` (key =
+//!   location id, value = the WebSocket `update` bytes), with `acks=all` and idempotence.
+//!
+//! A broker that is down never stops the service: librdkafka reconnects by itself, and
+//! /ready says `kafka` is down meanwhile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use futures_util::FutureExt;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, Message as _, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, FutureProducer, FutureRecord, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset};
+use serde_json::Value;
+use tracing::{error, info, warn};
+
+use crate::actors::directory::{Directory, RouteReadings};
+use crate::config::KafkaSettings;
+use crate::domain::Reading;
+use crate::domain::reading::rejection_reason;
+use crate::telemetry::Metrics;
+
+/// Messages handled per batch at most.
+const BATCH_MAX: usize = 2000;
+const DLQ_TIMEOUT: Duration = Duration::from_secs(10);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Client settings shared by consumer and producers: brokers plus the pass-through
+/// properties (security, tuning).
+fn base_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &settings.brokers);
+    for (key, value) in &settings.properties {
+        config.set(key, value);
+    }
+    config
+}
+
+/// Counts delivery reports of the updates producer.
+pub struct DeliveryCounter {
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for DeliveryCounter {}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.metrics.kafka_produced.with_label_values(&["updates"]).inc(),
+            Err((e, _)) => {
+                self.metrics.kafka_produce_errors.with_label_values(&["updates"]).inc();
+                warn!(error = %e, "an update could not be produced to Kafka");
+            }
+        }
+    }
+}
+
+/// Produces consensus updates; called from location actors (enqueueing never blocks).
+pub struct UpdatesProducer {
+    producer: ThreadedProducer<DeliveryCounter>,
+    topic: String,
+    metrics: Arc<Metrics>,
+}
+
+impl UpdatesProducer {
+    pub fn new(settings: &KafkaSettings, metrics: Arc<Metrics>) -> Result<Self, KafkaError> {
+        let producer = base_config(settings)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create_with_context(DeliveryCounter { metrics: metrics.clone() })?;
+        Ok(Self { producer, topic: settings.updates_topic.clone(), metrics })
+    }
+
+    pub fn publish(&self, location_id: &str, payload: &[u8]) {
+        let record = BaseRecord::to(&self.topic).key(location_id).payload(payload);
+        if let Err((e, _)) = self.producer.send(record) {
+            self.metrics.kafka_produce_errors.with_label_values(&["updates"]).inc();
+            warn!(error = %e, "Kafka producer queue refused an update");
+        }
+    }
+}
+
+pub struct KafkaIngest {
+    consumer: Arc<StreamConsumer>,
+    dlq: FutureProducer,
+    directory: Addr<Directory>,
+    metrics: Arc<Metrics>,
+    settings: Arc<KafkaSettings>,
+}
+
+/// Whether the brokers answer; for /ready.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct CheckKafka;
+
+impl KafkaIngest {
+    pub fn new(
+        settings: &KafkaSettings,
+        directory: Addr<Directory>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, KafkaError> {
+        let consumer: StreamConsumer = base_config(settings)
+            .set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()?;
+        consumer.subscribe(&[settings.readings_topic.as_str()])?;
+        let dlq: FutureProducer =
+            base_config(settings).set("acks", "all").set("enable.idempotence", "true").create()?;
+        Ok(Self { consumer: Arc::new(consumer), dlq, directory, metrics, settings: Arc::new(settings.clone()) })
+    }
+}
+
+/// Why a message is dead: the `error` header and a bounded metric label.
+struct Dead {
+    reason: String,
+    label: &'static str,
+}
+
+fn decode(message: &BorrowedMessage<'_>, max_bytes: usize) -> Result<Reading, Dead> {
+    let payload = message.payload().unwrap_or_default();
+    if payload.len() > max_bytes {
+        return Err(Dead {
+            reason: format!("message is {} bytes; at most {max_bytes} are accepted", payload.len()),
+            label: "too_large",
+        });
+    }
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|e| Dead { reason: format!("not JSON: {e}"), label: "not_json" })?;
+    Reading::from_json(&value, Utc::now()).map_err(|errors| Dead {
+        reason: errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
+        label: rejection_reason(&errors),
+    })
+}
+
+async fn dead_letter(dlq: &FutureProducer, settings: &KafkaSettings, message: &BorrowedMessage<'_>, reason: &str) {
+    let partition = message.partition().to_string();
+    let offset = message.offset().to_string();
+    loop {
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "error", value: Some(reason) })
+            .insert(Header { key: "source-topic", value: Some(message.topic()) })
+            .insert(Header { key: "source-partition", value: Some(&partition) })
+            .insert(Header { key: "source-offset", value: Some(&offset) });
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&settings.dlq_topic).headers(headers).payload(message.payload().unwrap_or_default());
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        match dlq.send(record, DLQ_TIMEOUT).await {
+            Ok(_) => return,
+            // Never drop a message silently: the consumer waits until the DLQ takes it.
+            Err((e, _)) => {
+                error!(error = %e, "cannot write to the dead-letter topic; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn consume(
+    consumer: Arc<StreamConsumer>,
+    dlq: FutureProducer,
+    directory: Addr<Directory>,
+    metrics: Arc<Metrics>,
+    settings: Arc<KafkaSettings>,
+) {
+    loop {
+        let first = match consumer.recv().await {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "Kafka consumer error; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < BATCH_MAX {
+            match consumer.recv().now_or_never() {
+                Some(Ok(m)) => batch.push(m),
+                _ => break,
+            }
+        }
+        metrics.kafka_consumed.inc_by(batch.len() as u64);
+        let mut good = Vec::with_capacity(batch.len());
+        let mut dead = Vec::new();
+        for (i, message) in batch.iter().enumerate() {
+            match decode(message, settings.max_message_bytes) {
+                Ok(reading) => good.push((i, reading)),
+                Err(d) => dead.push((i, d)),
+            }
+        }
+        if !good.is_empty() {
+            match directory.send(RouteReadings { readings: good, wait: true }).await {
+                Ok(rejected) => dead.extend(rejected.into_iter().map(|(i, e)| {
+                    (i, Dead { reason: format!("{}: {}", e.field, e.message), label: "unknown_location" })
+                })),
+                // The directory is gone: the process is shutting down. Nothing is stored,
+                // so these messages are consumed again after the restart.
+                Err(_) => return,
+            }
+        }
+        for (i, d) in &dead {
+            dead_letter(&dlq, &settings, &batch[*i], &d.reason).await;
+            metrics.kafka_dlq.with_label_values(&[d.label]).inc();
+            metrics.kafka_produced.with_label_values(&["dlq"]).inc();
+        }
+        for message in &batch {
+            if let Err(e) = consumer.store_offset_from_message(message) {
+                warn!(error = %e, "cannot store a Kafka offset; the message may be redelivered");
+            }
+        }
+    }
+}
+
+/// Sum over the assigned partitions of high watermark − position.
+fn consumer_lag(consumer: &StreamConsumer) -> Option<i64> {
+    let positions = consumer.position().ok()?;
+    let mut lag = 0;
+    for element in positions.elements() {
+        let (_, high) = consumer.fetch_watermarks(element.topic(), element.partition(), METADATA_TIMEOUT).ok()?;
+        if let Offset::Offset(position) = element.offset() {
+            lag += (high - position).max(0);
+        } else {
+            let (low, _) = consumer.fetch_watermarks(element.topic(), element.partition(), METADATA_TIMEOUT).ok()?;
+            lag += (high - low).max(0);
+        }
+    }
+    Some(lag)
+}
+
+impl Actor for KafkaIngest {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        info!(
+            brokers = self.settings.brokers,
+            topic = self.settings.readings_topic,
+            group = self.settings.group_id,
+            "consuming readings from Kafka"
+        );
+        let task = consume(
+            self.consumer.clone(),
+            self.dlq.clone(),
+            self.directory.clone(),
+            self.metrics.clone(),
+            self.settings.clone(),
+        );
+        ctx.spawn(task.into_actor(self));
+        ctx.run_interval(LAG_INTERVAL, |act, ctx| {
+            let (consumer, metrics) = (act.consumer.clone(), act.metrics.clone());
+            let update = async move {
+                if let Ok(Some(lag)) = actix_rt::task::spawn_blocking(move || consumer_lag(&consumer)).await {
+                    metrics.kafka_consumer_lag.set(lag);
+                }
+            };
+            ctx.spawn(update.into_actor(act));
+        });
+    }
+}
+
+impl Handler<CheckKafka> for KafkaIngest {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, _: CheckKafka, _: &mut Context<Self>) -> Self::Result {
+        let consumer = self.consumer.clone();
+        Box::pin(async move {
+            actix_rt::task::spawn_blocking(move || {
+                consumer.fetch_metadata(None, METADATA_TIMEOUT).map(drop).map_err(|e| format!("kafka: {e}"))
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("kafka: {e}")))
+        })
+    }
+}

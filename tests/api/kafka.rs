@@ -1,0 +1,193 @@
+//! Kafka against librdkafka's built-in mock cluster (a real Kafka protocol implementation
+//! running in process): readings in, dead letters with their reason, updates out.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, eventually, spawn_app_with, station_reading};
+
+struct Kafka {
+    cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    producer: FutureProducer,
+}
+
+impl Kafka {
+    fn start() -> Self {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        for (topic, partitions) in [("isobar.readings", 3), ("isobar.readings.dlq", 1), ("isobar.updates", 3)] {
+            cluster.create_topic(topic, partitions, 1).expect("topic");
+        }
+        let producer =
+            ClientConfig::new().set("bootstrap.servers", cluster.bootstrap_servers()).create().expect("producer");
+        Self { cluster, producer }
+    }
+
+    fn brokers(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+
+    async fn produce(&self, key: &str, payload: &[u8]) {
+        self.producer
+            .send(FutureRecord::to("isobar.readings").key(key).payload(payload), Duration::from_secs(5))
+            .await
+            .expect("produced");
+    }
+
+    /// The first `n` messages of `topic`, as (key, payload, headers).
+    async fn consume(&self, topic: &str, n: usize) -> Vec<(String, Vec<u8>, Vec<(String, String)>)> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("group.id", format!("test-{topic}"))
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&[topic]).unwrap();
+        let mut out = Vec::new();
+        while out.len() < n {
+            let m = tokio::time::timeout(Duration::from_secs(15), consumer.recv())
+                .await
+                .expect("a message in time")
+                .unwrap();
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|x| (x.key.to_owned(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push((
+                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                m.payload().unwrap_or_default().to_vec(),
+                headers,
+            ));
+        }
+        out
+    }
+}
+
+async fn app(kafka: &Kafka) -> TestApp {
+    spawn_app_with(json!({"kafka": {"brokers": kafka.brokers()}})).await
+}
+
+#[actix_rt::test]
+async fn readings_from_kafka_reach_current_and_history_and_duplicates_are_dropped() {
+    let kafka = Kafka::start();
+    let app = app(&kafka).await;
+    let r = station_reading("KAF1", 5, 6.5);
+    kafka.produce("KAF1", r.to_string().as_bytes()).await;
+    kafka.produce("KAF1", r.to_string().as_bytes()).await; // a redelivery
+    assert!(eventually(15, || async { app.get("/v1/locations/KAF1/current").await.status() == 200 }).await);
+    assert_eq!(app.get_json("/v1/locations/KAF1/current").await.1["temperature"], 6.5);
+    assert!(
+        eventually(5, || async {
+            app.metric("isobar_readings_rejected_total{reason=\"duplicate\",source=\"station\"}").await == Some(1.0)
+        })
+        .await
+    );
+    assert_eq!(app.get_json("/v1/locations/KAF1/history").await.1["readings"].as_array().unwrap().len(), 1);
+    assert_eq!(app.metric("isobar_kafka_consumed_total").await, Some(2.0));
+}
+
+#[actix_rt::test]
+async fn bad_messages_go_to_the_dead_letter_topic_with_the_reason_and_the_consumer_goes_on() {
+    let kafka = Kafka::start();
+    let app = app(&kafka).await;
+    let mut unknown_field = station_reading("KAF2", 3, 1.0);
+    unknown_field["colour"] = json!("red");
+    let mut out_of_range = station_reading("KAF2", 3, 1.0);
+    out_of_range["wind_speed"] = json!(468.66);
+    let mut no_coordinates = station_reading("NEWKAF", 3, 1.0);
+    no_coordinates.as_object_mut().unwrap().retain(|k, _| k != "latitude" && k != "longitude");
+    let huge = format!(r#"{{"pad":"{}"}}"#, "x".repeat(70 * 1024));
+    let bad: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("KAF2", b"not json at all".to_vec(), "not JSON: expected ident at line 1 column 2"),
+        ("KAF2", b"[1,2]".to_vec(), "$: expected a JSON object"),
+        ("KAF2", unknown_field.to_string().into_bytes(), "colour: unknown field"),
+        ("KAF2", out_of_range.to_string().into_bytes(), "wind_speed: must be between 0 and 120"),
+        (
+            "NEWKAF",
+            no_coordinates.to_string().into_bytes(),
+            "latitude: location NEWKAF is not known yet: the first reading of a new station needs latitude and longitude",
+        ),
+        ("KAF2", huge.clone().into_bytes(), "message is 71690 bytes; at most 65536 are accepted"),
+    ];
+    for (key, payload, _) in &bad {
+        kafka.produce(key, payload).await;
+    }
+    // A good one after the bad ones still gets through.
+    kafka.produce("KAF2", station_reading("KAF2", 1, 9.0).to_string().as_bytes()).await;
+    assert!(eventually(15, || async { app.get("/v1/locations/KAF2/current").await.status() == 200 }).await);
+
+    let dead = kafka.consume("isobar.readings.dlq", bad.len()).await;
+    let mut got: Vec<(String, String)> = dead
+        .iter()
+        .map(|(_, payload, headers)| {
+            let h = |k: &str| headers.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
+            assert_eq!(h("source-topic"), "isobar.readings");
+            assert!(h("source-partition").parse::<i32>().is_ok());
+            assert!(h("source-offset").parse::<i64>().is_ok());
+            (String::from_utf8_lossy(&payload[..payload.len().min(40)]).into_owned(), h("error"))
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, String)> = bad
+        .iter()
+        .map(|(_, payload, reason)| {
+            (String::from_utf8_lossy(&payload[..payload.len().min(40)]).into_owned(), reason.to_string())
+        })
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "the original payloads, each with its reason");
+    assert_eq!(app.metric("isobar_kafka_dlq_total{reason=\"out_of_range\"}").await, Some(1.0));
+    assert_eq!(app.metric("isobar_kafka_dlq_total{reason=\"too_large\"}").await, Some(1.0));
+    assert_eq!(app.metric("isobar_kafka_produced_total{topic=\"dlq\"}").await, Some(6.0));
+}
+
+#[actix_rt::test]
+async fn every_consensus_update_is_produced_to_the_updates_topic() {
+    let kafka = Kafka::start();
+    let app = app(&kafka).await;
+    assert_eq!(app.post_readings(&station_reading("UPD1", 5, 3.0)).await.0, 202);
+    let updates = kafka.consume("isobar.updates", 1).await;
+    let (key, payload, _) = &updates[0];
+    assert_eq!(key, "UPD1");
+    let update: Value = serde_json::from_slice(payload).unwrap();
+    assert_eq!(update["type"], "update");
+    assert_eq!(update["location_id"], "UPD1");
+    assert_eq!(update["seq"], 1);
+    // The same document as /current (ages aside: the consumer group took a while to join).
+    let mut data = update["data"].clone();
+    let mut current = app.get_json("/v1/locations/UPD1/current").await.1;
+    for doc in [&mut data, &mut current] {
+        doc["sources"][0]["age_seconds"] = json!(0);
+    }
+    assert_eq!(data, current);
+    assert!(
+        eventually(5, || async { app.metric("isobar_kafka_produced_total{topic=\"updates\"}").await == Some(1.0) })
+            .await
+    );
+    let (status, ready) = app.get_json("/ready").await;
+    assert_eq!(status, 200);
+    assert!(ready["dependencies"].as_array().unwrap().contains(&json!({"name": "kafka", "state": "up"})));
+}
+
+#[actix_rt::test]
+async fn a_broker_down_at_start_leaves_the_service_serving_with_ready_503() {
+    // A closed loopback port: no broker there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let app = spawn_app_with(json!({"kafka": {"brokers": format!("127.0.0.1:{port}")}})).await;
+    assert_eq!(app.post_readings(&station_reading("DOWN1", 1, 2.0)).await.0, 202);
+    assert_eq!(app.get_json("/v1/locations/DOWN1/current").await.1["temperature"], 2.0);
+    let (status, ready) = app.get_json("/ready").await;
+    assert_eq!(status, 503);
+    let kafka = ready["dependencies"].as_array().unwrap().iter().find(|d| d["name"] == "kafka").unwrap().clone();
+    assert_eq!(kafka["state"], "down");
+    assert!(kafka["detail"].as_str().unwrap().starts_with("kafka: "), "{kafka}");
+}
