@@ -80,6 +80,14 @@ pub struct RouteReadings {
     pub wait: bool,
 }
 
+/// The readings that could not be routed (a new station without coordinates), without
+/// applying any: checked before readings go to Kafka. Sent by POST /v1/readings.
+#[derive(Message)]
+#[rtype(result = "Vec<(usize, FieldError)>")]
+pub struct FindUnroutable {
+    pub readings: Vec<(usize, LocationId, bool)>,
+}
+
 /// A station known ahead of its readings, with full metadata (the replay's airports).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -181,6 +189,10 @@ impl Directory {
         Ok(addr)
     }
 
+    fn is_known(&self, id: &LocationId) -> bool {
+        self.stations.contains_key(id) || self.catalog.get(id).is_some()
+    }
+
     /// A station first seen through a reading: named by its id, placed in the country and
     /// time zone of the nearest catalog city.
     fn station_from_reading(&self, reading: &Reading, latitude: f64, longitude: f64) -> Location {
@@ -197,6 +209,13 @@ impl Directory {
             kind: LocationKind::Station,
         }
     }
+}
+
+fn needs_coordinates(id: &LocationId) -> FieldError {
+    FieldError::new(
+        "latitude",
+        format!("location {id} is not known yet: the first reading of a new station needs latitude and longitude"),
+    )
 }
 
 impl Actor for Directory {
@@ -251,6 +270,20 @@ impl Handler<SearchStations> for Directory {
     }
 }
 
+impl Handler<FindUnroutable> for Directory {
+    type Result = MessageResult<FindUnroutable>;
+
+    fn handle(&mut self, msg: FindUnroutable, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            msg.readings
+                .into_iter()
+                .filter(|(_, id, has_coordinates)| !has_coordinates && !self.is_known(id))
+                .map(|(index, id, _)| (index, needs_coordinates(&id)))
+                .collect(),
+        )
+    }
+}
+
 impl Handler<RegisterStation> for Directory {
     type Result = ();
 
@@ -266,9 +299,7 @@ impl Handler<RouteReadings> for Directory {
         let mut rejected = Vec::new();
         let mut batches: HashMap<LocationId, Vec<Reading>> = HashMap::new();
         for (index, reading) in msg.readings {
-            let known =
-                self.stations.contains_key(&reading.location_id) || self.catalog.get(&reading.location_id).is_some();
-            if !known {
+            if !self.is_known(&reading.location_id) {
                 match (reading.latitude, reading.longitude) {
                     (Some(lat), Some(lon)) => {
                         let station = self.station_from_reading(&reading, lat, lon);
@@ -279,16 +310,7 @@ impl Handler<RouteReadings> for Directory {
                         self.stations.insert(station.id.clone(), Arc::new(station));
                     }
                     _ => {
-                        rejected.push((
-                            index,
-                            FieldError::new(
-                                "latitude",
-                                format!(
-                                    "location {} is not known yet: the first reading of a new station needs latitude and longitude",
-                                    reading.location_id
-                                ),
-                            ),
-                        ));
+                        rejected.push((index, needs_coordinates(&reading.location_id)));
                         continue;
                     }
                 }

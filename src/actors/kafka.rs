@@ -107,6 +107,14 @@ pub struct KafkaIngest {
     settings: Arc<KafkaSettings>,
 }
 
+/// Produce readings to the readings topic (key = location id) and answer once the
+/// broker acknowledged every one (`acks=all`), or why not. Sent by POST /v1/readings.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct ProduceReadings {
+    pub readings: Vec<Reading>,
+}
+
 /// Whether the brokers answer; for /ready.
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
@@ -125,8 +133,13 @@ impl KafkaIngest {
             .set("auto.offset.reset", "earliest")
             .create()?;
         consumer.subscribe(&[settings.readings_topic.as_str()])?;
-        let dlq: FutureProducer =
-            base_config(settings).set("acks", "all").set("enable.idempotence", "true").create()?;
+        // Shared by the dead-letter path and POST /v1/readings; a broker that does not
+        // acknowledge within the timeout fails the delivery (the POST answers 503).
+        let dlq: FutureProducer = base_config(settings)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", "5000")
+            .create()?;
         Ok(Self { consumer: Arc::new(consumer), dlq, directory, metrics, settings: Arc::new(settings.clone()) })
     }
 }
@@ -276,6 +289,35 @@ impl Actor for KafkaIngest {
             };
             ctx.spawn(update.into_actor(act));
         });
+    }
+}
+
+impl Handler<ProduceReadings> for KafkaIngest {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, msg: ProduceReadings, _: &mut Context<Self>) -> Self::Result {
+        let (producer, topic, metrics) = (self.dlq.clone(), self.settings.readings_topic.clone(), self.metrics.clone());
+        Box::pin(async move {
+            let sends = msg.readings.iter().map(|r| {
+                let payload = r.to_json().to_string();
+                let (producer, topic) = (producer.clone(), topic.clone());
+                let key = r.location_id.to_string();
+                async move {
+                    let record = FutureRecord::to(&topic).key(&key).payload(&payload);
+                    producer.send(record, DLQ_TIMEOUT).await.map(drop).map_err(|(e, _)| e.to_string())
+                }
+            });
+            let results = futures_util::future::join_all(sends).await;
+            let produced = results.iter().filter(|r| r.is_ok()).count() as u64;
+            metrics.kafka_produced.with_label_values(&["readings"]).inc_by(produced);
+            match results.into_iter().find_map(Result::err) {
+                None => Ok(()),
+                Some(e) => {
+                    metrics.kafka_produce_errors.with_label_values(&["readings"]).inc();
+                    Err(e)
+                }
+            }
+        })
     }
 }
 

@@ -187,6 +187,21 @@ impl Reading {
         }
     }
 
+    /// This reading in the public input format (DESIGN §3), which `from_json` reads back.
+    pub fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("location_id".into(), Value::from(self.location_id.as_str()));
+        object.insert("source".into(), Value::from(self.source.as_str()));
+        object.insert("observed_at".into(), Value::from(self.observed_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)));
+        let values = self.quantities().into_iter().chain([self.latitude, self.longitude]);
+        for (name, value) in FIELDS[3..].iter().zip(values) {
+            if let Some(v) = value {
+                object.insert((*name).into(), Value::from(v));
+            }
+        }
+        Value::Object(object)
+    }
+
     /// Parses one JSON item of POST /v1/readings (or a Kafka message) and validates it.
     pub fn from_json(value: &Value, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
         let Some(object) = value.as_object() else {
@@ -453,6 +468,15 @@ mod tests {
         assert_eq!(errors.len(), 2);
         assert_eq!(errors[0].field, "$");
         assert_eq!(errors[1], FieldError::new("longitude", "latitude and longitude must be given together"));
+    }
+
+    #[test]
+    fn the_input_format_round_trips() {
+        let input = json!({"location_id": "KJFK", "source": "station", "observed_at": "2026-11-26T08:55:00.250Z",
+                           "temperature": 7.1, "humidity": 64.0, "latitude": 40.64, "longitude": -73.78});
+        let r = Reading::from_json(&input, now()).unwrap();
+        assert_eq!(r.to_json(), input);
+        assert_eq!(Reading::from_json(&r.to_json(), now()).unwrap(), r);
     }
 
     #[test]

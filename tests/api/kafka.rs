@@ -179,15 +179,39 @@ async fn every_consensus_update_is_produced_to_the_updates_topic() {
 }
 
 #[actix_rt::test]
-async fn a_broker_down_at_start_leaves_the_service_serving_with_ready_503() {
+async fn a_post_goes_through_the_topic_and_is_acknowledged_before_the_202() {
+    let kafka = Kafka::start();
+    let app = app(&kafka).await;
+    let mut no_coordinates = station_reading("NOCOORD", 1, 1.0);
+    no_coordinates.as_object_mut().unwrap().retain(|k, _| k != "latitude" && k != "longitude");
+    let (status, body) = app.post_readings(&json!([station_reading("VIAK", 2, 4.5), no_coordinates])).await;
+    assert_eq!(status, 202);
+    assert_eq!(body["accepted"], 1);
+    assert_eq!(body["rejected"][0]["index"], 1);
+    assert_eq!(app.metric("isobar_kafka_produced_total{topic=\"readings\"}").await, Some(1.0));
+    let on_topic = kafka.consume("isobar.readings", 1).await;
+    assert_eq!(on_topic[0].0, "VIAK");
+    let produced: Value = serde_json::from_slice(&on_topic[0].1).unwrap();
+    assert_eq!(produced["temperature"], 4.5);
+    assert!(eventually(15, || async { app.get("/v1/locations/VIAK/current").await.status() == 200 }).await);
+}
+
+#[actix_rt::test]
+async fn with_the_broker_down_the_service_serves_ready_is_503_and_a_post_is_503_not_dropped() {
     // A closed loopback port: no broker there.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let app = spawn_app_with(json!({"kafka": {"brokers": format!("127.0.0.1:{port}")}})).await;
-    assert_eq!(app.post_readings(&station_reading("DOWN1", 1, 2.0)).await.0, 202);
-    assert_eq!(app.get_json("/v1/locations/DOWN1/current").await.1["temperature"], 2.0);
+    assert_eq!(app.get("/health").await.status(), 200);
+    assert_eq!(app.get_json("/v1/locations/2988507").await.0, 200);
     let (status, ready) = app.get_json("/ready").await;
     assert_eq!(status, 503);
     let kafka = ready["dependencies"].as_array().unwrap().iter().find(|d| d["name"] == "kafka").unwrap().clone();
     assert_eq!(kafka["state"], "down");
     assert!(kafka["detail"].as_str().unwrap().starts_with("kafka: "), "{kafka}");
+
+    let r = app.client.post(app.url("/v1/readings")).json(&station_reading("DOWN1", 1, 2.0)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    let body: Value = r.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().starts_with("Kafka did not acknowledge the readings"), "{body}");
 }

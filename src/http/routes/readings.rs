@@ -12,7 +12,8 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::actors::directory::RouteReadings;
+use crate::actors::directory::{FindUnroutable, RouteReadings};
+use crate::actors::kafka::ProduceReadings;
 use crate::domain::reading::{rejection_reason, source_label};
 use crate::domain::{FieldError, Reading};
 use crate::http::error::Problem;
@@ -112,6 +113,25 @@ pub async fn post(
         valid.iter().map(|(i, r)| (*i, source_label(r.source.as_str()))).collect();
     let unroutable = if valid.is_empty() {
         Vec::new()
+    } else if let Some(kafka) = &state.kafka {
+        // One log for everything: the readings go through the topic, and the 202 waits
+        // for the broker's acknowledgement.
+        let check = valid.iter().map(|(i, r)| (*i, r.location_id.clone(), r.latitude.is_some())).collect();
+        let unroutable = state.directory.send(FindUnroutable { readings: check }).await?;
+        let routable: Vec<Reading> = valid
+            .into_iter()
+            .filter(|(i, _)| unroutable.binary_search_by_key(i, |(u, _)| *u).is_err())
+            .map(|(_, r)| r)
+            .collect();
+        if !routable.is_empty() {
+            kafka.send(ProduceReadings { readings: routable }).await?.map_err(|e| ApiError::Unavailable {
+                detail: format!(
+                    "Kafka did not acknowledge the readings ({e}); retry (a repeated reading is dropped as a duplicate)"
+                ),
+                retry_after_secs: 5,
+            })?;
+        }
+        unroutable
     } else {
         state.directory.send(RouteReadings { readings: valid, wait: false }).await?
     };
