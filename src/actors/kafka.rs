@@ -126,7 +126,15 @@ impl KafkaIngest {
         directory: Addr<Directory>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, KafkaError> {
-        let consumer: StreamConsumer = base_config(settings)
+        let mut config = ClientConfig::new();
+        // Defaults that kafka.properties may override: a crashed or departing instance's
+        // partitions move on within seconds rather than the stock 45 s.
+        config.set("session.timeout.ms", "10000").set("heartbeat.interval.ms", "3000");
+        for (key, value) in &settings.properties {
+            config.set(key, value);
+        }
+        let consumer: StreamConsumer = config
+            .set("bootstrap.servers", &settings.brokers)
             .set("group.id", &settings.group_id)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
