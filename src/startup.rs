@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::actors::directory::{AttachPollers, CheckpointAll, Directory, RegisterStation, Resolve};
 use crate::actors::feed::RedisFeed;
-use crate::actors::kafka::{KafkaIngest, UpdatesProducer};
+use crate::actors::kafka::{KafkaIngest, ProduceReadings, UpdatesProducer};
 use crate::actors::location::LocationDeps;
 use crate::actors::location::published::PublishedViews;
 use crate::actors::persister::{Flush, LoadStations, Persister};
@@ -143,7 +143,17 @@ impl Application {
         if let (Some(ctx), Some((client, instance))) = (feed_context, feed) {
             ctx.run(RedisFeed::new(client, instance, directory.clone()));
         }
-        let pollers = start_pollers(&settings.sources, &directory, &metrics, shared_cache);
+        let kafka = if kafka_on {
+            Some(
+                KafkaIngest::new(&settings.kafka, directory.clone(), metrics.clone())
+                    .map_err(StartupError::Kafka)?
+                    .start(),
+            )
+        } else {
+            None
+        };
+        let to_kafka = kafka.clone().map(|k| k.recipient());
+        let pollers = start_pollers(&settings.sources, &directory, &metrics, shared_cache, to_kafka);
         let _ = directory
             .send(AttachPollers {
                 pollers: pollers.iter().map(|p| (p.clone().recipient(), p.clone().recipient())).collect(),
@@ -162,15 +172,6 @@ impl Application {
             Ok(Err(e)) => warn!(error = %e, "cannot load stations from Redis; they come back with their next reading"),
             Err(_) => {}
         }
-        let kafka = if kafka_on {
-            Some(
-                KafkaIngest::new(&settings.kafka, directory.clone(), metrics.clone())
-                    .map_err(StartupError::Kafka)?
-                    .start(),
-            )
-        } else {
-            None
-        };
         if settings.sources.replay.enabled {
             for location in replay::stations() {
                 let _ = directory.send(RegisterStation { location }).await;
@@ -277,6 +278,7 @@ fn start_pollers(
     directory: &Addr<Directory>,
     metrics: &Arc<Metrics>,
     shared_cache: Option<Arc<crate::store::redis::RedisStore>>,
+    to_kafka: Option<Recipient<ProduceReadings>>,
 ) -> Vec<Addr<SourcePoller>> {
     let contact = sources.contact.trim();
     let user_agent = if contact.is_empty() {
@@ -318,7 +320,8 @@ fn start_pollers(
             poll_interval,
             disabled,
             offline_warned.clone(),
-        );
+        )
+        .with_kafka(to_kafka.clone());
         pollers.push(poller.start());
     }
     pollers

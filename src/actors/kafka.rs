@@ -322,6 +322,7 @@ impl Handler<ProduceReadings> for KafkaIngest {
                 None => Ok(()),
                 Some(e) => {
                     metrics.kafka_produce_errors.with_label_values(&["readings"]).inc();
+                    warn!(error = %e, "readings not acknowledged by Kafka");
                     Err(e)
                 }
             }

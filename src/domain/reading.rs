@@ -85,7 +85,7 @@ pub struct Reading {
     pub visibility: Option<f64>,
     /// mm, ≥ 0.
     pub precipitation: Option<f64>,
-    /// WMO weather code, from providers that report one (not part of the public input).
+    /// WMO weather code (0-99), from providers or stations that report one.
     pub weather_code: Option<u8>,
     /// Needed the first time a station id is seen; both or neither.
     pub latitude: Option<f64>,
@@ -114,7 +114,7 @@ pub const QUANTITY_NAMES: [&str; 7] = [
     QUANTITIES[6].0,
 ];
 
-const FIELDS: [&str; 12] = [
+const FIELDS: [&str; 13] = [
     "location_id",
     "source",
     "observed_at",
@@ -127,6 +127,7 @@ const FIELDS: [&str; 12] = [
     "precipitation",
     "latitude",
     "longitude",
+    "weather_code",
 ];
 
 impl Reading {
@@ -194,10 +195,13 @@ impl Reading {
         object.insert("source".into(), Value::from(self.source.as_str()));
         object.insert("observed_at".into(), Value::from(self.observed_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)));
         let values = self.quantities().into_iter().chain([self.latitude, self.longitude]);
-        for (name, value) in FIELDS[3..].iter().zip(values) {
+        for (name, value) in FIELDS[3..12].iter().zip(values) {
             if let Some(v) = value {
                 object.insert((*name).into(), Value::from(v));
             }
+        }
+        if let Some(code) = self.weather_code {
+            object.insert("weather_code".into(), Value::from(code));
         }
         Value::Object(object)
     }
@@ -245,6 +249,16 @@ impl Reading {
                 Some(_) => errors.push(FieldError::new(*field, "must be a number or null")),
             }
         }
+        let weather_code = match object.get("weather_code") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_u64().filter(|c| *c <= 99) {
+                Some(code) => Some(code as u8),
+                None => {
+                    errors.push(FieldError::new("weather_code", "must be a WMO weather code, an integer from 0 to 99"));
+                    None
+                }
+            },
+        };
         let (Some(location_id), Some(source), Some(observed_at)) = (location_id, source, observed_at) else {
             return Err(errors);
         };
@@ -254,6 +268,7 @@ impl Reading {
         }
         reading.latitude = numbers[7];
         reading.longitude = numbers[8];
+        reading.weather_code = weather_code;
         match reading.validate(now) {
             Ok(reading) if errors.is_empty() => Ok(reading),
             Ok(_) => Err(errors),
@@ -473,7 +488,7 @@ mod tests {
     #[test]
     fn the_input_format_round_trips() {
         let input = json!({"location_id": "KJFK", "source": "station", "observed_at": "2026-11-26T08:55:00.250Z",
-                           "temperature": 7.1, "humidity": 64.0, "latitude": 40.64, "longitude": -73.78});
+                           "temperature": 7.1, "humidity": 64.0, "latitude": 40.64, "longitude": -73.78, "weather_code": 61});
         let r = Reading::from_json(&input, now()).unwrap();
         assert_eq!(r.to_json(), input);
         assert_eq!(Reading::from_json(&r.to_json(), now()).unwrap(), r);

@@ -215,3 +215,20 @@ async fn with_the_broker_down_the_service_serves_ready_is_503_and_a_post_is_503_
     let body: Value = r.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().starts_with("Kafka did not acknowledge the readings"), "{body}");
 }
+
+#[actix_rt::test]
+async fn provider_readings_go_through_the_topic_too() {
+    let kafka = Kafka::start();
+    let server = wiremock::MockServer::start().await;
+    crate::upstream::mount_met(&server, 200).await;
+    let mut config = crate::upstream::sources(&server, &["met_norway"], json!({"sources": {"cold_wait_ms": 15000}}));
+    crate::helpers::merge(&mut config, json!({"kafka": {"brokers": kafka.brokers()}}));
+    let app = spawn_app_with(config).await;
+    let (status, body) = app.get_json("/v1/locations/2643743/current").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["temperature"].clone(), body["weather_code"].clone()), (json!(26.5), json!(2)));
+    let on_topic = kafka.consume("isobar.readings", 1).await;
+    let reading: Value = serde_json::from_slice(&on_topic[0].1).unwrap();
+    assert_eq!(on_topic[0].0, "2643743");
+    assert_eq!((reading["source"].clone(), reading["weather_code"].clone()), (json!("met-norway"), json!(2)));
+}

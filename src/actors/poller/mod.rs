@@ -26,6 +26,7 @@ use tracing::{debug, error, info, warn};
 
 use self::providers::{Provider, ProviderKind};
 use crate::actors::directory::{DeliverProviderData, Directory, ReportSourceFailure};
+use crate::actors::kafka::ProduceReadings;
 use crate::domain::reading::{rejection_reason, source_label};
 use crate::domain::{Location, LocationId, SourceName};
 use crate::sources::{ProviderData, SourceError};
@@ -56,6 +57,9 @@ pub struct SourcePoller {
     /// the machine is offline.
     ever_answered: bool,
     tick_scheduled: bool,
+    /// With Kafka on, readings go to the readings topic (one log for everything); the
+    /// forecasts still go straight to the locations.
+    kafka: Option<Recipient<ProduceReadings>>,
 }
 
 struct Target {
@@ -115,7 +119,13 @@ impl SourcePoller {
             offline_warned,
             ever_answered: false,
             tick_scheduled: false,
+            kafka: None,
         }
+    }
+
+    pub fn with_kafka(mut self, kafka: Option<Recipient<ProduceReadings>>) -> Self {
+        self.kafka = kafka;
+        self
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -161,6 +171,13 @@ impl SourcePoller {
                             None
                         }
                     });
+                    let reading = match (&self.kafka, reading) {
+                        (Some(kafka), Some(reading)) => {
+                            kafka.do_send(ProduceReadings { readings: vec![reading] });
+                            None
+                        }
+                        (_, reading) => reading,
+                    };
                     self.directory.do_send(DeliverProviderData {
                         id,
                         source: self.source.clone(),
