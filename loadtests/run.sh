@@ -26,10 +26,10 @@ trap cleanup EXIT
 
 if [ "$mode" = smoke ]; then
   DUR=2; CONNS=16; WS_CLIENTS=200; WS_LOCS=20; WS_RATE=100; IDLE=500; IDLE_HOLD=3
-  ACT_LOCS=500; ACT_HOURS=24; ING_DUR=2
+  ACT_LOCS=500; ACT_HOURS=24; ING_DUR=2; KAFKA_N=20000
 else
   DUR=15; CONNS=64; WS_CLIENTS=10000; WS_LOCS=1000; WS_RATE=1000; IDLE=19000; IDLE_HOLD=60
-  ACT_LOCS=50000; ACT_HOURS=24; ING_DUR=15
+  ACT_LOCS=50000; ACT_HOURS=24; ING_DUR=15; KAFKA_N=200000
 fi
 
 echo "== build (release)"
@@ -126,6 +126,9 @@ start_isobar ingest
 run ingest --base "http://127.0.0.1:$ISOBAR_PORT" --batch 5000 --concurrency 4 --duration-secs "$ING_DUR"
 stop_isobar
 
+echo "== Kafka: $KAFKA_N readings from the topic (librdkafka mock cluster) to applied"
+run kafka --isobar "$bin/isobar" --readings "$KAFKA_N"
+
 echo
 echo "== results ($mode run; $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r))"
 python3 - "$results" <<'PY'
@@ -134,6 +137,7 @@ rows = {r.get("scenario"): r for r in map(json.loads, open(sys.argv[1]))}
 n, m, h = rows.get("nginx", {}), rows.get("current_max", {}), rows.get("current_half_rate", {})
 nh = rows.get("nginx_half_rate", {})
 ws, c, a, i = rows.get("ws", {}), rows.get("conns", {}), rows.get("actors", {}), rows.get("ingest", {})
+k = rows.get("kafka", {})
 ratio = (m.get("rps", 0) / n["rps"]) if n.get("rps") else 0
 table = [
     ("/current throughput vs nginx static", f"{m.get('rps', 0):.0f} req/s vs {n.get('rps', 0):.0f} req/s = {ratio:.2f}×", "≥ 0.5×"),
@@ -144,6 +148,7 @@ table = [
     ("memory per idle connection", f"{c.get('bytes_per_connection', 0) / 1024:.1f} KiB ({c.get('count', 0)} held, {c.get('still_open', 0)} open at end)", "≤ 16 KiB"),
     ("RSS with active locations", f"{a.get('rss_after_kib', 0) / 1024:.0f} MiB for {a.get('locations', 0)} × {a.get('hours', 0)} h", "≤ 1024 MiB (50k × 24 h)"),
     ("ingest, batched POST", f"{i.get('readings_per_sec', 0):.0f} readings/s accepted, {i.get('applied_per_sec', 0):.0f}/s applied end to end", "≥ 100,000/s"),
+    ("Kafka topic → applied in actors", f"{k.get('readings_per_sec', 0):.0f} readings/s ({k.get('applied', 0)} readings, mock cluster)", "≥ 50,000/s"),
 ]
 w = max(len(r[0]) for r in table)
 for name, got, target in table:

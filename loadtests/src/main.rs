@@ -50,6 +50,22 @@ enum Command {
     Ingest(IngestArgs),
     /// Many active locations with hours of readings; server RSS.
     Actors(ActorsArgs),
+    /// Readings/s from a Kafka topic to applied in the location actors: fills a topic on
+    /// librdkafka's mock cluster, then starts isobar consuming it.
+    Kafka(KafkaArgs),
+}
+
+#[derive(Args)]
+struct KafkaArgs {
+    /// The isobar binary to start.
+    #[arg(long)]
+    isobar: String,
+    #[arg(long, default_value_t = 500_000)]
+    readings: usize,
+    #[arg(long, default_value_t = 1000)]
+    stations: usize,
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
 }
 
 #[derive(Args)]
@@ -140,6 +156,7 @@ async fn main() -> Result<()> {
         Command::Conns(a) => conns(a).await,
         Command::Ingest(a) => ingest(a).await,
         Command::Actors(a) => actors(a).await,
+        Command::Kafka(a) => kafka(a).await,
     }
 }
 
@@ -709,5 +726,105 @@ async fn actors(args: ActorsArgs) -> Result<()> {
     );
     result(json!({"scenario": "actors", "locations": args.locations, "hours": args.hours, "rss_before_kib": before,
         "rss_after_kib": after, "bytes_per_location": per.round()}));
+    Ok(())
+}
+
+async fn kafka(args: KafkaArgs) -> Result<()> {
+    use rdkafka::ClientConfig;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let cluster = MockCluster::new(1)?;
+    cluster.create_topic("isobar.readings", args.partitions, 1)?;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let base_ms = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    let started = Instant::now();
+    for n in 0..args.readings {
+        let station = n % args.stations;
+        let at = chrono::DateTime::from_timestamp_millis(base_ms + (n / args.stations) as i64)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let coordinates = if n < args.stations { r#","latitude":40.6,"longitude":-73.8"# } else { "" };
+        let payload = format!(
+            r#"{{"location_id":"KFK{station}","source":"station","observed_at":"{at}","temperature":{:.1}{coordinates}}}"#,
+            (n % 300) as f64 / 10.0
+        );
+        let key = format!("KFK{station}");
+        loop {
+            match producer.send(BaseRecord::to("isobar.readings").key(&key).payload(&payload)) {
+                Ok(()) => break,
+                Err((_, _)) => {
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    println!(
+        "kafka: {} readings produced to the mock cluster in {:.1} s",
+        args.readings,
+        started.elapsed().as_secs_f64()
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let spool = std::env::temp_dir().join(format!("isobar-kafka-bench-{port}"));
+    let mut child = std::process::Command::new(&args.isobar)
+        .arg("serve")
+        .env("ISOBAR__HTTP__PORT", port.to_string())
+        .env("ISOBAR__LOG__LEVEL", "warn")
+        .env("ISOBAR__KAFKA__BROKERS", cluster.bootstrap_servers())
+        .env("ISOBAR__PERSIST__DATA_DIR", &spool)
+        .env("ISOBAR__SOURCES__OPEN_METEO__ENABLED", "false")
+        .env("ISOBAR__SOURCES__MET_NORWAY__ENABLED", "false")
+        .env("ISOBAR__SOURCES__NWS__ENABLED", "false")
+        .env("ISOBAR__SOURCES__OPENWEATHERMAP__ENABLED", "false")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("start isobar")?;
+    let consuming = Instant::now();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut applied = 0u64;
+    let mut first_applied: Option<Instant> = None;
+    let deadline = consuming + Duration::from_secs(300);
+    while Instant::now() < deadline {
+        if let Ok(mut getter) = Poster::new(&base).await {
+            let req = Request::get("/metrics").header("host", &getter.authority).body(Full::new(Bytes::new()))?;
+            if let Ok(res) = getter.sender.send_request(req).await {
+                let text = String::from_utf8_lossy(&res.into_body().collect().await?.to_bytes()).into_owned();
+                applied = text
+                    .lines()
+                    .filter(|l| l.starts_with("isobar_readings_ingested_total"))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum::<f64>() as u64;
+                if applied > 0 && first_applied.is_none() {
+                    first_applied = Some(Instant::now());
+                }
+                if applied >= args.readings as u64 {
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = Instant::now();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&spool);
+    let total = done.duration_since(consuming).as_secs_f64();
+    let steady = first_applied.map_or(total, |f| done.duration_since(f).as_secs_f64());
+    let rate = applied as f64 / steady.max(0.001);
+    println!(
+        "kafka: {applied} of {} readings applied {total:.1} s after isobar started ({:.1} s after the first one): {rate:.0} readings/s from the topic to applied in the actors",
+        args.readings, steady
+    );
+    result(json!({"scenario": "kafka", "readings": args.readings, "applied": applied, "seconds": steady,
+        "readings_per_sec": rate.round()}));
+    if applied < args.readings as u64 {
+        bail!("only {applied} of {} readings were applied", args.readings);
+    }
     Ok(())
 }
