@@ -631,16 +631,8 @@ async fn ingest(args: IngestArgs) -> Result<()> {
     let applied_target = total + args.stations as u64;
     let mut applied = 0;
     let metrics_deadline = Instant::now() + Duration::from_secs(120);
-    let mut getter = Poster::new(&args.base).await?;
     while Instant::now() < metrics_deadline {
-        let req = Request::get("/metrics").header("host", &getter.authority).body(Full::new(Bytes::new()))?;
-        let res = getter.sender.send_request(req).await?;
-        let text = String::from_utf8_lossy(&res.into_body().collect().await?.to_bytes()).into_owned();
-        applied = text
-            .lines()
-            .filter(|l| l.starts_with("isobar_readings_ingested_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64;
+        applied = applied_readings(&args.base).await?;
         if applied >= applied_target {
             break;
         }
@@ -682,6 +674,20 @@ async fn ingest(args: IngestArgs) -> Result<()> {
     result(json!({"scenario": "ingest", "accepted": total, "seconds": elapsed, "readings_per_sec": rate.round(),
         "applied": applied, "applied_per_sec": applied_rate.round(), "influx_points_per_sec": influx_rate}));
     Ok(())
+}
+
+/// Readings the server's location actors applied so far (`isobar_readings_ingested_total`,
+/// summed over sources).
+async fn applied_readings(base: &str) -> Result<u64> {
+    let mut getter = Poster::new(base).await?;
+    let req = Request::get("/metrics").header("host", &getter.authority).body(Full::new(Bytes::new()))?;
+    let res = getter.sender.send_request(req).await?;
+    let text = String::from_utf8_lossy(&res.into_body().collect().await?.to_bytes()).into_owned();
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("isobar_readings_ingested_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
 }
 
 async fn actors(args: ActorsArgs) -> Result<()> {
@@ -791,21 +797,14 @@ async fn kafka(args: KafkaArgs) -> Result<()> {
     let mut first_applied: Option<Instant> = None;
     let deadline = consuming + Duration::from_secs(300);
     while Instant::now() < deadline {
-        if let Ok(mut getter) = Poster::new(&base).await {
-            let req = Request::get("/metrics").header("host", &getter.authority).body(Full::new(Bytes::new()))?;
-            if let Ok(res) = getter.sender.send_request(req).await {
-                let text = String::from_utf8_lossy(&res.into_body().collect().await?.to_bytes()).into_owned();
-                applied = text
-                    .lines()
-                    .filter(|l| l.starts_with("isobar_readings_ingested_total"))
-                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                    .sum::<f64>() as u64;
-                if applied > 0 && first_applied.is_none() {
-                    first_applied = Some(Instant::now());
-                }
-                if applied >= args.readings as u64 {
-                    break;
-                }
+        // The server may still be starting: no answer yet is not an error.
+        if let Ok(n) = applied_readings(&base).await {
+            applied = n;
+            if applied > 0 && first_applied.is_none() {
+                first_applied = Some(Instant::now());
+            }
+            if applied >= args.readings as u64 {
+                break;
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
