@@ -28,7 +28,7 @@ use crate::telemetry::Metrics;
 pub struct Directory {
     catalog: Arc<Catalog>,
     /// Stations registered by readings or sources, by id.
-    stations: HashMap<LocationId, Arc<Location>>,
+    stations: HashMap<LocationId, Station>,
     /// Running location actors.
     actors: HashMap<LocationId, Addr<LocationActor>>,
     /// One arbiter per core; a location always lands on the same one.
@@ -40,6 +40,19 @@ pub struct Directory {
     metrics: Arc<Metrics>,
     /// The source pollers, told when a location starts or passivates.
     pollers: Vec<(Recipient<Track>, Recipient<Untrack>)>,
+}
+
+/// A registered station with its id and name folded once for search.
+struct Station {
+    location: Arc<Location>,
+    folded_id: String,
+    folded_name: String,
+}
+
+impl Station {
+    fn new(location: Location) -> Self {
+        Self { folded_id: fold(location.id.as_str()), folded_name: fold(&location.name), location: Arc::new(location) }
+    }
 }
 
 /// The location id names neither a catalog city nor a known station.
@@ -168,7 +181,7 @@ impl Directory {
     }
 
     fn describe(&self, id: &LocationId) -> Option<Arc<Location>> {
-        self.stations.get(id).cloned().or_else(|| self.catalog.get(id).map(Arc::new))
+        self.stations.get(id).map(|s| s.location.clone()).or_else(|| self.catalog.get(id).map(Arc::new))
     }
 
     fn resolve(&mut self, id: &LocationId) -> Result<Addr<LocationActor>, UnknownLocation> {
@@ -253,15 +266,15 @@ impl Handler<SearchStations> for Directory {
             .stations
             .values()
             .filter_map(|s| {
-                let (id, name) = (fold(s.id.as_str()), fold(&s.name));
-                let rank = if id == query || name == query {
+                let (id, name) = (&s.folded_id, &s.folded_name);
+                let rank = if *id == query || *name == query {
                     MatchRank::Exact
                 } else if id.starts_with(&query) || name.starts_with(&query) {
                     MatchRank::Prefix
                 } else {
                     return None;
                 };
-                Some((rank, (**s).clone()))
+                Some((rank, (*s.location).clone()))
             })
             .collect();
         hits.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
@@ -288,7 +301,7 @@ impl Handler<RegisterStation> for Directory {
     type Result = ();
 
     fn handle(&mut self, msg: RegisterStation, _: &mut Context<Self>) {
-        self.stations.insert(msg.location.id.clone(), Arc::new(msg.location));
+        self.stations.insert(msg.location.id.clone(), Station::new(msg.location));
     }
 }
 
@@ -307,7 +320,7 @@ impl Handler<RouteReadings> for Directory {
                         if let Some(deps) = &self.deps {
                             deps.persister.do_send(SaveStation { location: station.clone() });
                         }
-                        self.stations.insert(station.id.clone(), Arc::new(station));
+                        self.stations.insert(station.id.clone(), Station::new(station));
                     }
                     _ => {
                         rejected.push((index, needs_coordinates(&reading.location_id)));
