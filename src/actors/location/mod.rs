@@ -295,17 +295,22 @@ impl LocationActor {
         let Some(window) = self.forecast.as_ref().map(|f| f.window(Utc::now(), WS_FORECAST_HOURS)) else { return };
         let Ok(data) = serde_json::to_string(&window) else { return };
         let text = ByteString::from(format!(
-            r#"{{"type":"forecast","location_id":{},"data":{}}}"#,
-            json_string(self.location.id.as_str()),
+            r#"{{"type":"forecast","location_id":"{}","data":{}}}"#,
+            self.location.id,
             data
         ));
         self.fan_out(text);
     }
 
-    fn view(&mut self, units: Units) -> Option<CurrentView> {
+    /// Recomputes ages and the stale flag when the rendered view is older than the TTL.
+    fn refresh_if_old(&mut self) {
         if self.rendered.as_ref().is_some_and(|r| r.computed_at.elapsed() >= RENDER_TTL) {
             self.recompute(None);
         }
+    }
+
+    fn view(&mut self, units: Units) -> Option<CurrentView> {
+        self.refresh_if_old();
         let r = self.rendered.as_mut()?;
         let body = match units {
             Units::Metric => r.metric.clone(),
@@ -319,12 +324,13 @@ impl LocationActor {
         Some(CurrentView { body, seq: r.seq, units, changed_at: r.changed_at })
     }
 
-    /// The message every subscriber gets on a change: serialized once, shared.
+    /// The message every subscriber gets on a change: serialized once, shared. (A location
+    /// id never needs JSON escaping: its pattern allows only `[A-Za-z0-9._:-]`.)
     fn broadcast_update(&mut self) {
         let Some(r) = &self.rendered else { return };
         let text = ByteString::from(format!(
-            r#"{{"type":"update","location_id":{},"seq":{},"data":{}}}"#,
-            json_string(self.location.id.as_str()),
+            r#"{{"type":"update","location_id":"{}","seq":{},"data":{}}}"#,
+            self.location.id,
             r.seq,
             r.metric
         ));
@@ -370,8 +376,8 @@ impl LocationActor {
     fn snapshot_message(&self) -> ByteString {
         let data = self.rendered.as_ref().map(|r| r.metric.as_ref()).unwrap_or("null");
         ByteString::from(format!(
-            r#"{{"type":"snapshot","location_id":{},"data":{}}}"#,
-            json_string(self.location.id.as_str()),
+            r#"{{"type":"snapshot","location_id":"{}","data":{}}}"#,
+            self.location.id,
             data
         ))
     }
@@ -419,10 +425,6 @@ fn same_conditions(a: &Current, b: &Current) -> bool {
         && sources_match
 }
 
-/// `s` as a JSON string literal.
-fn json_string(s: &str) -> String {
-    serde_json::Value::from(s).to_string()
-}
 
 impl Actor for LocationActor {
     type Context = Context<Self>;
@@ -584,9 +586,7 @@ impl Handler<Subscribe> for LocationActor {
 
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
         self.touch();
-        if self.rendered.as_ref().is_some_and(|r| r.computed_at.elapsed() >= RENDER_TTL) {
-            self.recompute(None);
-        }
+        self.refresh_if_old();
         msg.recipient.do_send(Deliver { payload: Payload::Text(self.snapshot_message()) });
         self.subscribers.retain(|(id, _)| *id != msg.session_id);
         if self.subscribers.is_empty() {
