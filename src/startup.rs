@@ -61,7 +61,6 @@ pub struct Application {
     directory: Addr<Directory>,
     persister: Addr<Persister>,
     arbiters: Vec<Arbiter>,
-    metrics: Arc<Metrics>,
 }
 
 /// Asks a running application to shut down gracefully (tests, embedding).
@@ -215,16 +214,7 @@ impl Application {
         .map_err(StartupError::Server)?
         .run();
         info!(address = %address, startup_ms = started.elapsed().as_millis() as u64, "listening");
-        Ok(Self {
-            address,
-            server,
-            shutdown_sessions,
-            stop: Arc::new(Notify::new()),
-            directory,
-            persister,
-            arbiters,
-            metrics,
-        })
+        Ok(Self { address, server, shutdown_sessions, stop: Arc::new(Notify::new()), directory, persister, arbiters })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -233,10 +223,6 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.address.port()
-    }
-
-    pub fn metrics(&self) -> Arc<Metrics> {
-        self.metrics.clone()
     }
 
     pub fn directory(&self) -> Addr<Directory> {

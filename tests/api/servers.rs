@@ -34,16 +34,30 @@ fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     panic!("{what} did not start within 20 s");
 }
 
-fn kill9(child: &mut Child) {
-    let _ = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
-    let _ = child.wait();
+/// A server process that is SIGKILLed when killed, replaced or dropped.
+#[derive(Default)]
+struct Running(Option<Child>);
+
+impl Running {
+    fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 pub struct Redis {
     pub port: u16,
     dir: tempfile::TempDir,
     extra: Vec<String>,
-    child: Option<Child>,
+    child: Running,
 }
 
 impl Redis {
@@ -57,7 +71,7 @@ impl Redis {
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
-            child: None,
+            child: Running::default(),
         };
         r.launch();
         r
@@ -75,7 +89,7 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server starts");
-        self.child = Some(child);
+        self.child = Running(Some(child));
         let port = self.port;
         wait_until("redis-server", || {
             TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
@@ -92,9 +106,7 @@ impl Redis {
     }
 
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            kill9(&mut c);
-        }
+        self.child.kill();
     }
 
     pub fn restart(&mut self) {
@@ -107,28 +119,22 @@ impl Redis {
     }
 }
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 pub struct Influx {
     pub port: u16,
     dir: tempfile::TempDir,
-    child: Option<Child>,
+    child: Running,
 }
 
 impl Influx {
     pub fn start() -> Self {
-        let mut i = Self { port: free_port(), dir: tempfile::tempdir().unwrap(), child: None };
+        let mut i = Self { port: free_port(), dir: tempfile::tempdir().unwrap(), child: Running::default() };
         i.launch();
         i
     }
 
     /// A port and data directory, without a running server (for "down at start").
     pub fn stopped() -> Self {
-        Self { port: free_port(), dir: tempfile::tempdir().unwrap(), child: None }
+        Self { port: free_port(), dir: tempfile::tempdir().unwrap(), child: Running::default() }
     }
 
     pub fn launch(&mut self) {
@@ -155,7 +161,7 @@ impl Influx {
             .stderr(Stdio::null())
             .spawn()
             .expect("influxd starts");
-        self.child = Some(child);
+        self.child = Running(Some(child));
         let port = self.port;
         wait_until("influxd", || {
             TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
@@ -172,9 +178,7 @@ impl Influx {
     }
 
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            kill9(&mut c);
-        }
+        self.child.kill();
     }
 
     pub fn restart(&mut self) {
@@ -199,11 +203,5 @@ impl Influx {
     pub async fn count_readings(&self, filter: &str) -> u64 {
         let body = self.query(&format!("SELECT count(temperature) FROM readings {filter}")).await;
         body.pointer("/results/0/series/0/values/0/1").and_then(|v| v.as_u64()).unwrap_or(0)
-    }
-}
-
-impl Drop for Influx {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

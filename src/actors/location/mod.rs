@@ -294,11 +294,8 @@ impl LocationActor {
         }
         let Some(window) = self.forecast.as_ref().map(|f| f.window(Utc::now(), WS_FORECAST_HOURS)) else { return };
         let Ok(data) = serde_json::to_string(&window) else { return };
-        let text = ByteString::from(format!(
-            r#"{{"type":"forecast","location_id":"{}","data":{}}}"#,
-            self.location.id,
-            data
-        ));
+        let text =
+            ByteString::from(format!(r#"{{"type":"forecast","location_id":"{}","data":{}}}"#, self.location.id, data));
         self.fan_out(text);
     }
 
@@ -330,9 +327,7 @@ impl LocationActor {
         let Some(r) = &self.rendered else { return };
         let text = ByteString::from(format!(
             r#"{{"type":"update","location_id":"{}","seq":{},"data":{}}}"#,
-            self.location.id,
-            r.seq,
-            r.metric
+            self.location.id, r.seq, r.metric
         ));
         if self.deps.feed.is_some() {
             self.deps.persister.do_send(Publish { id: self.location.id.clone(), text: text.clone() });
@@ -375,11 +370,7 @@ impl LocationActor {
 
     fn snapshot_message(&self) -> ByteString {
         let data = self.rendered.as_ref().map(|r| r.metric.as_ref()).unwrap_or("null");
-        ByteString::from(format!(
-            r#"{{"type":"snapshot","location_id":"{}","data":{}}}"#,
-            self.location.id,
-            data
-        ))
+        ByteString::from(format!(r#"{{"type":"snapshot","location_id":"{}","data":{}}}"#, self.location.id, data))
     }
 
     fn save_snapshot(&mut self) {
@@ -424,7 +415,6 @@ fn same_conditions(a: &Current, b: &Current) -> bool {
         && a.stale == b.stale
         && sources_match
 }
-
 
 impl Actor for LocationActor {
     type Context = Context<Self>;
