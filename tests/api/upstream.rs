@@ -459,7 +459,7 @@ async fn nws_404_for_a_point_outside_coverage_stops_asking_and_others_serve() {
 }
 
 #[actix_rt::test]
-async fn met_norway_203_is_used_with_a_warning() {
+async fn met_norway_203_deprecated_data_is_still_used() {
     let server = MockServer::start().await;
     mount_met(&server, 203).await;
     let app = spawn_app_with(sources(&server, &["met_norway"], json!({}))).await;
