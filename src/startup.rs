@@ -142,12 +142,15 @@ impl Application {
         if let (Some(ctx), Some((client, instance))) = (feed_context, feed) {
             ctx.run(RedisFeed::new(client, instance, directory.clone()));
         }
+        let mut arbiters = arbiters;
         let kafka = if kafka_on {
-            Some(
-                KafkaIngest::new(&settings.kafka, directory.clone(), metrics.clone())
-                    .map_err(StartupError::Kafka)?
-                    .start(),
-            )
+            let ingest =
+                KafkaIngest::new(&settings.kafka, directory.clone(), metrics.clone()).map_err(StartupError::Kafka)?;
+            // Its own thread: a rebalance blocks it while locations are handed over.
+            let arbiter = Arbiter::new();
+            let addr = KafkaIngest::start_in_arbiter(&arbiter.handle(), move |_| ingest);
+            arbiters.push(arbiter);
+            Some(addr)
         } else {
             None
         };

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub kafka_produced: IntCounterVec,
     pub kafka_produce_errors: IntCounterVec,
     pub kafka_consumer_lag: IntGauge,
+    pub kafka_assigned_partitions: IntGauge,
+    pub kafka_handed_over: IntCounter,
 }
 
 impl Metrics {
@@ -152,6 +154,16 @@ impl Metrics {
             "Messages behind the high watermark, summed over the assigned partitions.",
         )
         .expect("static metric definition");
+        let kafka_assigned_partitions = IntGauge::new(
+            "isobar_kafka_assigned_partitions",
+            "Partitions of the readings topic this instance owns (its locations are owned here).",
+        )
+        .expect("static metric definition");
+        let kafka_handed_over = IntCounter::new(
+            "isobar_kafka_locations_handed_over_total",
+            "Locations flushed and stopped because their partition moved to another instance.",
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_request_duration.clone()),
@@ -175,6 +187,8 @@ impl Metrics {
             Box::new(kafka_produced.clone()),
             Box::new(kafka_produce_errors.clone()),
             Box::new(kafka_consumer_lag.clone()),
+            Box::new(kafka_assigned_partitions.clone()),
+            Box::new(kafka_handed_over.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -203,6 +217,8 @@ impl Metrics {
             kafka_produced,
             kafka_produce_errors,
             kafka_consumer_lag,
+            kafka_assigned_partitions,
+            kafka_handed_over,
         }
     }
 

@@ -14,12 +14,13 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use futures_util::future::join_all;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::actors::location::{
-    ApplyForecast, Checkpoint, IngestBatch, LocationActor, LocationDeps, Passivate, RelayUpdate, SourceHealth,
+    Adopt, ApplyForecast, Checkpoint, HandOver, IngestBatch, LocationActor, LocationDeps, Passivate, RelayUpdate,
+    SourceHealth,
 };
-use crate::actors::persister::SaveStation;
+use crate::actors::persister::{SaveStation, SyncSnapshots};
 use crate::actors::poller::{Track, Untrack};
 use crate::catalog::{Catalog, MatchRank, fold};
 use crate::domain::{FieldError, ForecastRun, Location, LocationId, LocationKind, Reading, SourceName};
@@ -91,6 +92,21 @@ pub struct SearchStations {
 pub struct RouteReadings {
     pub readings: Vec<(usize, Reading)>,
     pub wait: bool,
+    /// Locations this instance has just taken over (their Kafka partition is newly its
+    /// own): a running actor for one of them only followed it and may be stale, so it
+    /// restores from the store again before their readings apply.
+    pub adopt: Vec<LocationId>,
+}
+
+/// Another instance takes these locations over (their Kafka partitions were revoked):
+/// each running actor writes its latest state and stops, then the persister writes
+/// every pending snapshot to the shared store and forgets its local copies. Answers how
+/// many actors were handed over once all that is done. Sent by `KafkaIngest`'s
+/// rebalance callback, which waits for the answer before the partitions move.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct HandOverLocations {
+    pub ids: Vec<LocationId>,
 }
 
 /// The readings that could not be routed (a new station without coordinates), without
@@ -202,6 +218,16 @@ impl Directory {
         Ok(addr)
     }
 
+    /// Forgets the running actor of `id` (it stops on its own); returns its address.
+    fn forget(&mut self, id: &LocationId) -> Option<Addr<LocationActor>> {
+        let addr = self.actors.remove(id)?;
+        self.metrics.locations_active.set(self.actors.len() as i64);
+        for (_, untrack) in &self.pollers {
+            untrack.do_send(Untrack { id: id.clone() });
+        }
+        Some(addr)
+    }
+
     fn is_known(&self, id: &LocationId) -> bool {
         self.stations.contains_key(id) || self.catalog.get(id).is_some()
     }
@@ -309,6 +335,11 @@ impl Handler<RouteReadings> for Directory {
     type Result = ResponseFuture<Vec<(usize, FieldError)>>;
 
     fn handle(&mut self, msg: RouteReadings, _: &mut Context<Self>) -> Self::Result {
+        for id in &msg.adopt {
+            if let Some(follower) = self.actors.get(id) {
+                follower.do_send(Adopt);
+            }
+        }
         let mut rejected = Vec::new();
         let mut batches: HashMap<LocationId, Vec<Reading>> = HashMap::new();
         for (index, reading) in msg.readings {
@@ -352,11 +383,7 @@ impl Handler<RequestPassivation> for Directory {
 
     fn handle(&mut self, msg: RequestPassivation, _: &mut Context<Self>) {
         if self.actors.get(&msg.id) == Some(&msg.addr) {
-            self.actors.remove(&msg.id);
-            self.metrics.locations_active.set(self.actors.len() as i64);
-            for (_, untrack) in &self.pollers {
-                untrack.do_send(Untrack { id: msg.id.clone() });
-            }
+            self.forget(&msg.id);
         }
         // Whether registered or an orphan restarted by its supervisor, it may stop now.
         msg.addr.do_send(Passivate);
@@ -412,6 +439,28 @@ impl Handler<RelayRemoteUpdate> for Directory {
         if let Some(addr) = self.actors.get(&msg.id) {
             addr.do_send(RelayUpdate { text: msg.text });
         }
+    }
+}
+
+impl Handler<HandOverLocations> for Directory {
+    type Result = ResponseFuture<usize>;
+
+    fn handle(&mut self, msg: HandOverLocations, _: &mut Context<Self>) -> Self::Result {
+        let stops: Vec<_> = msg.ids.iter().filter_map(|id| self.forget(id)).map(|a| a.send(HandOver)).collect();
+        let persister = self.deps.as_ref().map(|d| d.persister.clone());
+        Box::pin(async move {
+            // Each actor handed its snapshot to the persister before answering, so the
+            // sync below (queued after those) writes them all.
+            let handed = join_all(stops).await.into_iter().filter(Result::is_ok).count();
+            if let Some(persister) = persister {
+                match persister.send(SyncSnapshots { forget: msg.ids }).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => warn!(error = %e, "handing locations over before their state reached the store"),
+                    Err(_) => {}
+                }
+            }
+            handed
+        })
     }
 }
 
@@ -519,7 +568,11 @@ mod tests {
     async fn a_new_station_needs_coordinates_and_is_placed_by_the_nearest_city() {
         let (directory, _) = start_directory();
         let rejected = directory
-            .send(RouteReadings { readings: vec![(0, reading("EGLL", false)), (1, reading("EGLL", true))], wait: true })
+            .send(RouteReadings {
+                readings: vec![(0, reading("EGLL", false)), (1, reading("EGLL", true))],
+                wait: true,
+                adopt: Vec::new(),
+            })
             .await
             .unwrap();
         assert_eq!(rejected.len(), 1);

@@ -11,28 +11,38 @@
 //! - [`UpdatesProducer`] produces every consensus update to `kafka.updates_topic` (key =
 //!   location id, value = the WebSocket `update` bytes), with `acks=all` and idempotence.
 //!
+//! Several instances in one consumer group split the locations: a location is owned by
+//! the instance that owns its partition (readings are keyed by location id, and every
+//! producer here uses the Java client's murmur2 partitioner, so kafka-python, the Java
+//! client and isobar put a location on the same partition). When a partition is revoked
+//! the consumer's thread waits while the stored offsets are committed and every location
+//! seen on it is handed over: its actor writes its state and stops, and the persister
+//! gets those snapshots into Redis. The new owner's first reading of a location replaces
+//! any actor that merely followed it with one restored from Redis.
+//!
 //! A broker that is down never stops the service: librdkafka reconnects by itself, and
 //! /ready says `kafka` is down meanwhile.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::Utc;
 use futures_util::FutureExt;
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, FutureProducer, FutureRecord, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset};
 use serde_json::Value;
 use tracing::{error, info, warn};
 
-use crate::actors::directory::{Directory, RouteReadings};
+use crate::actors::directory::{Directory, HandOverLocations, RouteReadings};
 use crate::config::KafkaSettings;
-use crate::domain::Reading;
 use crate::domain::reading::rejection_reason;
+use crate::domain::{LocationId, Reading};
 use crate::telemetry::Metrics;
 
 /// Messages handled per batch at most.
@@ -46,6 +56,9 @@ const LAG_INTERVAL: Duration = Duration::from_secs(5);
 fn base_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &settings.brokers);
+    // The Java client's partitioner (kafka-python's too): a location's readings land on
+    // the same partition whoever produced them.
+    config.set("partitioner", "murmur2_random");
     for (key, value) in &settings.properties {
         config.set(key, value);
     }
@@ -99,8 +112,99 @@ impl UpdatesProducer {
     }
 }
 
+/// What this instance owns: the assigned partitions of the readings topic and, for each
+/// location seen on one since, that partition.
+#[derive(Default)]
+struct Ownership {
+    assigned: HashSet<i32>,
+    locations: HashMap<LocationId, i32>,
+}
+
+/// The consumer's context: keeps [`Ownership`] and hands locations over on revocation.
+pub struct IngestContext {
+    topic: String,
+    directory: Addr<Directory>,
+    metrics: Arc<Metrics>,
+    ownership: Mutex<Ownership>,
+}
+
+impl IngestContext {
+    fn ownership(&self) -> std::sync::MutexGuard<'_, Ownership> {
+        self.ownership.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn partitions(&self, rebalance: &Rebalance<'_>) -> Vec<i32> {
+        match rebalance {
+            Rebalance::Assign(tpl) | Rebalance::Revoke(tpl) => {
+                tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect()
+            }
+            Rebalance::Error(_) => Vec::new(),
+        }
+    }
+}
+
+impl ClientContext for IngestContext {}
+
+impl ConsumerContext for IngestContext {
+    /// Runs on the consuming thread (KafkaIngest's own arbiter) between two batches, so
+    /// everything applied so far has its offset stored. The partitions move only when
+    /// this returns: it waits for the commit and the hand-over.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(_) = rebalance else { return };
+        let revoked = self.partitions(rebalance);
+        // Some brokers refuse commits once the rebalance began (librdkafka's mock cluster
+        // does); the readings since the last auto-commit are then redelivered to the new
+        // owner, which drops them as duplicates.
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => warn!(error = %e, "cannot commit offsets before a rebalance; some readings will be redelivered"),
+        }
+        let ids: Vec<LocationId> = {
+            let mut own = self.ownership();
+            own.assigned.retain(|p| !revoked.contains(p));
+            self.metrics.kafka_assigned_partitions.set(own.assigned.len() as i64);
+            let mut ids = Vec::new();
+            own.locations.retain(|id, p| {
+                let moved = revoked.contains(p);
+                if moved {
+                    ids.push(id.clone());
+                }
+                !moved
+            });
+            ids
+        };
+        if ids.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let seen = ids.len();
+        // Blocking is safe here: the Directory, the location actors and the persister run
+        // on other threads. Without them (shutting down) the send fails at once.
+        let handed = futures_executor::block_on(self.directory.send(HandOverLocations { ids })).unwrap_or(0);
+        self.metrics.kafka_handed_over.inc_by(handed as u64);
+        info!(
+            partitions = ?revoked,
+            locations = seen,
+            running = handed,
+            ms = started.elapsed().as_millis() as u64,
+            "partitions revoked; locations handed over"
+        );
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(_) = rebalance else { return };
+        let assigned = self.partitions(rebalance);
+        let mut own = self.ownership();
+        own.assigned.extend(assigned.iter().copied());
+        self.metrics.kafka_assigned_partitions.set(own.assigned.len() as i64);
+        info!(partitions = ?assigned, "partitions assigned");
+    }
+}
+
+type IngestConsumer = StreamConsumer<IngestContext>;
+
 pub struct KafkaIngest {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<IngestConsumer>,
     dlq: FutureProducer,
     directory: Addr<Directory>,
     metrics: Arc<Metrics>,
@@ -129,17 +233,27 @@ impl KafkaIngest {
         let mut config = ClientConfig::new();
         // Defaults that kafka.properties may override: a crashed or departing instance's
         // partitions move on within seconds rather than the stock 45 s.
-        config.set("session.timeout.ms", "10000").set("heartbeat.interval.ms", "3000");
+        // Offsets are committed every second (not 5 s): less to redeliver after a crash.
+        config
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "3000")
+            .set("auto.commit.interval.ms", "1000");
         for (key, value) in &settings.properties {
             config.set(key, value);
         }
-        let consumer: StreamConsumer = config
+        let context = IngestContext {
+            topic: settings.readings_topic.clone(),
+            directory: directory.clone(),
+            metrics: metrics.clone(),
+            ownership: Mutex::default(),
+        };
+        let consumer: IngestConsumer = config
             .set("bootstrap.servers", &settings.brokers)
             .set("group.id", &settings.group_id)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .create()?;
+            .create_with_context(context)?;
         consumer.subscribe(&[settings.readings_topic.as_str()])?;
         // Shared by the dead-letter path and POST /v1/readings; a broker that does not
         // acknowledge within the timeout fails the delivery (the POST answers 503).
@@ -200,7 +314,7 @@ async fn dead_letter(dlq: &FutureProducer, settings: &KafkaSettings, message: &B
 }
 
 async fn consume(
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<IngestConsumer>,
     dlq: FutureProducer,
     directory: Addr<Directory>,
     metrics: Arc<Metrics>,
@@ -225,14 +339,28 @@ async fn consume(
         metrics.kafka_consumed.inc_by(batch.len() as u64);
         let mut good = Vec::with_capacity(batch.len());
         let mut dead = Vec::new();
-        for (i, message) in batch.iter().enumerate() {
-            match decode(message, settings.max_message_bytes) {
-                Ok(reading) => good.push((i, reading)),
-                Err(d) => dead.push((i, d)),
+        let mut adopt = Vec::new();
+        {
+            // No await while locked: the rebalance callback (run inside recv) locks too.
+            let mut own = consumer.context().ownership();
+            // A partition revoked while this batch was collected is another instance's
+            // now: its messages are left to the new owner (nothing was stored for them).
+            batch.retain(|m| own.assigned.contains(&m.partition()));
+            for (i, message) in batch.iter().enumerate() {
+                match decode(message, settings.max_message_bytes) {
+                    Ok(reading) => {
+                        if !own.locations.contains_key(&reading.location_id) {
+                            own.locations.insert(reading.location_id.clone(), message.partition());
+                            adopt.push(reading.location_id.clone());
+                        }
+                        good.push((i, reading));
+                    }
+                    Err(d) => dead.push((i, d)),
+                }
             }
         }
         if !good.is_empty() {
-            match directory.send(RouteReadings { readings: good, wait: true }).await {
+            match directory.send(RouteReadings { readings: good, wait: true, adopt }).await {
                 Ok(rejected) => dead.extend(rejected.into_iter().map(|(i, e)| {
                     (i, Dead { reason: format!("{}: {}", e.field, e.message), label: "unknown_location" })
                 })),
@@ -255,7 +383,7 @@ async fn consume(
 }
 
 /// Sum over the assigned partitions of high watermark − position.
-fn consumer_lag(consumer: &StreamConsumer) -> Option<i64> {
+fn consumer_lag(consumer: &IngestConsumer) -> Option<i64> {
     let positions = consumer.position().ok()?;
     let mut lag = 0;
     for element in positions.elements() {

@@ -24,6 +24,7 @@ use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
+use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::config::{InfluxSettings, PersistSettings, RedisSettings};
@@ -38,6 +39,8 @@ use crate::telemetry::Metrics;
 
 /// Longest a shutdown waits for a backend before leaving the rest in the spool.
 const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a hand-over waits for Redis to take the snapshots.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest /ready waits for a backend's answer.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -70,6 +73,8 @@ pub struct Persister {
     metrics: Arc<Metrics>,
     /// Tags this instance's publications, so it can ignore its own on the feed.
     instance: Arc<str>,
+    /// Hand-overs waiting for the Redis queue to drain.
+    synced: Vec<oneshot::Sender<()>>,
 }
 
 /// Sent by a `LocationActor` when its state changed (at most once per snapshot interval)
@@ -123,6 +128,16 @@ pub struct LoadStations;
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct Flush;
+
+/// Writes every pending snapshot to Redis now and answers once Redis holds them all (or
+/// why not within a few seconds); forgets the local copies of `forget`, which another
+/// instance owns from now on (without Redis they are the only copies and are kept).
+/// Sent by the `Directory` when handing locations over.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct SyncSnapshots {
+    pub forget: Vec<LocationId>,
+}
 
 /// The state of every backend, pinged now. Sent by /ready.
 #[derive(Message)]
@@ -213,6 +228,7 @@ impl Persister {
             backends,
             metrics,
             instance: Arc::from(format!("{}-{}", std::process::id(), fastrand::u64(..))),
+            synced: Vec::new(),
         })
     }
 
@@ -314,6 +330,11 @@ impl Persister {
                     info!(backend = name, "backend is back");
                 }
                 backend.failures = 0;
+                if name == "redis" && backend.queue.is_empty() {
+                    for waiter in self.synced.drain(..) {
+                        let _ = waiter.send(());
+                    }
+                }
                 if !backend.queue.is_empty() {
                     // More waiting (a backlog or a replayed spool): keep going.
                     ctx.run_later(Duration::ZERO, |act, ctx| act.flush(ctx));
@@ -533,6 +554,33 @@ impl Handler<Flush> for Persister {
             }
             flushed
         }))
+    }
+}
+
+impl Handler<SyncSnapshots> for Persister {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, msg: SyncSnapshots, ctx: &mut Context<Self>) -> Self::Result {
+        self.drain_pending();
+        let Some(redis) = self.backends.iter().find(|b| b.name == "redis") else {
+            return Box::pin(std::future::ready(Ok(())));
+        };
+        let drained = redis.queue.is_empty();
+        for id in &msg.forget {
+            self.memory.remove(id);
+        }
+        if drained {
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.synced.push(tx);
+        self.flush(ctx);
+        Box::pin(async move {
+            match tokio::time::timeout(SYNC_TIMEOUT, rx).await {
+                Ok(Ok(())) => Ok(()),
+                _ => Err(format!("Redis did not take the snapshots within {} s", SYNC_TIMEOUT.as_secs())),
+            }
+        })
     }
 }
 

@@ -97,7 +97,7 @@ impl ReplayFeeder {
             }
         }
         if !readings.is_empty() {
-            self.directory.do_send(RouteReadings { readings, wait: false });
+            self.directory.do_send(RouteReadings { readings, wait: false, adopt: Vec::new() });
         }
     }
 }

@@ -24,6 +24,10 @@ impl MemoryStore {
         self.snapshots.get(id).cloned()
     }
 
+    pub fn remove(&mut self, id: &LocationId) {
+        self.snapshots.remove(id);
+    }
+
     pub fn len(&self) -> usize {
         self.snapshots.len()
     }

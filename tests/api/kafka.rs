@@ -232,3 +232,80 @@ async fn provider_readings_go_through_the_topic_too() {
     assert_eq!(on_topic[0].0, "2643743");
     assert_eq!((reading["source"].clone(), reading["weather_code"].clone()), (json!("met-norway"), json!(2)));
 }
+
+/// Readings applied by `app` (every source).
+async fn applied(app: &TestApp) -> f64 {
+    let mut sum = 0.0;
+    for source in ["station", "other"] {
+        sum += app.metric(&format!("isobar_readings_ingested_total{{source=\"{source}\"}}")).await.unwrap_or(0.0);
+    }
+    sum
+}
+
+#[actix_rt::test]
+async fn two_instances_split_the_partitions_and_a_revoked_location_is_handed_over_with_its_state() {
+    let kafka = Kafka::start();
+    let redis = crate::servers::Redis::start();
+    let config = json!({"kafka": {"brokers": kafka.brokers()}, "redis": {"url": redis.url()}});
+    let ids: Vec<String> = (0..12).map(|i| format!("OWN{i:02}")).collect();
+
+    let a = spawn_app_with(config.clone()).await;
+    for (i, id) in ids.iter().enumerate() {
+        kafka.produce(id, station_reading(id, 10, i as f64).to_string().as_bytes()).await;
+    }
+    assert!(eventually(30, || async { applied(&a).await == 12.0 }).await, "the first instance applies all 12");
+    assert_eq!(a.metric("isobar_kafka_assigned_partitions").await, Some(3.0));
+
+    // A second instance joins the group: the first gives up partitions and hands over
+    // (eagerly: it revokes all three, then gets its share back).
+    let b = spawn_app_with(config).await;
+    assert!(
+        eventually(40, || async {
+            let (pa, pb) = (
+                a.metric("isobar_kafka_assigned_partitions").await.unwrap_or(0.0),
+                b.metric("isobar_kafka_assigned_partitions").await.unwrap_or(0.0),
+            );
+            pa > 0.0 && pb > 0.0 && pa + pb == 3.0
+        })
+        .await,
+        "the partitions are split between the two instances"
+    );
+    assert_eq!(a.metric("isobar_kafka_locations_handed_over_total").await, Some(12.0));
+
+    // A second source reports every location; each reading is applied once, by the owner.
+    for (i, id) in ids.iter().enumerate() {
+        let mut reading = station_reading(id, 5, 20.0 + i as f64);
+        reading["source"] = json!("buoy");
+        kafka.produce(id, reading.to_string().as_bytes()).await;
+    }
+    assert!(
+        eventually(30, || async { applied(&a).await + applied(&b).await == 24.0 }).await,
+        "every second-round reading is applied by exactly one instance"
+    );
+    let (on_a, on_b) = (applied(&a).await - 12.0, applied(&b).await);
+    assert!(on_a > 0.0 && on_b > 0.0, "both instances own locations: {on_a} on the first, {on_b} on the second");
+    // Whoever owns a location now continued from the state handed over: both sources count.
+    // The owner of each location continued from the state handed over: it shows both
+    // sources (a location that moved to the second instance got the first reading's state
+    // from Redis only).
+    let sources = |current: Value| -> Vec<(String, f64)> {
+        let mut s: Vec<_> = current["sources"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|s| {
+                        (s["name"].as_str().unwrap_or("").to_owned(), s["temperature"].as_f64().unwrap_or(f64::NAN))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        s.sort_by(|x, y| x.0.cmp(&y.0));
+        s
+    };
+    for (i, id) in ids.iter().enumerate() {
+        let path = format!("/v1/locations/{id}/current");
+        let (on_a, on_b) = (sources(a.get_json(&path).await.1), sources(b.get_json(&path).await.1));
+        let owner = if on_a.iter().any(|s| s.0 == "buoy") { on_a } else { on_b };
+        assert_eq!(owner, vec![("buoy".to_owned(), 20.0 + i as f64), ("station".to_owned(), i as f64)], "{id}");
+    }
+}

@@ -183,10 +183,18 @@ pub struct Unsubscribe {
 #[rtype(result = "()")]
 pub struct Passivate;
 
-/// Sent at shutdown: hand the current snapshot to the persister now.
+/// Sent at shutdown: hand the current snapshot to the persister now (if it changed).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Checkpoint;
+
+/// Sent by the `Directory` when another instance takes this location over (its Kafka
+/// partition moved): the latest state goes to the persister before the answer, then the
+/// actor stops without writing again, so a late write can never overwrite the new
+/// owner's.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HandOver;
 
 /// An update another instance published; forwarded as is to local subscribers.
 /// Sent by the `Directory` for the `RedisFeed`.
@@ -195,6 +203,13 @@ pub struct Checkpoint;
 pub struct RelayUpdate {
     pub text: ByteString,
 }
+
+/// Sent by the `Directory` before the first readings of a location this instance just
+/// took over: an actor that applied nothing itself restores from the store again, since
+/// the previous owner may have changed the location after this one started.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Adopt;
 
 /// Stops the actor from the inside, as an unrecoverable error would: its supervisor
 /// restarts it and `restarting()` rebuilds the state from the store. For operators and
@@ -439,7 +454,11 @@ impl Actor for LocationActor {
     }
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
-        self.save_snapshot();
+        // Only a change is written: an actor that merely restored (or follows a location
+        // another instance owns) must not overwrite the store with what it read.
+        if self.dirty {
+            self.save_snapshot();
+        }
         self.deps.views.remove(&self.location.id);
         if !self.subscribers.is_empty() {
             self.follow(false);
@@ -612,7 +631,31 @@ impl Handler<Checkpoint> for LocationActor {
     type Result = ();
 
     fn handle(&mut self, _: Checkpoint, _: &mut Context<Self>) {
-        self.save_snapshot();
+        if self.dirty {
+            self.save_snapshot();
+        }
+    }
+}
+
+impl Handler<Adopt> for LocationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Adopt, ctx: &mut Context<Self>) {
+        if !self.dirty {
+            self.restore(ctx);
+        }
+    }
+}
+
+impl Handler<HandOver> for LocationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: HandOver, ctx: &mut Context<Self>) {
+        debug!(location = %self.location.id, "handing over");
+        if self.dirty {
+            self.save_snapshot();
+        }
+        ctx.stop();
     }
 }
 

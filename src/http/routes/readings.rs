@@ -133,7 +133,7 @@ pub async fn post(
         }
         unroutable
     } else {
-        state.directory.send(RouteReadings { readings: valid, wait: false }).await?
+        state.directory.send(RouteReadings { readings: valid, wait: false, adopt: Vec::new() }).await?
     };
     for (index, error) in &unroutable {
         let source = sources.binary_search_by_key(index, |(i, _)| *i).map_or("other", |at| sources[at].1);
