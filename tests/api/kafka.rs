@@ -270,7 +270,9 @@ async fn two_instances_split_the_partitions_and_a_revoked_location_is_handed_ove
         .await,
         "the partitions are split between the two instances"
     );
-    assert_eq!(a.metric("isobar_kafka_locations_handed_over_total").await, Some(12.0));
+    // Every location was handed over (a join can take more than one rebalance, so some
+    // may have been handed over twice).
+    assert!(a.metric("isobar_kafka_locations_handed_over_total").await.unwrap_or(0.0) >= 12.0);
 
     // A second source reports every location; each reading is applied once, by the owner.
     for (i, id) in ids.iter().enumerate() {

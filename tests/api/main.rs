@@ -4,6 +4,7 @@
 mod helpers;
 
 mod kafka;
+mod kafka_broker;
 mod locations;
 mod ops;
 mod persistence;

@@ -1,11 +1,12 @@
-//! Real Redis and InfluxDB servers for the tests: Debian's `redis-server` and `influxd`,
-//! each on free loopback ports with a throwaway data directory, started and killed by the
-//! test itself (so a test can SIGKILL one mid-stream and bring it back on the same port
-//! and data). The README's test command installs both when they are missing.
+//! Real servers for the tests: Debian's `redis-server` and `influxd`, and `tansu` (an
+//! Apache Kafka compatible broker), each on free loopback ports with a throwaway data
+//! directory, started and killed by the test itself (so a test can SIGKILL one
+//! mid-stream and bring it back on the same port and data). The README's test command
+//! installs all three when they are missing.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -203,5 +204,90 @@ impl Influx {
     pub async fn count_readings(&self, filter: &str) -> u64 {
         let body = self.query(&format!("SELECT count(temperature) FROM readings {filter}")).await;
         body.pointer("/results/0/series/0/values/0/1").and_then(|v| v.as_u64()).unwrap_or(0)
+    }
+}
+
+/// Kafka topics the broker tests use, with their partition counts.
+const TOPICS: [(&str, u32); 3] = [("isobar.readings", 3), ("isobar.readings.dlq", 1), ("isobar.updates", 3)];
+
+/// A standalone Kafka broker: tansu with its log and group offsets in SQLite, so both
+/// survive a SIGKILL and restart.
+pub struct Tansu {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Running,
+}
+
+/// `tansu` from PATH, else cargo's bin directory (where `cargo install` puts it).
+fn tansu_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("ISOBAR_TEST_TANSU") {
+        return PathBuf::from(path);
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("tansu"))
+        .find(|p| p.exists());
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .map(|d| d.join("bin/tansu"))
+        .filter(|p| p.exists());
+    on_path.or(cargo_bin).unwrap_or_else(|| {
+        panic!("tansu not found: `cargo install tansu --version 0.6.0 --locked --features dynostore,libsql` (`bash scripts/test` does it)")
+    })
+}
+
+impl Tansu {
+    /// A broker with the isobar topics created.
+    pub fn start() -> Self {
+        let mut t = Self { port: free_port(), dir: tempfile::tempdir().unwrap(), child: Running::default() };
+        t.launch();
+        for (topic, partitions) in TOPICS {
+            let status = Command::new(tansu_binary())
+                .args(["topic", "create", topic, "--partitions", &partitions.to_string(), "--broker", &t.url()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("tansu topic create runs");
+            assert!(status.success(), "tansu could not create {topic}");
+        }
+        t
+    }
+
+    fn url(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    fn launch(&mut self) {
+        let url = self.url();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("broker.log")).unwrap();
+        let child = Command::new(tansu_binary())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("tansu starts");
+        self.child = Running(Some(child));
+        let port = self.port;
+        wait_until("tansu", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    }
+
+    /// For `kafka.brokers` and clients.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+
+    /// Back on the same port with the same storage.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
     }
 }

@@ -1,0 +1,231 @@
+//! Kafka end to end: a standalone broker process (tansu, Apache Kafka compatible, its log
+//! in SQLite) driven by a client nobody here wrote (kafka-python, through
+//! `tests/kafka_client.py`), with isobar consuming, producing and storing history in a real
+//! InfluxDB. The broker is SIGKILLed and restarted mid-stream in one test.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, eventually, spawn_app_with, station_reading};
+use crate::servers::{Influx, Tansu};
+
+const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka_client.py");
+
+/// The Python with kafka-python installed (`scripts/test` sets it up).
+fn python() -> String {
+    std::env::var("ISOBAR_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Runs the client; returns its stdout as JSON lines.
+fn run_client(args: &[String], stdin: String) -> Vec<Value> {
+    let mut child = Command::new(python())
+        .arg(CLIENT)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child.stdin.take().expect("piped stdin").write_all(stdin.as_bytes()).expect("client reads its input");
+    let out = child.wait_with_output().expect("client finishes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "kafka client failed ({}); is kafka-python installed? `bash scripts/test` installs it\n{stderr}",
+        out.status
+    );
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("client prints JSON")).collect()
+}
+
+/// Produces (key, value) pairs with kafka-python, every one acknowledged; answers the
+/// client's summary (`produced`, `resent`).
+async fn produce(brokers: &str, topic: &str, messages: &[(String, String)], rate: Option<u32>) -> Value {
+    let input: String = messages.iter().map(|(k, v)| json!({"key": k, "value": v}).to_string() + "\n").collect();
+    let mut args = vec!["produce".into(), "--brokers".into(), brokers.into(), "--topic".into(), topic.into()];
+    if let Some(rate) = rate {
+        args.extend(["--rate".into(), rate.to_string()]);
+    }
+    let mut out = tokio::task::spawn_blocking(move || run_client(&args, input)).await.unwrap();
+    out.pop().expect("a summary line")
+}
+
+/// The first `count` records of `topic` read by kafka-python in consumer group `group`.
+async fn consume(brokers: &str, topic: &str, group: &str, count: usize) -> Vec<Value> {
+    let args: Vec<String> = ["consume", "--brokers", brokers, "--topic", topic, "--group", group]
+        .into_iter()
+        .map(String::from)
+        .chain(["--count".into(), count.to_string(), "--timeout".into(), "30".into()])
+        .collect();
+    tokio::task::spawn_blocking(move || run_client(&args, String::new())).await.unwrap()
+}
+
+async fn app(broker: &Tansu, influx: &Influx) -> TestApp {
+    spawn_app_with(json!({"kafka": {"brokers": broker.brokers()}, "influx": {"url": influx.url()}})).await
+}
+
+fn keyed(id: &str, reading: &Value) -> (String, String) {
+    (id.to_owned(), reading.to_string())
+}
+
+/// `/current` with the ages (which move with the clock) zeroed.
+fn without_ages(mut current: Value) -> Value {
+    if let Some(sources) = current["sources"].as_array_mut() {
+        for s in sources {
+            s["age_seconds"] = json!(0);
+        }
+    }
+    current
+}
+
+#[actix_rt::test]
+async fn readings_from_an_independent_client_reach_current_and_history_and_updates_come_back_out() {
+    let broker = Tansu::start();
+    let influx = Influx::start();
+    let app = app(&broker, &influx).await;
+    let readings: Vec<_> = [(30, 1.5), (20, 2.5), (10, 3.5)]
+        .iter()
+        .map(|(ago, t)| keyed("E2E1", &station_reading("E2E1", *ago, *t)))
+        .collect();
+    let summary = produce(&broker.brokers(), "isobar.readings", &readings, None).await;
+    assert_eq!(summary["produced"], 3);
+
+    assert!(
+        eventually(30, || async { app.get_json("/v1/locations/E2E1/current").await.1["temperature"] == 3.5 }).await,
+        "the latest reading is the current temperature"
+    );
+    assert!(
+        eventually(15, || async {
+            let history = app.get_json("/v1/locations/E2E1/history").await.1;
+            let temps: Vec<f64> = history["readings"]
+                .as_array()
+                .map(|r| r.iter().filter_map(|x| x["temperature"].as_f64()).collect())
+                .unwrap_or_default();
+            temps == [1.5, 2.5, 3.5]
+        })
+        .await,
+        "history holds the three readings, oldest first"
+    );
+    assert!(eventually(10, || async { influx.count_readings("WHERE location = 'E2E1'").await == 3 }).await);
+
+    // Every consensus change went out on isobar.updates, as the WebSocket `update`.
+    let sent = app.metric("isobar_kafka_produced_total{topic=\"updates\"}").await.unwrap_or(0.0) as usize;
+    assert!(sent >= 1);
+    let updates = consume(&broker.brokers(), "isobar.updates", "e2e-updates", sent).await;
+    assert_eq!(updates.len(), sent);
+    let seqs: Vec<u64> = updates
+        .iter()
+        .map(|u| {
+            assert_eq!(u["key"], "E2E1");
+            let value: Value = serde_json::from_str(u["value"].as_str().unwrap()).unwrap();
+            assert_eq!((value["type"].clone(), value["location_id"].clone()), (json!("update"), json!("E2E1")));
+            value["seq"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, (1..=sent as u64).collect::<Vec<_>>(), "one key, one partition: in order");
+    let last: Value = serde_json::from_str(updates[sent - 1]["value"].as_str().unwrap()).unwrap();
+    let current = app.get_json("/v1/locations/E2E1/current").await.1;
+    assert_eq!(without_ages(last["data"].clone()), without_ages(current));
+}
+
+#[actix_rt::test]
+async fn bad_messages_from_an_independent_client_land_on_the_dlq_with_the_reason_and_where_they_came_from() {
+    let broker = Tansu::start();
+    let influx = Influx::start();
+    let app = app(&broker, &influx).await;
+    let mut unknown_field = station_reading("E2E2", 3, 1.0);
+    unknown_field["colour"] = json!("red");
+    let bad = vec![("E2E2".to_owned(), "not json at all".to_owned()), ("E2E2".to_owned(), unknown_field.to_string())];
+    produce(&broker.brokers(), "isobar.readings", &bad, None).await;
+    produce(&broker.brokers(), "isobar.readings", &[keyed("E2E2", &station_reading("E2E2", 1, 9.0))], None).await;
+    assert!(
+        eventually(30, || async { app.get_json("/v1/locations/E2E2/current").await.1["temperature"] == 9.0 }).await,
+        "a good reading after the bad ones still gets through"
+    );
+
+    // Where each bad message sits on the readings topic, as the client sees it.
+    let on_topic = consume(&broker.brokers(), "isobar.readings", "e2e-raw", 3).await;
+    let place = |value: &str| {
+        let r = on_topic.iter().find(|r| r["value"] == value).expect("produced message on the topic");
+        (r["partition"].to_string(), r["offset"].to_string())
+    };
+    let dead = consume(&broker.brokers(), "isobar.readings.dlq", "e2e-dlq", 2).await;
+    let got: Vec<Value> =
+        dead.iter().map(|d| json!({"key": d["key"], "value": d["value"], "headers": d["headers"]})).collect();
+    let reasons = ["not JSON: expected ident at line 1 column 2", "colour: unknown field"];
+    let want: Vec<Value> = bad
+        .iter()
+        .zip(reasons)
+        .map(|((key, value), reason)| {
+            let (partition, offset) = place(value);
+            json!({"key": key, "value": value, "headers": {
+                "error": reason, "source-topic": "isobar.readings",
+                "source-partition": partition, "source-offset": offset}})
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(app.metric("isobar_kafka_dlq_total{reason=\"not_json\"}").await, Some(1.0));
+    assert_eq!(app.metric("isobar_kafka_dlq_total{reason=\"unknown_field\"}").await, Some(1.0));
+}
+
+#[actix_rt::test]
+async fn the_broker_killed_and_restarted_mid_stream_loses_nothing_and_every_reading_applies_once() {
+    const STATIONS: usize = 50;
+    const PER_STATION: usize = 100;
+    let mut broker = Tansu::start();
+    let influx = Influx::start();
+    let app = app(&broker, &influx).await;
+    // 5,000 readings, one per station-minute, interleaved across stations.
+    let mut readings = Vec::with_capacity(STATIONS * PER_STATION);
+    for minute in 0..PER_STATION {
+        for s in 0..STATIONS {
+            let id = format!("KILL{s:02}");
+            let reading = station_reading(&id, (PER_STATION - minute) as i64, (minute % 40) as f64);
+            readings.push(keyed(&id, &reading));
+        }
+    }
+    let brokers = broker.brokers();
+    let producer = actix_rt::spawn(async move { produce(&brokers, "isobar.readings", &readings, Some(1000)).await });
+
+    // Mid-stream (once 500 readings were applied; producing all takes 5 s): SIGKILL, down
+    // for a second, back on the same port with the same storage.
+    let applied = || async { app.metric("isobar_readings_ingested_total{source=\"station\"}").await.unwrap_or(0.0) };
+    assert!(eventually(30, || async { applied().await >= 500.0 }).await, "the stream started");
+    let applied_at_kill = applied().await;
+    assert!(!producer.is_finished(), "the producer is still producing when the broker dies");
+    broker.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    broker.restart();
+
+    let summary = producer.await.unwrap();
+    assert_eq!(summary["produced"], (STATIONS * PER_STATION) as u64);
+    let total = (STATIONS * PER_STATION) as f64;
+    assert!(
+        eventually(90, || async { applied().await == total }).await,
+        "every reading applied: {} of {total}",
+        applied().await
+    );
+    let duplicates = app.metric("isobar_readings_rejected_total{reason=\"duplicate\",source=\"station\"}").await;
+    eprintln!(
+        "broker SIGKILLed with {applied_at_kill} of {total} readings applied; {} re-sent by the producer, \
+         {duplicates:?} redelivered duplicates dropped",
+        summary["resent"]
+    );
+    // History, as a user sees it: each station exactly its 100 readings, none twice.
+    for s in 0..STATIONS {
+        let path = format!("/v1/locations/KILL{s:02}/history");
+        let ok = eventually(20, || async {
+            let history = app.get_json(&path).await.1;
+            let times: std::collections::BTreeSet<String> = history["readings"]
+                .as_array()
+                .map(|r| r.iter().filter_map(|x| x["observed_at"].as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            history["readings"].as_array().map(Vec::len) == Some(PER_STATION) && times.len() == PER_STATION
+        })
+        .await;
+        assert!(ok, "KILL{s:02} has each of its {PER_STATION} readings once in history");
+    }
+    assert!(eventually(20, || async { influx.count_readings("").await == total as u64 }).await);
+}
