@@ -119,6 +119,8 @@ impl Application {
         let deps_persister = persister.clone();
         let deps_metrics = metrics.clone();
         let snapshot_interval = Duration::from_millis(settings.persist.snapshot_interval_ms.max(1));
+        // With Kafka, another instance may own a location: every actor follows the feed.
+        let follow_always = kafka_on && feed_recipients.is_some();
         let directory = Directory::new(
             catalog.clone(),
             arbiters.iter().map(Arbiter::handle).collect(),
@@ -131,6 +133,7 @@ impl Application {
                 store_history,
                 periodic_snapshots: feed_recipients.is_some(),
                 feed: feed_recipients,
+                follow_always,
                 updates,
                 views: deps_views,
                 directory: passivation,

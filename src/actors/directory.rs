@@ -20,7 +20,7 @@ use crate::actors::location::{
     Adopt, ApplyForecast, Checkpoint, HandOver, IngestBatch, LocationActor, LocationDeps, Passivate, RelayUpdate,
     SourceHealth,
 };
-use crate::actors::persister::{SaveStation, SyncSnapshots};
+use crate::actors::persister::{LoadStation, SaveStation, SyncSnapshots};
 use crate::actors::poller::{Track, Untrack};
 use crate::catalog::{Catalog, MatchRank, fold};
 use crate::domain::{FieldError, ForecastRun, Location, LocationId, LocationKind, Reading, SourceName};
@@ -267,19 +267,52 @@ impl Actor for Directory {
     }
 }
 
+impl Directory {
+    /// `id` as a station another instance registered (in Redis), registered here too;
+    /// then `then` with the result of the lookup.
+    fn look_up_station<R: 'static>(
+        &self,
+        id: LocationId,
+        then: impl FnOnce(&mut Self, &LocationId) -> R + 'static,
+    ) -> ResponseActFuture<Self, R> {
+        let load = self.deps.as_ref().map(|d| d.persister.send(LoadStation { id: id.clone() }));
+        Box::pin(
+            async move {
+                match load {
+                    Some(load) => load.await.ok().flatten(),
+                    None => None,
+                }
+            }
+            .into_actor(self)
+            .map(move |found, act, _| {
+                if let Some(location) = found.filter(|_| !act.is_known(&id)) {
+                    act.stations.insert(location.id.clone(), Station::new(location));
+                }
+                then(act, &id)
+            }),
+        )
+    }
+}
+
 impl Handler<Resolve> for Directory {
-    type Result = Result<Addr<LocationActor>, UnknownLocation>;
+    type Result = ResponseActFuture<Self, Result<Addr<LocationActor>, UnknownLocation>>;
 
     fn handle(&mut self, msg: Resolve, _: &mut Context<Self>) -> Self::Result {
-        self.resolve(&msg.id)
+        if self.is_known(&msg.id) {
+            return Box::pin(actix::fut::ready(self.resolve(&msg.id)));
+        }
+        self.look_up_station(msg.id, |act, id| act.resolve(id))
     }
 }
 
 impl Handler<Describe> for Directory {
-    type Result = Option<Location>;
+    type Result = ResponseActFuture<Self, Option<Location>>;
 
     fn handle(&mut self, msg: Describe, _: &mut Context<Self>) -> Self::Result {
-        self.describe(&msg.id).map(|l| (*l).clone())
+        if let Some(location) = self.describe(&msg.id) {
+            return Box::pin(actix::fut::ready(Some((*location).clone())));
+        }
+        self.look_up_station(msg.id, |act, id| act.describe(id).map(|l| (*l).clone()))
     }
 }
 
@@ -525,6 +558,7 @@ mod tests {
                 persister,
                 store_history: false,
                 feed: None,
+                follow_always: false,
                 updates: None,
                 views: Default::default(),
                 periodic_snapshots: false,

@@ -123,6 +123,14 @@ pub struct SaveStation {
 #[rtype(result = "Result<Vec<Location>, StoreError>")]
 pub struct LoadStations;
 
+/// One station from Redis, which another instance may have registered; `None` without
+/// Redis or when unknown there. Sent by the `Directory` for an id it does not know.
+#[derive(Message)]
+#[rtype(result = "Option<Location>")]
+pub struct LoadStation {
+    pub id: LocationId,
+}
+
 /// Sent by start-up on shutdown: writes everything pending now (what a backend does not
 /// take goes to the spool) and answers how many snapshots were flushed.
 #[derive(Message)]
@@ -490,6 +498,18 @@ impl Handler<LoadStations> for Persister {
                     location
                 })
                 .collect())
+        })
+    }
+}
+
+impl Handler<LoadStation> for Persister {
+    type Result = ResponseFuture<Option<Location>>;
+
+    fn handle(&mut self, msg: LoadStation, _: &mut Context<Self>) -> Self::Result {
+        let redis = self.redis.clone();
+        Box::pin(async move {
+            let json = tokio::time::timeout(PING_TIMEOUT, redis?.load_station(&msg.id)).await.ok()?.ok()??;
+            location_from_json(&json).filter(|l| l.id == msg.id)
         })
     }
 }

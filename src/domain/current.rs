@@ -3,13 +3,13 @@
 //! Built in metric by the consensus; [`Current::in_units`] converts a copy for rendering.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{Location, SourceName, Units};
 
 /// The location block embedded in current conditions.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LocationRef {
     #[schema(value_type = String)]
     pub id: super::LocationId,
@@ -32,7 +32,7 @@ impl From<&Location> for LocationRef {
 }
 
 /// What one source contributed to the consensus.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SourceContribution {
     #[schema(value_type = String, example = "station")]
     pub name: SourceName,
@@ -45,7 +45,7 @@ pub struct SourceContribution {
 }
 
 /// Consensus current conditions of one location. Fields no source reports are `null`.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Current {
     pub location: LocationRef,
     pub observed_at: DateTime<Utc>,

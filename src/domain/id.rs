@@ -67,6 +67,14 @@ impl Serialize for LocationId {
     }
 }
 
+/// For documents isobar wrote itself (another instance's updates); the pattern is checked.
+impl<'de> serde::Deserialize<'de> for LocationId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&raw).map_err(|_| serde::de::Error::custom("not a location id"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,6 +48,13 @@ impl Serialize for SourceName {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for SourceName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&raw).ok_or_else(|| serde::de::Error::custom("not a source name"))
+    }
+}
+
 /// One problem with one field of an input item.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct FieldError {

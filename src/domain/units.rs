@@ -1,11 +1,11 @@
 //! Unit systems of the public API. Everything inside isobar is metric; conversion happens
 //! only when a response is rendered.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// `units=metric` (°C, %, hPa, m/s, km, mm) or `units=imperial` (°F, %, inHg, mph, mi, in).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Units {
     #[default]

@@ -173,6 +173,15 @@ impl RedisStore {
         result.map_err(err)
     }
 
+    /// One stored station description (registered by any instance).
+    pub async fn load_station(&self, id: &LocationId) -> Result<Option<String>, StoreError> {
+        let result: Result<Option<String>, _> = match self.conn().await? {
+            Conn::Single(mut c) => c.hget(STATIONS_KEY, id.as_str()).await,
+            Conn::Cluster(mut c) => c.hget(STATIONS_KEY, id.as_str()).await,
+        };
+        result.map_err(err)
+    }
+
     pub async fn load_snapshot(&self, id: &LocationId) -> Result<Option<String>, StoreError> {
         let key = snapshot_key(id);
         let value: Result<Option<Vec<u8>>, _> = match self.conn().await? {

@@ -287,9 +287,9 @@ async fn two_instances_split_the_partitions_and_a_revoked_location_is_handed_ove
     let (on_a, on_b) = (applied(&a).await - 12.0, applied(&b).await);
     assert!(on_a > 0.0 && on_b > 0.0, "both instances own locations: {on_a} on the first, {on_b} on the second");
     // Whoever owns a location now continued from the state handed over: both sources count.
-    // The owner of each location continued from the state handed over: it shows both
-    // sources (a location that moved to the second instance got the first reading's state
-    // from Redis only).
+    // The owner of each location continued from the state handed over (a location that
+    // moved to the second instance got the first reading's state from Redis only), and the
+    // other instance answers the same: its view follows the owner's updates.
     let sources = |current: Value| -> Vec<(String, f64)> {
         let mut s: Vec<_> = current["sources"]
             .as_array()
@@ -306,8 +306,29 @@ async fn two_instances_split_the_partitions_and_a_revoked_location_is_handed_ove
     };
     for (i, id) in ids.iter().enumerate() {
         let path = format!("/v1/locations/{id}/current");
-        let (on_a, on_b) = (sources(a.get_json(&path).await.1), sources(b.get_json(&path).await.1));
-        let owner = if on_a.iter().any(|s| s.0 == "buoy") { on_a } else { on_b };
-        assert_eq!(owner, vec![("buoy".to_owned(), 20.0 + i as f64), ("station".to_owned(), i as f64)], "{id}");
+        let want = vec![("buoy".to_owned(), 20.0 + i as f64), ("station".to_owned(), i as f64)];
+        for (name, app) in [("first", &a), ("second", &b)] {
+            let ok = eventually(10, || async { sources(app.get_json(&path).await.1) == want }).await;
+            assert!(ok, "{id} on the {name} instance: {:?}", sources(app.get_json(&path).await.1));
+        }
+    }
+    // A location first seen after both started, owned by one: the other knows it too
+    // and follows its updates.
+    kafka.produce("OWNLATE", station_reading("OWNLATE", 2, 7.5).to_string().as_bytes()).await;
+    for app in [&a, &b] {
+        assert!(
+            eventually(15, || async { app.get_json("/v1/locations/OWNLATE/current").await.1["temperature"] == 7.5 })
+                .await
+        );
+    }
+    let mut later = station_reading("OWNLATE", 1, 8.5);
+    later["source"] = json!("buoy");
+    kafka.produce("OWNLATE", later.to_string().as_bytes()).await;
+    for app in [&a, &b] {
+        assert!(
+            eventually(15, || async { app.get_json("/v1/locations/OWNLATE/current").await.1["sources_count"] == 2 })
+                .await,
+            "both instances show the owner's latest update"
+        );
     }
 }

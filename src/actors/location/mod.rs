@@ -52,6 +52,10 @@ pub struct LocationDeps {
     /// Set when Redis is configured: updates are published, and followed from other
     /// instances while this location has subscribers.
     pub feed: Option<(Recipient<Follow>, Recipient<Unfollow>)>,
+    /// Follow the feed for as long as the actor runs (Kafka with several instances: the
+    /// owner of a location may be another instance, and this actor's view follows its
+    /// updates).
+    pub follow_always: bool,
     /// Set when Kafka is configured: every update is produced to the updates topic.
     pub updates: Option<Arc<crate::actors::kafka::UpdatesProducer>>,
     /// Where each actor publishes its current conditions for /current to read directly.
@@ -79,6 +83,9 @@ pub struct LocationActor {
     dirty: bool,
     /// Sources whose last refresh failed: they do not count as fresh.
     failing: Vec<SourceName>,
+    /// The rendered view is another instance's update (this one does not own the
+    /// location): shown as received, never recomputed from the local state.
+    relayed: bool,
     /// The latest run of each forecast provider.
     forecasts: Vec<ForecastRun>,
     /// Their blend, recomputed when a run arrives.
@@ -230,6 +237,7 @@ impl LocationActor {
             passivation_requested: false,
             dirty: false,
             failing: Vec::new(),
+            relayed: false,
             forecasts: Vec::new(),
             forecast: None,
             current_waiters: Vec::new(),
@@ -283,6 +291,14 @@ impl LocationActor {
             (_, Some(t)) => t,
             (_, None) => current.observed_at,
         };
+        self.relayed = false;
+        self.show(current, metric, changed_at);
+        changed
+    }
+
+    /// Makes `current` (rendered as `metric`) the view of `state.seq`: published for
+    /// /current, and answered to the requests waiting for one.
+    fn show(&mut self, current: Current, metric: ByteString, changed_at: DateTime<Utc>) {
         let computed_at = Instant::now();
         self.deps.views.publish(
             &self.location.id,
@@ -293,7 +309,30 @@ impl LocationActor {
         for (units, waiter) in std::mem::take(&mut self.current_waiters) {
             let _ = waiter.send(self.view(units));
         }
-        changed
+    }
+
+    /// Takes another instance's update as the view when it is newer than what this actor
+    /// shows (a follower; the owner's own state is always at least as new).
+    fn show_remote(&mut self, text: &str) {
+        #[derive(serde::Deserialize)]
+        struct Update {
+            seq: u64,
+            data: Current,
+        }
+        let update: Update = match serde_json::from_str(text) {
+            Ok(u) => u,
+            Err(error) => {
+                debug!(location = %self.id(), %error, "ignoring a relayed message that is not an update");
+                return;
+            }
+        };
+        if update.seq <= self.state.seq {
+            return;
+        }
+        let Ok(metric) = serde_json::to_string(&update.data) else { return };
+        self.state.seq = update.seq;
+        self.relayed = true;
+        self.show(update.data, ByteString::from(metric), Utc::now());
     }
 
     /// Re-blends the forecast runs; tells subscribers when the blend changed.
@@ -316,7 +355,7 @@ impl LocationActor {
 
     /// Recomputes ages and the stale flag when the rendered view is older than the TTL.
     fn refresh_if_old(&mut self) {
-        if self.rendered.as_ref().is_some_and(|r| r.computed_at.elapsed() >= RENDER_TTL) {
+        if !self.relayed && self.rendered.as_ref().is_some_and(|r| r.computed_at.elapsed() >= RENDER_TTL) {
             self.recompute(None);
         }
     }
@@ -396,8 +435,15 @@ impl LocationActor {
     }
 
     fn restore(&mut self, ctx: &mut Context<Self>) {
+        self.restore_if_newer_than(None, ctx);
+    }
+
+    /// Restores from the store; with `seq`, only a snapshot newer than that and only
+    /// while this actor applied nothing itself.
+    fn restore_if_newer_than(&mut self, seq: Option<u64>, ctx: &mut Context<Self>) {
         let load = self.deps.persister.send(LoadSnapshot { location_id: self.location.id.clone() });
-        ctx.wait(load.into_actor(self).map(|result, act, _| match result {
+        ctx.wait(load.into_actor(self).map(move |result, act, _| match result {
+            Ok(Some(snapshot)) if seq.is_some_and(|seq| snapshot.seq <= seq || act.dirty) => {}
             Ok(Some(snapshot)) => {
                 act.state = LocationState::from_snapshot(&snapshot);
                 act.recompute(None);
@@ -436,6 +482,14 @@ impl Actor for LocationActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.restore(ctx);
+        if self.deps.follow_always {
+            self.follow(true);
+            // The owner publishes an update at once but writes its snapshot a little
+            // later: a change published before this actor's subscription took effect is in
+            // the store by then.
+            let catch_up = self.deps.snapshot_interval * 2 + Duration::from_secs(1);
+            ctx.run_later(catch_up, |act, ctx| act.restore_if_newer_than(Some(act.state.seq), ctx));
+        }
         if self.deps.periodic_snapshots {
             ctx.run_interval(self.deps.snapshot_interval, |act, _| {
                 if act.dirty {
@@ -460,7 +514,7 @@ impl Actor for LocationActor {
             self.save_snapshot();
         }
         self.deps.views.remove(&self.location.id);
-        if !self.subscribers.is_empty() {
+        if !self.subscribers.is_empty() || self.deps.follow_always {
             self.follow(false);
         }
         for (_, recipient) in self.subscribers.drain(..) {
@@ -598,7 +652,7 @@ impl Handler<Subscribe> for LocationActor {
         self.refresh_if_old();
         msg.recipient.do_send(Deliver { payload: Payload::Text(self.snapshot_message()) });
         self.subscribers.retain(|(id, _)| *id != msg.session_id);
-        if self.subscribers.is_empty() {
+        if self.subscribers.is_empty() && !self.deps.follow_always {
             self.follow(true);
         }
         self.subscribers.push((msg.session_id, msg.recipient));
@@ -612,7 +666,7 @@ impl Handler<Unsubscribe> for LocationActor {
         self.touch();
         let before = self.subscribers.len();
         self.subscribers.retain(|(id, _)| *id != msg.session_id);
-        if before > 0 && self.subscribers.is_empty() {
+        if before > 0 && self.subscribers.is_empty() && !self.deps.follow_always {
             self.follow(false);
         }
     }
@@ -663,6 +717,7 @@ impl Handler<RelayUpdate> for LocationActor {
     type Result = ();
 
     fn handle(&mut self, msg: RelayUpdate, _: &mut Context<Self>) {
+        self.show_remote(&msg.text);
         self.fan_out(msg.text);
     }
 }
