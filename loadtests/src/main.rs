@@ -66,6 +66,13 @@ struct KafkaArgs {
     stations: usize,
     #[arg(long, default_value_t = 6)]
     partitions: i32,
+    /// A real broker to use instead of the in-process mock cluster (e.g. tansu); the
+    /// topic is created there with `--partitions` (a fresh broker, or a fresh topic name
+    /// via `--topic`, gives a clean measurement).
+    #[arg(long)]
+    brokers: Option<String>,
+    #[arg(long, default_value = "isobar.readings")]
+    topic: String,
 }
 
 #[derive(Args)]
@@ -740,10 +747,33 @@ async fn kafka(args: KafkaArgs) -> Result<()> {
     use rdkafka::mocking::MockCluster;
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-    let cluster = MockCluster::new(1)?;
-    cluster.create_topic("isobar.readings", args.partitions, 1)?;
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+
+    let cluster = match &args.brokers {
+        Some(_) => None,
+        None => Some(MockCluster::new(1)?),
+    };
+    let brokers = match (&args.brokers, &cluster) {
+        (Some(b), _) => b.clone(),
+        (None, Some(c)) => c.bootstrap_servers(),
+        (None, None) => unreachable!("a mock cluster exists without --brokers"),
+    };
+    let topic = args.topic.as_str();
+    match &cluster {
+        Some(c) => c.create_topic(topic, args.partitions, 1)?,
+        None => {
+            let admin: AdminClient<_> = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
+            let new = NewTopic::new(topic, args.partitions, TopicReplication::Fixed(1));
+            for r in admin.create_topics([&new], &AdminOptions::new()).await? {
+                if let Err((name, e)) = r {
+                    println!("kafka: topic {name}: {e} (using it as it is)");
+                }
+            }
+        }
+    }
+    let where_to = if cluster.is_some() { "the mock cluster" } else { "the broker" };
     let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .set("bootstrap.servers", &brokers)
         .set("linger.ms", "20")
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
@@ -761,7 +791,7 @@ async fn kafka(args: KafkaArgs) -> Result<()> {
         );
         let key = format!("KFK{station}");
         loop {
-            match producer.send(BaseRecord::to("isobar.readings").key(&key).payload(&payload)) {
+            match producer.send(BaseRecord::to(topic).key(&key).payload(&payload)) {
                 Ok(()) => break,
                 Err((_, _)) => {
                     producer.poll(Duration::from_millis(10));
@@ -770,11 +800,7 @@ async fn kafka(args: KafkaArgs) -> Result<()> {
         }
     }
     producer.flush(Duration::from_secs(60))?;
-    println!(
-        "kafka: {} readings produced to the mock cluster in {:.1} s",
-        args.readings,
-        started.elapsed().as_secs_f64()
-    );
+    println!("kafka: {} readings produced to {where_to} in {:.1} s", args.readings, started.elapsed().as_secs_f64());
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let spool = std::env::temp_dir().join(format!("isobar-kafka-bench-{port}"));
@@ -782,7 +808,8 @@ async fn kafka(args: KafkaArgs) -> Result<()> {
         .arg("serve")
         .env("ISOBAR__HTTP__PORT", port.to_string())
         .env("ISOBAR__LOG__LEVEL", "warn")
-        .env("ISOBAR__KAFKA__BROKERS", cluster.bootstrap_servers())
+        .env("ISOBAR__KAFKA__BROKERS", &brokers)
+        .env("ISOBAR__KAFKA__READINGS_TOPIC", topic)
         .env("ISOBAR__PERSIST__DATA_DIR", &spool)
         .env("ISOBAR__SOURCES__OPEN_METEO__ENABLED", "false")
         .env("ISOBAR__SOURCES__MET_NORWAY__ENABLED", "false")
@@ -820,8 +847,10 @@ async fn kafka(args: KafkaArgs) -> Result<()> {
         "kafka: {applied} of {} readings applied {total:.1} s after isobar started ({:.1} s after the first one): {rate:.0} readings/s from the topic to applied in the actors",
         args.readings, steady
     );
-    result(json!({"scenario": "kafka", "readings": args.readings, "applied": applied, "seconds": steady,
-        "readings_per_sec": rate.round()}));
+    result(
+        json!({"scenario": "kafka", "broker": where_to, "readings": args.readings, "applied": applied, "seconds": steady,
+        "readings_per_sec": rate.round()}),
+    );
     if applied < args.readings as u64 {
         bail!("only {applied} of {} readings were applied", args.readings);
     }
