@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::actors::directory::{AttachPollers, CheckpointAll, Directory, RegisterStation, Resolve};
 use crate::actors::feed::RedisFeed;
-use crate::actors::kafka::{KafkaIngest, ProduceReadings, UpdatesProducer};
+use crate::actors::kafka::{KafkaIngest, Leave, ProduceReadings, UpdatesProducer};
 use crate::actors::location::LocationDeps;
 use crate::actors::location::published::PublishedViews;
 use crate::actors::persister::{Flush, LoadStations, Persister};
@@ -60,6 +60,7 @@ pub struct Application {
     stop: Arc<Notify>,
     directory: Addr<Directory>,
     persister: Addr<Persister>,
+    kafka: Option<Addr<KafkaIngest>>,
     arbiters: Vec<Arbiter>,
 }
 
@@ -220,7 +221,16 @@ impl Application {
         .map_err(StartupError::Server)?
         .run();
         info!(address = %address, startup_ms = started.elapsed().as_millis() as u64, "listening");
-        Ok(Self { address, server, shutdown_sessions, stop: Arc::new(Notify::new()), directory, persister, arbiters })
+        Ok(Self {
+            address,
+            server,
+            shutdown_sessions,
+            stop: Arc::new(Notify::new()),
+            directory,
+            persister,
+            kafka,
+            arbiters,
+        })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -253,6 +263,10 @@ impl Application {
         // WebSockets first, so their connections can end within the grace period.
         let _ = self.shutdown_sessions.send(true);
         handle.stop(true).await;
+        if let Some(kafka) = &self.kafka {
+            // Hand the locations over while the Directory and the persister still run.
+            let _ = kafka.send(Leave).await;
+        }
         let locations = self.directory.send(CheckpointAll).await.unwrap_or(0);
         let written = self.persister.send(Flush).await.unwrap_or(0);
         for arbiter in &self.arbiters {

@@ -50,6 +50,7 @@ const BATCH_MAX: usize = 2000;
 const DLQ_TIMEOUT: Duration = Duration::from_secs(10);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Client settings shared by consumer and producers: brokers plus the pass-through
 /// properties (security, tuning).
@@ -218,6 +219,13 @@ pub struct KafkaIngest {
 pub struct ProduceReadings {
     pub readings: Vec<Reading>,
 }
+
+/// Sent at shutdown: unsubscribe, so this instance's partitions are revoked (and their
+/// locations handed over) while everything still runs, before the group gives them to
+/// the other instances. Answers once nothing is assigned, or after a few seconds.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave;
 
 /// Whether the brokers answer; for /ready.
 #[derive(Message)]
@@ -454,6 +462,24 @@ impl Handler<ProduceReadings> for KafkaIngest {
                     Err(e)
                 }
             }
+        })
+    }
+}
+
+impl Handler<Leave> for KafkaIngest {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Leave, _: &mut Context<Self>) -> Self::Result {
+        // The revocation is served by the consuming task (its next poll), which hands the
+        // locations over before the partitions go.
+        self.consumer.unsubscribe();
+        let consumer = self.consumer.clone();
+        Box::pin(async move {
+            let deadline = Instant::now() + LEAVE_TIMEOUT;
+            while Instant::now() < deadline && !consumer.context().ownership().assigned.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            info!("left the Kafka consumer group");
         })
     }
 }

@@ -331,4 +331,23 @@ async fn two_instances_split_the_partitions_and_a_revoked_location_is_handed_ove
             "both instances show the owner's latest update"
         );
     }
+
+    // The first instance shuts down: its partitions are revoked and its locations handed
+    // over before it stops; once the group gives the partitions to the second instance
+    // (the mock cluster takes up to the 10 s session timeout), it continues every one.
+    drop(a);
+    assert!(
+        eventually(25, || async { b.metric("isobar_kafka_assigned_partitions").await == Some(3.0) }).await,
+        "the second instance owns every partition"
+    );
+    for (i, id) in ids.iter().enumerate() {
+        let mut third = station_reading(id, 1, 30.0 + i as f64);
+        third["source"] = json!("ship");
+        kafka.produce(id, third.to_string().as_bytes()).await;
+    }
+    for id in &ids {
+        let path = format!("/v1/locations/{id}/current");
+        let ok = eventually(15, || async { b.get_json(&path).await.1["sources_count"] == 3 }).await;
+        assert!(ok, "{id} continues on the second instance: {:?}", sources(b.get_json(&path).await.1));
+    }
 }
