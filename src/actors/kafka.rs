@@ -17,8 +17,10 @@
 //! client and isobar put a location on the same partition). When a partition is revoked
 //! the consumer's thread waits while the stored offsets are committed and every location
 //! seen on it is handed over: its actor writes its state and stops, and the persister
-//! gets those snapshots into Redis. The new owner's first reading of a location replaces
-//! any actor that merely followed it with one restored from Redis.
+//! gets those snapshots into Redis. Before the new owner applies the first reading of a
+//! location it took over, an actor there that merely followed it restores from Redis
+//! again. Shutdown unsubscribes first ([`Leave`]), so the hand-over runs while
+//! everything still does.
 //!
 //! A broker that is down never stops the service: librdkafka reconnects by itself, and
 //! /ready says `kafka` is down meanwhile.
