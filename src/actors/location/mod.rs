@@ -717,7 +717,11 @@ impl Handler<RelayUpdate> for LocationActor {
     type Result = ();
 
     fn handle(&mut self, msg: RelayUpdate, _: &mut Context<Self>) {
-        self.show_remote(&msg.text);
+        // Only with one owner per location (Kafka) is another instance's update this
+        // location's state; without Kafka each instance keeps its own and only relays.
+        if self.deps.follow_always {
+            self.show_remote(&msg.text);
+        }
         self.fan_out(msg.text);
     }
 }
