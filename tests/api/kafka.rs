@@ -332,9 +332,9 @@ async fn two_instances_split_the_partitions_and_a_revoked_location_is_handed_ove
         );
     }
 
-    // The first instance shuts down: its partitions are revoked and its locations handed
-    // over before it stops; once the group gives the partitions to the second instance
-    // (the mock cluster takes up to the 10 s session timeout), it continues every one.
+    // The first instance shuts down; once the group gives its partitions to the second
+    // (the mock cluster takes up to the 10 s session timeout), the second continues every
+    // location from the state in Redis.
     drop(a);
     assert!(
         eventually(25, || async { b.metric("isobar_kafka_assigned_partitions").await == Some(3.0) }).await,

@@ -220,9 +220,6 @@ pub struct Tansu {
 
 /// `tansu` from PATH, else cargo's bin directory (where `cargo install` puts it).
 fn tansu_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("ISOBAR_TEST_TANSU") {
-        return PathBuf::from(path);
-    }
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
