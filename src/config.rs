@@ -5,9 +5,14 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+
+pub use crate::sources::ProviderSettings;
+use crate::sources::provider_keys;
 
 const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 const BUILT_IN_PROFILES: [(&str, &str); 2] =
@@ -147,53 +152,36 @@ pub struct ConsensusConfig {
 
 /// One section per source, plus what they share.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct SourcesSettings {
     /// Contact (e-mail or URL) sent in the User-Agent; MET Norway refuses to serve without one.
     pub contact: String,
     /// How long the first request for a location waits for the providers' first data.
     pub cold_wait_ms: u64,
     pub replay: ReplaySettings,
-    pub open_meteo: ProviderSettings,
-    pub met_norway: ProviderSettings,
-    pub nws: ProviderSettings,
-    pub openweathermap: ProviderSettings,
+    /// Each upstream provider's section, `sources.<key>` (the keys of the providers in
+    /// `sources::for_each_provider`); a key no provider has is refused.
+    #[serde(flatten, deserialize_with = "providers")]
+    pub providers: BTreeMap<String, ProviderSettings>,
 }
 
-impl SourcesSettings {
-    /// Whether any upstream provider is switched on.
-    pub fn any_provider(&self) -> bool {
-        [&self.open_meteo, &self.met_norway, &self.nws, &self.openweathermap].iter().any(|p| p.enabled)
-    }
-}
-
-/// An upstream provider.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderSettings {
-    pub enabled: bool,
-    /// Scheme and host (and path prefix) of the API; point it at a mirror or a test server.
-    pub base_url: String,
-    /// How often a tracked location is refreshed (at the earliest when its response expires).
-    pub poll_interval_secs: u64,
-    /// Per request, connect included.
-    pub timeout_secs: u64,
-    /// Needed by OpenWeatherMap only; the provider stays off while it is empty.
-    pub api_key: String,
-    /// Freshness of a response that carries no Cache-Control or Expires.
-    pub cache_ttl_secs: u64,
-    /// Requests per second to this provider, across all locations.
-    pub rate_limit_per_sec: f64,
-    /// Retries of a failed request (5xx, timeout, 429, malformed body).
-    pub max_retries: u32,
-    /// First retry delay; doubles each retry, plus up to as much jitter.
-    pub backoff_base_ms: u64,
-    /// Consecutive failed requests that open the circuit.
-    pub circuit_failure_threshold: u32,
-    /// How long an open circuit fails fast before one trial request.
-    pub circuit_cooldown_secs: u64,
-    /// Longest Retry-After honoured in place; longer ones end the attempt.
-    pub max_retry_after_secs: u64,
+/// The provider sections, each read on its own so that an error names its section.
+fn providers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, ProviderSettings>, D::Error> {
+    use serde::de::Error;
+    let sections = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    sections
+        .into_iter()
+        .map(|(key, section)| {
+            if !provider_keys().contains(&key.as_str()) {
+                let known = provider_keys().join(", ");
+                return Err(D::Error::custom(format!(
+                    "sources.{key}: unknown source; the known ones are replay, {known}"
+                )));
+            }
+            let settings =
+                serde_json::from_value(section).map_err(|e| D::Error::custom(format!("sources.{key}: {e}")))?;
+            Ok((key, settings))
+        })
+        .collect()
 }
 
 /// The bundled replay of real 2013 observations at KEWR, KJFK and KLGA.
@@ -265,9 +253,7 @@ impl Settings {
     /// These settings with secrets replaced by `***`, for printing and logging.
     pub fn masked(&self) -> Self {
         let mut s = self.clone();
-        for p in
-            [&mut s.sources.open_meteo, &mut s.sources.met_norway, &mut s.sources.nws, &mut s.sources.openweathermap]
-        {
+        for p in s.sources.providers.values_mut() {
             if !p.api_key.is_empty() {
                 p.api_key = "***".into();
             }
@@ -305,21 +291,8 @@ impl Settings {
         {
             return bad("sources.replay.start_at", "must be empty or an RFC 3339 timestamp");
         }
-        for (name, p) in [
-            ("open_meteo", &self.sources.open_meteo),
-            ("met_norway", &self.sources.met_norway),
-            ("nws", &self.sources.nws),
-            ("openweathermap", &self.sources.openweathermap),
-        ] {
-            if p.enabled && !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
-                return bad(&format!("sources.{name}.base_url"), "must start with http:// or https://");
-            }
-            if p.rate_limit_per_sec <= 0.0 || !p.rate_limit_per_sec.is_finite() {
-                return bad(&format!("sources.{name}.rate_limit_per_sec"), "must be greater than 0");
-            }
-            if p.circuit_failure_threshold == 0 {
-                return bad(&format!("sources.{name}.circuit_failure_threshold"), "must be at least 1");
-            }
+        for (key, provider) in &self.sources.providers {
+            provider.validate(key).map_err(ConfigError::Invalid)?;
         }
         if self.ws.outbound_queue == 0 {
             return bad("ws.outbound_queue", "must be at least 1");
@@ -395,6 +368,17 @@ mod tests {
         assert_eq!(s.kafka.properties["sasl.password"], "***");
         assert_eq!(s.kafka.properties["ssl.key.password"], "***");
         assert_eq!(s.kafka.properties["sasl.username"], "me");
+    }
+
+    #[test]
+    fn every_registered_provider_has_defaults_and_unknown_sources_are_refused() {
+        let s = Settings::defaults_with(json!({})).unwrap();
+        let keys: Vec<&str> = s.sources.providers.keys().map(String::as_str).collect();
+        let mut registered = provider_keys().to_vec();
+        registered.sort();
+        assert_eq!(keys, registered);
+        let e = Settings::defaults_with(json!({"sources": {"darksky": {"enabled": true}}})).unwrap_err().to_string();
+        assert!(e.contains("sources.darksky: unknown source; the known ones are replay, open_meteo"), "{e}");
     }
 
     #[test]

@@ -19,22 +19,25 @@ use actix_web::{App, HttpServer, web};
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
-use crate::actors::directory::{AttachPollers, CheckpointAll, Directory, RegisterStation, Resolve};
+use crate::actors::directory::{CheckpointAll, Directory, RegisterStation, Resolve};
 use crate::actors::feed::RedisFeed;
-use crate::actors::kafka::{KafkaIngest, Leave, ProduceReadings, UpdatesProducer};
-use crate::actors::location::LocationDeps;
-use crate::actors::location::published::PublishedViews;
+use crate::actors::ingest::Ingest;
+use crate::actors::kafka::{KafkaIngest, Leave, UpdatesProducer};
+use crate::actors::location::{Feed, LocationDeps, Ownership};
 use crate::actors::persister::{Flush, LoadStations, Persister};
-use crate::actors::poller::providers::{Provider, ProviderKind};
-use crate::actors::poller::upstream::Upstream;
-use crate::actors::poller::{GetProviderStatus, SourcePoller};
+use crate::actors::poller::{PollerContext, Pollers};
 use crate::actors::replay::ReplayFeeder;
 use crate::actors::session::SessionDeps;
-use crate::catalog::Catalog;
-use crate::config::{ProviderSettings, Settings, SourcesSettings};
+use crate::actors::sinks::{EventSink, History, RedisRelay, Sinks};
+use crate::actors::views::PublishedViews;
+use crate::catalog::{Catalog, Stations};
+use crate::config::Settings;
+use crate::core::{CoreSettings, RENDER_TTL, Retention};
 use crate::domain::LocationId;
 use crate::http::{self, AppState};
+use crate::service::{Service, ServiceDeps, ServiceSettings};
 use crate::sources::replay;
+use crate::sources::upstream::SharedCache;
 use crate::telemetry::Metrics;
 
 /// Why isobar could not start; each names what to change.
@@ -97,59 +100,96 @@ impl Application {
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
         let persister = Persister::new(&settings.persist, &settings.redis, &settings.influx, metrics.clone())
             .map_err(StartupError::Persist)?;
-        let store_history = !settings.influx.url.trim().is_empty();
+        let history_in_influx = !settings.influx.url.trim().is_empty();
         let feed = persister.redis().and_then(|r| r.pubsub_client()).map(|client| (client, persister.instance()));
+        let shared_cache = persister.redis().map(|r| r as Arc<dyn SharedCache>);
+        let persister = persister.start();
+
+        // The pollers exist before the Directory (each location actor tells them to track
+        // it) and run once the ingest path, which needs the Directory, exists.
+        let mut pollers = Pollers::create(PollerContext {
+            providers: &settings.sources.providers,
+            contact: &settings.sources.contact,
+            metrics: metrics.clone(),
+            shared_cache,
+        });
         let feed_context = feed.as_ref().map(|_| Context::<RedisFeed>::new());
         let feed_recipients = feed_context.as_ref().map(|ctx| {
             let addr = ctx.address();
-            (addr.clone().recipient(), addr.recipient())
+            Feed { follow: addr.clone().recipient(), unfollow: addr.recipient() }
         });
-        let shared_cache = persister.redis();
-        let persister = persister.start();
 
+        // Where every location's events go: chosen once, here.
         let kafka_on = !settings.kafka.brokers.trim().is_empty();
-        let updates = if kafka_on {
-            Some(Arc::new(UpdatesProducer::new(&settings.kafka, metrics.clone()).map_err(StartupError::Kafka)?))
-        } else {
-            None
-        };
-        let location_settings = Arc::new(settings.locations.clone());
         let views = Arc::new(PublishedViews::default());
-        let deps_views = views.clone();
-        let consensus = Arc::new(settings.consensus.clone());
-        let deps_persister = persister.clone();
-        let deps_metrics = metrics.clone();
+        let mut sinks: Vec<Arc<dyn EventSink>> = vec![views.clone()];
+        if feed_recipients.is_some() {
+            sinks.push(Arc::new(RedisRelay { persister: persister.clone().recipient() }));
+        }
+        if history_in_influx {
+            sinks.push(Arc::new(History { persister: persister.clone().recipient() }));
+        }
+        if kafka_on {
+            let updates = UpdatesProducer::new(&settings.kafka, metrics.clone()).map_err(StartupError::Kafka)?;
+            sinks.push(Arc::new(updates));
+        }
+        let sinks: Sinks = sinks.into();
         let snapshot_interval = Duration::from_millis(settings.persist.snapshot_interval_ms.max(1));
-        // With Kafka, another instance may own a location: every actor follows the feed.
-        let follow_always = kafka_on && feed_recipients.is_some();
+        let ownership = match (feed_recipients, kafka_on) {
+            (None, _) => Ownership::Alone,
+            (Some(feed), false) => Ownership::Relay(feed),
+            // With Kafka another instance may own a location: every actor follows the
+            // owner's updates, and catches up from the store once the owner has written
+            // its snapshot (at most a snapshot interval after its update).
+            (Some(feed), true) => {
+                Ownership::Partitioned { feed, catch_up: snapshot_interval * 2 + Duration::from_secs(1) }
+            }
+        };
+        // Snapshots go to the persister periodically when Redis keeps them.
+        let snapshot_every = (!matches!(ownership, Ownership::Alone)).then_some(snapshot_interval);
+        let core = Arc::new(CoreSettings {
+            retention: Retention {
+                window: chrono::Duration::hours(settings.locations.history_hours as i64),
+                max_readings: settings.locations.max_history_readings,
+            },
+            stale_after_secs: settings.locations.stale_after_secs,
+            trust: settings.consensus.trust.clone(),
+            outlier_threshold: settings.consensus.outlier_threshold,
+            render_ttl: RENDER_TTL,
+            keep_applied: history_in_influx,
+        });
+        let stations = Arc::new(Stations::default());
+        let trackers: Arc<[_]> = pollers.trackers.clone().into();
+        let (deps_persister, deps_metrics) = (persister.clone(), metrics.clone());
+        let idle_passivate = Duration::from_secs(settings.locations.idle_passivate_secs);
         let directory = Directory::new(
             catalog.clone(),
+            stations.clone(),
             arbiters.iter().map(Arbiter::handle).collect(),
+            persister.clone(),
             metrics.clone(),
-            move |passivation| LocationDeps {
-                settings: location_settings,
-                consensus,
-                snapshot_interval,
+            move |directory| LocationDeps {
+                core,
+                analyses: Arc::new(|_| Vec::new()),
+                sinks,
+                ownership,
+                snapshot_every,
+                idle_passivate,
                 persister: deps_persister,
-                store_history,
-                periodic_snapshots: feed_recipients.is_some(),
-                feed: feed_recipients,
-                follow_always,
-                updates,
-                views: deps_views,
-                directory: passivation,
+                pollers: trackers,
+                directory,
                 metrics: deps_metrics,
             },
         )
         .start();
 
         if let (Some(ctx), Some((client, instance))) = (feed_context, feed) {
-            ctx.run(RedisFeed::new(client, instance, directory.clone()));
+            ctx.run(RedisFeed::new(client, instance));
         }
         let mut arbiters = arbiters;
         let kafka = if kafka_on {
-            let ingest =
-                KafkaIngest::new(&settings.kafka, directory.clone(), metrics.clone()).map_err(StartupError::Kafka)?;
+            let ingest = KafkaIngest::new(&settings.kafka, directory.clone(), persister.clone(), metrics.clone())
+                .map_err(StartupError::Kafka)?;
             // Its own thread: a rebalance blocks it while locations are handed over.
             let arbiter = Arbiter::new();
             let addr = KafkaIngest::start_in_arbiter(&arbiter.handle(), move |_| ingest);
@@ -158,13 +198,13 @@ impl Application {
         } else {
             None
         };
-        let to_kafka = kafka.clone().map(|k| k.recipient());
-        let pollers = start_pollers(&settings.sources, &directory, &metrics, shared_cache, to_kafka);
-        let _ = directory
-            .send(AttachPollers {
-                pollers: pollers.iter().map(|p| (p.clone().recipient(), p.clone().recipient())).collect(),
-            })
-            .await;
+        let ingest = Ingest::new(
+            directory.clone(),
+            kafka.clone().map(Addr::recipient),
+            settings.locations.history_hours,
+            metrics.clone(),
+        );
+        pollers.run(&ingest);
 
         match persister.send(LoadStations).await {
             Ok(Ok(stations)) => {
@@ -182,7 +222,7 @@ impl Application {
             for location in replay::stations() {
                 let _ = directory.send(RegisterStation { location }).await;
             }
-            ReplayFeeder::new(&settings.sources.replay, directory.clone(), metrics.clone()).start();
+            ReplayFeeder::new(&settings.sources.replay, directory.clone(), ingest.clone(), metrics.clone()).start();
         }
         for raw in &settings.locations.preload {
             let id = LocationId::parse(raw).map_err(|e| StartupError::Preload(format!("{raw:?}: {e}")))?;
@@ -193,11 +233,30 @@ impl Application {
             }
         }
 
+        let service = Service::new(
+            ServiceDeps {
+                directory: directory.clone(),
+                persister: persister.clone(),
+                catalog,
+                stations,
+                views,
+                ingest,
+                kafka: kafka.clone(),
+                providers: pollers.statuses.clone(),
+                metrics: metrics.clone(),
+            },
+            ServiceSettings {
+                history_hours: settings.locations.history_hours,
+                history_in_influx,
+                // A location nobody asked for yet waits for the pollers' first answer,
+                // when there are pollers.
+                cold_wait: (!pollers.statuses.is_empty()).then(|| Duration::from_millis(settings.sources.cold_wait_ms)),
+                render_ttl: RENDER_TTL,
+            },
+        );
         let (shutdown_sessions, shutdown_rx) = watch::channel(false);
         let state = web::Data::new(AppState {
-            directory: directory.clone(),
-            persister: persister.clone(),
-            catalog,
+            service,
             metrics: metrics.clone(),
             sessions: SessionDeps {
                 directory: directory.clone(),
@@ -206,9 +265,6 @@ impl Application {
                 shutdown: shutdown_rx,
             },
             settings: settings.clone(),
-            views,
-            kafka: kafka.clone(),
-            providers: pollers.iter().map(|p| p.clone().recipient::<GetProviderStatus>()).collect(),
             next_session_id: AtomicU64::new(1),
         });
         let server = HttpServer::new(move || {
@@ -275,62 +331,6 @@ impl Application {
         info!(locations, snapshots_written = written, "stopped");
         Ok(())
     }
-}
-
-/// One `SourcePoller` per enabled provider. OpenWeatherMap runs only with an API key;
-/// MET Norway starts switched off (saying why) without a contact for its User-Agent.
-fn start_pollers(
-    sources: &SourcesSettings,
-    directory: &Addr<Directory>,
-    metrics: &Arc<Metrics>,
-    shared_cache: Option<Arc<crate::store::redis::RedisStore>>,
-    to_kafka: Option<Recipient<ProduceReadings>>,
-) -> Vec<Addr<SourcePoller>> {
-    let contact = sources.contact.trim();
-    let user_agent = if contact.is_empty() {
-        format!("isobar/{}", env!("CARGO_PKG_VERSION"))
-    } else {
-        format!("isobar/{} ({contact})", env!("CARGO_PKG_VERSION"))
-    };
-    let configured: [(ProviderKind, &ProviderSettings); 4] = [
-        (ProviderKind::OpenMeteo, &sources.open_meteo),
-        (ProviderKind::MetNorway, &sources.met_norway),
-        (ProviderKind::Nws, &sources.nws),
-        (ProviderKind::OpenWeatherMap, &sources.openweathermap),
-    ];
-    let mut pollers = Vec::new();
-    let offline_warned = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for (kind, settings) in configured {
-        if !settings.enabled {
-            continue;
-        }
-        if kind == ProviderKind::OpenWeatherMap && settings.api_key.trim().is_empty() {
-            info!(
-                provider = kind.name(),
-                "off: set sources.openweathermap.api_key (ISOBAR__SOURCES__OPENWEATHERMAP__API_KEY) to use it"
-            );
-            continue;
-        }
-        let disabled = (kind == ProviderKind::MetNorway && contact.is_empty()).then(|| {
-            "MET Norway requires a contact in the User-Agent: set sources.contact (ISOBAR__SOURCES__CONTACT) to your e-mail or URL".to_owned()
-        });
-        let upstream = Upstream::new(kind.name(), settings.clone(), &user_agent, metrics.clone())
-            .with_shared_cache(shared_cache.clone());
-        let provider = Provider::new(kind, upstream, settings.api_key.trim().to_owned());
-        let poll_interval = Duration::from_secs(settings.poll_interval_secs.max(1));
-        let poller = SourcePoller::new(
-            kind,
-            provider,
-            directory.clone(),
-            metrics.clone(),
-            poll_interval,
-            disabled,
-            offline_warned.clone(),
-        )
-        .with_kafka(to_kafka.clone());
-        pollers.push(poller.start());
-    }
-    pollers
 }
 
 /// Resolves on SIGTERM or SIGINT, naming which.

@@ -1,11 +1,13 @@
-//! `Directory`: resolves a `LocationId` to its `LocationActor`, starting it on first use
-//! (a "virtual actor": callers never create or stop location actors).
+//! `Directory`: the registry of location actors. It resolves a `LocationId` to its
+//! `LocationActor`, starting it on first use (a "virtual actor": callers never create or
+//! stop location actors), and decides which locations exist: the catalog's cities and
+//! the stations, which it alone registers (from a new station's first reading, from
+//! start-up, or from Redis when another instance registered one).
 //!
 //! Actors are spread over one arbiter per core by a hash of the id and run under a
 //! `Supervisor`. An idle actor asks to be passivated; the Directory forgets it first and
 //! then tells it to stop, so a request arriving meanwhile starts a fresh actor that
-//! restores from the persister. The Directory also owns the registry of stations
-//! (locations first seen through readings) and routes validated readings to their actors.
+//! restores from the persister.
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
@@ -14,46 +16,29 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use futures_util::future::join_all;
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::actors::location::{
-    Adopt, ApplyForecast, Checkpoint, HandOver, IngestBatch, LocationActor, LocationDeps, Passivate, RelayUpdate,
-    SourceHealth,
-};
-use crate::actors::persister::{LoadStation, SaveStation, SyncSnapshots};
-use crate::actors::poller::{Track, Untrack};
-use crate::catalog::{Catalog, MatchRank, fold};
-use crate::domain::{FieldError, ForecastRun, Location, LocationId, LocationKind, Reading, SourceName};
+use crate::actors::location::{Checkpoint, HandOver, LocationActor, LocationDeps, Passivate, RequestPassivation};
+use crate::actors::persister::{LoadStation, Persister, SaveStation};
+use crate::catalog::{Catalog, Stations};
+use crate::domain::{FieldError, Location, LocationId, LocationKind};
 use crate::telemetry::Metrics;
 
 pub struct Directory {
     catalog: Arc<Catalog>,
-    /// Stations registered by readings or sources, by id.
-    stations: HashMap<LocationId, Station>,
+    /// Stations by id; written here only, read by the service too.
+    stations: Arc<Stations>,
     /// Running location actors.
     actors: HashMap<LocationId, Addr<LocationActor>>,
     /// One arbiter per core; a location always lands on the same one.
     arbiters: Vec<ArbiterHandle>,
+    /// Remembers stations across restarts and finds other instances' (Redis).
+    persister: Addr<Persister>,
     /// Handed to every location actor; `None` until this actor has started (it holds our
     /// own address).
     deps: Option<LocationDeps>,
     make_deps: Option<Box<dyn FnOnce(Recipient<RequestPassivation>) -> LocationDeps>>,
     metrics: Arc<Metrics>,
-    /// The source pollers, told when a location starts or passivates.
-    pollers: Vec<(Recipient<Track>, Recipient<Untrack>)>,
-}
-
-/// A registered station with its id and name folded once for search.
-struct Station {
-    location: Arc<Location>,
-    folded_id: String,
-    folded_name: String,
-}
-
-impl Station {
-    fn new(location: Location) -> Self {
-        Self { folded_id: fold(location.id.as_str()), folded_name: fold(&location.name), location: Arc::new(location) }
-    }
 }
 
 /// The location id names neither a catalog city nor a known station.
@@ -61,112 +46,56 @@ impl Station {
 #[error("unknown location {0}")]
 pub struct UnknownLocation(pub LocationId);
 
-/// The address of the actor of `id`, started if needed. Sent by HTTP handlers and sessions.
+/// The address of the actor of `id`, started if needed. Sent by the service and sessions.
 #[derive(Message)]
 #[rtype(result = "Result<Addr<LocationActor>, UnknownLocation>")]
 pub struct Resolve {
     pub id: LocationId,
 }
 
-/// The description of `id` without starting its actor. Sent by GET /v1/locations/{id}.
+/// The description of `id` without starting its actor, looking in Redis for a station
+/// another instance registered. Sent by the service for an id it does not know.
 #[derive(Message)]
 #[rtype(result = "Option<Location>")]
 pub struct Describe {
     pub id: LocationId,
 }
 
-/// Stations whose folded name or id starts with `query`. Sent by location search.
+/// The actors of the locations readings are for, in order, started if needed. Each id
+/// comes with the position (among its readings) and coordinates of its first reading that
+/// has some: an unknown id is registered as a station from those, and its earlier readings
+/// are refused (the answer's position; 0 for a known location); without any, it is
+/// refused. Sent by the ingest path.
 #[derive(Message)]
-#[rtype(result = "Vec<(MatchRank, Location)>")]
-pub struct SearchStations {
-    pub query: String,
-    pub limit: usize,
+#[rtype(result = "Vec<Result<(Addr<LocationActor>, usize), FieldError>>")]
+pub struct ResolveForReadings {
+    pub ids: Vec<(LocationId, Option<(usize, f64, f64)>)>,
 }
 
-/// Validated readings to apply, each with its index in the client's batch. Answers the
-/// items that could not be routed (a new station without coordinates); with `wait`, only
-/// once every location actor has applied its share. Sent by POST /v1/readings, sources
-/// and `KafkaIngest` (which waits before committing offsets).
+/// The indexes of readings that could not be routed (a new station without coordinates),
+/// without starting anything: checked before readings go to Kafka. Each item is (index,
+/// location, has coordinates).
 #[derive(Message)]
 #[rtype(result = "Vec<(usize, FieldError)>")]
-pub struct RouteReadings {
-    pub readings: Vec<(usize, Reading)>,
-    pub wait: bool,
-    /// Locations this instance has just taken over (their Kafka partition is newly its
-    /// own): a running actor for one of them only followed it and may be stale, so it
-    /// restores from the store again before their readings apply.
-    pub adopt: Vec<LocationId>,
-}
-
-/// Another instance takes these locations over (their Kafka partitions were revoked):
-/// each running actor writes its latest state and stops, then the persister writes
-/// every pending snapshot to the shared store and forgets its local copies. Answers how
-/// many actors were handed over once all that is done. Sent by `KafkaIngest`'s
-/// rebalance callback, which waits for the answer before the partitions move.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct HandOverLocations {
-    pub ids: Vec<LocationId>,
-}
-
-/// The readings that could not be routed (a new station without coordinates), without
-/// applying any: checked before readings go to Kafka. Sent by POST /v1/readings.
-#[derive(Message)]
-#[rtype(result = "Vec<(usize, FieldError)>")]
-pub struct FindUnroutable {
+pub struct CheckRoutable {
     pub readings: Vec<(usize, LocationId, bool)>,
 }
 
-/// A station known ahead of its readings, with full metadata (the replay's airports).
+/// A station known ahead of its readings, with full metadata (the replay's airports,
+/// the stations Redis remembers).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RegisterStation {
     pub location: Location,
 }
 
-/// Sent by an idle `LocationActor` that has no subscribers.
+/// Another instance takes these locations over (their Kafka partitions were revoked):
+/// each running actor hands its latest state to the persister and stops. Answers how
+/// many did. Sent by `KafkaIngest`'s rebalance callback.
 #[derive(Message)]
-#[rtype(result = "()")]
-pub struct RequestPassivation {
-    pub id: LocationId,
-    pub addr: Addr<LocationActor>,
-}
-
-/// The source pollers to tell about starting and passivating locations. Sent once by
-/// start-up, after the pollers exist (they need the Directory's address first).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AttachPollers {
-    pub pollers: Vec<(Recipient<Track>, Recipient<Untrack>)>,
-}
-
-/// What a provider returned for a location (already validated). Sent by a `SourcePoller`;
-/// dropped when the location has passivated meanwhile.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct DeliverProviderData {
-    pub id: LocationId,
-    pub source: SourceName,
-    pub reading: Option<Reading>,
-    pub forecast: Option<ForecastRun>,
-}
-
-/// A provider could not refresh a location. Sent by a `SourcePoller`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ReportSourceFailure {
-    pub id: LocationId,
-    pub source: SourceName,
-    pub error: String,
-}
-
-/// An update another instance published for a location. Sent by the `RedisFeed`;
-/// forwarded to the local actor, if running, for its subscribers.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RelayRemoteUpdate {
-    pub id: LocationId,
-    pub text: bytestring::ByteString,
+#[rtype(result = "usize")]
+pub struct HandOverLocations {
+    pub ids: Vec<LocationId>,
 }
 
 /// Sent at shutdown: every running location hands its snapshot to the persister.
@@ -180,24 +109,30 @@ impl Directory {
     /// for passivation requests (known only once it runs).
     pub fn new(
         catalog: Arc<Catalog>,
+        stations: Arc<Stations>,
         arbiters: Vec<ArbiterHandle>,
+        persister: Addr<Persister>,
         metrics: Arc<Metrics>,
         make_deps: impl FnOnce(Recipient<RequestPassivation>) -> LocationDeps + 'static,
     ) -> Self {
         Self {
             catalog,
-            stations: HashMap::new(),
+            stations,
             actors: HashMap::new(),
             arbiters,
+            persister,
             deps: None,
             make_deps: Some(Box::new(make_deps)),
             metrics,
-            pollers: Vec::new(),
         }
     }
 
     fn describe(&self, id: &LocationId) -> Option<Arc<Location>> {
-        self.stations.get(id).map(|s| s.location.clone()).or_else(|| self.catalog.get(id).map(Arc::new))
+        self.stations.get(id).or_else(|| self.catalog.get(id).map(Arc::new))
+    }
+
+    fn is_known(&self, id: &LocationId) -> bool {
+        self.stations.contains(id) || self.catalog.get(id).is_some()
     }
 
     fn resolve(&mut self, id: &LocationId) -> Result<Addr<LocationActor>, UnknownLocation> {
@@ -209,9 +144,6 @@ impl Directory {
         let mut hasher = DefaultHasher::new();
         id.hash(&mut hasher);
         let arbiter = &self.arbiters[(hasher.finish() % self.arbiters.len() as u64) as usize];
-        for (track, _) in &self.pollers {
-            track.do_send(Track { location: location.clone() });
-        }
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| LocationActor::new(location, deps));
         self.actors.insert(id.clone(), addr.clone());
         self.metrics.locations_active.set(self.actors.len() as i64);
@@ -222,23 +154,16 @@ impl Directory {
     fn forget(&mut self, id: &LocationId) -> Option<Addr<LocationActor>> {
         let addr = self.actors.remove(id)?;
         self.metrics.locations_active.set(self.actors.len() as i64);
-        for (_, untrack) in &self.pollers {
-            untrack.do_send(Untrack { id: id.clone() });
-        }
         Some(addr)
     }
 
-    fn is_known(&self, id: &LocationId) -> bool {
-        self.stations.contains_key(id) || self.catalog.get(id).is_some()
-    }
-
     /// A station first seen through a reading: named by its id, placed in the country and
-    /// time zone of the nearest catalog city.
-    fn station_from_reading(&self, reading: &Reading, latitude: f64, longitude: f64) -> Location {
+    /// time zone of the nearest catalog city, remembered in Redis.
+    fn register_from_reading(&mut self, id: &LocationId, latitude: f64, longitude: f64) {
         let near = self.catalog.nearest(latitude, longitude).map(|(city, _)| city);
-        Location {
-            id: reading.location_id.clone(),
-            name: reading.location_id.to_string(),
+        let station = Location {
+            id: id.clone(),
+            name: id.to_string(),
             country: near.as_ref().map(|c| c.country.clone()).unwrap_or_default(),
             latitude,
             longitude,
@@ -246,11 +171,31 @@ impl Directory {
             population: None,
             elevation: None,
             kind: LocationKind::Station,
-        }
+        };
+        info!(station = %id, latitude, longitude, "new station");
+        self.persister.do_send(SaveStation { location: station.clone() });
+        self.stations.insert(station);
+    }
+
+    /// `id` as a station another instance registered (in Redis), registered here too;
+    /// then `then` with the result of the lookup.
+    fn look_up_station<R: 'static>(
+        &self,
+        id: LocationId,
+        then: impl FnOnce(&mut Self, &LocationId) -> R + 'static,
+    ) -> ResponseActFuture<Self, R> {
+        let load = self.persister.send(LoadStation { id: id.clone() });
+        Box::pin(async move { load.await.ok().flatten() }.into_actor(self).map(move |found, act, _| {
+            if let Some(location) = found.filter(|_| !act.is_known(&id)) {
+                act.stations.insert(location);
+            }
+            then(act, &id)
+        }))
     }
 }
 
-fn needs_coordinates(id: &LocationId) -> FieldError {
+/// Why a reading of an unknown location without coordinates is refused.
+pub fn needs_coordinates(id: &LocationId) -> FieldError {
     FieldError::new(
         "latitude",
         format!("location {id} is not known yet: the first reading of a new station needs latitude and longitude"),
@@ -264,33 +209,6 @@ impl Actor for Directory {
         if let Some(make) = self.make_deps.take() {
             self.deps = Some(make(ctx.address().recipient()));
         }
-    }
-}
-
-impl Directory {
-    /// `id` as a station another instance registered (in Redis), registered here too;
-    /// then `then` with the result of the lookup.
-    fn look_up_station<R: 'static>(
-        &self,
-        id: LocationId,
-        then: impl FnOnce(&mut Self, &LocationId) -> R + 'static,
-    ) -> ResponseActFuture<Self, R> {
-        let load = self.deps.as_ref().map(|d| d.persister.send(LoadStation { id: id.clone() }));
-        Box::pin(
-            async move {
-                match load {
-                    Some(load) => load.await.ok().flatten(),
-                    None => None,
-                }
-            }
-            .into_actor(self)
-            .map(move |found, act, _| {
-                if let Some(location) = found.filter(|_| !act.is_known(&id)) {
-                    act.stations.insert(location.id.clone(), Station::new(location));
-                }
-                then(act, &id)
-            }),
-        )
     }
 }
 
@@ -316,36 +234,32 @@ impl Handler<Describe> for Directory {
     }
 }
 
-impl Handler<SearchStations> for Directory {
-    type Result = Vec<(MatchRank, Location)>;
+impl Handler<ResolveForReadings> for Directory {
+    type Result = MessageResult<ResolveForReadings>;
 
-    fn handle(&mut self, msg: SearchStations, _: &mut Context<Self>) -> Self::Result {
-        let query = fold(&msg.query);
-        let mut hits: Vec<(MatchRank, Location)> = self
-            .stations
-            .values()
-            .filter_map(|s| {
-                let (id, name) = (&s.folded_id, &s.folded_name);
-                let rank = if *id == query || *name == query {
-                    MatchRank::Exact
-                } else if id.starts_with(&query) || name.starts_with(&query) {
-                    MatchRank::Prefix
-                } else {
-                    return None;
-                };
-                Some((rank, (*s.location).clone()))
+    fn handle(&mut self, msg: ResolveForReadings, _: &mut Context<Self>) -> Self::Result {
+        let resolved = msg
+            .ids
+            .into_iter()
+            .map(|(id, coordinates)| {
+                let mut first = 0;
+                if !self.is_known(&id) {
+                    let (position, latitude, longitude) = coordinates.ok_or_else(|| needs_coordinates(&id))?;
+                    self.register_from_reading(&id, latitude, longitude);
+                    first = position;
+                }
+                let addr = self.resolve(&id).map_err(|e| FieldError::new("location_id", e.to_string()))?;
+                Ok((addr, first))
             })
             .collect();
-        hits.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
-        hits.truncate(msg.limit);
-        hits
+        MessageResult(resolved)
     }
 }
 
-impl Handler<FindUnroutable> for Directory {
-    type Result = MessageResult<FindUnroutable>;
+impl Handler<CheckRoutable> for Directory {
+    type Result = MessageResult<CheckRoutable>;
 
-    fn handle(&mut self, msg: FindUnroutable, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: CheckRoutable, _: &mut Context<Self>) -> Self::Result {
         MessageResult(
             msg.readings
                 .into_iter()
@@ -360,54 +274,7 @@ impl Handler<RegisterStation> for Directory {
     type Result = ();
 
     fn handle(&mut self, msg: RegisterStation, _: &mut Context<Self>) {
-        self.stations.insert(msg.location.id.clone(), Station::new(msg.location));
-    }
-}
-
-impl Handler<RouteReadings> for Directory {
-    type Result = ResponseFuture<Vec<(usize, FieldError)>>;
-
-    fn handle(&mut self, msg: RouteReadings, _: &mut Context<Self>) -> Self::Result {
-        for id in &msg.adopt {
-            if let Some(follower) = self.actors.get(id) {
-                follower.do_send(Adopt);
-            }
-        }
-        let mut rejected = Vec::new();
-        let mut batches: HashMap<LocationId, Vec<Reading>> = HashMap::new();
-        for (index, reading) in msg.readings {
-            if !self.is_known(&reading.location_id) {
-                match (reading.latitude, reading.longitude) {
-                    (Some(lat), Some(lon)) => {
-                        let station = self.station_from_reading(&reading, lat, lon);
-                        info!(station = %station.id, latitude = lat, longitude = lon, "new station");
-                        if let Some(deps) = &self.deps {
-                            deps.persister.do_send(SaveStation { location: station.clone() });
-                        }
-                        self.stations.insert(station.id.clone(), Station::new(station));
-                    }
-                    _ => {
-                        rejected.push((index, needs_coordinates(&reading.location_id)));
-                        continue;
-                    }
-                }
-            }
-            batches.entry(reading.location_id.clone()).or_default().push(reading);
-        }
-        let mut applied = Vec::new();
-        for (id, readings) in batches {
-            if let Ok(addr) = self.resolve(&id) {
-                if msg.wait {
-                    applied.push(addr.send(IngestBatch { readings }));
-                } else {
-                    addr.do_send(IngestBatch { readings });
-                }
-            }
-        }
-        Box::pin(async move {
-            join_all(applied).await;
-            rejected
-        })
+        self.stations.insert(msg.location);
     }
 }
 
@@ -423,77 +290,13 @@ impl Handler<RequestPassivation> for Directory {
     }
 }
 
-impl Handler<AttachPollers> for Directory {
-    type Result = ();
-
-    fn handle(&mut self, msg: AttachPollers, _: &mut Context<Self>) {
-        self.pollers = msg.pollers;
-        // Locations started before the pollers existed (preloads) are tracked now.
-        for id in self.actors.keys() {
-            if let Some(location) = self.describe(id) {
-                for (track, _) in &self.pollers {
-                    track.do_send(Track { location: location.clone() });
-                }
-            }
-        }
-    }
-}
-
-impl Handler<DeliverProviderData> for Directory {
-    type Result = ();
-
-    fn handle(&mut self, msg: DeliverProviderData, _: &mut Context<Self>) {
-        let Some(addr) = self.actors.get(&msg.id) else { return };
-        if let Some(run) = msg.forecast {
-            addr.do_send(ApplyForecast { run });
-        }
-        match msg.reading {
-            Some(reading) => addr.do_send(IngestBatch { readings: vec![reading] }),
-            // A response without a usable reading still shows the source is alive.
-            None => addr.do_send(SourceHealth { source: msg.source, error: None }),
-        }
-    }
-}
-
-impl Handler<ReportSourceFailure> for Directory {
-    type Result = ();
-
-    fn handle(&mut self, msg: ReportSourceFailure, _: &mut Context<Self>) {
-        if let Some(addr) = self.actors.get(&msg.id) {
-            addr.do_send(SourceHealth { source: msg.source, error: Some(msg.error) });
-        }
-    }
-}
-
-impl Handler<RelayRemoteUpdate> for Directory {
-    type Result = ();
-
-    fn handle(&mut self, msg: RelayRemoteUpdate, _: &mut Context<Self>) {
-        if let Some(addr) = self.actors.get(&msg.id) {
-            addr.do_send(RelayUpdate { text: msg.text });
-        }
-    }
-}
-
 impl Handler<HandOverLocations> for Directory {
     type Result = ResponseFuture<usize>;
 
     fn handle(&mut self, msg: HandOverLocations, _: &mut Context<Self>) -> Self::Result {
         let stops: Vec<_> = msg.ids.iter().filter_map(|id| self.forget(id)).map(|a| a.send(HandOver)).collect();
-        let persister = self.deps.as_ref().map(|d| d.persister.clone());
-        Box::pin(async move {
-            // Each actor handed its snapshot to the persister before answering, so the
-            // sync below (queued after those) writes them all.
-            let handed = join_all(stops).await.into_iter().filter(Result::is_ok).count();
-            if let Some(persister) = persister {
-                match persister.send(SyncSnapshots { forget: msg.ids }).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => warn!(error = %e, "handing locations over before their state reached the store"),
-                    Err(_) => {}
-                }
-            }
-            handed
-        })
+        // Each actor hands its snapshot to the persister before answering.
+        Box::pin(async move { join_all(stops).await.into_iter().filter(Result::is_ok).count() })
     }
 }
 
@@ -511,10 +314,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::actors::location::{GetHistory, LocationDeps};
-    use crate::actors::persister::Persister;
-    use crate::config::{InfluxSettings, LocationSettings, PersistSettings, RedisSettings};
-    use crate::domain::SourceName;
+    use crate::actors::ingest::apply;
+    use crate::actors::location::{GetHistory, LocationDeps, Ownership};
+    use crate::config::{InfluxSettings, PersistSettings, RedisSettings};
+    use crate::core::{CoreSettings, Retention};
+    use crate::domain::{Quantity, Reading, SourceName};
 
     fn start_directory() -> (Addr<Directory>, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::new());
@@ -536,32 +340,30 @@ mod tests {
             password: String::new(),
         };
         let persister = Persister::new(&persist, &redis, &influx, metrics.clone()).unwrap().start();
-        let settings = Arc::new(LocationSettings {
-            idle_passivate_secs: 3600,
-            history_hours: 24,
-            max_history_readings: 100,
+        let core = Arc::new(CoreSettings {
+            retention: Retention { window: chrono::Duration::hours(24), max_readings: 100 },
             stale_after_secs: 7200,
-            preload: Vec::new(),
+            trust: Default::default(),
+            outlier_threshold: 3.5,
+            render_ttl: Duration::from_secs(1),
+            keep_applied: false,
         });
-        let deps_metrics = metrics.clone();
+        let (deps_persister, deps_metrics) = (persister.clone(), metrics.clone());
         let directory = Directory::new(
             Arc::new(Catalog::bundled()),
+            Arc::new(Stations::default()),
             vec![Arbiter::current(), Arbiter::current()],
+            persister,
             metrics.clone(),
             move |directory| LocationDeps {
-                settings,
-                consensus: Arc::new(crate::config::ConsensusConfig {
-                    trust: Default::default(),
-                    outlier_threshold: 3.5,
-                }),
-                snapshot_interval: Duration::from_millis(100),
-                persister,
-                store_history: false,
-                feed: None,
-                follow_always: false,
-                updates: None,
-                views: Default::default(),
-                periodic_snapshots: false,
+                core,
+                analyses: Arc::new(|_| Vec::new()),
+                sinks: Arc::new([]),
+                ownership: Ownership::Alone,
+                snapshot_every: None,
+                idle_passivate: Duration::from_secs(3600),
+                persister: deps_persister,
+                pollers: Arc::new([]),
                 directory,
                 metrics: deps_metrics,
             },
@@ -576,7 +378,7 @@ mod tests {
             SourceName::parse("station").unwrap(),
             chrono::Utc::now() - chrono::Duration::minutes(1),
         );
-        r.temperature = Some(3.5);
+        r.set(Quantity::Temperature, Some(3.5));
         if coordinates {
             (r.latitude, r.longitude) = (Some(51.47), Some(-0.45));
         }
@@ -601,16 +403,9 @@ mod tests {
     #[actix::test]
     async fn a_new_station_needs_coordinates_and_is_placed_by_the_nearest_city() {
         let (directory, _) = start_directory();
-        let rejected = directory
-            .send(RouteReadings {
-                readings: vec![(0, reading("EGLL", false)), (1, reading("EGLL", true))],
-                wait: true,
-                adopt: Vec::new(),
-            })
-            .await
-            .unwrap();
-        assert_eq!(rejected.len(), 1);
-        assert_eq!(rejected[0].0, 0);
+        let readings = vec![(0, reading("EGLL", false)), (1, reading("EGLL", true))];
+        let rejected = apply(&directory, readings, true, Vec::new()).await.unwrap();
+        assert_eq!(rejected, [(0, needs_coordinates(&LocationId::parse("EGLL").unwrap()))]);
         let egll = directory.send(Describe { id: LocationId::parse("EGLL").unwrap() }).await.unwrap().unwrap();
         assert_eq!(
             (egll.name.as_str(), egll.country.as_str(), egll.timezone.as_str()),
@@ -621,7 +416,7 @@ mod tests {
         let now = chrono::Utc::now();
         let history = addr.send(GetHistory { from: now - chrono::Duration::hours(1), to: now }).await.unwrap();
         assert_eq!(history.len(), 1);
-        assert_eq!(history[0].temperature, Some(3.5));
+        assert_eq!(history[0].get(Quantity::Temperature), Some(3.5));
     }
 
     #[actix::test]

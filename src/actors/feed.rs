@@ -1,13 +1,13 @@
 //! `RedisFeed`: the cross-instance live feed.
 //!
-//! Every instance publishes its updates on `isobar:updates:{id}` (through the
-//! `Persister`). When local WebSocket clients follow a location, its actor asks the feed
-//! to `Follow` that channel; updates published by *other* instances (each message is
-//! tagged with its instance) are handed to the local location actor, which forwards the
-//! bytes to its subscribers. The subscription reconnects and resubscribes by itself
-//! when Redis goes away.
+//! Every instance publishes its updates on `isobar:updates:{id}` (the `RedisRelay` sink,
+//! through the `Persister`). A location actor that follows other instances (see its
+//! `Ownership`) sends `Follow` with its own recipient; updates published by *other*
+//! instances (each message is tagged with its instance) are handed to it as
+//! `RelayUpdate`. The subscription reconnects and resubscribes by itself when Redis goes
+//! away.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use redis::aio::PubSubSink;
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
-use crate::actors::directory::{Directory, RelayRemoteUpdate};
+use crate::actors::messages::{Follow, RelayUpdate, Unfollow};
 use crate::domain::LocationId;
 use crate::store::redis::updates_channel;
 
@@ -27,26 +27,11 @@ const CHANNEL_PREFIX: &str = "isobar:updates:";
 pub struct RedisFeed {
     client: redis::Client,
     instance: Arc<str>,
-    directory: Addr<Directory>,
-    followed: HashSet<LocationId>,
+    /// The followed locations, each with its actor.
+    followed: HashMap<LocationId, Recipient<RelayUpdate>>,
     sink: Option<Arc<Mutex<PubSubSink>>>,
     /// Whether a reconnect was logged, so an outage logs once.
     reconnect_logged: bool,
-}
-
-/// Start relaying other instances' updates for this location. Sent by `LocationActor`
-/// when it gets its first subscriber.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Follow {
-    pub id: LocationId,
-}
-
-/// Stop relaying. Sent by `LocationActor` when its last subscriber leaves or it stops.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Unfollow {
-    pub id: LocationId,
 }
 
 #[derive(Message)]
@@ -69,8 +54,8 @@ struct Received {
 }
 
 impl RedisFeed {
-    pub fn new(client: redis::Client, instance: Arc<str>, directory: Addr<Directory>) -> Self {
-        Self { client, instance, directory, followed: HashSet::new(), sink: None, reconnect_logged: false }
+    pub fn new(client: redis::Client, instance: Arc<str>) -> Self {
+        Self { client, instance, followed: HashMap::new(), sink: None, reconnect_logged: false }
     }
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
@@ -126,7 +111,8 @@ impl Handler<Connected> for RedisFeed {
             self.reconnect_logged = false;
         }
         self.sink = Some(Arc::new(Mutex::new(msg.sink)));
-        for id in self.followed.clone() {
+        let ids: Vec<LocationId> = self.followed.keys().cloned().collect();
+        for id in ids {
             self.change(&id, true, ctx);
         }
     }
@@ -156,7 +142,9 @@ impl Handler<Received> for RedisFeed {
         if instance == &*self.instance {
             return;
         }
-        self.directory.do_send(RelayRemoteUpdate { id, text: text.to_owned().into() });
+        if let Some(relay) = self.followed.get(&id) {
+            relay.do_send(RelayUpdate { text: text.to_owned().into() });
+        }
     }
 }
 
@@ -164,7 +152,7 @@ impl Handler<Follow> for RedisFeed {
     type Result = ();
 
     fn handle(&mut self, msg: Follow, ctx: &mut Context<Self>) {
-        if self.followed.insert(msg.id.clone()) {
+        if self.followed.insert(msg.id.clone(), msg.relay).is_none() {
             self.change(&msg.id, true, ctx);
         }
     }
@@ -174,7 +162,8 @@ impl Handler<Unfollow> for RedisFeed {
     type Result = ();
 
     fn handle(&mut self, msg: Unfollow, ctx: &mut Context<Self>) {
-        if self.followed.remove(&msg.id) {
+        if self.followed.get(&msg.id) == Some(&msg.relay) {
+            self.followed.remove(&msg.id);
             self.change(&msg.id, false, ctx);
         }
     }

@@ -8,8 +8,9 @@
 //!   message goes to `kafka.dlq_topic` with its original payload and the headers
 //!   `error` (a reason a user can act on), `source-topic`, `source-partition` and
 //!   `source-offset`; the consumer goes on.
-//! - [`UpdatesProducer`] produces every consensus update to `kafka.updates_topic` (key =
-//!   location id, value = the WebSocket `update` bytes), with `acks=all` and idempotence.
+//! - [`UpdatesProducer`], a sink of every location actor, produces each consensus update
+//!   to `kafka.updates_topic` (key = location id, value = the WebSocket `update` bytes),
+//!   with `acks=all` and idempotence.
 //!
 //! Several instances in one consumer group split the locations: a location is owned by
 //! the instance that owns its partition (readings are keyed by location id, and every
@@ -41,8 +42,13 @@ use rdkafka::{ClientContext, Offset};
 use serde_json::Value;
 use tracing::{error, info, warn};
 
-use crate::actors::directory::{Directory, HandOverLocations, RouteReadings};
+use crate::actors::directory::{Directory, HandOverLocations};
+use crate::actors::ingest::{ProduceReadings, apply};
+use crate::actors::persister::{Persister, SyncSnapshots};
+use crate::actors::sinks::EventSink;
+use crate::actors::wire;
 use crate::config::KafkaSettings;
+use crate::core::LocationEvent;
 use crate::domain::reading::rejection_reason;
 use crate::domain::{LocationId, Reading};
 use crate::telemetry::Metrics;
@@ -106,11 +112,19 @@ impl UpdatesProducer {
         Ok(Self { producer, topic: settings.updates_topic.clone(), metrics })
     }
 
-    pub fn publish(&self, location_id: &str, payload: &[u8]) {
+    fn publish(&self, location_id: &str, payload: &[u8]) {
         let record = BaseRecord::to(&self.topic).key(location_id).payload(payload);
         if let Err((e, _)) = self.producer.send(record) {
             self.metrics.kafka_produce_errors.with_label_values(&["updates"]).inc();
             warn!(error = %e, "Kafka producer queue refused an update");
+        }
+    }
+}
+
+impl EventSink for UpdatesProducer {
+    fn deliver(&self, id: &LocationId, event: &LocationEvent) {
+        if let LocationEvent::Update(update) = event {
+            self.publish(id.as_str(), wire::update_message(update).as_bytes());
         }
     }
 }
@@ -127,6 +141,7 @@ struct Ownership {
 pub struct IngestContext {
     topic: String,
     directory: Addr<Directory>,
+    persister: Addr<Persister>,
     metrics: Arc<Metrics>,
     ownership: Mutex<Ownership>,
 }
@@ -182,8 +197,15 @@ impl ConsumerContext for IngestContext {
         let started = Instant::now();
         let seen = ids.len();
         // Blocking is safe here: the Directory, the location actors and the persister run
-        // on other threads. Without them (shutting down) the send fails at once.
-        let handed = futures_executor::block_on(self.directory.send(HandOverLocations { ids })).unwrap_or(0);
+        // on other threads. Without them (shutting down) the send fails at once. Each actor
+        // hands its snapshot to the persister before it answers, so the sync that follows
+        // writes them all to the shared store.
+        let hand_over = self.directory.send(HandOverLocations { ids: ids.clone() });
+        let handed = futures_executor::block_on(hand_over).unwrap_or(0);
+        let sync = self.persister.send(SyncSnapshots { forget: ids });
+        if let Ok(Err(e)) = futures_executor::block_on(sync) {
+            warn!(error = %e, "handing locations over before their state reached the store");
+        }
         self.metrics.kafka_handed_over.inc_by(handed as u64);
         info!(
             partitions = ?revoked,
@@ -214,14 +236,6 @@ pub struct KafkaIngest {
     settings: Arc<KafkaSettings>,
 }
 
-/// Produce readings to the readings topic (key = location id) and answer once the
-/// broker acknowledged every one (`acks=all`), or why not. Sent by POST /v1/readings.
-#[derive(Message)]
-#[rtype(result = "Result<(), String>")]
-pub struct ProduceReadings {
-    pub readings: Vec<Reading>,
-}
-
 /// Sent at shutdown: unsubscribe, so this instance's partitions are revoked (and their
 /// locations handed over) while everything still runs, before the group gives them to
 /// the other instances. Answers once nothing is assigned, or after a few seconds.
@@ -238,6 +252,7 @@ impl KafkaIngest {
     pub fn new(
         settings: &KafkaSettings,
         directory: Addr<Directory>,
+        persister: Addr<Persister>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, KafkaError> {
         let mut config = ClientConfig::new();
@@ -254,6 +269,7 @@ impl KafkaIngest {
         let context = IngestContext {
             topic: settings.readings_topic.clone(),
             directory: directory.clone(),
+            persister,
             metrics: metrics.clone(),
             ownership: Mutex::default(),
         };
@@ -370,7 +386,7 @@ async fn consume(
             }
         }
         if !good.is_empty() {
-            match directory.send(RouteReadings { readings: good, wait: true, adopt }).await {
+            match apply(&directory, good, true, adopt).await {
                 Ok(rejected) => dead.extend(rejected.into_iter().map(|(i, e)| {
                     (i, Dead { reason: format!("{}: {}", e.field, e.message), label: "unknown_location" })
                 })),

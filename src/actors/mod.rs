@@ -1,23 +1,35 @@
-//! The actors of isobar (DESIGN §1).
+//! The actors of isobar (DESIGN §1) and the plain parts they share.
 //!
-//! - [`Directory`]: resolves location ids to `LocationActor`s, starting them on first use
-//!   over one arbiter per core, and keeps the registry of stations.
-//! - [`LocationActor`]: the single writer of one location's state.
-//! - [`Persister`]: batches snapshots to the storage backends.
+//! - [`Directory`]: the registry of location actors; starts them on first use over one
+//!   arbiter per core, and registers stations.
+//! - [`LocationActor`]: the single writer of one location's state, a thin shell around
+//!   its `LocationCore`; its events go to its WebSocket subscribers and the [`sinks`].
+//! - [`Persister`]: batches snapshots and history to the storage backends.
 //! - [`WsSession`]: one per WebSocket connection.
+//! - [`SourcePoller`]: one per enabled upstream provider, generic over `sources::Provider`.
 //! - [`ReplayFeeder`]: streams the bundled replay dataset as readings.
-//! - [`SourcePoller`]: one per upstream provider.
 //! - [`RedisFeed`]: relays other instances' updates from Redis.
-//! - [`KafkaIngest`]: consumes readings from Kafka (and `kafka::UpdatesProducer` produces updates).
+//! - [`KafkaIngest`]: consumes readings from Kafka (and `kafka::UpdatesProducer` produces
+//!   updates, as a sink).
+//!
+//! Not actors: [`ingest::Ingest`], the one way readings come in; [`sinks`] and
+//! [`views::PublishedViews`], where events go; [`wire`], the WebSocket messages;
+//! [`messages`], what actors of different modules send each other (through
+//! `Recipient`s, so no actor module imports another in a circle).
 
 pub mod directory;
 pub mod feed;
+pub mod ingest;
 pub mod kafka;
 pub mod location;
+pub mod messages;
 pub mod persister;
 pub mod poller;
 pub mod replay;
 pub mod session;
+pub mod sinks;
+pub mod views;
+pub mod wire;
 
 pub use directory::Directory;
 pub use feed::RedisFeed;

@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::config::{InfluxSettings, PersistSettings, RedisSettings};
+use crate::core::Update;
 use crate::domain::{Current, Location, LocationId, Reading};
 use crate::store::codec::{consensus_line, reading_line, snapshot_from_json, snapshot_to_json};
 use crate::store::codec::{location_from_json, location_to_json};
@@ -93,16 +94,16 @@ pub struct LoadSnapshot {
     pub location_id: LocationId,
 }
 
-/// Readings a location applied, and its new consensus if it changed. Sent by
-/// `LocationActor` when InfluxDB is configured.
+/// Readings a location applied, or its new consensus. Sent by the `History` sink of
+/// every location actor when InfluxDB is configured.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StoreReadings {
-    pub readings: Vec<Reading>,
-    pub consensus: Option<(Current, DateTime<Utc>)>,
+    pub readings: Arc<[Reading]>,
+    pub consensus: Option<Arc<Update>>,
 }
 
-/// An update to publish on the location's Redis channel. Sent by `LocationActor`.
+/// An update to publish on the location's Redis channel. Sent by the `RedisRelay` sink.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Publish {
@@ -140,7 +141,7 @@ pub struct Flush;
 /// Writes every pending snapshot to Redis now and answers once Redis holds them all (or
 /// why not within a few seconds); forgets the local copies of `forget`, which another
 /// instance owns from now on (without Redis they are the only copies and are kept).
-/// Sent by the `Directory` when handing locations over.
+/// Sent by `KafkaIngest` when handing locations over.
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
 pub struct SyncSnapshots {
@@ -452,13 +453,13 @@ impl Handler<StoreReadings> for Persister {
         if self.influx.is_none() {
             return;
         }
-        for reading in &msg.readings {
+        for reading in msg.readings.iter() {
             if let Some(line) = reading_line(reading) {
                 self.enqueue("influxdb", line);
             }
         }
-        if let Some((current, at)) = &msg.consensus {
-            self.enqueue("influxdb", consensus_line(current, *at));
+        if let Some(update) = &msg.consensus {
+            self.enqueue("influxdb", consensus_line(&update.current, update.changed_at));
         }
         let batch_max = self.settings.batch_max_items;
         if self.backend("influxdb").is_some_and(|b| b.queue.len() >= batch_max && !b.in_flight) {

@@ -13,7 +13,8 @@ use actix::prelude::*;
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use tracing::{info, warn};
 
-use crate::actors::directory::{Directory, RegisterStation, RouteReadings};
+use crate::actors::directory::{Directory, RegisterStation};
+use crate::actors::ingest::Ingest;
 use crate::config::ReplaySettings;
 use crate::domain::reading::rejection_reason;
 use crate::domain::{Reading, SourceName};
@@ -24,6 +25,8 @@ const TICK: Duration = Duration::from_millis(200);
 
 pub struct ReplayFeeder {
     directory: Addr<Directory>,
+    /// Where the readings go (through Kafka when it is configured, like any other).
+    ingest: Ingest,
     metrics: Arc<Metrics>,
     speed: f64,
     rows: Vec<Observation>,
@@ -38,7 +41,7 @@ pub struct ReplayFeeder {
 }
 
 impl ReplayFeeder {
-    pub fn new(settings: &ReplaySettings, directory: Addr<Directory>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(settings: &ReplaySettings, directory: Addr<Directory>, ingest: Ingest, metrics: Arc<Metrics>) -> Self {
         let rows = replay::observations();
         let now = Utc::now();
         let data_start = DateTime::parse_from_rfc3339(&settings.start_at)
@@ -47,6 +50,7 @@ impl ReplayFeeder {
         let next = rows.partition_point(|r| r.at < data_start);
         Self {
             directory,
+            ingest,
             metrics,
             speed: settings.speed,
             rows,
@@ -65,7 +69,7 @@ impl ReplayFeeder {
         self.wall_start + chrono::Duration::milliseconds((data_elapsed / self.speed) as i64)
     }
 
-    fn tick(&mut self) {
+    fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = Utc::now();
         let mut readings = Vec::new();
         loop {
@@ -83,7 +87,7 @@ impl ReplayFeeder {
                 break;
             }
             let mut reading = Reading::new(row.station.clone(), self.source.clone(), observed_at);
-            reading.set_quantities(row.quantities);
+            reading.values = row.values;
             let (station, at) = (row.station.clone(), row.at);
             self.next += 1;
             match reading.validate(now) {
@@ -97,7 +101,13 @@ impl ReplayFeeder {
             }
         }
         if !readings.is_empty() {
-            self.directory.do_send(RouteReadings { readings, wait: false, adopt: Vec::new() });
+            let ingest = self.ingest.clone();
+            let submit = async move {
+                if let Err(error) = ingest.submit(readings, now).await {
+                    warn!(%error, "replay readings not taken");
+                }
+            };
+            ctx.spawn(submit.into_actor(self));
         }
     }
 }
@@ -118,7 +128,7 @@ impl Actor for ReplayFeeder {
             self.directory.do_send(RegisterStation { location });
         }
         info!(start = %self.data_start, speed = self.speed, "replay started");
-        ctx.run_interval(TICK, |act, _| act.tick());
+        ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
     }
 }
 

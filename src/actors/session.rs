@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Message, ProtocolError, Session};
-use bytestring::ByteString;
 use serde_json::Value;
 use tokio::sync::watch;
 use tracing::debug;
 
 use crate::actors::directory::{Directory, Resolve};
 use crate::actors::location::{LocationActor, Subscribe, Unsubscribe};
+use crate::actors::messages::{Deliver, Payload};
 use crate::config::WsSettings;
 use crate::domain::LocationId;
 use crate::telemetry::Metrics;
@@ -34,22 +34,6 @@ use crate::telemetry::Metrics;
 const MAILBOX_CAPACITY: usize = 1024;
 /// How long a close frame may wait for room in a full connection before it is abandoned.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A message from a location actor. Sent by `LocationActor`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Deliver {
-    pub payload: Payload,
-}
-
-pub enum Payload {
-    /// A serialized snapshot or update, shared by every subscriber.
-    Text(ByteString),
-    /// This session's mailbox was full: it has been unsubscribed and must close (1013).
-    Overflowed,
-    /// The location actor stopped (passivated or restarted): subscribe again.
-    LocationStopped(LocationId),
-}
 
 /// Everything a session needs besides its connection.
 #[derive(Clone)]

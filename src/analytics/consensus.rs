@@ -12,7 +12,9 @@
 //! 4. `confidence`: 0.7 for one source; for n ≥ 2, 0.5 + 0.5 × agreement × (1 − 0.5^(n−1)),
 //!    where agreement averages 1 / (1 + mean |deviation| / tolerance) over the quantities
 //!    that two or more sources report. More sources that agree → higher confidence.
-//! 5. `quality_score`: share of the seven quantities present × an age factor falling from
+//! Tolerances, outlier floors and which quantity is circular come from the quantity
+//! table (`domain::quantity`).
+//! 5. `quality_score`: share of the seven core quantities present × an age factor falling from
 //!    1 (fresh) to 0 (twice the stale limit).
 
 use std::collections::BTreeMap;
@@ -20,8 +22,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use crate::domain::forecast::describe_weather_code;
+use crate::domain::quantity::core_count;
 use crate::domain::units::round2;
-use crate::domain::{Current, LocationRef, Reading, SourceContribution, SourceName, Units};
+use crate::domain::{
+    Current, LocationRef, QUANTITIES, Quantity, Reading, SourceContribution, SourceName, Units, Values,
+};
 
 /// What the consensus needs from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -33,14 +38,6 @@ pub struct ConsensusSettings<'a> {
     /// Robust z-score above which a value is an outlier.
     pub outlier_threshold: f64,
 }
-
-/// Tolerance per quantity (order of `Reading::quantities`): a mean deviation of this size
-/// halves the agreement on that quantity.
-const TOLERANCE: [f64; 7] = [2.0, 10.0, 3.0, 2.0, 45.0, 5.0, 1.0];
-/// Smallest robust scale per quantity, so that near-identical sources (MAD ≈ 0) do not
-/// turn every small difference into an outlier.
-const MIN_SCALE: [f64; 7] = [0.5, 3.0, 1.0, 0.5, 15.0, 2.0, 0.5];
-const WIND_DIRECTION: usize = 4;
 
 /// Merges `latest` (at most one reading per source, any order) into current conditions.
 /// `failing` names sources whose last refresh failed. `None` when there is no reading.
@@ -59,16 +56,17 @@ pub fn consensus(
     let used: Vec<usize> = (0..latest.len()).filter(|i| stale || is_fresh(&latest[*i])).collect();
 
     let mut outlier = vec![false; latest.len()];
-    for (q, floor) in MIN_SCALE.iter().enumerate() {
-        let values: Vec<(usize, f64)> = used.iter().filter_map(|i| Some((*i, latest[*i].quantities()[q]?))).collect();
+    for spec in &QUANTITIES {
+        let values: Vec<(usize, f64)> =
+            used.iter().filter_map(|i| Some((*i, latest[*i].get(spec.quantity)?))).collect();
         if values.len() < 3 {
             continue;
         }
         let raw: Vec<f64> = values.iter().map(|(_, v)| *v).collect();
-        let center = if q == WIND_DIRECTION { circular_median(&raw) } else { median(&raw) };
+        let center = if spec.circular { circular_median(&raw) } else { median(&raw) };
         let Some(center) = center else { continue };
-        let deviations: Vec<f64> = raw.iter().map(|v| distance(q, *v, center)).collect();
-        let scale = median(&deviations).map_or(*floor, |mad| (1.4826 * mad).max(*floor));
+        let deviations: Vec<f64> = raw.iter().map(|v| spec.distance(*v, center)).collect();
+        let scale = median(&deviations).map_or(spec.min_scale, |mad| (1.4826 * mad).max(spec.min_scale));
         for ((i, _), d) in values.iter().zip(&deviations) {
             if d / scale > settings.outlier_threshold {
                 outlier[*i] = true;
@@ -82,17 +80,17 @@ pub fn consensus(
         trust * (1.0 - 0.5 * (age(r) / limit).min(1.0))
     };
 
-    let mut merged = [None; 7];
+    let mut merged = Values::EMPTY;
     let mut agreements = Vec::new();
-    for (q, slot) in merged.iter_mut().enumerate() {
+    for spec in &QUANTITIES {
         let values: Vec<(f64, f64)> =
-            inliers.iter().filter_map(|i| Some((latest[*i].quantities()[q]?, weight(*i)))).collect();
-        let center = if q == WIND_DIRECTION { circular_mean(&values) } else { weighted_mean(&values) };
+            inliers.iter().filter_map(|i| Some((latest[*i].get(spec.quantity)?, weight(*i)))).collect();
+        let center = if spec.circular { circular_mean(&values) } else { weighted_mean(&values) };
         if let (Some(c), true) = (center, values.len() >= 2) {
-            let deviation = values.iter().map(|(v, _)| distance(q, *v, c)).sum::<f64>() / values.len() as f64;
-            agreements.push(1.0 / (1.0 + deviation / TOLERANCE[q]));
+            let deviation = values.iter().map(|(v, _)| spec.distance(*v, c)).sum::<f64>() / values.len() as f64;
+            agreements.push(1.0 / (1.0 + deviation / spec.tolerance));
         }
-        *slot = center.map(round2);
+        merged.set(spec.quantity, center.map(round2));
     }
     let weather_code = weighted_mode(inliers.iter().filter_map(|i| Some((latest[*i].weather_code?, weight(*i)))));
     let n = inliers.len();
@@ -104,7 +102,7 @@ pub fn consensus(
             round2(0.5 + 0.5 * agreement * (1.0 - 0.5f64.powi(n as i32 - 1)))
         }
     };
-    let present = merged.iter().filter(|v| v.is_some()).count() as f64 / 7.0;
+    let present = merged.present().filter(|(spec, _)| spec.core).count() as f64 / core_count() as f64;
     let freshest_age = (now - freshest).num_seconds().max(0) as f64;
     let age_factor = (1.0 - freshest_age / (2.0 * limit)).clamp(0.0, 1.0);
 
@@ -116,23 +114,16 @@ pub fn consensus(
             observed_at: r.observed_at,
             age_seconds: age(r) as i64,
             weight: if inliers.contains(&i) { round2(weight(i)) } else { 0.0 },
-            temperature: r.temperature,
+            temperature: r.get(Quantity::Temperature),
             outlier: outlier[i],
         })
         .collect();
     sources.sort_by(|a, b| a.name.cmp(&b.name));
-    let [temperature, humidity, pressure, wind_speed, wind_direction, visibility, precipitation] = merged;
     Some(Current {
         location,
         observed_at: freshest,
         units: Units::Metric,
-        temperature,
-        humidity,
-        pressure,
-        wind_speed,
-        wind_direction,
-        visibility,
-        precipitation,
+        values: merged,
         weather_code,
         description: weather_code.and_then(describe_weather_code).map(str::to_owned),
         sources_count: n,
@@ -192,19 +183,11 @@ pub(crate) fn weighted_mode(codes: impl Iterator<Item = (u8, f64)>) -> Option<u8
     totals.into_iter().max_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0))).map(|(code, _)| code)
 }
 
-fn angular_distance(a: f64, b: f64) -> f64 {
-    let d = (a - b).rem_euclid(360.0);
-    d.min(360.0 - d)
-}
-
-fn distance(quantity: usize, a: f64, b: f64) -> f64 {
-    if quantity == WIND_DIRECTION { angular_distance(a, b) } else { (a - b).abs() }
-}
-
 fn circular_median(values: &[f64]) -> Option<f64> {
+    let wind = Quantity::WindDirection.spec();
     values
         .iter()
-        .map(|c| (values.iter().map(|v| angular_distance(*v, *c)).sum::<f64>(), *c))
+        .map(|c| (values.iter().map(|v| wind.distance(*v, *c)).sum::<f64>(), *c))
         .min_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
 }
@@ -238,8 +221,8 @@ mod tests {
 
     fn reading(source: &str, t: &str, temperature: f64, wind_direction: Option<f64>) -> Reading {
         let mut r = Reading::new(LocationId::parse("KJFK").unwrap(), SourceName::parse(source).unwrap(), at(t));
-        r.temperature = Some(temperature);
-        r.wind_direction = wind_direction;
+        r.set(Quantity::Temperature, Some(temperature));
+        r.set(Quantity::WindDirection, wind_direction);
         r
     }
 
@@ -262,7 +245,11 @@ mod tests {
             settings(&t),
         )
         .unwrap();
-        assert_eq!((c.temperature, c.wind_direction, c.humidity), (Some(7.4), Some(240.0), None));
+        let v = &c.values;
+        assert_eq!(
+            (v.get(Quantity::Temperature), v.get(Quantity::WindDirection), v.get(Quantity::Humidity)),
+            (Some(7.4), Some(240.0), None)
+        );
         assert_eq!((c.sources_count, c.confidence, c.stale), (1, 0.7, false));
         // 2 of 7 quantities, 30 min old of a 2 h horizon: 2/7 × 0.75.
         assert_eq!(c.quality_score, 0.21);
@@ -280,9 +267,9 @@ mod tests {
             reading("c", NOW, 9.0, Some(0.0)),
         ];
         let c = consensus(location(), &latest, &[], at(NOW), settings(&t)).unwrap();
-        assert_eq!(c.temperature, Some(8.0));
+        assert_eq!(c.values.get(Quantity::Temperature), Some(8.0));
         // The circular mean across north, not the arithmetic 120.
-        assert_eq!(c.wind_direction, Some(0.0));
+        assert_eq!(c.values.get(Quantity::WindDirection), Some(0.0));
         assert_eq!(c.sources_count, 3);
         // temperature: mean |dev| 2/3 over 2 → 0.75; wind: 20/3° over 45 → 0.871;
         // agreement 0.81 → 0.5 + 0.5 × 0.81 × 0.75 = 0.80.
@@ -301,7 +288,7 @@ mod tests {
             reading("broken", NOW, 20.0, None),
         ];
         let c = consensus(location(), &latest, &[], at(NOW), settings(&t)).unwrap();
-        assert_eq!(c.temperature, Some(7.5));
+        assert_eq!(c.values.get(Quantity::Temperature), Some(7.5));
         assert_eq!(c.sources_count, 3);
         let broken = c.sources.iter().find(|s| s.name.as_str() == "broken").unwrap();
         assert_eq!((broken.outlier, broken.weight), (true, 0.0));
@@ -314,7 +301,7 @@ mod tests {
         let latest = [reading("high", NOW, 6.0, None), reading("low", NOW, 9.0, None)];
         let c = consensus(location(), &latest, &[], at(NOW), settings(&t)).unwrap();
         // (6 × 1 + 9 × 0.5) / 1.5
-        assert_eq!(c.temperature, Some(7.0));
+        assert_eq!(c.values.get(Quantity::Temperature), Some(7.0));
         assert_eq!(c.sources.iter().map(|s| s.weight).collect::<Vec<_>>(), [1.0, 0.5]);
     }
 
@@ -324,18 +311,18 @@ mod tests {
         let latest =
             [reading("old", "2026-11-26T06:00:00Z", 20.0, None), reading("new", "2026-11-26T08:30:00Z", 6.0, None)];
         let c = consensus(location(), &latest, &[], at(NOW), settings(&t)).unwrap();
-        assert_eq!((c.temperature, c.sources_count), (Some(6.0), 1));
+        assert_eq!((c.values.get(Quantity::Temperature), c.sources_count), (Some(6.0), 1));
         assert_eq!(c.sources.iter().map(|s| s.weight).collect::<Vec<_>>(), [0.75, 0.0]);
 
         let failing = [SourceName::parse("new").unwrap()];
         let c = consensus(location(), &latest[1..], &failing, at(NOW), settings(&t)).unwrap();
         assert!(c.stale);
-        assert_eq!(c.temperature, Some(6.0));
+        assert_eq!(c.values.get(Quantity::Temperature), Some(6.0));
 
         let c = consensus(location(), &latest, &[], at("2026-11-26T12:00:00Z"), settings(&t)).unwrap();
         assert!(c.stale);
         // Both past the limit: equal freshness 0.5, plain mean.
-        assert_eq!(c.temperature, Some(13.0));
+        assert_eq!(c.values.get(Quantity::Temperature), Some(13.0));
         assert_eq!(c.quality_score, 0.0);
     }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::DateTime;
 
 use crate::domain::units::round2;
-use crate::domain::{Reading, SourceName};
+use crate::domain::{QUANTITIES, Reading, SourceName};
 
 /// Parses a step such as `30s`, `15m`, `1h`, `1d` (or plain seconds) into seconds.
 pub fn parse_step(raw: &str) -> Option<u64> {
@@ -37,17 +37,11 @@ pub fn downsample(readings: &[Reading], step_secs: u64) -> Vec<Reading> {
         .filter_map(|(start, rs)| {
             let mut out =
                 Reading::new(first.location_id.clone(), mean.clone(), DateTime::from_timestamp_millis(start)?);
-            let mut sums = [(0.0, 0u32); 7];
-            for r in &rs {
-                for (slot, v) in sums.iter_mut().zip(r.quantities()) {
-                    if let Some(v) = v {
-                        slot.0 += v;
-                        slot.1 += 1;
-                    }
-                }
+            for spec in &QUANTITIES {
+                let (sum, n) =
+                    rs.iter().filter_map(|r| r.get(spec.quantity)).fold((0.0, 0u32), |(sum, n), v| (sum + v, n + 1));
+                out.set(spec.quantity, (n > 0).then(|| round2(sum / n as f64)));
             }
-            let means = sums.map(|(sum, n)| (n > 0).then(|| round2(sum / n as f64)));
-            out.set_quantities(means);
             Some(out)
         })
         .collect()
@@ -56,7 +50,7 @@ pub fn downsample(readings: &[Reading], step_secs: u64) -> Vec<Reading> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::LocationId;
+    use crate::domain::{LocationId, Quantity};
 
     #[test]
     fn parses_steps() {
@@ -78,14 +72,15 @@ mod tests {
                 SourceName::parse("station").unwrap(),
                 t.parse().unwrap(),
             );
-            r.temperature = Some(temp);
+            r.set(Quantity::Temperature, Some(temp));
             r
         };
         let out = downsample(
             &[r("2026-11-26T08:10:00Z", 1.0), r("2026-11-26T08:50:00Z", 2.0), r("2026-11-26T10:05:00Z", 7.0)],
             3600,
         );
-        let got: Vec<_> = out.iter().map(|r| (r.observed_at.to_rfc3339(), r.temperature, r.source.as_str())).collect();
+        let got: Vec<_> =
+            out.iter().map(|r| (r.observed_at.to_rfc3339(), r.get(Quantity::Temperature), r.source.as_str())).collect();
         assert_eq!(
             got,
             [

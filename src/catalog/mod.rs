@@ -1,11 +1,16 @@
 //! The bundled city catalog: 69k GeoNames cities (population ≥ 5000 or seats), compiled
 //! into the binary from `data/cities.tsv` (GeoNames, geonames.org, CC BY 4.0).
 //!
-//! Read-only after start-up and shared by the HTTP layer and the `Directory`: lookup by
-//! id, search by name prefix (accent- and case-insensitive; exact name first, then by
-//! population), and nearest city to a point.
+//! Read-only after start-up and shared by the service layer and the `Directory`: lookup
+//! by id, search by name prefix (accent- and case-insensitive; exact name first, then by
+//! population), and nearest city to a point. [`Stations`] holds the locations known
+//! from readings; [`search`] ranks both in one list.
+
+pub mod stations;
 
 use std::collections::HashMap;
+
+pub use self::stations::Stations;
 
 use crate::domain::{Location, LocationId, LocationKind};
 
@@ -179,6 +184,21 @@ impl Catalog {
             kind: LocationKind::City,
         }
     }
+}
+
+/// Cities and stations whose name (or station id) starts with `query`, in one ranking:
+/// exact matches first, a station before a city in a tie (a station id match is the more
+/// specific answer), then by population; at most `limit`.
+pub fn search(catalog: &Catalog, stations: &Stations, query: &str, limit: usize) -> Vec<Location> {
+    let mut hits = catalog.search(query, limit);
+    hits.extend(stations.search(query, limit));
+    // Both lists are ranked; a stable sort keeps each one's order within a tie.
+    hits.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| (a.1.kind as u8).cmp(&(b.1.kind as u8)).reverse())
+            .then_with(|| b.1.population.cmp(&a.1.population))
+    });
+    hits.into_iter().take(limit).map(|(_, l)| l).collect()
 }
 
 /// A lower bound of the distance from a point to any point of grid cell (`row`, `column`).

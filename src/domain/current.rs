@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Location, SourceName, Units};
+use super::{Location, Quantity, SourceName, Units, Values};
 
 /// The location block embedded in current conditions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -50,13 +50,9 @@ pub struct Current {
     pub location: LocationRef,
     pub observed_at: DateTime<Utc>,
     pub units: Units,
-    pub temperature: Option<f64>,
-    pub humidity: Option<f64>,
-    pub pressure: Option<f64>,
-    pub wind_speed: Option<f64>,
-    pub wind_direction: Option<f64>,
-    pub visibility: Option<f64>,
-    pub precipitation: Option<f64>,
+    /// The merged quantities, in table order (`temperature`, `humidity`, …).
+    #[serde(flatten)]
+    pub values: Values,
     /// WMO weather code, from providers that report one.
     pub weather_code: Option<u8>,
     pub description: Option<String>,
@@ -76,13 +72,10 @@ impl Current {
     pub fn in_units(&self, units: Units) -> Self {
         let mut c = self.clone();
         c.units = units;
-        c.temperature = c.temperature.map(|v| units.temperature(v));
-        c.pressure = c.pressure.map(|v| units.pressure(v));
-        c.wind_speed = c.wind_speed.map(|v| units.speed(v));
-        c.visibility = c.visibility.map(|v| units.distance(v));
-        c.precipitation = c.precipitation.map(|v| units.precipitation(v));
+        c.values = c.values.in_units(units);
+        let temperature = Quantity::Temperature.spec();
         for s in &mut c.sources {
-            s.temperature = s.temperature.map(|v| units.temperature(v));
+            s.temperature = s.temperature.map(|v| temperature.to_units(v, units));
         }
         c
     }

@@ -48,18 +48,17 @@ impl ForecastHour {
     }
 
     fn in_units(&self, units: Units) -> Self {
+        use super::Quantity::{Precipitation, Temperature, WindSpeed};
         let mut h = self.clone();
-        h.temperature = h.temperature.map(|v| units.temperature(v));
-        h.precipitation = h.precipitation.map(|v| units.precipitation(v));
-        h.wind_speed = h.wind_speed.map(|v| units.speed(v));
-        if let Some(s) = &mut h.spread {
+        h.temperature = h.temperature.map(|v| units.convert(Temperature, v));
+        h.precipitation = h.precipitation.map(|v| units.convert(Precipitation, v));
+        h.wind_speed = h.wind_speed.map(|v| units.convert(WindSpeed, v));
+        if let (Some(s), Units::Imperial) = (&mut h.spread, units) {
             // A spread is a difference: scale it, do not offset it.
-            s.temperature = s.temperature.map(|v| match units {
-                Units::Metric => v,
-                Units::Imperial => super::units::round2(v * 9.0 / 5.0),
-            });
-            s.wind_speed = s.wind_speed.map(|v| units.speed(v));
-            s.precipitation = s.precipitation.map(|v| units.precipitation(v));
+            let scale = |q: super::Quantity, v: f64| q.spec().imperial.apply_to_difference(v);
+            s.temperature = s.temperature.map(|v| scale(Temperature, v));
+            s.wind_speed = s.wind_speed.map(|v| scale(WindSpeed, v));
+            s.precipitation = s.precipitation.map(|v| scale(Precipitation, v));
         }
         h
     }

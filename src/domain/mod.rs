@@ -6,6 +6,7 @@ pub mod current;
 pub mod forecast;
 pub mod id;
 pub mod location;
+pub mod quantity;
 pub mod reading;
 pub mod units;
 
@@ -13,5 +14,6 @@ pub use current::{Current, LocationRef, SourceContribution};
 pub use forecast::{Forecast, ForecastHour, ForecastRun, Spread};
 pub use id::{InvalidLocationId, LocationId};
 pub use location::{Location, LocationKind};
+pub use quantity::{QUANTITIES, Quantity, Values};
 pub use reading::{FieldError, Reading, SourceName};
 pub use units::Units;

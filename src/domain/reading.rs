@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::LocationId;
+use super::quantity::{QUANTITIES, Quantity, Values};
 
 /// Name of the source of a reading (`station`, `replay`, later a provider's name):
 /// 1-32 characters of a-z, 0-9, '.', '_' or '-'. Shared, cheap to clone.
@@ -72,26 +73,14 @@ impl FieldError {
 /// Furthest into the future an `observed_at` may lie (clock skew of stations).
 pub const MAX_FUTURE: Duration = Duration::hours(1);
 
-/// One observation, metric units. A quantity the source did not report is `None`.
+/// One observation, metric units. A quantity the source did not report is missing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reading {
     pub location_id: LocationId,
     pub source: SourceName,
     pub observed_at: DateTime<Utc>,
-    /// °C, −100…60.
-    pub temperature: Option<f64>,
-    /// %, 0…100.
-    pub humidity: Option<f64>,
-    /// hPa, 800…1200.
-    pub pressure: Option<f64>,
-    /// m/s, 0…120.
-    pub wind_speed: Option<f64>,
-    /// Degrees, 0…360.
-    pub wind_direction: Option<f64>,
-    /// km, ≥ 0.
-    pub visibility: Option<f64>,
-    /// mm, ≥ 0.
-    pub precipitation: Option<f64>,
+    /// The measured quantities (see the quantity table for their units and bounds).
+    pub values: Values,
     /// WMO weather code (0-99), from providers or stations that report one.
     pub weather_code: Option<u8>,
     /// Needed the first time a station id is seen; both or neither.
@@ -99,43 +88,8 @@ pub struct Reading {
     pub longitude: Option<f64>,
 }
 
-/// The measured quantities, with their bounds: (name, min, max).
-pub const QUANTITIES: [(&str, f64, f64); 7] = [
-    ("temperature", -100.0, 60.0),
-    ("humidity", 0.0, 100.0),
-    ("pressure", 800.0, 1200.0),
-    ("wind_speed", 0.0, 120.0),
-    ("wind_direction", 0.0, 360.0),
-    ("visibility", 0.0, f64::INFINITY),
-    ("precipitation", 0.0, f64::INFINITY),
-];
-
-/// The names of the measured quantities, in [`QUANTITIES`] order.
-pub const QUANTITY_NAMES: [&str; 7] = [
-    QUANTITIES[0].0,
-    QUANTITIES[1].0,
-    QUANTITIES[2].0,
-    QUANTITIES[3].0,
-    QUANTITIES[4].0,
-    QUANTITIES[5].0,
-    QUANTITIES[6].0,
-];
-
-const FIELDS: [&str; 13] = [
-    "location_id",
-    "source",
-    "observed_at",
-    "temperature",
-    "humidity",
-    "pressure",
-    "wind_speed",
-    "wind_direction",
-    "visibility",
-    "precipitation",
-    "latitude",
-    "longitude",
-    "weather_code",
-];
+/// Fields of the input format besides the quantities.
+const OTHER_FIELDS: [&str; 6] = ["location_id", "source", "observed_at", "latitude", "longitude", "weather_code"];
 
 impl Reading {
     /// An empty reading of `source` at `location_id`, for sources that fill it field by field.
@@ -144,55 +98,19 @@ impl Reading {
             location_id,
             source,
             observed_at,
-            temperature: None,
-            humidity: None,
-            pressure: None,
-            wind_speed: None,
-            wind_direction: None,
-            visibility: None,
-            precipitation: None,
+            values: Values::EMPTY,
             weather_code: None,
             latitude: None,
             longitude: None,
         }
     }
 
-    /// The measured quantities in [`QUANTITIES`] order.
-    pub fn quantities(&self) -> [Option<f64>; 7] {
-        [
-            self.temperature,
-            self.humidity,
-            self.pressure,
-            self.wind_speed,
-            self.wind_direction,
-            self.visibility,
-            self.precipitation,
-        ]
+    pub fn get(&self, q: Quantity) -> Option<f64> {
+        self.values.get(q)
     }
 
-    /// Sets the measured quantities, in [`QUANTITIES`] order.
-    pub fn set_quantities(&mut self, values: [Option<f64>; 7]) {
-        [
-            self.temperature,
-            self.humidity,
-            self.pressure,
-            self.wind_speed,
-            self.wind_direction,
-            self.visibility,
-            self.precipitation,
-        ] = values;
-    }
-
-    fn quantity_mut(&mut self, index: usize) -> &mut Option<f64> {
-        match index {
-            0 => &mut self.temperature,
-            1 => &mut self.humidity,
-            2 => &mut self.pressure,
-            3 => &mut self.wind_speed,
-            4 => &mut self.wind_direction,
-            5 => &mut self.visibility,
-            _ => &mut self.precipitation,
-        }
+    pub fn set(&mut self, q: Quantity, value: Option<f64>) {
+        self.values.set(q, value);
     }
 
     /// This reading in the public input format (DESIGN §3), which `from_json` reads back.
@@ -201,10 +119,12 @@ impl Reading {
         object.insert("location_id".into(), Value::from(self.location_id.as_str()));
         object.insert("source".into(), Value::from(self.source.as_str()));
         object.insert("observed_at".into(), Value::from(self.observed_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)));
-        let values = self.quantities().into_iter().chain([self.latitude, self.longitude]);
-        for (name, value) in FIELDS[3..12].iter().zip(values) {
+        for (spec, v) in self.values.present() {
+            object.insert(spec.name.into(), Value::from(v));
+        }
+        for (name, value) in [("latitude", self.latitude), ("longitude", self.longitude)] {
             if let Some(v) = value {
-                object.insert((*name).into(), Value::from(v));
+                object.insert(name.into(), Value::from(v));
             }
         }
         if let Some(code) = self.weather_code {
@@ -220,7 +140,7 @@ impl Reading {
         };
         let mut errors = Vec::new();
         for key in object.keys() {
-            if !FIELDS.contains(&key.as_str()) {
+            if !OTHER_FIELDS.contains(&key.as_str()) && Quantity::from_name(key).is_none() {
                 errors.push(FieldError::new(key.clone(), "unknown field"));
             }
         }
@@ -248,14 +168,19 @@ impl Reading {
                 })
                 .ok()
         });
-        let mut numbers = [None; 9];
-        for (slot, field) in numbers.iter_mut().zip(&FIELDS[3..]) {
-            match object.get(*field) {
-                None | Some(Value::Null) => {}
-                Some(Value::Number(n)) => *slot = n.as_f64(),
-                Some(_) => errors.push(FieldError::new(*field, "must be a number or null")),
+        let mut number = |field: &'static str| match object.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(_) => {
+                errors.push(FieldError::new(field, "must be a number or null"));
+                None
             }
+        };
+        let mut values = Values::EMPTY;
+        for spec in &QUANTITIES {
+            values.set(spec.quantity, number(spec.name));
         }
+        let (latitude, longitude) = (number("latitude"), number("longitude"));
         let weather_code = match object.get("weather_code") {
             None | Some(Value::Null) => None,
             Some(v) => match v.as_u64().filter(|c| *c <= 99) {
@@ -269,13 +194,7 @@ impl Reading {
         let (Some(location_id), Some(source), Some(observed_at)) = (location_id, source, observed_at) else {
             return Err(errors);
         };
-        let mut reading = Self::new(location_id, source, observed_at);
-        for (i, value) in numbers[..7].iter().enumerate() {
-            *reading.quantity_mut(i) = *value;
-        }
-        reading.latitude = numbers[7];
-        reading.longitude = numbers[8];
-        reading.weather_code = weather_code;
+        let reading = Self { location_id, source, observed_at, values, weather_code, latitude, longitude };
         match reading.validate(now) {
             Ok(reading) if errors.is_empty() => Ok(reading),
             Ok(_) => Err(errors),
@@ -294,19 +213,13 @@ impl Reading {
     /// Checks bounds and consistency; every reading inside isobar has passed this.
     pub fn validate(self, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        for ((name, min, max), value) in QUANTITIES.iter().zip(self.quantities()) {
-            // NaN cannot arrive from JSON, but a source building readings must not sneak one in.
-            if let Some(v) = value
-                && (v.is_nan() || v < *min || v > *max)
-            {
-                errors.push(FieldError::new(*name, bound_message(*min, *max)));
+        for (spec, value) in self.values.present() {
+            if value < spec.min || value > spec.max {
+                errors.push(FieldError::new(spec.name, spec.bound_message()));
             }
         }
-        if self.quantities().iter().all(Option::is_none) && self.weather_code.is_none() {
-            errors.push(FieldError::new(
-                "$",
-                "a reading needs at least one measured value (temperature, humidity, pressure, wind_speed, wind_direction, visibility or precipitation)",
-            ));
+        if self.values.is_empty() && self.weather_code.is_none() {
+            errors.push(FieldError::new("$", no_value_message()));
         }
         if self.observed_at > now + MAX_FUTURE {
             errors.push(FieldError::new(
@@ -338,6 +251,13 @@ impl Reading {
     }
 }
 
+/// "a reading needs at least one measured value (temperature, …, or cloud_cover)".
+fn no_value_message() -> String {
+    let names: Vec<&str> = QUANTITIES.iter().map(|s| s.name).collect();
+    let (last, rest) = names.split_last().unwrap_or((&"", &[]));
+    format!("a reading needs at least one measured value ({} or {last})", rest.join(", "))
+}
+
 fn required_str<'a>(
     object: &'a Map<String, Value>,
     field: &'static str,
@@ -356,17 +276,6 @@ fn required_str<'a>(
     }
 }
 
-fn bound_message(min: f64, max: f64) -> String {
-    if max.is_infinite() { format!("must be at least {min}") } else { format!("must be between {min} and {max}") }
-}
-
-/// The metric label for a source: its name when it is one isobar knows, else `other`,
-/// so that label values stay a bounded set whatever clients send.
-pub fn source_label(source: &str) -> &'static str {
-    const KNOWN: [&str; 6] = ["station", "replay", "open-meteo", "met-norway", "nws", "openweathermap"];
-    KNOWN.iter().find(|k| **k == source).copied().unwrap_or("other")
-}
-
 /// Why a reading was rejected, as a bounded metric label.
 pub fn rejection_reason(errors: &[FieldError]) -> &'static str {
     let first = errors.first().map(|e| e.message.as_ref()).unwrap_or_default();
@@ -376,6 +285,8 @@ pub fn rejection_reason(errors: &[FieldError]) -> &'static str {
         "out_of_range"
     } else if first.starts_with("is more than 1 h in the future") {
         "future"
+    } else if first.starts_with("is older than") {
+        "too_old"
     } else if first == "is required" {
         "missing_field"
     } else {
@@ -407,8 +318,8 @@ mod tests {
         assert_eq!(r.source.as_str(), "station");
         assert_eq!(r.observed_at, "2026-11-26T08:55:00Z".parse::<DateTime<Utc>>().unwrap());
         assert_eq!(
-            r.quantities(),
-            [Some(7.1), Some(64.0), Some(1016.0), Some(3.0), Some(230.0), Some(10.0), Some(0.0)]
+            r.values.to_array(),
+            [Some(7.1), Some(64.0), Some(1016.0), Some(3.0), Some(230.0), Some(10.0), Some(0.0), None, None]
         );
         assert_eq!((r.latitude, r.longitude), (Some(40.64), Some(-73.78)));
     }
@@ -421,8 +332,8 @@ mod tests {
             now(),
         )
         .unwrap();
-        assert_eq!(r.pressure, None);
-        assert_eq!(r.humidity, None);
+        assert_eq!(r.get(Quantity::Pressure), None);
+        assert_eq!(r.get(Quantity::Humidity), None);
     }
 
     #[test]
@@ -499,11 +410,5 @@ mod tests {
         let r = Reading::from_json(&input, now()).unwrap();
         assert_eq!(r.to_json(), input);
         assert_eq!(Reading::from_json(&r.to_json(), now()).unwrap(), r);
-    }
-
-    #[test]
-    fn source_labels_are_a_bounded_set() {
-        assert_eq!(source_label("station"), "station");
-        assert_eq!(source_label("my-garden-sensor"), "other");
     }
 }

@@ -34,39 +34,9 @@ impl Units {
         }
     }
 
-    pub fn temperature(self, celsius: f64) -> f64 {
-        match self {
-            Self::Metric => celsius,
-            Self::Imperial => round2(celsius * 9.0 / 5.0 + 32.0),
-        }
-    }
-
-    pub fn pressure(self, hpa: f64) -> f64 {
-        match self {
-            Self::Metric => hpa,
-            Self::Imperial => round2(hpa * 0.029_529_983_071_445),
-        }
-    }
-
-    pub fn speed(self, metres_per_second: f64) -> f64 {
-        match self {
-            Self::Metric => metres_per_second,
-            Self::Imperial => round2(metres_per_second * 2.236_936_292_054_402),
-        }
-    }
-
-    pub fn distance(self, km: f64) -> f64 {
-        match self {
-            Self::Metric => km,
-            Self::Imperial => round2(km / 1.609_344),
-        }
-    }
-
-    pub fn precipitation(self, mm: f64) -> f64 {
-        match self {
-            Self::Metric => mm,
-            Self::Imperial => round2(mm / 25.4),
-        }
+    /// `value` of quantity `q` (metric) in these units.
+    pub fn convert(self, q: super::Quantity, value: f64) -> f64 {
+        q.spec().to_units(value, self)
     }
 }
 
@@ -87,17 +57,5 @@ mod tests {
             Units::parse(Some("kelvin")).unwrap_err().to_string(),
             "units must be 'metric' or 'imperial', got \"kelvin\""
         );
-    }
-
-    #[test]
-    fn converts_to_imperial_with_two_decimals() {
-        let i = Units::Imperial;
-        assert_eq!(i.temperature(7.4), 45.32);
-        assert_eq!(i.temperature(-40.0), -40.0);
-        assert_eq!(i.pressure(1016.2), 30.01);
-        assert_eq!(i.speed(3.1), 6.93);
-        assert_eq!(i.distance(16.09), 10.0);
-        assert_eq!(i.precipitation(25.4), 1.0);
-        assert_eq!(Units::Metric.temperature(7.4), 7.4);
     }
 }

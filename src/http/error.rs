@@ -10,6 +10,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::domain::FieldError;
+use crate::service::ServiceError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -108,9 +109,12 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<actix::MailboxError> for ApiError {
-    fn from(error: actix::MailboxError) -> Self {
-        tracing::error!(%error, "actor unavailable");
-        Self::Unavailable { detail: "the service is restarting a component; retry shortly".into(), retry_after_secs: 1 }
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::Invalid { field, message } => Self::invalid_param(field, message),
+            ServiceError::NotFound(detail) => Self::NotFound(detail),
+            ServiceError::Unavailable { detail, retry_after_secs } => Self::Unavailable { detail, retry_after_secs },
+        }
     }
 }

@@ -1,6 +1,6 @@
-//! The HTTP layer: parse, ask the right actor, render. No business logic here, and no
-//! store or provider access: everything goes through actor messages or the read-only
-//! catalog.
+//! The HTTP layer: parse, ask the service, render. No business logic here, and no actor,
+//! store or provider access: everything goes through the [`Service`] (and, for
+//! WebSockets, the sessions it starts).
 
 pub mod error;
 pub mod openapi;
@@ -11,35 +11,23 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
-use actix::{Addr, Handler, Message};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::{HttpRequest, web};
 
-use crate::actors::directory::{Directory, Resolve};
-use crate::actors::location::LocationActor;
-use crate::actors::persister::Persister;
 use crate::actors::session::SessionDeps;
-use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::domain::LocationId;
+use crate::service::Service;
 use crate::telemetry::Metrics;
 pub use error::ApiError;
 
 /// What every handler can reach.
 pub struct AppState {
-    pub directory: Addr<Directory>,
-    pub persister: Addr<Persister>,
-    pub catalog: Arc<Catalog>,
+    pub service: Service,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
     pub sessions: SessionDeps,
-    /// Current conditions as the location actors last published them (read-only here).
-    pub views: Arc<crate::actors::location::published::PublishedViews>,
-    /// The Kafka consumer when Kafka is configured, for /ready.
-    pub kafka: Option<Addr<crate::actors::kafka::KafkaIngest>>,
-    /// The source pollers, for /ready.
-    pub providers: Vec<actix::Recipient<crate::actors::poller::GetProviderStatus>>,
     /// Source of WebSocket session ids.
     pub next_session_id: AtomicU64,
 }
@@ -47,31 +35,7 @@ pub struct AppState {
 impl AppState {
     /// Parses a path id: 400 when malformed.
     pub fn parse_id(raw: &str) -> Result<LocationId, ApiError> {
-        LocationId::parse(raw).map_err(|e| ApiError::invalid_param("id", e.to_string()))
-    }
-
-    /// The actor of `id`: 404 when the id is neither a catalog city nor a known station.
-    pub async fn resolve(&self, id: &LocationId) -> Result<Addr<LocationActor>, ApiError> {
-        self.directory.send(Resolve { id: id.clone() }).await?.map_err(|e| {
-            ApiError::NotFound(format!(
-                "{e}: not a GeoNames city id in the catalog nor a station that has sent readings"
-            ))
-        })
-    }
-
-    /// Sends `make()` to the actor of `id`; a dead actor (passivated a moment ago) is
-    /// resolved again once.
-    pub async fn ask<M>(&self, id: &LocationId, make: impl Fn() -> M) -> Result<M::Result, ApiError>
-    where
-        M: Message + Send + 'static,
-        M::Result: Send,
-        LocationActor: Handler<M>,
-    {
-        let addr = self.resolve(id).await?;
-        match addr.send(make()).await {
-            Ok(result) => Ok(result),
-            Err(_) => Ok(self.resolve(id).await?.send(make()).await?),
-        }
+        Ok(crate::service::parse_id(raw)?)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use utoipa::OpenApi;
 
-use crate::domain::{Current, FieldError, Location, LocationKind, LocationRef, SourceContribution, Units};
+use crate::domain::{Current, FieldError, Location, LocationKind, LocationRef, SourceContribution, Units, Values};
 use crate::http::error::Problem;
 use crate::http::routes::{locations, ops, readings};
 use crate::http::ws;
@@ -42,8 +42,9 @@ use crate::http::ws;
         locations::NearestResponse,
         locations::HistoryResponse,
         locations::ReadingView,
-        readings::IngestResponse,
-        readings::Rejected,
+        Values,
+        crate::service::IngestResponse,
+        crate::service::Rejected,
     ))
 )]
 pub struct ApiDoc;

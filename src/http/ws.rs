@@ -34,7 +34,7 @@ pub async fn connect_to_location(
 ) -> Result<HttpResponse, actix_web::Error> {
     let id = AppState::parse_id(&path)?;
     // Unknown locations are refused before the upgrade, with a plain 404 problem.
-    state.resolve(&id).await?;
+    state.service.resolve(&id).await.map_err(ApiError::from)?;
     upgrade(&state, &req, body, Some(id))
 }
 

@@ -1,8 +1,14 @@
-//! Sources of readings and forecasts: request building and response parsing, no actors.
+//! Sources of readings and forecasts: one folder per upstream provider, no actors.
 //!
-//! One module per upstream provider (Open-Meteo, MET Norway, NWS, OpenWeatherMap), each
-//! pure: URLs in, JSON bodies out to domain readings and hourly forecasts. The HTTP
-//! client they go through lives with the pollers (`actors::poller::upstream`), and
+//! A provider is one folder, `sources/<provider>/`: its request building, the parsing of
+//! its bodies into domain readings and hourly forecasts (pure functions, unit-tested on
+//! the recorded bodies in `tests/fixtures/upstream/`), and an implementation of
+//! [`Provider`]: what it covers, how many locations one request carries, and how it
+//! fetches through its [`upstream::Upstream`] (the shared HTTP client with its cache,
+//! rate limit, retries and circuit breaker). Its settings are the `sources.<key>` section
+//! ([`ProviderSettings`], defaults in `config/default.toml`). Registering a provider is
+//! one line in [`for_each_provider`]; the `SourcePoller` actor is generic over the trait.
+//!
 //! [`replay`] is the bundled dataset of real observations.
 
 pub mod met_norway;
@@ -10,13 +16,190 @@ pub mod nws;
 pub mod open_meteo;
 pub mod openweathermap;
 pub mod replay;
+pub mod upstream;
+pub mod weatherapi;
 
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::domain::{ForecastRun, Reading};
+use self::upstream::Upstream;
+use crate::domain::{ForecastRun, Location, LocationId, Reading};
+
+/// Calls `visit::<P>()` for every provider isobar knows: the registry.
+pub fn for_each_provider(visitor: &mut impl ProviderVisitor) {
+    visitor.visit::<open_meteo::OpenMeteo>();
+    visitor.visit::<met_norway::MetNorway>();
+    visitor.visit::<nws::Nws>();
+    visitor.visit::<openweathermap::OpenWeatherMap>();
+    visitor.visit::<weatherapi::WeatherApi>();
+}
+
+/// Something done once per registered provider type.
+pub trait ProviderVisitor {
+    fn visit<P: Provider>(&mut self);
+}
+
+/// An upstream weather provider.
+pub trait Provider: Send + Sync + Sized + 'static {
+    /// The source name of its readings and forecasts, and its metrics label.
+    const NAME: &'static str;
+    /// Its settings section: `sources.<KEY>`.
+    const KEY: &'static str;
+
+    /// Whether these settings let it run; `Err` says why not (and whether it still
+    /// shows in /ready, switched off).
+    fn check(settings: &ProviderSettings, contact: &str) -> Result<(), NotRunning> {
+        let _ = (settings, contact);
+        Ok(())
+    }
+
+    fn new(settings: &ProviderSettings) -> Self;
+
+    /// Locations one request can carry.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// Whether it serves this location at all.
+    fn covers(&self, location: &Location) -> bool {
+        let _ = location;
+        true
+    }
+
+    /// Fetches current conditions and forecasts of `targets` (at most `max_batch`).
+    fn fetch(&self, upstream: &Upstream, targets: &[Arc<Location>]) -> impl Future<Output = FetchResult>;
+}
+
+/// Why a configured provider does not poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotRunning {
+    /// Not started at all (say, no API key): logged once at start.
+    Off(String),
+    /// Started but switched off until the configuration changes: shown in /ready.
+    Disabled(String),
+}
+
+/// What one fetch produced, per location, and how long it stays fresh.
+pub type FetchResult = (Vec<(LocationId, Result<ProviderData, SourceError>)>, Duration);
+
+/// Runs `fetch` for each target on its own (providers without batching) and joins the
+/// results; the freshness is the shortest of them.
+pub async fn fetch_each<'a, F, Fut>(targets: &'a [Arc<Location>], fetch: F) -> FetchResult
+where
+    F: Fn(&'a Location) -> Fut,
+    Fut: Future<Output = (Result<ProviderData, SourceError>, Duration)>,
+{
+    let mut out = Vec::with_capacity(targets.len());
+    let mut fresh_for = Duration::MAX;
+    for target in targets {
+        let (result, fresh) = fetch(target).await;
+        fresh_for = fresh_for.min(fresh);
+        out.push((target.id.clone(), result));
+    }
+    (out, fresh_for)
+}
+
+/// The names of every registered provider (sources of readings they produce).
+pub fn provider_names() -> &'static [&'static str] {
+    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    struct Names(Vec<&'static str>);
+    impl ProviderVisitor for Names {
+        fn visit<P: Provider>(&mut self) {
+            self.0.push(P::NAME);
+        }
+    }
+    NAMES.get_or_init(|| {
+        let mut names = Names(Vec::new());
+        for_each_provider(&mut names);
+        names.0
+    })
+}
+
+/// The settings keys (`sources.<key>`) of every registered provider.
+pub fn provider_keys() -> &'static [&'static str] {
+    static KEYS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    struct Keys(Vec<&'static str>);
+    impl ProviderVisitor for Keys {
+        fn visit<P: Provider>(&mut self) {
+            self.0.push(P::KEY);
+        }
+    }
+    KEYS.get_or_init(|| {
+        let mut keys = Keys(Vec::new());
+        for_each_provider(&mut keys);
+        keys.0
+    })
+}
+
+/// The metric label for a source: its name when it is one isobar knows (a provider,
+/// `station`, `replay`), else `other`, so label values stay a bounded set whatever
+/// clients send.
+pub fn source_label(source: &str) -> &'static str {
+    ["station", "replay"]
+        .into_iter()
+        .chain(provider_names().iter().copied())
+        .find(|known| *known == source)
+        .unwrap_or("other")
+}
+
+/// The settings of one provider: the `sources.<key>` section.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    pub enabled: bool,
+    /// Scheme and host (and path prefix) of the API; point it at a mirror or a test server.
+    pub base_url: String,
+    /// How often a tracked location is refreshed (at the earliest when its response expires).
+    pub poll_interval_secs: u64,
+    /// Per request, connect included.
+    pub timeout_secs: u64,
+    /// For providers that need one (OpenWeatherMap, WeatherAPI); they stay off while it is empty.
+    pub api_key: String,
+    /// Freshness of a response that carries no Cache-Control or Expires.
+    pub cache_ttl_secs: u64,
+    /// Requests per second to this provider, across all locations.
+    pub rate_limit_per_sec: f64,
+    /// Retries of a failed request (5xx, timeout, 429, malformed body).
+    pub max_retries: u32,
+    /// First retry delay; doubles each retry, plus up to as much jitter.
+    pub backoff_base_ms: u64,
+    /// Consecutive failed requests that open the circuit.
+    pub circuit_failure_threshold: u32,
+    /// How long an open circuit fails fast before one trial request.
+    pub circuit_cooldown_secs: u64,
+    /// Longest Retry-After honoured in place; longer ones end the attempt.
+    pub max_retry_after_secs: u64,
+}
+
+impl ProviderSettings {
+    /// The checks every provider's settings must pass; the error names the key.
+    pub fn validate(&self, key: &str) -> Result<(), String> {
+        if self.enabled && !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+            return Err(format!("sources.{key}.base_url: must start with http:// or https://"));
+        }
+        if self.rate_limit_per_sec <= 0.0 || !self.rate_limit_per_sec.is_finite() {
+            return Err(format!("sources.{key}.rate_limit_per_sec: must be greater than 0"));
+        }
+        if self.circuit_failure_threshold == 0 {
+            return Err(format!("sources.{key}.circuit_failure_threshold: must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// The refusal of a provider that needs an API key and has none.
+pub fn require_api_key(settings: &ProviderSettings, key: &str, env: &str) -> Result<(), NotRunning> {
+    if settings.api_key.trim().is_empty() {
+        Err(NotRunning::Off(format!("off: set sources.{key}.api_key ({env}) to use it")))
+    } else {
+        Ok(())
+    }
+}
 
 /// What one provider said about one location.
 #[derive(Debug, Clone, PartialEq, Default)]

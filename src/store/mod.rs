@@ -12,23 +12,9 @@ pub mod memory;
 pub mod queue;
 pub mod redis;
 
-use crate::domain::{LocationId, Reading};
-
+/// Snapshots are the core's; the store keeps them.
+pub use crate::core::Snapshot;
 pub use memory::MemoryStore;
-
-/// What a location actor needs to come back after a restart, a passivation or (with a
-/// durable backend) a process restart: its recent readings and update sequence. The
-/// consensus is derived from them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Snapshot {
-    pub location_id: LocationId,
-    /// Recent readings, oldest first.
-    pub readings: Vec<Reading>,
-    /// The readings that were each source's latest (may be older than `readings` holds).
-    pub latest: Vec<Reading>,
-    /// Sequence number of the last update sent to subscribers.
-    pub seq: u64,
-}
 
 /// A backend failed; the message names what and why, for logs and /ready.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

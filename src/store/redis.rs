@@ -220,3 +220,18 @@ impl RedisStore {
         }
     }
 }
+/// The upstream response cache, shared by every instance.
+impl crate::sources::upstream::SharedCache for RedisStore {
+    fn get<'a>(&'a self, key: &'a str) -> futures_util::future::BoxFuture<'a, Option<Vec<u8>>> {
+        Box::pin(async move { self.get_value(key).await.ok().flatten() })
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move { self.set_value(key, &value, ttl).await.map_err(|e| e.to_string()) })
+    }
+}

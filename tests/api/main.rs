@@ -9,6 +9,7 @@ mod locations;
 mod ops;
 mod persistence;
 mod process;
+mod quantities;
 mod readings;
 mod resilience;
 mod servers;

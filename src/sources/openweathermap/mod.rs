@@ -7,11 +7,77 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{SourceError, num};
-use crate::domain::{ForecastHour, ForecastRun, LocationId, Reading, SourceName};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::require_api_key;
+use super::upstream::Upstream;
+use super::{FetchResult, NotRunning, Provider, ProviderData, ProviderSettings, SourceError, fetch_each, num};
+use crate::domain::Quantity::*;
+use crate::domain::{ForecastHour, ForecastRun, Location, LocationId, Reading, SourceName};
 
 pub const NAME: &str = "openweathermap";
-pub const DEFAULT_BASE_URL: &str = "https://api.openweathermap.org";
+
+/// OpenWeatherMap as a [`Provider`]: current weather and the 5-day forecast per location.
+pub struct OpenWeatherMap {
+    api_key: String,
+}
+
+impl Provider for OpenWeatherMap {
+    const NAME: &'static str = NAME;
+    const KEY: &'static str = "openweathermap";
+
+    fn check(settings: &ProviderSettings, _: &str) -> Result<(), NotRunning> {
+        require_api_key(settings, Self::KEY, "ISOBAR__SOURCES__OPENWEATHERMAP__API_KEY")
+    }
+
+    fn new(settings: &ProviderSettings) -> Self {
+        Self { api_key: settings.api_key.trim().to_owned() }
+    }
+
+    async fn fetch(&self, upstream: &Upstream, targets: &[Arc<Location>]) -> FetchResult {
+        fetch_each(targets, |l| async move {
+            let (result, fresh) = self.fetch_one(upstream, l).await;
+            (result.map_err(explain), fresh)
+        })
+        .await
+    }
+}
+
+/// A 401 is a bad key: name the setting to fix.
+fn explain(error: SourceError) -> SourceError {
+    match error {
+        SourceError::Refused { status: 401, .. } => SourceError::Misconfigured(
+            "OpenWeatherMap rejected the API key (HTTP 401): check sources.openweathermap.api_key (a new key can take a while to activate)".into(),
+        ),
+        other => other,
+    }
+}
+
+impl OpenWeatherMap {
+    async fn fetch_one(&self, upstream: &Upstream, l: &Location) -> (Result<ProviderData, SourceError>, Duration) {
+        let base = upstream.base_url();
+        let current = upstream.get_json(&current_url(base, l.latitude, l.longitude, &self.api_key)).await;
+        if let Err(e) = &current
+            && !e.retryable()
+        {
+            return (Err(e.clone()), Duration::ZERO);
+        }
+        let forecast = upstream.get_json(&forecast_url(base, l.latitude, l.longitude, &self.api_key)).await;
+        let fresh_for = [&current, &forecast]
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|f| f.fresh_for))
+            .min()
+            .unwrap_or(Duration::ZERO);
+        let reading = current.and_then(|f| parse_current(&f.body, &l.id, Units::Metric));
+        let run = forecast.and_then(|f| parse_forecast(&f.body, Units::Metric, Utc::now()));
+        let result = match (reading, run) {
+            (Err(e), Err(_)) => Err(e),
+            (reading, run) => Ok(ProviderData { reading: reading.ok(), forecast: run.ok() }),
+        };
+        (result, fresh_for)
+    }
+}
 
 /// Units a body is in: what isobar asks for, or the API default the fixtures were
 /// recorded with.
@@ -88,18 +154,20 @@ fn unix(item: &Value) -> Option<DateTime<Utc>> {
 pub fn parse_current(body: &Value, id: &LocationId, units: Units) -> Result<Reading, SourceError> {
     let observed_at = unix(body).ok_or_else(|| SourceError::Malformed("no dt".into()))?;
     let mut r = Reading::new(id.clone(), source(), observed_at);
-    r.temperature = celsius(num(body, &["main", "temp"]), units);
-    r.humidity = num(body, &["main", "humidity"]);
-    r.pressure = num(body, &["main", "pressure"]);
-    r.wind_speed = num(body, &["wind", "speed"]);
-    r.wind_direction = num(body, &["wind", "deg"]);
-    r.visibility = num(body, &["visibility"]).map(|m| m / 1000.0);
+    r.set(Temperature, celsius(num(body, &["main", "temp"]), units));
+    r.set(Humidity, num(body, &["main", "humidity"]));
+    r.set(Pressure, num(body, &["main", "pressure"]));
+    r.set(WindSpeed, num(body, &["wind", "speed"]));
+    r.set(WindDirection, num(body, &["wind", "deg"]));
+    r.set(Visibility, num(body, &["visibility"]).map(|m| m / 1000.0));
     let rain = num(body, &["rain", "1h"]);
     let snow = num(body, &["snow", "1h"]);
-    r.precipitation = match (rain, snow) {
+    let precipitation = match (rain, snow) {
         (None, None) if body.get("weather").is_some() => Some(0.0),
         (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)).filter(|_| a.is_some() || b.is_some()),
     };
+    r.set(Precipitation, precipitation);
+    r.set(CloudCover, num(body, &["clouds", "all"]));
     r.weather_code = condition(body);
     Ok(r)
 }
@@ -132,9 +200,9 @@ mod tests {
 
     fn fixture(name: &str) -> Value {
         let text = match name {
-            "current" => include_str!("../../tests/fixtures/upstream/owm-current.json"),
-            "forecast" => include_str!("../../tests/fixtures/upstream/owm-forecast.json"),
-            _ => include_str!("../../tests/fixtures/upstream/owm-forecast-no-city.json"),
+            "current" => include_str!("../../../tests/fixtures/upstream/owm-current.json"),
+            "forecast" => include_str!("../../../tests/fixtures/upstream/owm-forecast.json"),
+            _ => include_str!("../../../tests/fixtures/upstream/owm-forecast-no-city.json"),
         };
         serde_json::from_str(text).unwrap()
     }
@@ -152,8 +220,8 @@ mod tests {
         let r = parse_current(&fixture("current"), &LocationId::parse("2643743").unwrap(), Units::Standard).unwrap();
         assert_eq!(r.observed_at, DateTime::from_timestamp(1588048665, 0).unwrap());
         assert_eq!(
-            r.quantities(),
-            [Some(8.93), Some(87.0), Some(1005.0), Some(5.7), Some(90.0), Some(8.0), Some(1.52)]
+            r.values.to_array(),
+            [Some(8.93), Some(87.0), Some(1005.0), Some(5.7), Some(90.0), Some(8.0), Some(1.52), None, Some(75.0)]
         );
         assert_eq!(r.weather_code, Some(63));
     }

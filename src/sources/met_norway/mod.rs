@@ -10,11 +10,58 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{ProviderData, SourceError, four_decimals, num, time};
-use crate::domain::{ForecastHour, ForecastRun, LocationId, Reading, SourceName};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::upstream::Upstream;
+use super::{FetchResult, NotRunning, Provider, ProviderData, ProviderSettings, SourceError, fetch_each};
+use super::{four_decimals, num, time};
+use crate::domain::Quantity::*;
+use crate::domain::{ForecastHour, ForecastRun, Location, LocationId, Reading, SourceName};
 
 pub const NAME: &str = "met-norway";
-pub const DEFAULT_BASE_URL: &str = "https://api.met.no";
+
+/// MET Norway as a [`Provider`]: one location per request, a contact in the User-Agent.
+pub struct MetNorway;
+
+impl Provider for MetNorway {
+    const NAME: &'static str = NAME;
+    const KEY: &'static str = "met_norway";
+
+    fn check(_: &ProviderSettings, contact: &str) -> Result<(), NotRunning> {
+        if contact.trim().is_empty() {
+            return Err(NotRunning::Disabled(
+                "MET Norway requires a contact in the User-Agent: set sources.contact (ISOBAR__SOURCES__CONTACT) to your e-mail or URL".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn new(_: &ProviderSettings) -> Self {
+        Self
+    }
+
+    async fn fetch(&self, upstream: &Upstream, targets: &[Arc<Location>]) -> FetchResult {
+        fetch_each(targets, |l| async move {
+            let url = forecast_url(upstream.base_url(), l.latitude, l.longitude);
+            match upstream.get_json(&url).await {
+                Ok(f) => (parse(&f.body, &l.id, Utc::now()), f.fresh_for),
+                Err(e) => (Err(explain(e)), Duration::ZERO),
+            }
+        })
+        .await
+    }
+}
+
+/// A 403 means the User-Agent was refused: name the setting to fix.
+fn explain(error: SourceError) -> SourceError {
+    match error {
+        SourceError::Refused { status: 403, .. } => SourceError::Misconfigured(
+            "MET Norway refused the User-Agent (HTTP 403): set sources.contact (ISOBAR__SOURCES__CONTACT) to your e-mail or URL so requests identify you".into(),
+        ),
+        other => other,
+    }
+}
 
 pub fn forecast_url(base: &str, latitude: f64, longitude: f64) -> String {
     format!(
@@ -75,12 +122,13 @@ pub fn parse(body: &Value, id: &LocationId, now: DateTime<Utc>) -> Result<Provid
     let reading = current.map(|(t, data)| {
         let details = |k: &str| num(data, &["instant", "details", k]);
         let mut r = Reading::new(id.clone(), source.clone(), *t);
-        r.temperature = details("air_temperature");
-        r.humidity = details("relative_humidity");
-        r.pressure = details("air_pressure_at_sea_level");
-        r.wind_speed = details("wind_speed");
-        r.wind_direction = details("wind_from_direction");
-        r.precipitation = num(data, &["next_1_hours", "details", "precipitation_amount"]);
+        r.set(Temperature, details("air_temperature"));
+        r.set(Humidity, details("relative_humidity"));
+        r.set(Pressure, details("air_pressure_at_sea_level"));
+        r.set(WindSpeed, details("wind_speed"));
+        r.set(WindDirection, details("wind_from_direction"));
+        r.set(Precipitation, num(data, &["next_1_hours", "details", "precipitation_amount"]));
+        r.set(CloudCover, details("cloud_area_fraction"));
         r.weather_code = symbol_of(data);
         r
     });
@@ -108,7 +156,7 @@ mod tests {
     use super::*;
 
     fn fixture() -> Value {
-        serde_json::from_str(include_str!("../../tests/fixtures/upstream/met-norway-compact.json")).unwrap()
+        serde_json::from_str(include_str!("../../../tests/fixtures/upstream/met-norway-compact.json")).unwrap()
     }
 
     #[test]
@@ -126,7 +174,10 @@ mod tests {
         let data = parse(&fixture(), &id, now).unwrap();
         let r = data.reading.unwrap();
         assert_eq!(r.observed_at, "2020-07-20T11:00:00Z".parse::<DateTime<Utc>>().unwrap());
-        assert_eq!(r.quantities(), [Some(26.5), Some(81.3), Some(1010.7), Some(3.8), Some(243.4), None, Some(0.0)]);
+        assert_eq!(
+            r.values.to_array(),
+            [Some(26.5), Some(81.3), Some(1010.7), Some(3.8), Some(243.4), None, Some(0.0), None, Some(69.5)]
+        );
         assert_eq!(r.weather_code, Some(2));
         let f = data.forecast.unwrap();
         assert_eq!(f.issued_at, "2020-07-20T01:30:57Z".parse::<DateTime<Utc>>().unwrap());

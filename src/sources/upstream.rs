@@ -18,10 +18,18 @@ use reqwest::header::{CACHE_CONTROL, EXPIRES, IF_MODIFIED_SINCE, LAST_MODIFIED, 
 use serde_json::Value;
 use tracing::warn;
 
-use crate::config::ProviderSettings;
-use crate::sources::SourceError;
-use crate::store::redis::RedisStore;
+use futures_util::future::BoxFuture;
+
+use super::{ProviderSettings, SourceError};
 use crate::telemetry::Metrics;
+
+/// Where responses are shared with the other instances (Redis, when configured).
+pub trait SharedCache: Send + Sync {
+    /// The value stored under `key`, if any (errors count as a miss).
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<Vec<u8>>>;
+    /// Stores `value` under `key` for `ttl`.
+    fn put<'a>(&'a self, key: &'a str, value: Vec<u8>, ttl: Duration) -> BoxFuture<'a, Result<(), String>>;
+}
 
 /// Largest upstream body accepted.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -31,7 +39,7 @@ const MAX_CACHE_ENTRIES: usize = 10_000;
 pub struct Upstream {
     provider: &'static str,
     /// With Redis configured, responses are shared with the other instances.
-    shared: Option<Arc<RedisStore>>,
+    shared: Option<Arc<dyn SharedCache>>,
     client: reqwest::Client,
     settings: ProviderSettings,
     state: Mutex<State>,
@@ -80,8 +88,8 @@ impl Upstream {
     }
 
     /// Shares the response cache through Redis, so several instances fetch once.
-    pub fn with_shared_cache(mut self, redis: Option<Arc<RedisStore>>) -> Self {
-        self.shared = redis;
+    pub fn with_shared_cache(mut self, shared: Option<Arc<dyn SharedCache>>) -> Self {
+        self.shared = shared;
         self
     }
 
@@ -95,7 +103,7 @@ impl Upstream {
     /// A fresh response another instance stored: `(body, seconds left)` as JSON.
     async fn shared_get(&self, url: &str) -> Option<Fetched> {
         let redis = self.shared.as_ref()?;
-        let raw = redis.get_value(&self.shared_key(url)).await.ok()??;
+        let raw = redis.get(&self.shared_key(url)).await?;
         let stored: Value = serde_json::from_slice(&raw).ok()?;
         let (Some(stored_url), Some(expires_ms), Some(body)) = (
             stored.get("url").and_then(Value::as_str),
@@ -118,7 +126,7 @@ impl Upstream {
         }
         let expires_ms = chrono::Utc::now().timestamp_millis() + fetched.fresh_for.as_millis() as i64;
         let value = serde_json::json!({"url": url, "expires_ms": expires_ms, "body": &*fetched.body}).to_string();
-        if let Err(e) = redis.set_value(&self.shared_key(url), value.as_bytes(), fetched.fresh_for).await {
+        if let Err(e) = redis.put(&self.shared_key(url), value.into_bytes(), fetched.fresh_for).await {
             tracing::debug!(provider = self.provider, error = %e, "cannot share the response through Redis");
         }
     }

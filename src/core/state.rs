@@ -1,12 +1,25 @@
-//! The state a `LocationActor` owns, as plain data with plain methods, so its rules
+//! The readings a location holds, as plain data with plain methods, so their rules
 //! (ordering, dedup, eviction, latest per source) are tested without actors.
 
 use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::domain::Reading;
-use crate::store::Snapshot;
+use crate::domain::{LocationId, Reading};
+
+/// What a location actor needs to come back after a restart, a passivation or (with a
+/// durable backend) a process restart: its recent readings and update sequence. The
+/// consensus is derived from them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub location_id: LocationId,
+    /// Recent readings, oldest first.
+    pub readings: Vec<Reading>,
+    /// The readings that were each source's latest (may be older than `readings` holds).
+    pub latest: Vec<Reading>,
+    /// Sequence number of the last update sent to subscribers.
+    pub seq: u64,
+}
 
 /// Recent readings of one location and the latest reading of each source.
 #[derive(Debug, Default, Clone)]
@@ -49,7 +62,7 @@ impl LocationState {
         }
     }
 
-    pub fn snapshot(&self, location_id: crate::domain::LocationId) -> Snapshot {
+    pub fn snapshot(&self, location_id: LocationId) -> Snapshot {
         Snapshot {
             location_id,
             readings: self.readings.iter().cloned().collect(),
@@ -121,7 +134,7 @@ impl LocationState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{LocationId, SourceName};
+    use crate::domain::{Quantity, SourceName};
 
     const RETENTION: Retention = Retention { window: Duration::hours(24), max_readings: 3 };
 
@@ -132,7 +145,7 @@ mod tests {
     fn reading(source: &str, t: &str, temperature: f64) -> Reading {
         let mut r =
             Reading::new(LocationId::parse("KJFK").unwrap(), SourceName::parse(source).unwrap(), t.parse().unwrap());
-        r.temperature = Some(temperature);
+        r.set(Quantity::Temperature, Some(temperature));
         r
     }
 
@@ -142,9 +155,10 @@ mod tests {
         assert_eq!(s.ingest(reading("station", "2026-11-26T08:00:00Z", 5.0), now(), RETENTION), Ingested::Latest);
         assert_eq!(s.ingest(reading("station", "2026-11-26T07:00:00Z", 4.0), now(), RETENTION), Ingested::Stored);
         assert_eq!(s.ingest(reading("replay", "2026-11-26T07:30:00Z", 6.0), now(), RETENTION), Ingested::Latest);
-        let times: Vec<_> = s.history(now() - Duration::hours(24), now()).iter().map(|r| r.temperature).collect();
+        let times: Vec<_> =
+            s.history(now() - Duration::hours(24), now()).iter().map(|r| r.get(Quantity::Temperature)).collect();
         assert_eq!(times, [Some(4.0), Some(6.0), Some(5.0)]);
-        let latest: Vec<_> = s.latest().iter().map(|r| (r.source.as_str(), r.temperature)).collect();
+        let latest: Vec<_> = s.latest().iter().map(|r| (r.source.as_str(), r.get(Quantity::Temperature))).collect();
         assert_eq!(latest, [("station", Some(5.0)), ("replay", Some(6.0))]);
     }
 
@@ -154,7 +168,7 @@ mod tests {
         s.ingest(reading("station", "2026-11-26T08:00:00Z", 5.0), now(), RETENTION);
         assert_eq!(s.ingest(reading("station", "2026-11-26T08:00:00Z", 9.0), now(), RETENTION), Ingested::Duplicate);
         assert_eq!(s.len(), 1);
-        assert_eq!(s.latest()[0].temperature, Some(5.0));
+        assert_eq!(s.latest()[0].get(Quantity::Temperature), Some(5.0));
     }
 
     #[test]
@@ -167,7 +181,7 @@ mod tests {
         assert_eq!(s.len(), 3);
         s.evict(now() + Duration::hours(24), RETENTION);
         assert!(s.is_empty());
-        assert_eq!(s.latest()[0].temperature, Some(3.0));
+        assert_eq!(s.latest()[0].get(Quantity::Temperature), Some(3.0));
     }
 
     #[test]

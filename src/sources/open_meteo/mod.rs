@@ -8,16 +8,46 @@
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::Value;
 
-use super::{ProviderData, SourceError, num};
-use crate::domain::{ForecastHour, ForecastRun, LocationId, Reading, SourceName};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::upstream::Upstream;
+use super::{FetchResult, Provider, ProviderData, ProviderSettings, SourceError, num};
+use crate::domain::Quantity::*;
+use crate::domain::{ForecastHour, ForecastRun, Location, LocationId, Reading, SourceName};
 
 pub const NAME: &str = "open-meteo";
-pub const DEFAULT_BASE_URL: &str = "https://api.open-meteo.com";
 /// Coordinates per request: keeps URLs short and one bad location from failing many.
 pub const MAX_BATCH: usize = 50;
 
-const CURRENT: &str = "temperature_2m,relative_humidity_2m,pressure_msl,wind_speed_10m,wind_direction_10m,visibility,precipitation,weather_code";
+const CURRENT: &str = "temperature_2m,relative_humidity_2m,pressure_msl,wind_speed_10m,wind_direction_10m,visibility,precipitation,weather_code,uv_index,cloud_cover";
 const HOURLY: &str = "temperature_2m,relative_humidity_2m,precipitation,precipitation_probability,wind_speed_10m,wind_direction_10m,weather_code";
+
+/// Open-Meteo as a [`Provider`]: one request for up to [`MAX_BATCH`] locations.
+pub struct OpenMeteo;
+
+impl Provider for OpenMeteo {
+    const NAME: &'static str = NAME;
+    const KEY: &'static str = "open_meteo";
+
+    fn new(_: &ProviderSettings) -> Self {
+        Self
+    }
+
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    async fn fetch(&self, upstream: &Upstream, targets: &[Arc<Location>]) -> FetchResult {
+        let points: Vec<(f64, f64)> = targets.iter().map(|l| (l.latitude, l.longitude)).collect();
+        let ids: Vec<LocationId> = targets.iter().map(|l| l.id.clone()).collect();
+        let url = forecast_url(upstream.base_url(), &points);
+        match upstream.get_json(&url).await.and_then(|f| Ok((parse(&f.body, &ids)?, f.fresh_for))) {
+            Ok((data, fresh)) => (ids.into_iter().zip(data.into_iter().map(Ok)).collect(), fresh),
+            Err(e) => (ids.into_iter().map(|id| (id, Err(e.clone()))).collect(), Duration::ZERO),
+        }
+    }
+}
 
 /// The forecast URL for `points` (latitude, longitude), in one request.
 pub fn forecast_url(base: &str, points: &[(f64, f64)]) -> String {
@@ -60,13 +90,15 @@ fn parse_one(item: &Value, id: &LocationId, source: &SourceName) -> Result<Provi
     let reading = item.get("current").and_then(|c| {
         let observed_at = local_time(c.get("time")?.as_str()?, offset)?;
         let mut r = Reading::new(id.clone(), source.clone(), observed_at);
-        r.temperature = num(c, &["temperature_2m"]);
-        r.humidity = num(c, &["relative_humidity_2m"]);
-        r.pressure = num(c, &["pressure_msl"]);
-        r.wind_speed = num(c, &["wind_speed_10m"]);
-        r.wind_direction = num(c, &["wind_direction_10m"]);
-        r.visibility = num(c, &["visibility"]).map(|m| m / 1000.0);
-        r.precipitation = num(c, &["precipitation"]);
+        r.set(Temperature, num(c, &["temperature_2m"]));
+        r.set(Humidity, num(c, &["relative_humidity_2m"]));
+        r.set(Pressure, num(c, &["pressure_msl"]));
+        r.set(WindSpeed, num(c, &["wind_speed_10m"]));
+        r.set(WindDirection, num(c, &["wind_direction_10m"]));
+        r.set(Visibility, num(c, &["visibility"]).map(|m| m / 1000.0));
+        r.set(Precipitation, num(c, &["precipitation"]));
+        r.set(UvIndex, num(c, &["uv_index"]));
+        r.set(CloudCover, num(c, &["cloud_cover"]));
         r.weather_code = num(c, &["weather_code"]).map(|v| v as u8);
         Some(r)
     });
@@ -100,8 +132,8 @@ mod tests {
 
     fn fixture(name: &str) -> Value {
         let text = match name {
-            "forecast" => include_str!("../../tests/fixtures/upstream/open-meteo-forecast.json"),
-            _ => include_str!("../../tests/fixtures/upstream/open-meteo-error-400.json"),
+            "forecast" => include_str!("../../../tests/fixtures/upstream/open-meteo-forecast.json"),
+            _ => include_str!("../../../tests/fixtures/upstream/open-meteo-error-400.json"),
         };
         serde_json::from_str(text).unwrap()
     }
@@ -123,7 +155,7 @@ mod tests {
         let r = data[0].reading.as_ref().unwrap();
         assert_eq!(r.observed_at, "2023-11-13T10:45:00Z".parse::<DateTime<Utc>>().unwrap());
         assert_eq!(r.weather_code, Some(3));
-        assert_eq!((r.temperature, r.humidity, r.visibility), (None, None, None));
+        assert_eq!((r.get(Temperature), r.get(Humidity), r.get(Visibility)), (None, None, None));
         let f = data[0].forecast.as_ref().unwrap();
         assert_eq!(f.hourly.len(), 168);
         assert_eq!(f.hourly[0].time, "2023-11-13T00:00:00Z".parse::<DateTime<Utc>>().unwrap());
@@ -136,20 +168,30 @@ mod tests {
         let body = serde_json::json!([
             {"utc_offset_seconds": 0, "current": {"time": "2026-11-26T09:00", "temperature_2m": 7.5, "relative_humidity_2m": 63,
              "pressure_msl": 1016.2, "wind_speed_10m": 3.1, "wind_direction_10m": 240, "visibility": 16000.0,
-             "precipitation": 0.0, "weather_code": 3}},
+             "precipitation": 0.0, "weather_code": 3, "uv_index": 0.35, "cloud_cover": 100}},
             {"utc_offset_seconds": 3600, "current": {"time": "2026-11-26T10:00", "temperature_2m": null}}
         ]);
         let ids = [LocationId::parse("A").unwrap(), LocationId::parse("B").unwrap()];
         let data = parse(&body, &ids).unwrap();
         let a = data[0].reading.as_ref().unwrap();
         assert_eq!(
-            a.quantities(),
-            [Some(7.5), Some(63.0), Some(1016.2), Some(3.1), Some(240.0), Some(16.0), Some(0.0)]
+            a.values.to_array(),
+            [
+                Some(7.5),
+                Some(63.0),
+                Some(1016.2),
+                Some(3.1),
+                Some(240.0),
+                Some(16.0),
+                Some(0.0),
+                Some(0.35),
+                Some(100.0)
+            ]
         );
         let b = data[1].reading.as_ref().unwrap();
         assert_eq!(b.location_id.as_str(), "B");
         assert_eq!(b.observed_at, "2026-11-26T09:00:00Z".parse::<DateTime<Utc>>().unwrap());
-        assert_eq!(b.temperature, None);
+        assert_eq!(b.get(Temperature), None);
     }
 
     #[test]

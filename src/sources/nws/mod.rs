@@ -10,11 +10,96 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{SourceError, four_decimals, time};
-use crate::domain::{ForecastHour, ForecastRun, LocationId, Reading, SourceName};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::upstream::Upstream;
+use super::{FetchResult, Provider, ProviderData, ProviderSettings, SourceError, fetch_each, four_decimals, time};
+use crate::domain::Quantity::*;
+use crate::domain::{ForecastHour, ForecastRun, Location, LocationId, Reading, SourceName};
 
 pub const NAME: &str = "nws";
-pub const DEFAULT_BASE_URL: &str = "https://api.weather.gov";
+
+/// NWS as a [`Provider`]: US locations, one at a time; the grid of each is looked up once.
+pub struct Nws {
+    /// Grid metadata per location: stable, so asked for once.
+    grids: Mutex<HashMap<LocationId, Grid>>,
+}
+
+/// Where a location's hourly forecast and nearest observation station are.
+#[derive(Clone)]
+struct Grid {
+    forecast_hourly: String,
+    station: String,
+}
+
+impl Provider for Nws {
+    const NAME: &'static str = NAME;
+    const KEY: &'static str = "nws";
+
+    fn new(_: &ProviderSettings) -> Self {
+        Self { grids: Mutex::new(HashMap::new()) }
+    }
+
+    fn covers(&self, location: &Location) -> bool {
+        location.country == "US"
+    }
+
+    async fn fetch(&self, upstream: &Upstream, targets: &[Arc<Location>]) -> FetchResult {
+        fetch_each(targets, |l| async move {
+            let (result, fresh) = self.fetch_one(upstream, l).await;
+            (result.map_err(explain), fresh)
+        })
+        .await
+    }
+}
+
+/// A 404 from /points: the point is outside the US.
+fn explain(error: SourceError) -> SourceError {
+    match error {
+        SourceError::Refused { status: 404, .. } => SourceError::NotCovered("NWS serves US points only".into()),
+        other => other,
+    }
+}
+
+impl Nws {
+    async fn fetch_one(&self, upstream: &Upstream, l: &Location) -> (Result<ProviderData, SourceError>, Duration) {
+        let base = upstream.base_url().to_owned();
+        let known = self.grids.lock().unwrap_or_else(|p| p.into_inner()).get(&l.id).cloned();
+        let grid = match known {
+            Some(grid) => grid,
+            None => match grid(upstream, &base, l).await {
+                Ok(grid) => {
+                    self.grids.lock().unwrap_or_else(|p| p.into_inner()).insert(l.id.clone(), grid.clone());
+                    grid
+                }
+                Err(e) => return (Err(e), Duration::ZERO),
+            },
+        };
+        let observation = upstream.get_json(&observation_url(&base, &grid.station)).await;
+        let forecast = upstream.get_json(&grid.forecast_hourly).await;
+        let fresh_for = [&observation, &forecast]
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|f| f.fresh_for))
+            .min()
+            .unwrap_or(Duration::ZERO);
+        let reading = observation.and_then(|f| parse_observation(&f.body, &l.id));
+        let run = forecast.and_then(|f| parse_forecast_hourly(&f.body, Utc::now()));
+        let result = match (reading, run) {
+            (Err(e), Err(_)) => Err(e),
+            (reading, run) => Ok(ProviderData { reading: reading.ok(), forecast: run.ok() }),
+        };
+        (result, fresh_for)
+    }
+}
+
+async fn grid(upstream: &Upstream, base: &str, l: &Location) -> Result<Grid, SourceError> {
+    let point = upstream.get_json(&points_url(base, l.latitude, l.longitude)).await?;
+    let point = parse_point(&point.body)?;
+    let stations = upstream.get_json(&rebase(base, &point.stations)).await?;
+    Ok(Grid { forecast_hourly: rebase(base, &point.forecast_hourly), station: parse_stations(&stations.body)? })
+}
 
 /// What /points says about a location: paths relative to the API base.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,13 +172,13 @@ pub fn parse_observation(body: &Value, id: &LocationId) -> Result<Reading, Sourc
     let observed_at =
         time(props, &["timestamp"]).ok_or_else(|| SourceError::Malformed("observation has no timestamp".into()))?;
     let mut r = Reading::new(id.clone(), source(), observed_at);
-    r.temperature = round(quantity(props, "temperature"));
-    r.humidity = round(quantity(props, "relativeHumidity"));
-    r.pressure = round(quantity(props, "seaLevelPressure").or_else(|| quantity(props, "barometricPressure")));
-    r.wind_speed = round(quantity(props, "windSpeed"));
-    r.wind_direction = quantity(props, "windDirection");
-    r.visibility = round(quantity(props, "visibility"));
-    r.precipitation = round(quantity(props, "precipitationLastHour"));
+    r.set(Temperature, round(quantity(props, "temperature")));
+    r.set(Humidity, round(quantity(props, "relativeHumidity")));
+    r.set(Pressure, round(quantity(props, "seaLevelPressure").or_else(|| quantity(props, "barometricPressure"))));
+    r.set(WindSpeed, round(quantity(props, "windSpeed")));
+    r.set(WindDirection, quantity(props, "windDirection"));
+    r.set(Visibility, round(quantity(props, "visibility")));
+    r.set(Precipitation, round(quantity(props, "precipitationLastHour")));
     Ok(r)
 }
 
@@ -147,10 +232,10 @@ mod tests {
 
     fn fixture(name: &str) -> Value {
         let text = match name {
-            "points" => include_str!("../../tests/fixtures/upstream/nws-points.json"),
-            "stations" => include_str!("../../tests/fixtures/upstream/nws-gridpoint-stations.json"),
-            "observation" => include_str!("../../tests/fixtures/upstream/nws-observation-latest.json"),
-            _ => include_str!("../../tests/fixtures/upstream/nws-forecast-hourly.json"),
+            "points" => include_str!("../../../tests/fixtures/upstream/nws-points.json"),
+            "stations" => include_str!("../../../tests/fixtures/upstream/nws-gridpoint-stations.json"),
+            "observation" => include_str!("../../../tests/fixtures/upstream/nws-observation-latest.json"),
+            _ => include_str!("../../../tests/fixtures/upstream/nws-forecast-hourly.json"),
         };
         serde_json::from_str(text).unwrap()
     }
@@ -173,7 +258,10 @@ mod tests {
         assert_eq!(r.observed_at, "2022-03-02T23:53:00Z".parse::<DateTime<Utc>>().unwrap());
         // 22.8 °C, 75.77 %, 101870 Pa → 1018.7 hPa, 7.56 km/h → 2.1 m/s, 20°, 16090 m → 16.09 km,
         // precipitationLastHour null → missing.
-        assert_eq!(r.quantities(), [Some(22.8), Some(75.77), Some(1018.7), Some(2.1), Some(20.0), Some(16.09), None]);
+        assert_eq!(
+            r.values.to_array(),
+            [Some(22.8), Some(75.77), Some(1018.7), Some(2.1), Some(20.0), Some(16.09), None, None, None]
+        );
     }
 
     #[test]

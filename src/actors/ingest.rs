@@ -1,0 +1,182 @@
+//! `Ingest`: the one way validated readings enter isobar, whoever sends them (POST
+//! /v1/readings, the source pollers, the replay), and the path the Kafka consumer uses to
+//! apply what it consumed.
+//!
+//! The policy lives here once: a reading older than the retention window is refused
+//! (`is older than the N h this service keeps`); with Kafka configured every reading goes
+//! through the readings topic (one durable log) and the call answers once the broker
+//! acknowledged it, else it is applied at once. Applying groups the readings by location,
+//! has the `Directory` resolve (and register) each location, and hands each actor its
+//! share in one message.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use chrono::{DateTime, Duration, Utc};
+use futures_util::future::join_all;
+
+use crate::actors::directory::{CheckRoutable, Directory, ResolveForReadings, needs_coordinates};
+use crate::actors::location::{Adopt, IngestBatch};
+use crate::domain::reading::rejection_reason;
+use crate::domain::{FieldError, LocationId, Reading};
+use crate::sources::source_label;
+use crate::telemetry::Metrics;
+
+/// Produce readings to the readings topic (key = location id) and answer once the
+/// broker acknowledged every one (`acks=all`), or why not. Sent by [`Ingest::submit`]
+/// to `KafkaIngest` when Kafka is configured.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct ProduceReadings {
+    pub readings: Vec<Reading>,
+}
+
+/// Readings could not be taken at all; nothing of the batch was applied or produced.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IngestError {
+    /// Kafka did not acknowledge the readings.
+    #[error("Kafka did not acknowledge the readings ({0})")]
+    Kafka(String),
+    /// An actor this path needs is gone: the process is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+impl From<MailboxError> for IngestError {
+    fn from(_: MailboxError) -> Self {
+        Self::ShuttingDown
+    }
+}
+
+/// A batch's items that were not taken, each with its index in the batch.
+pub type Refused = Vec<(usize, FieldError)>;
+
+#[derive(Clone)]
+pub struct Ingest {
+    directory: Addr<Directory>,
+    /// With Kafka on, where readings are produced.
+    kafka: Option<Recipient<ProduceReadings>>,
+    history_hours: u64,
+    metrics: Arc<Metrics>,
+}
+
+impl Ingest {
+    pub fn new(
+        directory: Addr<Directory>,
+        kafka: Option<Recipient<ProduceReadings>>,
+        history_hours: u64,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { directory, kafka, history_hours, metrics }
+    }
+
+    /// Takes validated readings, each with its index in the caller's batch: refuses the
+    /// ones too old to keep and those of an unknown location without coordinates (each
+    /// counted in `isobar_readings_rejected_total`), and passes the rest on, through
+    /// Kafka when it is configured. `Err` when nothing could be taken.
+    pub async fn submit(&self, readings: Vec<(usize, Reading)>, now: DateTime<Utc>) -> Result<Refused, IngestError> {
+        let earliest = now - Duration::hours(self.history_hours as i64);
+        let mut refused = Vec::new();
+        let mut fresh = Vec::with_capacity(readings.len());
+        for (index, reading) in readings {
+            if reading.observed_at < earliest {
+                let error = FieldError::new(
+                    "observed_at",
+                    format!("is older than the {} h this service keeps", self.history_hours),
+                );
+                self.count(reading.source.as_str(), std::slice::from_ref(&error));
+                refused.push((index, error));
+            } else {
+                fresh.push((index, reading));
+            }
+        }
+        let sources: Vec<(usize, &'static str)> =
+            fresh.iter().map(|(i, r)| (*i, source_label(r.source.as_str()))).collect();
+        let unroutable = match &self.kafka {
+            _ if fresh.is_empty() => Vec::new(),
+            Some(kafka) => {
+                let check = fresh.iter().map(|(i, r)| (*i, r.location_id.clone(), r.latitude.is_some())).collect();
+                let unroutable = self.directory.send(CheckRoutable { readings: check }).await?;
+                let routable: Vec<Reading> = fresh
+                    .into_iter()
+                    .filter(|(i, _)| unroutable.binary_search_by_key(i, |(u, _)| *u).is_err())
+                    .map(|(_, r)| r)
+                    .collect();
+                if !routable.is_empty() {
+                    kafka.send(ProduceReadings { readings: routable }).await?.map_err(IngestError::Kafka)?;
+                }
+                unroutable
+            }
+            None => apply(&self.directory, fresh, false, Vec::new()).await?,
+        };
+        for (index, _) in &unroutable {
+            let source = sources.binary_search_by_key(index, |(i, _)| *i).map_or("other", |at| sources[at].1);
+            self.metrics.readings_rejected.with_label_values(&[source, "unknown_location"]).inc();
+        }
+        refused.extend(unroutable);
+        refused.sort_by_key(|(index, _)| *index);
+        Ok(refused)
+    }
+
+    fn count(&self, source: &str, errors: &[FieldError]) {
+        self.metrics.readings_rejected.with_label_values(&[source_label(source), rejection_reason(errors)]).inc();
+    }
+}
+
+/// Applies readings to their location actors now, without the policy of
+/// [`Ingest::submit`] (the Kafka consumer uses it after the topic). `adopt` names
+/// locations this instance just took over. With `wait`, answers once every actor has
+/// applied its share.
+pub async fn apply(
+    directory: &Addr<Directory>,
+    readings: Vec<(usize, Reading)>,
+    wait: bool,
+    adopt: Vec<LocationId>,
+) -> Result<Refused, MailboxError> {
+    // Per location: where its first reading with coordinates is, and its readings.
+    let mut groups: HashMap<LocationId, (Option<(usize, f64, f64)>, Vec<(usize, Reading)>)> = HashMap::new();
+    for (index, reading) in readings {
+        let group = groups.entry(reading.location_id.clone()).or_default();
+        if group.0.is_none()
+            && let (Some(lat), Some(lon)) = (reading.latitude, reading.longitude)
+        {
+            group.0 = Some((group.1.len(), lat, lon));
+        }
+        group.1.push((index, reading));
+    }
+    let (ids, batches): (Vec<_>, Vec<_>) =
+        groups.into_iter().map(|(id, (coordinates, batch))| ((id, coordinates), batch)).unzip();
+    let adopted: Vec<bool> = ids.iter().map(|(id, _)| adopt.contains(id)).collect();
+    let resolved = directory.send(ResolveForReadings { ids }).await?;
+    let mut refused = Vec::new();
+    let mut applied = Vec::new();
+    for ((actor, batch), adopted) in resolved.into_iter().zip(batches).zip(adopted) {
+        match actor {
+            Ok((addr, first)) => {
+                if adopted {
+                    addr.do_send(Adopt);
+                }
+                // A new station exists from its first reading with coordinates on:
+                // the ones before were for a location unknown then.
+                let mut readings = Vec::with_capacity(batch.len() - first);
+                for (position, (index, reading)) in batch.into_iter().enumerate() {
+                    if position < first {
+                        refused.push((index, needs_coordinates(&reading.location_id)));
+                    } else {
+                        readings.push(reading);
+                    }
+                }
+                if wait {
+                    applied.push(addr.send(IngestBatch { readings }));
+                } else {
+                    addr.do_send(IngestBatch { readings });
+                }
+            }
+            Err(error) => refused.extend(batch.into_iter().map(|(index, _)| (index, error.clone()))),
+        }
+    }
+    join_all(applied).await;
+    refused.sort_by_key(|(index, _)| *index);
+    Ok(refused)
+}

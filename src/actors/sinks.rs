@@ -1,0 +1,129 @@
+//! Where a location's events go. Start-up picks the sinks once, by configuration (modes
+//! by composition): the published /current views always, the Redis relay with Redis,
+//! the InfluxDB history with InfluxDB, the Kafka updates producer with Kafka. Every
+//! location actor hands each event to all of them, and to its own [`Subscribers`]. Each
+//! sink encodes its own format; documents and wire messages are encoded once per event
+//! and shared (see `core::events` and `actors::wire`).
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use tracing::debug;
+
+use crate::actors::messages::{Deliver, Payload};
+use crate::actors::persister::{Publish, StoreReadings};
+use crate::actors::wire;
+use crate::core::LocationEvent;
+use crate::domain::LocationId;
+
+/// Takes a location's events. Shared by every location actor, so `&self`; it must not
+/// block (it runs on the location's thread).
+pub trait EventSink: Send + Sync {
+    fn deliver(&self, id: &LocationId, event: &LocationEvent);
+
+    /// The location's actor stopped (passivated, handed over, restarting).
+    fn stopped(&self, id: &LocationId) {
+        let _ = id;
+    }
+}
+
+/// The sinks of this instance, chosen at start-up.
+pub type Sinks = Arc<[Arc<dyn EventSink>]>;
+
+/// Publishes each update on the location's Redis channel for the other instances.
+pub struct RedisRelay {
+    pub persister: Recipient<Publish>,
+}
+
+impl EventSink for RedisRelay {
+    fn deliver(&self, id: &LocationId, event: &LocationEvent) {
+        if let LocationEvent::Update(update) = event {
+            self.persister.do_send(Publish { id: id.clone(), text: wire::update_message(update).clone() });
+        }
+    }
+}
+
+/// Hands applied readings and consensus changes to the persister for InfluxDB.
+pub struct History {
+    pub persister: Recipient<StoreReadings>,
+}
+
+impl EventSink for History {
+    fn deliver(&self, _: &LocationId, event: &LocationEvent) {
+        match event {
+            LocationEvent::Applied(readings) => {
+                self.persister.do_send(StoreReadings { readings: readings.clone(), consensus: None })
+            }
+            LocationEvent::Update(update) => {
+                self.persister.do_send(StoreReadings { readings: Arc::new([]), consensus: Some(update.clone()) })
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The WebSocket sessions subscribed to one location (each location actor has its own).
+#[derive(Default)]
+pub struct Subscribers {
+    /// Each subscribed session, by session id.
+    list: Vec<(u64, Recipient<Deliver>)>,
+}
+
+impl Subscribers {
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Adds (or replaces) a session after sending it `snapshot`; true when it is the first.
+    pub fn add(&mut self, session_id: u64, recipient: Recipient<Deliver>, snapshot: ByteString) -> bool {
+        recipient.do_send(Deliver { payload: Payload::Text(snapshot) });
+        self.list.retain(|(id, _)| *id != session_id);
+        self.list.push((session_id, recipient));
+        self.list.len() == 1
+    }
+
+    /// Removes a session; true when that left none.
+    pub fn remove(&mut self, session_id: u64) -> bool {
+        let before = self.list.len();
+        self.list.retain(|(id, _)| *id != session_id);
+        before > 0 && self.list.is_empty()
+    }
+
+    /// Sends what subscribers get of `event`; true when dropping slow ones left none.
+    pub fn deliver(&mut self, event: &LocationEvent) -> bool {
+        if self.list.is_empty() {
+            return false;
+        }
+        match event {
+            LocationEvent::Update(update) => self.send(wire::update_message(update)),
+            LocationEvent::Forecast(forecast) => self.send(wire::forecast_message(forecast)),
+            _ => false,
+        }
+    }
+
+    /// Sends the same bytes to every subscriber and drops those that cannot keep up;
+    /// true when that left none.
+    pub fn send(&mut self, text: &ByteString) -> bool {
+        let had_subscribers = !self.list.is_empty();
+        self.list.retain(|(session, recipient)| {
+            match recipient.try_send(Deliver { payload: Payload::Text(text.clone()) }) {
+                Ok(()) => true,
+                Err(SendError::Full(_)) => {
+                    debug!(session, "subscriber mailbox full: dropping it");
+                    recipient.do_send(Deliver { payload: Payload::Overflowed });
+                    false
+                }
+                Err(SendError::Closed(_)) => false,
+            }
+        });
+        had_subscribers && self.list.is_empty()
+    }
+
+    /// Tells every subscriber the location stopped, so each can subscribe again.
+    pub fn stop(&mut self, id: &LocationId) {
+        for (_, recipient) in self.list.drain(..) {
+            recipient.do_send(Deliver { payload: Payload::LocationStopped(id.clone()) });
+        }
+    }
+}

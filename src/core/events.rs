@@ -1,0 +1,93 @@
+//! What a [`LocationCore`](super::LocationCore) tells the world: typed events, no wire
+//! formats.
+//!
+//! Each event is shared (`Arc`) by every sink it goes to. A document is serialized the
+//! first time a sink asks for it and kept in the event, so however many subscribers,
+//! relays and views take an update, its JSON is built once; the same holds for the wire
+//! message a sink builds around it (`message`, filled by the first sink that sends it).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use bytestring::ByteString;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Current, Forecast, LocationId, Reading, Units};
+
+/// One thing that happened to a location.
+#[derive(Debug, Clone)]
+pub enum LocationEvent {
+    /// The consensus changed (`seq` moved on): subscribers, other instances, Kafka, the
+    /// /current view and the history all take it.
+    Update(Arc<Update>),
+    /// The same `seq` shown anew: ages and the stale flag recomputed as time passed, or
+    /// a state restored from the store, or another instance's update. Only the /current
+    /// view takes it.
+    Refreshed(Arc<Update>),
+    /// Readings applied to the location, in arrival order (only when a sink keeps them).
+    Applied(Arc<[Reading]>),
+    /// The blended forecast changed.
+    Forecast(Arc<ForecastUpdate>),
+}
+
+/// The consensus of one `seq`.
+#[derive(Debug)]
+pub struct Update {
+    pub location_id: LocationId,
+    pub seq: u64,
+    /// Wall-clock time of the change that produced `seq` (Last-Modified).
+    pub changed_at: DateTime<Utc>,
+    /// When `current` was computed: its ages are this old.
+    pub computed_at: Instant,
+    /// Metric.
+    pub current: Current,
+    metric: OnceLock<ByteString>,
+    imperial: OnceLock<ByteString>,
+    /// The update's wire message, encoded by the first sink that sends it and reused by
+    /// every other.
+    pub message: OnceLock<ByteString>,
+}
+
+impl Update {
+    pub fn new(location_id: LocationId, seq: u64, changed_at: DateTime<Utc>, current: Current) -> Self {
+        Self {
+            location_id,
+            seq,
+            changed_at,
+            computed_at: Instant::now(),
+            current,
+            metric: OnceLock::new(),
+            imperial: OnceLock::new(),
+            message: OnceLock::new(),
+        }
+    }
+
+    /// The current-conditions document in `units`, serialized once per unit system.
+    pub fn body(&self, units: Units) -> &ByteString {
+        match units {
+            Units::Metric => self.metric.get_or_init(|| to_json(&self.current)),
+            Units::Imperial => self.imperial.get_or_init(|| to_json(&self.current.in_units(Units::Imperial))),
+        }
+    }
+}
+
+/// A changed forecast blend.
+#[derive(Debug)]
+pub struct ForecastUpdate {
+    pub location_id: LocationId,
+    /// Metric, every hour held.
+    pub forecast: Arc<Forecast>,
+    /// The wire message, encoded by the first sink that sends it.
+    pub message: OnceLock<ByteString>,
+}
+
+impl ForecastUpdate {
+    pub fn new(location_id: LocationId, forecast: Arc<Forecast>) -> Self {
+        Self { location_id, forecast, message: OnceLock::new() }
+    }
+}
+
+/// JSON of a document made of plain numbers and strings, which cannot fail to serialize.
+fn to_json(value: &impl serde::Serialize) -> ByteString {
+    ByteString::from(serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned()))
+}

@@ -1,0 +1,488 @@
+//! `LocationCore`: one location's state and rules, with no actors and no I/O.
+//!
+//! It owns the recent readings (a bounded ring, deduplicated by source and time), the
+//! latest reading of each source, which sources are failing, the consensus on show, the
+//! providers' forecast runs and their blend. Every change it makes comes back to the
+//! caller as typed [`LocationEvent`]s, which the `LocationActor` hands to its sinks; the
+//! core never formats a wire message and never talks to anything.
+//!
+//! Per-location analytics plug in through [`Analysis`]: each gets every applied reading,
+//! every consensus change and every new blend, and may add events of its own.
+
+pub mod events;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+pub use self::events::{ForecastUpdate, LocationEvent, Update};
+pub use self::state::{Ingested, LocationState, Retention, Snapshot};
+use crate::analytics::{ConsensusSettings, blend, consensus};
+use crate::domain::{Current, Forecast, ForecastRun, Location, LocationId, LocationRef, Reading, SourceName};
+
+/// How long a consensus on show stays valid without a change before ages and the stale
+/// flag are recomputed (the /current views are served this long without an actor).
+pub const RENDER_TTL: Duration = Duration::from_secs(1);
+
+/// The rules every location core follows; shared by all of them.
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    pub retention: Retention,
+    /// A source whose latest reading is older than this stops counting.
+    pub stale_after_secs: u64,
+    /// Weight multiplier per source name (1.0 when unlisted).
+    pub trust: BTreeMap<String, f64>,
+    /// Robust z-score above which a source's value is an outlier.
+    pub outlier_threshold: f64,
+    /// How long a shown consensus stays valid without a change before ages and the
+    /// stale flag are recomputed.
+    pub render_ttl: Duration,
+    /// Keep applied readings for an [`LocationEvent::Applied`] (a sink stores history).
+    pub keep_applied: bool,
+}
+
+/// A per-location analysis run by the core (anomaly detection, learned forecasts, air
+/// quality). Every hook has a default that does nothing.
+pub trait Analysis: Send {
+    /// A reading this location just applied, with the state it was applied to (its
+    /// ring and the latest reading per source).
+    fn on_reading(&mut self, reading: &Reading, state: &LocationState, out: &mut Vec<LocationEvent>) {
+        let _ = (reading, state, out);
+    }
+
+    /// The consensus changed.
+    fn on_update(&mut self, update: &Update, out: &mut Vec<LocationEvent>) {
+        let _ = (update, out);
+    }
+
+    /// The forecast blend changed.
+    fn on_forecast(&mut self, forecast: &Forecast, out: &mut Vec<LocationEvent>) {
+        let _ = (forecast, out);
+    }
+}
+
+pub struct LocationCore {
+    location: Arc<Location>,
+    settings: Arc<CoreSettings>,
+    state: LocationState,
+    /// Sources whose last refresh failed: they do not count as fresh.
+    failing: Vec<SourceName>,
+    /// The consensus on show; `None` until the first reading.
+    shown: Option<Arc<Update>>,
+    /// `shown` is another instance's update (this one does not own the location): shown
+    /// as received, never recomputed from the local state.
+    remote: bool,
+    /// The latest run of each forecast provider.
+    runs: Vec<ForecastRun>,
+    /// Their blend, recomputed when a run arrives.
+    forecast: Option<Arc<Forecast>>,
+    /// Changed since the last snapshot was taken.
+    dirty: bool,
+    analyses: Vec<Box<dyn Analysis>>,
+}
+
+impl LocationCore {
+    pub fn new(location: Arc<Location>, settings: Arc<CoreSettings>, analyses: Vec<Box<dyn Analysis>>) -> Self {
+        Self {
+            location,
+            settings,
+            state: LocationState::default(),
+            failing: Vec::new(),
+            shown: None,
+            remote: false,
+            runs: Vec::new(),
+            forecast: None,
+            dirty: false,
+            analyses,
+        }
+    }
+
+    pub fn id(&self) -> &LocationId {
+        &self.location.id
+    }
+
+    pub fn location(&self) -> &Arc<Location> {
+        &self.location
+    }
+
+    /// Sequence number of the last update.
+    pub fn seq(&self) -> u64 {
+        self.state.seq
+    }
+
+    /// Whether anything changed since the last snapshot (or since the start).
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// The consensus on show, if any.
+    pub fn shown(&self) -> Option<&Arc<Update>> {
+        self.shown.as_ref()
+    }
+
+    /// The blended forecast (metric, every hour held), once a provider sent a run.
+    pub fn forecast(&self) -> Option<&Arc<Forecast>> {
+        self.forecast.as_ref()
+    }
+
+    /// Stored readings with `from <= observed_at <= to`, oldest first.
+    pub fn history(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Reading> {
+        self.state.history(from, to)
+    }
+
+    /// Applies validated readings of this location. `observe` hears what happened to
+    /// each (for the metrics).
+    pub fn ingest(
+        &mut self,
+        readings: Vec<Reading>,
+        now: DateTime<Utc>,
+        mut observe: impl FnMut(&SourceName, Ingested),
+    ) -> Vec<LocationEvent> {
+        let mut events = Vec::new();
+        let keep = self.settings.keep_applied;
+        let mut applied = Vec::new();
+        let mut latest_changed = false;
+        for reading in readings {
+            self.failing.retain(|s| *s != reading.source);
+            let copy = (keep || !self.analyses.is_empty()).then(|| reading.clone());
+            let source = reading.source.clone();
+            let outcome = self.state.ingest(reading, now, self.settings.retention);
+            observe(&source, outcome);
+            if !matches!(outcome, Ingested::Latest | Ingested::Stored) {
+                continue;
+            }
+            latest_changed |= outcome == Ingested::Latest;
+            if let Some(copy) = copy {
+                for analysis in &mut self.analyses {
+                    analysis.on_reading(&copy, &self.state, &mut events);
+                }
+                if keep {
+                    applied.push(copy);
+                }
+            }
+        }
+        self.dirty = true;
+        if !applied.is_empty() {
+            events.insert(0, LocationEvent::Applied(applied.into()));
+        }
+        if latest_changed {
+            events.extend(self.recompute(Some(now), now));
+        }
+        self.after_update(&mut events);
+        events
+    }
+
+    /// A provider's new forecast run: re-blends; an event when the blend changed.
+    pub fn apply_forecast(&mut self, run: ForecastRun, now: DateTime<Utc>) -> Vec<LocationEvent> {
+        self.runs.retain(|r| r.name != run.name);
+        self.runs.push(run);
+        let blended = blend(LocationRef::from(&*self.location), &self.runs, now);
+        let changed = self.forecast.as_ref().is_none_or(|f| f.hourly != blended.hourly);
+        let blended = Arc::new(blended);
+        self.forecast = Some(blended.clone());
+        let mut events = Vec::new();
+        if changed {
+            for analysis in &mut self.analyses {
+                analysis.on_forecast(&blended, &mut events);
+            }
+            events.insert(0, LocationEvent::Forecast(Arc::new(ForecastUpdate::new(self.id().clone(), blended))));
+        }
+        events
+    }
+
+    /// Whether a source's last refresh worked; a failing source stops counting as fresh.
+    pub fn source_health(&mut self, source: SourceName, ok: bool, now: DateTime<Utc>) -> Vec<LocationEvent> {
+        let was_failing = self.failing.contains(&source);
+        match (ok, was_failing) {
+            (false, false) => self.failing.push(source),
+            (true, true) => self.failing.retain(|s| *s != source),
+            _ => return Vec::new(),
+        }
+        let mut events: Vec<LocationEvent> = self.recompute(Some(now), now).into_iter().collect();
+        self.after_update(&mut events);
+        events
+    }
+
+    /// Recomputes ages and the stale flag when the consensus on show is older than the
+    /// render TTL (not for another instance's update, which is shown as received).
+    pub fn refresh(&mut self, now: DateTime<Utc>) -> Option<LocationEvent> {
+        let old = self.shown.as_ref().is_some_and(|u| u.computed_at.elapsed() >= self.settings.render_ttl);
+        if self.remote || !old {
+            return None;
+        }
+        self.recompute(None, now)
+    }
+
+    /// Another instance's update of this location, shown when newer than this core's.
+    pub fn show_remote(&mut self, seq: u64, current: Current, now: DateTime<Utc>) -> Option<LocationEvent> {
+        if seq <= self.state.seq {
+            return None;
+        }
+        self.state.seq = seq;
+        self.remote = true;
+        let update = Arc::new(Update::new(self.id().clone(), seq, now, current));
+        self.shown = Some(update.clone());
+        Some(LocationEvent::Refreshed(update))
+    }
+
+    /// The state as it is now, for the store; clears the dirty mark.
+    pub fn take_snapshot(&mut self) -> (Arc<Snapshot>, Option<Current>) {
+        self.dirty = false;
+        let snapshot = Arc::new(self.state.snapshot(self.id().clone()));
+        (snapshot, self.shown.as_ref().map(|u| u.current.clone()))
+    }
+
+    /// Takes a stored snapshot as this location's state.
+    pub fn restore(&mut self, snapshot: &Snapshot, now: DateTime<Utc>) -> Option<LocationEvent> {
+        self.state = LocationState::from_snapshot(snapshot);
+        self.recompute(None, now)
+    }
+
+    /// Recomputes the consensus. With `changed_at` (a change happened then) a consensus
+    /// that differs from the one on show is a new `seq` and an [`LocationEvent::Update`];
+    /// anything else is shown anew as [`LocationEvent::Refreshed`].
+    fn recompute(&mut self, changed_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<LocationEvent> {
+        let settings = ConsensusSettings {
+            stale_after_secs: self.settings.stale_after_secs,
+            trust: &self.settings.trust,
+            outlier_threshold: self.settings.outlier_threshold,
+        };
+        let location = LocationRef::from(&*self.location);
+        let Some(current) = consensus(location, self.state.latest(), &self.failing, now, settings) else {
+            self.shown = None;
+            return None;
+        };
+        let changed = self.shown.as_ref().is_none_or(|u| !same_conditions(&u.current, &current));
+        let new_seq = changed && changed_at.is_some();
+        if new_seq {
+            self.state.seq += 1;
+        }
+        let changed_at = match (&self.shown, changed_at) {
+            (Some(u), _) if !changed => u.changed_at,
+            (_, Some(t)) => t,
+            (_, None) => current.observed_at,
+        };
+        self.remote = false;
+        let update = Arc::new(Update::new(self.id().clone(), self.state.seq, changed_at, current));
+        self.shown = Some(update.clone());
+        Some(if new_seq { LocationEvent::Update(update) } else { LocationEvent::Refreshed(update) })
+    }
+
+    /// Lets the analyses see a consensus change among `events`.
+    fn after_update(&mut self, events: &mut Vec<LocationEvent>) {
+        if self.analyses.is_empty() {
+            return;
+        }
+        let updates: Vec<Arc<Update>> = events
+            .iter()
+            .filter_map(|e| match e {
+                LocationEvent::Update(u) => Some(u.clone()),
+                _ => None,
+            })
+            .collect();
+        for update in updates {
+            for analysis in &mut self.analyses {
+                analysis.on_update(&update, events);
+            }
+        }
+    }
+}
+
+/// Whether two consensus documents show the same conditions: everything but what only
+/// moves with the clock (ages, age-derived weights, quality score). Compared field by
+/// field, without copying either document.
+fn same_conditions(a: &Current, b: &Current) -> bool {
+    let sources_match = a.sources.len() == b.sources.len()
+        && a.sources.iter().zip(&b.sources).all(|(x, y)| {
+            x.name == y.name
+                && x.observed_at == y.observed_at
+                && x.temperature == y.temperature
+                && x.outlier == y.outlier
+        });
+    a.values == b.values
+        && a.observed_at == b.observed_at
+        && a.weather_code == b.weather_code
+        && a.sources_count == b.sources_count
+        && a.confidence == b.confidence
+        && a.stale == b.stale
+        && sources_match
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ForecastHour, LocationKind, Quantity};
+
+    fn location() -> Arc<Location> {
+        Arc::new(Location {
+            id: LocationId::parse("KJFK").unwrap(),
+            name: "John F Kennedy Intl".into(),
+            country: "US".into(),
+            latitude: 40.64,
+            longitude: -73.78,
+            timezone: "America/New_York".into(),
+            population: None,
+            elevation: None,
+            kind: LocationKind::Station,
+        })
+    }
+
+    fn settings(keep_applied: bool) -> Arc<CoreSettings> {
+        Arc::new(CoreSettings {
+            retention: Retention { window: chrono::Duration::hours(24), max_readings: 100 },
+            stale_after_secs: 7200,
+            trust: BTreeMap::new(),
+            outlier_threshold: 3.5,
+            render_ttl: Duration::from_secs(1),
+            keep_applied,
+        })
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-26T09:00:00Z".parse().unwrap()
+    }
+
+    fn reading(source: &str, minutes_ago: i64, temperature: f64) -> Reading {
+        let mut r = Reading::new(
+            LocationId::parse("KJFK").unwrap(),
+            SourceName::parse(source).unwrap(),
+            now() - chrono::Duration::minutes(minutes_ago),
+        );
+        r.set(Quantity::Temperature, Some(temperature));
+        r
+    }
+
+    fn kinds(events: &[LocationEvent]) -> Vec<&'static str> {
+        events
+            .iter()
+            .map(|e| match e {
+                LocationEvent::Update(_) => "update",
+                LocationEvent::Refreshed(_) => "refreshed",
+                LocationEvent::Applied(_) => "applied",
+                LocationEvent::Forecast(_) => "forecast",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_change_is_one_update_with_the_next_seq_and_a_repeat_is_none() {
+        let mut core = LocationCore::new(location(), settings(false), Vec::new());
+        let events = core.ingest(vec![reading("station", 5, 7.1)], now(), |_, _| {});
+        assert_eq!(kinds(&events), ["update"]);
+        let LocationEvent::Update(u) = &events[0] else { unreachable!() };
+        assert_eq!((u.seq, u.current.values.get(Quantity::Temperature)), (1, Some(7.1)));
+        assert_eq!(u.changed_at, now());
+        // The same reading again is a duplicate: nothing to tell anyone.
+        let mut seen = Vec::new();
+        let events = core.ingest(vec![reading("station", 5, 7.1)], now(), |s, o| seen.push((s.to_string(), o)));
+        assert!(events.is_empty());
+        assert_eq!(seen, [("station".to_owned(), Ingested::Duplicate)]);
+        // A newer reading with the same values is still a change: its time moved on.
+        let events = core.ingest(vec![reading("station", 1, 7.1)], now(), |_, _| {});
+        assert_eq!(kinds(&events), ["update"]);
+        assert_eq!(core.seq(), 2);
+    }
+
+    #[test]
+    fn the_update_document_is_serialized_once_and_shared() {
+        let mut core = LocationCore::new(location(), settings(false), Vec::new());
+        let events = core.ingest(vec![reading("station", 5, 7.1)], now(), |_, _| {});
+        let LocationEvent::Update(u) = &events[0] else { unreachable!() };
+        let first = u.body(crate::domain::Units::Metric);
+        assert!(first.starts_with(r#"{"location":{"id":"KJFK""#), "{first}");
+        assert!(std::ptr::eq(first, core.shown().unwrap().body(crate::domain::Units::Metric)));
+        assert!(u.body(crate::domain::Units::Imperial).contains(r#""temperature":44.78"#));
+    }
+
+    #[test]
+    fn applied_readings_come_first_only_when_kept() {
+        let mut core = LocationCore::new(location(), settings(true), Vec::new());
+        let events = core.ingest(vec![reading("station", 5, 7.1), reading("station", 50, 6.0)], now(), |_, _| {});
+        assert_eq!(kinds(&events), ["applied", "update"]);
+        let LocationEvent::Applied(applied) = &events[0] else { unreachable!() };
+        assert_eq!(applied.len(), 2);
+    }
+
+    #[test]
+    fn a_failing_source_makes_the_location_stale_and_its_recovery_clears_it() {
+        let mut core = LocationCore::new(location(), settings(false), Vec::new());
+        core.ingest(vec![reading("open-meteo", 5, 7.1)], now(), |_, _| {});
+        let source = SourceName::parse("open-meteo").unwrap();
+        let events = core.source_health(source.clone(), false, now());
+        let LocationEvent::Update(u) = &events[0] else { panic!("{events:?}") };
+        assert!(u.current.stale);
+        assert!(core.source_health(source.clone(), false, now()).is_empty(), "already failing");
+        let events = core.source_health(source, true, now());
+        let LocationEvent::Update(u) = &events[0] else { panic!("{events:?}") };
+        assert!(!u.current.stale);
+    }
+
+    #[test]
+    fn a_forecast_event_only_when_the_blend_changes() {
+        let mut core = LocationCore::new(location(), settings(false), Vec::new());
+        let mut hour = ForecastHour::empty("2026-11-26T10:00:00Z".parse().unwrap());
+        hour.temperature = Some(8.0);
+        let run = ForecastRun { name: SourceName::parse("met-norway").unwrap(), issued_at: now(), hourly: vec![hour] };
+        assert_eq!(kinds(&core.apply_forecast(run.clone(), now())), ["forecast"]);
+        assert!(core.apply_forecast(run, now()).is_empty());
+        assert_eq!(core.forecast().unwrap().hourly[0].temperature, Some(8.0));
+    }
+
+    #[test]
+    fn another_instances_update_is_shown_only_when_newer() {
+        let mut core = LocationCore::new(location(), settings(false), Vec::new());
+        let events = core.ingest(vec![reading("station", 5, 7.1)], now(), |_, _| {});
+        let LocationEvent::Update(u) = &events[0] else { unreachable!() };
+        let mut remote = u.current.clone();
+        remote.values.set(Quantity::Temperature, Some(9.0));
+        assert!(core.show_remote(1, remote.clone(), now()).is_none());
+        assert_eq!(kinds(&core.show_remote(5, remote, now()).into_iter().collect::<Vec<_>>()), ["refreshed"]);
+        assert_eq!(core.seq(), 5);
+        assert_eq!(core.shown().unwrap().current.values.get(Quantity::Temperature), Some(9.0));
+    }
+
+    #[test]
+    fn a_snapshot_restores_the_same_consensus() {
+        let mut core = LocationCore::new(location(), settings(false), Vec::new());
+        core.ingest(vec![reading("station", 5, 7.1)], now(), |_, _| {});
+        assert!(core.is_dirty());
+        let (snapshot, current) = core.take_snapshot();
+        assert!(!core.is_dirty());
+        let mut back = LocationCore::new(location(), settings(false), Vec::new());
+        let event = back.restore(&snapshot, now());
+        assert!(matches!(event, Some(LocationEvent::Refreshed(_))));
+        assert_eq!(back.seq(), 1);
+        assert_eq!(back.shown().map(|u| u.current.clone()), current);
+    }
+
+    /// An analysis that records what it saw and answers each change with an event.
+    struct Recorder(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Analysis for Recorder {
+        fn on_reading(&mut self, reading: &Reading, state: &LocationState, _: &mut Vec<LocationEvent>) {
+            self.0.lock().unwrap().push(format!("reading {} of {}", reading.source, state.len()));
+        }
+
+        fn on_update(&mut self, update: &Update, out: &mut Vec<LocationEvent>) {
+            self.0.lock().unwrap().push(format!("update {}", update.seq));
+            out.push(LocationEvent::Refreshed(Arc::new(Update::new(
+                update.location_id.clone(),
+                update.seq,
+                update.changed_at,
+                update.current.clone(),
+            ))));
+        }
+    }
+
+    #[test]
+    fn analyses_see_each_applied_reading_and_each_change_and_add_their_events() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut core = LocationCore::new(location(), settings(false), vec![Box::new(Recorder(seen.clone()))]);
+        let events = core.ingest(vec![reading("station", 5, 7.1), reading("station", 5, 7.1)], now(), |_, _| {});
+        assert_eq!(kinds(&events), ["update", "refreshed"]);
+        assert_eq!(*seen.lock().unwrap(), ["reading station of 1", "update 1"]);
+    }
+}

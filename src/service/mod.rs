@@ -1,0 +1,406 @@
+//! `Service`: what every API asks of isobar, in one place. REST handlers (and next the
+//! GraphQL resolvers) parse their input, call one method here and render the answer;
+//! nothing here knows HTTP.
+//!
+//! It owns the rules a second API would otherwise write again: lookups across the
+//! catalog and the stations, the fast path of current conditions and the cold wait for
+//! a location nobody asked for yet, the forecast window and units, where history comes
+//! from (InfluxDB or the location's ring) and its step, and turning submitted JSON items
+//! into readings for the one ingest path. It reaches actors only by messages and reads
+//! only read-only or published state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::actors::directory::{Describe, Directory, Resolve};
+use crate::actors::ingest::{Ingest, IngestError};
+use crate::actors::kafka::{CheckKafka, KafkaIngest};
+use crate::actors::location::{GetCurrent, GetForecast, GetHistory, LocationActor};
+use crate::actors::persister::{CheckBackends, Persister, QueryHistory};
+use crate::actors::poller::GetProviderStatus;
+use crate::actors::views::PublishedViews;
+use crate::analytics::history::downsample;
+use crate::catalog::{self, Catalog, Stations};
+use crate::core::Update;
+use crate::domain::reading::rejection_reason;
+use crate::domain::{FieldError, Forecast, Location, LocationId, Reading, Units};
+use crate::sources::source_label;
+use crate::telemetry::Metrics;
+
+/// Most results of one search.
+pub const MAX_SEARCH_LIMIT: usize = 100;
+pub const DEFAULT_SEARCH_LIMIT: usize = 10;
+const MAX_QUERY_CHARS: usize = 100;
+pub const DEFAULT_FORECAST_HOURS: usize = 48;
+pub const MAX_FORECAST_HOURS: usize = 240;
+/// Most points one history answer may have with a step.
+const MAX_HISTORY_STEPS: i64 = 10_000;
+/// Slack on the retention bound of history, for clients whose clock is a little ahead.
+const RETENTION_SLACK: chrono::Duration = chrono::Duration::minutes(1);
+/// Retry-After of a 503 for a location whose providers have not answered yet.
+const COLD_RETRY_AFTER_SECS: u64 = 5;
+/// How long /ready waits for each component.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a request could not be answered; each API renders it its own way.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ServiceError {
+    /// An input value is wrong; `field` names it.
+    #[error("invalid {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    /// Try again later.
+    #[error("{detail}")]
+    Unavailable { detail: String, retry_after_secs: u64 },
+}
+
+impl ServiceError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid { field, message: message.into() }
+    }
+}
+
+impl From<MailboxError> for ServiceError {
+    fn from(error: MailboxError) -> Self {
+        tracing::error!(%error, "actor unavailable");
+        Self::Unavailable { detail: "the service is restarting a component; retry shortly".into(), retry_after_secs: 1 }
+    }
+}
+
+/// What the service needs to know of the configuration.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// How far back the locations' rings reach.
+    pub history_hours: u64,
+    /// History comes from InfluxDB (configured), else from the rings.
+    pub history_in_influx: bool,
+    /// How long a request for a location without data waits for the providers' first
+    /// answer; `None` when no provider is on.
+    pub cold_wait: Option<Duration>,
+    /// How long a published view of current conditions is served as is.
+    pub render_ttl: Duration,
+}
+
+/// Who the service talks to.
+pub struct ServiceDeps {
+    pub directory: Addr<Directory>,
+    pub persister: Addr<Persister>,
+    pub catalog: Arc<Catalog>,
+    pub stations: Arc<Stations>,
+    pub views: Arc<PublishedViews>,
+    pub ingest: Ingest,
+    pub kafka: Option<Addr<KafkaIngest>>,
+    pub providers: Vec<Recipient<GetProviderStatus>>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct Service {
+    deps: ServiceDeps,
+    settings: ServiceSettings,
+}
+
+/// A history request, validated by [`Service::history`].
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Mean per step of this many seconds.
+    pub step_secs: Option<u64>,
+}
+
+/// One submitted item that was not taken.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Rejected {
+    pub index: usize,
+    pub errors: Vec<FieldError>,
+}
+
+/// What became of submitted readings.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct IngestResponse {
+    pub accepted: usize,
+    pub rejected: Vec<Rejected>,
+}
+
+/// The readiness of every dependency, for /ready.
+pub struct Readiness {
+    pub ready: bool,
+    pub body: Value,
+}
+
+impl Service {
+    pub fn new(deps: ServiceDeps, settings: ServiceSettings) -> Self {
+        Self { deps, settings }
+    }
+
+    pub fn settings(&self) -> &ServiceSettings {
+        &self.settings
+    }
+
+    /// Cities and stations by name prefix, in one ranking.
+    pub fn search(&self, query: &str, limit: Option<usize>) -> Result<Vec<Location>, ServiceError> {
+        let query = query.trim();
+        if query.is_empty() {
+            return Err(ServiceError::invalid("q", "is required: a name prefix such as \"New Y\""));
+        }
+        if query.chars().count() > MAX_QUERY_CHARS {
+            return Err(ServiceError::invalid("q", format!("must be at most {MAX_QUERY_CHARS} characters")));
+        }
+        let limit = match limit {
+            None => DEFAULT_SEARCH_LIMIT,
+            Some(n) if (1..=MAX_SEARCH_LIMIT).contains(&n) => n,
+            Some(_) => return Err(search_limit_error()),
+        };
+        Ok(catalog::search(&self.deps.catalog, &self.deps.stations, query, limit))
+    }
+
+    /// The catalog city nearest to a point, and its distance in km (one decimal).
+    pub fn nearest(&self, latitude: f64, longitude: f64) -> Result<(Location, f64), ServiceError> {
+        for (field, value, bound) in [("lat", latitude, 90.0), ("lon", longitude, 180.0)] {
+            if !(-bound..=bound).contains(&value) {
+                return Err(ServiceError::invalid(field, format!("must be between -{bound} and {bound}")));
+            }
+        }
+        let (location, km) = self
+            .deps
+            .catalog
+            .nearest(latitude, longitude)
+            .ok_or_else(|| ServiceError::NotFound("the catalog is empty".into()))?;
+        Ok((location, (km * 10.0).round() / 10.0))
+    }
+
+    /// One location, including a station another instance registered.
+    pub async fn location(&self, id: &LocationId) -> Result<Location, ServiceError> {
+        if let Some(station) = self.deps.stations.get(id) {
+            return Ok((*station).clone());
+        }
+        if let Some(city) = self.deps.catalog.get(id) {
+            return Ok(city);
+        }
+        self.deps.directory.send(Describe { id: id.clone() }).await?.ok_or_else(|| unknown(id))
+    }
+
+    /// The consensus of `id` on show: the published view while it is fresh (no actor
+    /// involved), else from the location's actor, waiting for the providers' first answer
+    /// when the location is cold.
+    pub async fn current(&self, raw_id: &str) -> Result<Arc<Update>, ServiceError> {
+        if let Some(view) = self.deps.views.get(raw_id).filter(|v| v.computed_at.elapsed() < self.settings.render_ttl) {
+            return Ok(view);
+        }
+        let id = parse_id(raw_id)?;
+        let wait = self.settings.cold_wait;
+        self.ask(&id, || GetCurrent { wait }).await?.ok_or_else(|| match wait {
+            Some(wait) => ServiceError::Unavailable {
+                detail: format!(
+                    "no current conditions for location {id} yet: the providers have not answered within {} ms; retry shortly",
+                    wait.as_millis()
+                ),
+                retry_after_secs: COLD_RETRY_AFTER_SECS,
+            },
+            None => ServiceError::NotFound(format!(
+                "no current conditions for location {id} yet: no source has reported it (POST /v1/readings, or enable a source that covers it)"
+            )),
+        })
+    }
+
+    /// The next `hours` hours (1-240, default 48) of the forecast of `id` in `units`.
+    pub async fn forecast(
+        &self,
+        id: &LocationId,
+        hours: Option<usize>,
+        units: Units,
+    ) -> Result<Forecast, ServiceError> {
+        let hours = match hours {
+            None => DEFAULT_FORECAST_HOURS,
+            Some(n) if (1..=MAX_FORECAST_HOURS).contains(&n) => n,
+            Some(_) => return Err(forecast_hours_error()),
+        };
+        let wait = self.settings.cold_wait;
+        let forecast = self.ask(id, || GetForecast { wait }).await?.ok_or_else(|| match wait {
+            Some(_) => ServiceError::Unavailable {
+                detail: format!("no forecast for location {id} yet: the providers have not answered; retry shortly"),
+                retry_after_secs: COLD_RETRY_AFTER_SECS,
+            },
+            None => ServiceError::NotFound(format!(
+                "no forecast for location {id}: forecasts come from upstream providers, and none is enabled"
+            )),
+        })?;
+        Ok(forecast.window(Utc::now(), hours).in_units(units))
+    }
+
+    /// Stored readings of `id`, oldest first: from InfluxDB when it is configured, else
+    /// from the location's ring (the last `history_hours`); with a step, the mean per step.
+    pub async fn history(&self, id: &LocationId, query: HistoryQuery) -> Result<Vec<Reading>, ServiceError> {
+        let now = Utc::now();
+        let hours = self.settings.history_hours;
+        let earliest = now - chrono::Duration::hours(hours as i64);
+        let from = query.from.unwrap_or(earliest);
+        let to = query.to.unwrap_or(now);
+        if from > to {
+            return Err(ServiceError::invalid("from", "must not be after to"));
+        }
+        if let Some(step) = query.step_secs
+            && (to - from).num_seconds() / step.max(1) as i64 > MAX_HISTORY_STEPS
+        {
+            return Err(ServiceError::invalid(
+                "step",
+                format!("gives more than {MAX_HISTORY_STEPS} points for this range"),
+            ));
+        }
+        if !self.settings.history_in_influx {
+            if from < earliest - RETENTION_SLACK {
+                return Err(ServiceError::invalid(
+                    "from",
+                    format!(
+                        "is beyond retention: history is kept for {hours} h, so from must be at or after {}",
+                        earliest.to_rfc3339_opts(SecondsFormat::Secs, true)
+                    ),
+                ));
+            }
+            let readings = self.ask(id, || GetHistory { from, to }).await?;
+            return Ok(match query.step_secs {
+                Some(step) => downsample(&readings, step),
+                None => readings,
+            });
+        }
+        self.location(id).await?;
+        match self.deps.persister.send(QueryHistory { id: id.clone(), from, to, step_secs: query.step_secs }).await? {
+            Some(Ok(readings)) => Ok(readings),
+            Some(Err(e)) => Err(ServiceError::Unavailable {
+                detail: format!("history store unavailable: {e}"),
+                retry_after_secs: 5,
+            }),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Submitted reading items (JSON, DESIGN §3): each is parsed and validated on its
+    /// own, the valid ones go the one ingest way, and every item not taken is reported
+    /// with its index and the fields at fault.
+    pub async fn submit_readings(&self, items: &[Value]) -> Result<IngestResponse, ServiceError> {
+        let now = Utc::now();
+        let mut valid = Vec::with_capacity(items.len());
+        let mut rejected = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            match Reading::from_json(item, now) {
+                Ok(reading) => valid.push((index, reading)),
+                Err(errors) => {
+                    let source = source_label(item.get("source").and_then(Value::as_str).unwrap_or("other"));
+                    self.deps.metrics.readings_rejected.with_label_values(&[source, rejection_reason(&errors)]).inc();
+                    rejected.push(Rejected { index, errors });
+                }
+            }
+        }
+        let refused = self.deps.ingest.submit(valid, now).await.map_err(|e| match e {
+            IngestError::Kafka(_) => ServiceError::Unavailable {
+                detail: format!("{e}; retry (a repeated reading is dropped as a duplicate)"),
+                retry_after_secs: 5,
+            },
+            IngestError::ShuttingDown => MailboxError::Closed.into(),
+        })?;
+        rejected.extend(refused.into_iter().map(|(index, error)| Rejected { index, errors: vec![error] }));
+        rejected.sort_by_key(|r| r.index);
+        Ok(IngestResponse { accepted: items.len() - rejected.len(), rejected })
+    }
+
+    /// Whether every component and configured backend answers; the body names each.
+    pub async fn readiness(&self) -> Readiness {
+        let probe = LocationId::parse("0").unwrap_or_else(|_| unreachable!("a valid id"));
+        let directory = tokio::time::timeout(READY_TIMEOUT, self.deps.directory.send(Describe { id: probe })).await;
+        let backends = tokio::time::timeout(READY_TIMEOUT * 2, self.deps.persister.send(CheckBackends)).await;
+        let kafka = match &self.deps.kafka {
+            Some(k) => Some(tokio::time::timeout(READY_TIMEOUT * 2, k.send(CheckKafka)).await),
+            None => None,
+        };
+        let mut sources = Vec::new();
+        for provider in &self.deps.providers {
+            if let Ok(Ok(status)) = tokio::time::timeout(READY_TIMEOUT, provider.send(GetProviderStatus)).await {
+                sources.push(status);
+            }
+        }
+        let up = |ok: bool| if ok { "up" } else { "down" };
+        let directory_up = matches!(directory, Ok(Ok(_)));
+        let mut dependencies = vec![json!({"name": "directory", "state": up(directory_up)})];
+        let mut all_up = directory_up;
+        match backends {
+            Ok(Ok(statuses)) => {
+                for s in statuses {
+                    all_up &= s.state == "up";
+                    dependencies.push(serde_json::to_value(s).unwrap_or_default());
+                }
+            }
+            _ => {
+                all_up = false;
+                dependencies
+                    .push(json!({"name": "persister", "state": "down", "detail": "the persister did not answer"}));
+            }
+        }
+        match kafka {
+            None => {}
+            Some(Ok(Ok(Ok(())))) => dependencies.push(json!({"name": "kafka", "state": "up"})),
+            Some(result) => {
+                all_up = false;
+                let detail = match result {
+                    Ok(Ok(Err(e))) => e,
+                    _ => "kafka: no answer".to_owned(),
+                };
+                dependencies.push(json!({"name": "kafka", "state": "down", "detail": detail}));
+            }
+        }
+        let body = json!({
+            "status": if all_up { "ready" } else { "not ready" },
+            "dependencies": dependencies,
+            // Upstream providers: reported, but a failing provider does not make the
+            // instance unready (it keeps serving what it has, marked stale).
+            "sources": sources,
+        });
+        Readiness { ready: all_up, body }
+    }
+
+    /// The actor of `id`; `NotFound` when the id is neither a catalog city nor a station.
+    pub async fn resolve(&self, id: &LocationId) -> Result<Addr<LocationActor>, ServiceError> {
+        self.deps.directory.send(Resolve { id: id.clone() }).await?.map_err(|e| {
+            ServiceError::NotFound(format!(
+                "{e}: not a GeoNames city id in the catalog nor a station that has sent readings"
+            ))
+        })
+    }
+
+    /// Sends `make()` to the actor of `id`; a dead actor (passivated a moment ago) is
+    /// resolved again once.
+    async fn ask<M>(&self, id: &LocationId, make: impl Fn() -> M) -> Result<M::Result, ServiceError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        LocationActor: Handler<M>,
+    {
+        let addr = self.resolve(id).await?;
+        match addr.send(make()).await {
+            Ok(result) => Ok(result),
+            Err(_) => Ok(self.resolve(id).await?.send(make()).await?),
+        }
+    }
+}
+
+/// Parses a location id: `Invalid` naming `id` when malformed.
+pub fn parse_id(raw: &str) -> Result<LocationId, ServiceError> {
+    LocationId::parse(raw).map_err(|e| ServiceError::invalid("id", e.to_string()))
+}
+
+pub fn search_limit_error() -> ServiceError {
+    ServiceError::invalid("limit", format!("must be an integer from 1 to {MAX_SEARCH_LIMIT}"))
+}
+
+pub fn forecast_hours_error() -> ServiceError {
+    ServiceError::invalid("hours", format!("must be an integer from 1 to {MAX_FORECAST_HOURS}"))
+}
+
+fn unknown(id: &LocationId) -> ServiceError {
+    ServiceError::NotFound(format!("unknown location {id}"))
+}

@@ -1,0 +1,157 @@
+//! The fifth provider (WeatherAPI.com, behind wiremock with its real recorded body) and
+//! the two later quantities, `uv_index` and `cloud_cover`, through every public surface.
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{TestApp, eventually, spawn_app, spawn_app_with, station_reading};
+use crate::upstream::{fixture, sources};
+
+/// The recorded body, observed ten minutes ago.
+fn weatherapi_body() -> Value {
+    let mut body = fixture("weatherapi-current.json");
+    body["current"]["last_updated_epoch"] = json!(chrono::Utc::now().timestamp() - 600);
+    body
+}
+
+async fn spawn_with_weatherapi(server: &MockServer) -> TestApp {
+    let weatherapi = json!({"enabled": true, "base_url": server.uri(), "poll_interval_secs": 1, "timeout_secs": 1,
+        "cache_ttl_secs": 60, "rate_limit_per_sec": 1000.0, "max_retries": 0, "backoff_base_ms": 20,
+        "circuit_failure_threshold": 50, "circuit_cooldown_secs": 60, "max_retry_after_secs": 5, "api_key": "WAKEY"});
+    spawn_app_with(sources(server, &[], json!({"sources": {"weatherapi": weatherapi}}))).await
+}
+
+#[actix_rt::test]
+async fn weatherapi_conditions_reach_current_with_uv_index_and_cloud_cover() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/current.json"))
+        .and(query_param("key", "WAKEY"))
+        .and(query_param("q", "51.5085,-0.1257"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(weatherapi_body()))
+        .mount(&server)
+        .await;
+    let app = spawn_with_weatherapi(&server).await;
+
+    let (status, body) = app.get_json("/v1/locations/2643743/current").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sources"][0]["name"], "weatherapi");
+    // 9.0 °C, 87 %, 997 hPa, 11.2 km/h = 3.11 m/s, 180°, 10 km, 0 mm, UV 1, 75 % cloud,
+    // condition 1189 "Moderate rain" = WMO 63.
+    let values: Vec<Value> = ["temperature", "humidity", "pressure", "wind_speed", "wind_direction", "visibility"]
+        .iter()
+        .chain(&["precipitation", "uv_index", "cloud_cover", "weather_code", "description"])
+        .map(|k| body[*k].clone())
+        .collect();
+    assert_eq!(
+        values,
+        [
+            json!(9.0),
+            json!(87.0),
+            json!(997.0),
+            json!(3.11),
+            json!(180.0),
+            json!(10.0),
+            json!(0.0),
+            json!(1.0),
+            json!(75.0),
+            json!(63),
+            json!("Moderate rain")
+        ]
+    );
+    let (_, imperial) = app.get_json("/v1/locations/2643743/current?units=imperial").await;
+    assert_eq!((imperial["temperature"].clone(), imperial["uv_index"].clone()), (json!(48.2), json!(1.0)));
+    assert_eq!(imperial["cloud_cover"], 75.0);
+
+    let (_, history) = app.get_json("/v1/locations/2643743/history").await;
+    let reading = &history["readings"][0];
+    assert_eq!((reading["source"].clone(), reading["uv_index"].clone()), (json!("weatherapi"), json!(1.0)));
+    let (_, ready) = app.get_json("/ready").await;
+    assert_eq!(ready["sources"], json!([{"name": "weatherapi", "state": "up", "locations": 1}]));
+}
+
+#[actix_rt::test]
+async fn a_refused_weatherapi_key_switches_the_provider_off_saying_which_setting() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/current.json"))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_json(json!({"error": {"code": 2006, "message": "API key provided is invalid"}})),
+        )
+        .mount(&server)
+        .await;
+    let app = spawn_with_weatherapi(&server).await;
+    let (status, _) = app.get_json("/v1/locations/2643743/current").await;
+    assert_eq!(status, 503);
+    assert!(
+        eventually(3, || async {
+            let (_, ready) = app.get_json("/ready").await;
+            ready["sources"][0]["state"] == "disabled"
+        })
+        .await
+    );
+    let (_, ready) = app.get_json("/ready").await;
+    let detail = ready["sources"][0]["detail"].as_str().unwrap();
+    assert!(detail.starts_with("WeatherAPI refused the API key: check sources.weatherapi.api_key"), "{detail}");
+}
+
+#[actix_rt::test]
+async fn stations_may_send_the_later_quantities_and_v1_documents_stay_without_them() {
+    let app = spawn_app().await;
+    let mut reading = station_reading("UVC1", 5, 21.0);
+    reading["uv_index"] = json!(6.5);
+    reading["cloud_cover"] = json!(20);
+    let (status, body) = app.post_readings(&reading).await;
+    assert_eq!((status, body), (202, json!({"accepted": 1, "rejected": []})));
+    let (_, current) = app.get_json("/v1/locations/UVC1/current").await;
+    assert_eq!((current["uv_index"].clone(), current["cloud_cover"].clone()), (json!(6.5), json!(20.0)));
+
+    // A station that reports neither gets a document with neither field (as in v1).
+    app.post_readings(&station_reading("PLAIN1", 5, 21.0)).await;
+    let (_, plain) = app.get_json("/v1/locations/PLAIN1/current").await;
+    assert!(plain.get("uv_index").is_none() && plain.get("cloud_cover").is_none(), "{plain}");
+    assert_eq!(plain["precipitation"], 0.0);
+
+    let mut bad = station_reading("UVC1", 4, 21.0);
+    bad["uv_index"] = json!(25);
+    bad["cloud_cover"] = json!(-1);
+    let (status, body) = app.post_readings(&bad).await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        body["errors"],
+        json!([{"field": "uv_index", "message": "must be between 0 and 20"},
+               {"field": "cloud_cover", "message": "must be between 0 and 100"}])
+    );
+}
+
+#[actix_rt::test]
+async fn the_openapi_schema_of_the_quantities_comes_from_the_table() {
+    let app = spawn_app().await;
+    let (_, doc) = app.get_json("/api/openapi.json").await;
+    let quantities = &doc["components"]["schemas"]["Quantities"];
+    let names: Vec<&str> = quantities["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "cloud_cover",
+            "humidity",
+            "precipitation",
+            "pressure",
+            "temperature",
+            "uv_index",
+            "visibility",
+            "wind_direction",
+            "wind_speed"
+        ]
+    );
+    assert_eq!(
+        quantities["required"],
+        json!(["temperature", "humidity", "pressure", "wind_speed", "wind_direction", "visibility", "precipitation"])
+    );
+    assert_eq!(
+        quantities["properties"]["uv_index"]["description"],
+        "UV index (WHO scale, 0 at night); null when no source reports it; present only when a source reports it"
+    );
+}
