@@ -69,7 +69,16 @@ pub struct Describe {
 #[derive(Message)]
 #[rtype(result = "Vec<Result<(Addr<LocationActor>, usize), FieldError>>")]
 pub struct ResolveForReadings {
-    pub ids: Vec<(LocationId, Option<(usize, f64, f64)>)>,
+    pub ids: Vec<(LocationId, Option<FirstFix>)>,
+}
+
+/// The first of a location's readings that carries coordinates: its position among them,
+/// and where it was taken.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FirstFix {
+    pub position: usize,
+    pub latitude: f64,
+    pub longitude: f64,
 }
 
 /// The indexes of readings that could not be routed (a new station without coordinates),
@@ -244,9 +253,9 @@ impl Handler<ResolveForReadings> for Directory {
             .map(|(id, coordinates)| {
                 let mut first = 0;
                 if !self.is_known(&id) {
-                    let (position, latitude, longitude) = coordinates.ok_or_else(|| needs_coordinates(&id))?;
-                    self.register_from_reading(&id, latitude, longitude);
-                    first = position;
+                    let fix = coordinates.ok_or_else(|| needs_coordinates(&id))?;
+                    self.register_from_reading(&id, fix.latitude, fix.longitude);
+                    first = fix.position;
                 }
                 let addr = self.resolve(&id).map_err(|e| FieldError::new("location_id", e.to_string()))?;
                 Ok((addr, first))

@@ -16,7 +16,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Duration, Utc};
 use futures_util::future::join_all;
 
-use crate::actors::directory::{CheckRoutable, Directory, ResolveForReadings, needs_coordinates};
+use crate::actors::directory::{CheckRoutable, Directory, FirstFix, ResolveForReadings, needs_coordinates};
 use crate::actors::location::{Adopt, IngestBatch};
 use crate::domain::reading::rejection_reason;
 use crate::domain::{FieldError, LocationId, Reading};
@@ -52,6 +52,9 @@ impl From<MailboxError> for IngestError {
 /// A batch's items that were not taken, each with its index in the batch.
 pub type Refused = Vec<(usize, FieldError)>;
 
+/// Readings, each with its index in the caller's batch.
+pub type Indexed = Vec<(usize, Reading)>;
+
 #[derive(Clone)]
 pub struct Ingest {
     directory: Addr<Directory>,
@@ -75,7 +78,7 @@ impl Ingest {
     /// ones too old to keep and those of an unknown location without coordinates (each
     /// counted in `isobar_readings_rejected_total`), and passes the rest on, through
     /// Kafka when it is configured. `Err` when nothing could be taken.
-    pub async fn submit(&self, readings: Vec<(usize, Reading)>, now: DateTime<Utc>) -> Result<Refused, IngestError> {
+    pub async fn submit(&self, readings: Indexed, now: DateTime<Utc>) -> Result<Refused, IngestError> {
         let earliest = now - Duration::hours(self.history_hours as i64);
         let mut refused = Vec::new();
         let mut fresh = Vec::with_capacity(readings.len());
@@ -130,18 +133,18 @@ impl Ingest {
 /// applied its share.
 pub async fn apply(
     directory: &Addr<Directory>,
-    readings: Vec<(usize, Reading)>,
+    readings: Indexed,
     wait: bool,
     adopt: Vec<LocationId>,
 ) -> Result<Refused, MailboxError> {
-    // Per location: where its first reading with coordinates is, and its readings.
-    let mut groups: HashMap<LocationId, (Option<(usize, f64, f64)>, Vec<(usize, Reading)>)> = HashMap::new();
+    // Per location: its first reading with coordinates, and its readings.
+    let mut groups: HashMap<LocationId, (Option<FirstFix>, Indexed)> = HashMap::new();
     for (index, reading) in readings {
         let group = groups.entry(reading.location_id.clone()).or_default();
         if group.0.is_none()
-            && let (Some(lat), Some(lon)) = (reading.latitude, reading.longitude)
+            && let (Some(latitude), Some(longitude)) = (reading.latitude, reading.longitude)
         {
-            group.0 = Some((group.1.len(), lat, lon));
+            group.0 = Some(FirstFix { position: group.1.len(), latitude, longitude });
         }
         group.1.push((index, reading));
     }

@@ -12,10 +12,11 @@
 //! 4. `confidence`: 0.7 for one source; for n ≥ 2, 0.5 + 0.5 × agreement × (1 − 0.5^(n−1)),
 //!    where agreement averages 1 / (1 + mean |deviation| / tolerance) over the quantities
 //!    that two or more sources report. More sources that agree → higher confidence.
-//! Tolerances, outlier floors and which quantity is circular come from the quantity
-//! table (`domain::quantity`).
 //! 5. `quality_score`: share of the seven core quantities present × an age factor falling from
 //!    1 (fresh) to 0 (twice the stale limit).
+//!
+//! Tolerances, outlier floors and which quantity is circular come from the quantity
+//! table (`domain::quantity`).
 
 use std::collections::BTreeMap;
 
