@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::sources::ProviderSettings;
 use crate::sources::provider_keys;
+pub use crate::telemetry::{LogFormat, LogSettings};
 
 const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 const BUILT_IN_PROFILES: [(&str, &str); 2] =
@@ -193,22 +194,6 @@ pub struct ReplaySettings {
     pub speed: f64,
     /// Dataset instant to start from (RFC 3339); empty = same day and hour of year as now.
     pub start_at: String,
-}
-
-/// Logging.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct LogSettings {
-    pub format: LogFormat,
-    /// A tracing filter directive such as `info` or `isobar=debug,actix_web=warn`.
-    pub level: String,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Pretty,
-    Json,
 }
 
 /// A configuration problem, phrased to name the key or file at fault.

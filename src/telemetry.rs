@@ -10,7 +10,23 @@ use prometheus::{
 };
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogFormat, LogSettings};
+use serde::{Deserialize, Serialize};
+
+/// Logging: the `log` section of the settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter directive such as `info` or `isobar=debug,actix_web=warn`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
 
 /// Installs the global tracing subscriber. Safe to call more than once (later calls are
 /// no-ops), which tests rely on.

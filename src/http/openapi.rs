@@ -18,7 +18,7 @@ use crate::http::ws;
         ops::health,
         ops::ready,
         ops::metrics,
-        ops::openapi,
+        openapi,
         locations::search,
         locations::nearest,
         locations::get,
@@ -48,3 +48,10 @@ use crate::http::ws;
     ))
 )]
 pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3 document", body = serde_json::Value)))]
+pub async fn openapi() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(<ApiDoc as OpenApi>::openapi())
+}

@@ -13,7 +13,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/health").route(web::get().to(ops::health)))
         .service(resource("/ready").route(web::get().to(ops::ready)))
         .service(resource("/metrics").route(web::get().to(ops::metrics)))
-        .service(resource("/api/openapi.json").route(web::get().to(ops::openapi)))
+        .service(resource("/api/openapi.json").route(web::get().to(super::openapi::openapi)))
         .service(resource("/v1/locations").route(web::get().to(locations::search)))
         .service(resource("/v1/locations/nearest").route(web::get().to(locations::nearest)))
         .service(resource("/v1/locations/{id}").route(web::get().to(locations::get)))

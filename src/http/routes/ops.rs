@@ -1,12 +1,10 @@
-//! Operational endpoints: liveness, readiness, metrics, the OpenAPI document.
+//! Operational endpoints: liveness, readiness, metrics.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
-use utoipa::OpenApi;
 
 use crate::http::AppState;
-use crate::http::openapi::ApiDoc;
 
 /// Liveness: 200 while the process serves.
 #[utoipa::path(get, path = "/health", tag = "operations",
@@ -30,11 +28,4 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4", body = String)))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())
-}
-
-/// This document.
-#[utoipa::path(get, path = "/api/openapi.json", tag = "operations",
-    responses((status = 200, description = "OpenAPI 3 document", body = serde_json::Value)))]
-pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
 }

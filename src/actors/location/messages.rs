@@ -1,0 +1,99 @@
+//! What the `LocationActor` is asked and told, each with who sends it and when.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+
+use super::LocationActor;
+use crate::actors::messages::Deliver;
+use crate::core::Update;
+use crate::domain::{Forecast, LocationId, Reading};
+
+/// Readings for this location, already validated. Sent by the ingest path.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct IngestBatch {
+    pub readings: Vec<Reading>,
+}
+
+/// The consensus on show (metric; `Update::body` renders it in any units); `None` while
+/// no source has reported, after waiting up to `wait` for the first data. Sent by
+/// /current.
+#[derive(Message)]
+#[rtype(result = "Option<Arc<Update>>")]
+pub struct GetCurrent {
+    pub wait: Option<Duration>,
+}
+
+/// The blended forecast (metric, every hour held); `None` while no provider has sent
+/// one, after waiting up to `wait`. Sent by /forecast.
+#[derive(Message)]
+#[rtype(result = "Option<Arc<Forecast>>")]
+pub struct GetForecast {
+    pub wait: Option<Duration>,
+}
+
+/// Stored readings with `from <= observed_at <= to`, oldest first. Sent by /history.
+#[derive(Message)]
+#[rtype(result = "Vec<Reading>")]
+pub struct GetHistory {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// Sent by a `WsSession`: deliver a snapshot now, then every update.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe {
+    pub session_id: u64,
+    pub recipient: Recipient<Deliver>,
+}
+
+/// Sent by a `WsSession` that no longer follows this location (or is closing).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    pub session_id: u64,
+}
+
+/// Sent by an idle `LocationActor` that has no subscribers, to the `Directory`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RequestPassivation {
+    pub id: LocationId,
+    pub addr: Addr<LocationActor>,
+}
+
+/// Sent by the `Directory` after it forgot this actor: save and stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Passivate;
+
+/// Sent at shutdown: hand the current snapshot to the persister now (if it changed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Checkpoint;
+
+/// Sent by the `Directory` when another instance takes this location over (its Kafka
+/// partition moved): the latest state goes to the persister before the answer, then the
+/// actor stops without writing again, so a late write can never overwrite the new
+/// owner's.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HandOver;
+
+/// Sent by the ingest path before the first readings of a location this instance just
+/// took over: an actor that applied nothing itself restores from the store again, since
+/// the previous owner may have changed the location after this one started.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Adopt;
+
+/// Stops the actor from the inside, as an unrecoverable error would: its supervisor
+/// restarts it and it restores from the store. For operators and tests exercising
+/// supervision.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Restart;
