@@ -12,7 +12,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use crate::sources::ProviderSettings;
-use crate::sources::provider_keys;
+use crate::sources::registered;
 pub use crate::telemetry::{LogFormat, LogSettings};
 
 const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -172,8 +172,9 @@ fn providers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, 
     sections
         .into_iter()
         .map(|(key, section)| {
-            if !provider_keys().contains(&key.as_str()) {
-                let known = provider_keys().join(", ");
+            if !registered().iter().any(|p| p.key == key) {
+                let known: Vec<&str> = registered().iter().map(|p| p.key).collect();
+                let known = known.join(", ");
                 return Err(D::Error::custom(format!(
                     "sources.{key}: unknown source; the known ones are replay, {known}"
                 )));
@@ -359,9 +360,9 @@ mod tests {
     fn every_registered_provider_has_defaults_and_unknown_sources_are_refused() {
         let s = Settings::defaults_with(json!({})).unwrap();
         let keys: Vec<&str> = s.sources.providers.keys().map(String::as_str).collect();
-        let mut registered = provider_keys().to_vec();
-        registered.sort();
-        assert_eq!(keys, registered);
+        let mut known: Vec<&str> = registered().iter().map(|p| p.key).collect();
+        known.sort();
+        assert_eq!(keys, known);
         let e = Settings::defaults_with(json!({"sources": {"darksky": {"enabled": true}}})).unwrap_err().to_string();
         assert!(e.contains("sources.darksky: unknown source; the known ones are replay, open_meteo"), "{e}");
     }

@@ -104,35 +104,28 @@ where
     (out, fresh_for)
 }
 
-/// The names of every registered provider (sources of readings they produce).
-pub fn provider_names() -> &'static [&'static str] {
-    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
-    struct Names(Vec<&'static str>);
-    impl ProviderVisitor for Names {
-        fn visit<P: Provider>(&mut self) {
-            self.0.push(P::NAME);
-        }
-    }
-    NAMES.get_or_init(|| {
-        let mut names = Names(Vec::new());
-        for_each_provider(&mut names);
-        names.0
-    })
+/// A registered provider's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registered {
+    /// Its settings section, `sources.<key>`.
+    pub key: &'static str,
+    /// Its source name.
+    pub name: &'static str,
 }
 
-/// The settings keys (`sources.<key>`) of every registered provider.
-pub fn provider_keys() -> &'static [&'static str] {
-    static KEYS: OnceLock<Vec<&'static str>> = OnceLock::new();
-    struct Keys(Vec<&'static str>);
-    impl ProviderVisitor for Keys {
+/// Every registered provider, in registry order.
+pub fn registered() -> &'static [Registered] {
+    static REGISTERED: OnceLock<Vec<Registered>> = OnceLock::new();
+    struct Collect(Vec<Registered>);
+    impl ProviderVisitor for Collect {
         fn visit<P: Provider>(&mut self) {
-            self.0.push(P::KEY);
+            self.0.push(Registered { key: P::KEY, name: P::NAME });
         }
     }
-    KEYS.get_or_init(|| {
-        let mut keys = Keys(Vec::new());
-        for_each_provider(&mut keys);
-        keys.0
+    REGISTERED.get_or_init(|| {
+        let mut all = Collect(Vec::new());
+        for_each_provider(&mut all);
+        all.0
     })
 }
 
@@ -142,7 +135,7 @@ pub fn provider_keys() -> &'static [&'static str] {
 pub fn source_label(source: &str) -> &'static str {
     ["station", "replay"]
         .into_iter()
-        .chain(provider_names().iter().copied())
+        .chain(registered().iter().map(|p| p.name))
         .find(|known| *known == source)
         .unwrap_or("other")
 }
