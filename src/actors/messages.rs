@@ -1,7 +1,8 @@
-//! Messages between actors of different modules, declared once here so that no actor
-//! module has to import another to talk to it: each side holds `Recipient`s of these
-//! (the actix chat example's style). Messages an actor only receives from one caller
-//! (the `LocationActor`'s `IngestBatch`, the persister's requests) live with that actor.
+//! Messages that would otherwise make two actor modules import each other (a location
+//! actor and the pollers, the Redis feed, the sessions), declared once here: each side
+//! holds `Recipient`s of these (the actix chat example's style). Requests an actor
+//! answers as its API (the Directory's `Resolve`, a location's `IngestBatch`, the
+//! persister's writes) live with that actor; its callers import it, never the reverse.
 
 use std::sync::Arc;
 
