@@ -58,6 +58,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     telemetry::init_tracing(&settings.log);
+    telemetry::log_panics();
+    // With the `failpoints` feature (tests only), FAILPOINTS configures fault injection.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     actix_web::rt::System::new().block_on(async move {
         let result = match Application::build(settings).await {
             Ok(app) => app.run_until_stopped().await.map_err(|e| e.to_string()),

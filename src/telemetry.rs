@@ -39,6 +39,26 @@ pub fn init_tracing(settings: &LogSettings) {
     };
 }
 
+/// Routes every panic to the log: an error event with the panic's message and where it
+/// happened (a location actor's guard adds its own line naming the location).
+pub fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = panic_message(info.payload());
+        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_owned();
+        tracing::error!(panic = %message, at, thread, "panic");
+    }));
+}
+
+/// The message a panic was raised with.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 /// The metrics of one instance.
 pub struct Metrics {
     registry: Registry,

@@ -330,6 +330,10 @@ mod tests {
     use crate::domain::{Quantity, Reading, SourceName};
 
     fn start_directory() -> (Addr<Directory>, Arc<Metrics>) {
+        start_directory_with(Arc::new(|_| Vec::new()))
+    }
+
+    fn start_directory_with(analyses: crate::actors::location::Analyses) -> (Addr<Directory>, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::new());
         let dir = std::env::temp_dir().join(format!("isobar-directory-test-{}", fastrand::u64(..)));
         let persist = PersistSettings {
@@ -366,7 +370,7 @@ mod tests {
             metrics.clone(),
             move |directory| LocationDeps {
                 core,
-                analyses: Arc::new(|_| Vec::new()),
+                analyses,
                 sinks: Arc::new([]),
                 ownership: Ownership::Alone,
                 snapshot_every: None,
@@ -413,7 +417,7 @@ mod tests {
     async fn a_new_station_needs_coordinates_and_is_placed_by_the_nearest_city() {
         let (directory, _) = start_directory();
         let readings = vec![(0, reading("EGLL", false)), (1, reading("EGLL", true))];
-        let rejected = apply(&directory, readings, true, Vec::new()).await.unwrap();
+        let rejected = apply(&directory, readings, Vec::new()).await.unwrap();
         assert_eq!(rejected, [(0, needs_coordinates(&LocationId::parse("EGLL").unwrap()))]);
         let egll = directory.send(Describe { id: LocationId::parse("EGLL").unwrap() }).await.unwrap().unwrap();
         assert_eq!(
@@ -426,6 +430,39 @@ mod tests {
         let history = addr.send(GetHistory { from: now - chrono::Duration::hours(1), to: now }).await.unwrap();
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].get(Quantity::Temperature), Some(3.5));
+    }
+
+    /// Panics on the second reading it ever sees (in any test of this process).
+    struct PanicsOnce;
+
+    static SEEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    impl crate::core::Analysis for PanicsOnce {
+        fn on_reading(&mut self, _: &Reading, _: &crate::core::LocationState, _: &mut Vec<crate::core::LocationEvent>) {
+            if SEEN.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                panic!("injected by the test");
+            }
+        }
+    }
+
+    #[actix::test]
+    async fn a_location_that_panics_while_applying_restarts_and_still_applies_every_reading() {
+        let (directory, metrics) = start_directory_with(Arc::new(|_| vec![Box::new(PanicsOnce)]));
+        let mut readings: Vec<(usize, Reading)> = (0..3)
+            .map(|i| {
+                let mut r = reading("PANIC1", true);
+                r.observed_at -= chrono::Duration::minutes(i);
+                (i as usize, r)
+            })
+            .collect();
+        readings.reverse();
+        let refused = apply(&directory, readings, Vec::new()).await.unwrap();
+        assert_eq!(refused, []);
+        assert_eq!(metrics.location_restarts.get(), 1);
+        let addr = directory.send(Resolve { id: LocationId::parse("PANIC1").unwrap() }).await.unwrap().unwrap();
+        let now = chrono::Utc::now();
+        let history = addr.send(GetHistory { from: now - chrono::Duration::hours(1), to: now }).await.unwrap();
+        assert_eq!(history.len(), 3, "the reading applied before the panic was saved, the rest sent again");
     }
 
     #[actix::test]

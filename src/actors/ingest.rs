@@ -17,7 +17,7 @@ use chrono::{DateTime, Duration, Utc};
 use futures_util::future::join_all;
 
 use crate::actors::directory::{CheckRoutable, Directory, FirstFix, ResolveForReadings, needs_coordinates};
-use crate::actors::location::{Adopt, IngestBatch};
+use crate::actors::location::{Adopt, IngestBatch, LocationActor, Unapplied};
 use crate::domain::reading::rejection_reason;
 use crate::domain::{FieldError, LocationId, Reading};
 use crate::sources::source_label;
@@ -111,7 +111,7 @@ impl Ingest {
                 }
                 unroutable
             }
-            None => apply(&self.directory, fresh, false, Vec::new()).await?,
+            None => apply(&self.directory, fresh, Vec::new()).await?,
         };
         for (index, _) in &unroutable {
             let source = sources.binary_search_by_key(index, |(i, _)| *i).map_or("other", |at| sources[at].1);
@@ -128,13 +128,14 @@ impl Ingest {
 }
 
 /// Applies readings to their location actors now, without the policy of
-/// [`Ingest::submit`] (the Kafka consumer uses it after the topic). `adopt` names
-/// locations this instance just took over. With `wait`, answers once every actor has
-/// applied its share.
+/// [`Ingest::submit`] (the Kafka consumer uses it after the topic), and answers once every
+/// actor has applied its share: a reading it answers for is in its location's state. An
+/// actor that panicked while applying is restarted by its supervisor and gets what it had
+/// not applied once more; what it still does not apply is refused (send it again).
+/// `adopt` names locations this instance just took over.
 pub async fn apply(
     directory: &Addr<Directory>,
     readings: Indexed,
-    wait: bool,
     adopt: Vec<LocationId>,
 ) -> Result<Refused, MailboxError> {
     // Per location: its first reading with coordinates, and its readings.
@@ -153,7 +154,7 @@ pub async fn apply(
     let adopted: Vec<bool> = ids.iter().map(|(id, _)| adopt.contains(id)).collect();
     let resolved = directory.send(ResolveForReadings { ids }).await?;
     let mut refused = Vec::new();
-    let mut applied = Vec::new();
+    let mut sends = Vec::new();
     for ((actor, batch), adopted) in resolved.into_iter().zip(batches).zip(adopted) {
         match actor {
             Ok((addr, first)) => {
@@ -162,24 +163,39 @@ pub async fn apply(
                 }
                 // A new station exists from its first reading with coordinates on:
                 // the ones before were for a location unknown then.
+                let mut indexes = Vec::with_capacity(batch.len() - first);
                 let mut readings = Vec::with_capacity(batch.len() - first);
                 for (position, (index, reading)) in batch.into_iter().enumerate() {
                     if position < first {
                         refused.push((index, needs_coordinates(&reading.location_id)));
                     } else {
+                        indexes.push(index);
                         readings.push(reading);
                     }
                 }
-                if wait {
-                    applied.push(addr.send(IngestBatch { readings }));
-                } else {
-                    addr.do_send(IngestBatch { readings });
-                }
+                sends.push(apply_to(addr, readings, indexes));
             }
             Err(error) => refused.extend(batch.into_iter().map(|(index, _)| (index, error.clone()))),
         }
     }
-    join_all(applied).await;
+    for result in join_all(sends).await {
+        refused.extend(result?);
+    }
     refused.sort_by_key(|(index, _)| *index);
     Ok(refused)
+}
+
+/// Sends one location its readings (their batch indexes beside them); once more what a
+/// restarting actor gave back. Answers the indexes it did not apply.
+async fn apply_to(
+    addr: Addr<LocationActor>,
+    readings: Vec<Reading>,
+    indexes: Vec<usize>,
+) -> Result<Refused, MailboxError> {
+    let Err(Unapplied { readings }) = addr.send(IngestBatch { readings }).await? else { return Ok(Vec::new()) };
+    // The actor restarted (its supervisor kept the address and the mailbox).
+    let Err(Unapplied { readings: back }) = addr.send(IngestBatch { readings }).await? else { return Ok(Vec::new()) };
+    // The unapplied ones are the last of the batch.
+    let error = FieldError::new("$", "not applied: its location restarted twice while applying it; send it again");
+    Ok(indexes[indexes.len() - back.len()..].iter().map(|i| (*i, error.clone())).collect())
 }

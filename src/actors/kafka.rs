@@ -386,7 +386,7 @@ async fn consume(
             }
         }
         if !good.is_empty() {
-            match apply(&directory, good, true, adopt).await {
+            match apply(&directory, good, adopt).await {
                 Ok(rejected) => dead.extend(rejected.into_iter().map(|(i, e)| {
                     (i, Dead { reason: format!("{}: {}", e.field, e.message), label: "unknown_location" })
                 })),

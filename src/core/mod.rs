@@ -133,19 +133,26 @@ impl LocationCore {
         self.state.history(from, to)
     }
 
-    /// Applies validated readings of this location. `observe` hears what happened to
-    /// each (for the metrics).
+    /// Applies validated readings of this location, taking them out of `pending` in
+    /// order; should this panic, `pending` keeps exactly those not applied yet, last
+    /// first. `observe` hears what happened to each (for the metrics).
     pub fn ingest(
         &mut self,
-        readings: Vec<Reading>,
+        pending: &mut Vec<Reading>,
         now: DateTime<Utc>,
         mut observe: impl FnMut(&SourceName, Ingested),
     ) -> Vec<LocationEvent> {
+        pending.reverse();
+        // Fault injection (the `failpoints` feature): before anything changes, so a
+        // panic here leaves the state as it was and every reading pending.
+        fail::fail_point!("location-apply");
+        // Marked before anything changes, so that what a panic leaves applied is saved.
+        self.dirty = true;
         let mut events = Vec::new();
         let keep = self.settings.keep_applied;
         let mut applied = Vec::new();
         let mut latest_changed = false;
-        for reading in readings {
+        while let Some(reading) = pending.pop() {
             self.failing.retain(|s| *s != reading.source);
             let copy = (keep || !self.analyses.is_empty()).then(|| reading.clone());
             let source = reading.source.clone();
@@ -164,7 +171,6 @@ impl LocationCore {
                 }
             }
         }
-        self.dirty = true;
         if !applied.is_empty() {
             events.insert(0, LocationEvent::Applied(applied.into()));
         }
@@ -370,18 +376,18 @@ mod tests {
     #[test]
     fn a_change_is_one_update_with_the_next_seq_and_a_repeat_is_none() {
         let mut core = LocationCore::new(location(), settings(false), Vec::new());
-        let events = core.ingest(vec![reading("station", 5, 7.1)], now(), |_, _| {});
+        let events = core.ingest(&mut vec![reading("station", 5, 7.1)], now(), |_, _| {});
         assert_eq!(kinds(&events), ["update"]);
         let LocationEvent::Update(u) = &events[0] else { unreachable!() };
         assert_eq!((u.seq, u.current.values.get(Quantity::Temperature)), (1, Some(7.1)));
         assert_eq!(u.changed_at, now());
         // The same reading again is a duplicate: nothing to tell anyone.
         let mut seen = Vec::new();
-        let events = core.ingest(vec![reading("station", 5, 7.1)], now(), |s, o| seen.push((s.to_string(), o)));
+        let events = core.ingest(&mut vec![reading("station", 5, 7.1)], now(), |s, o| seen.push((s.to_string(), o)));
         assert!(events.is_empty());
         assert_eq!(seen, [("station".to_owned(), Ingested::Duplicate)]);
         // A newer reading with the same values is still a change: its time moved on.
-        let events = core.ingest(vec![reading("station", 1, 7.1)], now(), |_, _| {});
+        let events = core.ingest(&mut vec![reading("station", 1, 7.1)], now(), |_, _| {});
         assert_eq!(kinds(&events), ["update"]);
         assert_eq!(core.seq(), 2);
     }
@@ -389,7 +395,7 @@ mod tests {
     #[test]
     fn the_update_document_is_serialized_once_and_shared() {
         let mut core = LocationCore::new(location(), settings(false), Vec::new());
-        let events = core.ingest(vec![reading("station", 5, 7.1)], now(), |_, _| {});
+        let events = core.ingest(&mut vec![reading("station", 5, 7.1)], now(), |_, _| {});
         let LocationEvent::Update(u) = &events[0] else { unreachable!() };
         let first = u.body(crate::domain::Units::Metric);
         assert!(first.starts_with(r#"{"location":{"id":"KJFK""#), "{first}");
@@ -400,7 +406,7 @@ mod tests {
     #[test]
     fn applied_readings_come_first_only_when_kept() {
         let mut core = LocationCore::new(location(), settings(true), Vec::new());
-        let events = core.ingest(vec![reading("station", 5, 7.1), reading("station", 50, 6.0)], now(), |_, _| {});
+        let events = core.ingest(&mut vec![reading("station", 5, 7.1), reading("station", 50, 6.0)], now(), |_, _| {});
         assert_eq!(kinds(&events), ["applied", "update"]);
         let LocationEvent::Applied(applied) = &events[0] else { unreachable!() };
         assert_eq!(applied.len(), 2);
@@ -409,7 +415,7 @@ mod tests {
     #[test]
     fn a_failing_source_makes_the_location_stale_and_its_recovery_clears_it() {
         let mut core = LocationCore::new(location(), settings(false), Vec::new());
-        core.ingest(vec![reading("open-meteo", 5, 7.1)], now(), |_, _| {});
+        core.ingest(&mut vec![reading("open-meteo", 5, 7.1)], now(), |_, _| {});
         let source = SourceName::parse("open-meteo").unwrap();
         let events = core.source_health(source.clone(), false, now());
         let LocationEvent::Update(u) = &events[0] else { panic!("{events:?}") };
@@ -434,7 +440,7 @@ mod tests {
     #[test]
     fn another_instances_update_is_shown_only_when_newer() {
         let mut core = LocationCore::new(location(), settings(false), Vec::new());
-        let events = core.ingest(vec![reading("station", 5, 7.1)], now(), |_, _| {});
+        let events = core.ingest(&mut vec![reading("station", 5, 7.1)], now(), |_, _| {});
         let LocationEvent::Update(u) = &events[0] else { unreachable!() };
         let mut remote = u.current.clone();
         remote.values.set(Quantity::Temperature, Some(9.0));
@@ -447,7 +453,7 @@ mod tests {
     #[test]
     fn a_snapshot_restores_the_same_consensus() {
         let mut core = LocationCore::new(location(), settings(false), Vec::new());
-        core.ingest(vec![reading("station", 5, 7.1)], now(), |_, _| {});
+        core.ingest(&mut vec![reading("station", 5, 7.1)], now(), |_, _| {});
         assert!(core.is_dirty());
         let (snapshot, current) = core.take_snapshot();
         assert!(!core.is_dirty());
@@ -481,7 +487,7 @@ mod tests {
     fn analyses_see_each_applied_reading_and_each_change_and_add_their_events() {
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut core = LocationCore::new(location(), settings(false), vec![Box::new(Recorder(seen.clone()))]);
-        let events = core.ingest(vec![reading("station", 5, 7.1), reading("station", 5, 7.1)], now(), |_, _| {});
+        let events = core.ingest(&mut vec![reading("station", 5, 7.1), reading("station", 5, 7.1)], now(), |_, _| {});
         assert_eq!(kinds(&events), ["update", "refreshed"]);
         assert_eq!(*seen.lock().unwrap(), ["reading station of 1", "update 1"]);
     }

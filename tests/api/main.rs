@@ -3,6 +3,8 @@
 
 mod helpers;
 
+#[cfg(feature = "failpoints")]
+mod faults;
 mod kafka;
 mod kafka_broker;
 mod locations;

@@ -11,12 +11,25 @@ use crate::actors::messages::Deliver;
 use crate::core::Update;
 use crate::domain::{Forecast, LocationId, Reading};
 
-/// Readings for this location, already validated. Sent by the ingest path.
+/// Readings for this location, already validated. Sent by the ingest path, which waits
+/// for the answer: `Err` when applying them panicked and the actor is restarting from its
+/// last state, with the readings it had not applied yet (send them again).
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), Unapplied>")]
 pub struct IngestBatch {
     pub readings: Vec<Reading>,
 }
+
+/// The readings of a batch a location actor did not apply: it panicked and is restarting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unapplied {
+    pub readings: Vec<Reading>,
+}
+
+/// A location actor panicked while handling a message and is restarting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the location restarted while handling it")]
+pub struct Restarting;
 
 /// The consensus on show (metric; `Update::body` renders it in any units); `None` while
 /// no source has reported, after waiting up to `wait` for the first data. Sent by

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::Utc;
 use tokio::sync::oneshot;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 pub use self::messages::*;
 pub use self::ownership::{Feed, Ownership};
@@ -129,8 +129,31 @@ impl LocationActor {
     }
 
     fn refresh(&mut self, ctx: &mut Context<Self>) {
-        let event = self.core.refresh(Utc::now());
-        self.emit(event, ctx);
+        if let Ok(event) = self.guarded("refresh", ctx, |act| act.core.refresh(Utc::now())) {
+            self.emit(event, ctx);
+        }
+    }
+
+    /// Runs `f` (the core's work for one message) under a panic guard. A panic is logged
+    /// with the location and the message, and stops the actor: its supervisor restarts it
+    /// with its mailbox kept, and it restores its last state from the store
+    /// (`isobar_location_restarts_total` counts it). Readings are never half-applied by a
+    /// caught panic the core raises before it changes anything (its fail point).
+    fn guarded<R>(
+        &mut self,
+        handler: &'static str,
+        ctx: &mut Context<Self>,
+        f: impl FnOnce(&mut Self) -> R,
+    ) -> Result<R, Restarting> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
+            Ok(result) => Ok(result),
+            Err(payload) => {
+                let message = crate::telemetry::panic_message(&*payload);
+                error!(location = %self.location.id, handler, panic = %message, "location actor panicked; restarting it from its last state");
+                ctx.stop();
+                Err(Restarting)
+            }
+        }
     }
 
     fn follow(&mut self, on: bool, ctx: &mut Context<Self>) {
@@ -161,8 +184,9 @@ impl LocationActor {
         ctx.wait(load.into_actor(self).map(move |result, act, ctx| match result {
             Ok(Some(snapshot)) if newer_than.is_some_and(|seq| snapshot.seq <= seq || act.core.is_dirty()) => {}
             Ok(Some(snapshot)) => {
-                let event = act.core.restore(&snapshot, Utc::now());
-                act.emit(event, ctx);
+                if let Ok(event) = act.guarded("restore", ctx, |act| act.core.restore(&snapshot, Utc::now())) {
+                    act.emit(event, ctx);
+                }
             }
             Ok(None) => {}
             Err(error) => warn!(location = %act.location.id, %error, "persister unavailable; starting empty"),
@@ -226,20 +250,29 @@ impl Supervised for LocationActor {
 }
 
 impl Handler<IngestBatch> for LocationActor {
-    type Result = ();
+    type Result = Result<(), Unapplied>;
 
-    fn handle(&mut self, msg: IngestBatch, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: IngestBatch, ctx: &mut Context<Self>) -> Self::Result {
         self.touch();
-        let metrics = &self.deps.metrics;
-        let events = self.core.ingest(msg.readings, Utc::now(), |source, outcome| {
-            let label = source_label(source.as_str());
-            match outcome {
-                Ingested::Latest | Ingested::Stored => metrics.readings_ingested.with_label_values(&[label]).inc(),
-                Ingested::Duplicate => metrics.readings_rejected.with_label_values(&[label, "duplicate"]).inc(),
-                Ingested::TooOld => metrics.readings_rejected.with_label_values(&[label, "too_old"]).inc(),
-            }
+        let mut pending = msg.readings;
+        let applied = self.guarded("ingest", ctx, |act| {
+            let metrics = &act.deps.metrics;
+            act.core.ingest(&mut pending, Utc::now(), |source, outcome| {
+                let label = source_label(source.as_str());
+                match outcome {
+                    Ingested::Latest | Ingested::Stored => metrics.readings_ingested.with_label_values(&[label]).inc(),
+                    Ingested::Duplicate => metrics.readings_rejected.with_label_values(&[label, "duplicate"]).inc(),
+                    Ingested::TooOld => metrics.readings_rejected.with_label_values(&[label, "too_old"]).inc(),
+                }
+            })
         });
+        let Ok(events) = applied else {
+            // What the core had not taken yet is left in `pending`, last first.
+            pending.reverse();
+            return Err(Unapplied { readings: pending });
+        };
         self.emit(events, ctx);
+        Ok(())
     }
 }
 
@@ -281,12 +314,17 @@ impl Handler<ProviderReport> for LocationActor {
 
     fn handle(&mut self, msg: ProviderReport, ctx: &mut Context<Self>) {
         let now = Utc::now();
-        if let Some(run) = msg.forecast {
-            let events = self.core.apply_forecast(run, now);
+        let applied = self.guarded("provider report", ctx, |act| {
+            let mut events = match msg.forecast {
+                Some(run) => act.core.apply_forecast(run, now),
+                None => Vec::new(),
+            };
+            events.extend(act.core.source_health(msg.source, msg.error.is_none(), now));
+            events
+        });
+        if let Ok(events) = applied {
             self.emit(events, ctx);
         }
-        let events = self.core.source_health(msg.source, msg.error.is_none(), now);
-        self.emit(events, ctx);
     }
 }
 
@@ -368,8 +406,8 @@ impl Handler<RelayUpdate> for LocationActor {
         // location's state; otherwise each instance keeps its own and only relays.
         if self.deps.ownership.adopts_remote_updates()
             && let Some((seq, current)) = wire::parse_update(&msg.text)
+            && let Ok(event) = self.guarded("relayed update", ctx, |act| act.core.show_remote(seq, current, Utc::now()))
         {
-            let event = self.core.show_remote(seq, current, Utc::now());
             self.emit(event, ctx);
         }
         if self.subscribers.send(&msg.text) {
