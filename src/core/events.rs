@@ -43,6 +43,10 @@ pub struct Update {
     pub current: Current,
     metric: OnceLock<ByteString>,
     imperial: OnceLock<ByteString>,
+    /// A hash of the conditions (not of what moves with the clock): equal conditions give
+    /// an equal version, in any instance and after any restart; different ones never
+    /// share one, even when a restarted instance counts `seq` from 1 again.
+    version: OnceLock<u64>,
     /// The update's wire message, encoded by the first sink that sends it and reused by
     /// every other.
     pub message: OnceLock<ByteString>,
@@ -58,8 +62,14 @@ impl Update {
             current,
             metric: OnceLock::new(),
             imperial: OnceLock::new(),
+            version: OnceLock::new(),
             message: OnceLock::new(),
         }
+    }
+
+    /// The version of these conditions, for HTTP validators (ETag).
+    pub fn version(&self) -> u64 {
+        *self.version.get_or_init(|| super::conditions_hash(&self.current))
     }
 
     /// The current-conditions document in `units`, serialized once per unit system.

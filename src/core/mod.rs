@@ -317,6 +317,25 @@ fn same_conditions(a: &Current, b: &Current) -> bool {
         && sources_match
 }
 
+/// A hash of what [`same_conditions`] compares, stable across processes of one build.
+fn conditions_hash(c: &Current) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    c.location.id.hash(&mut h);
+    for (_, value) in c.values.iter() {
+        value.map(f64::to_bits).hash(&mut h);
+    }
+    c.observed_at.hash(&mut h);
+    c.weather_code.hash(&mut h);
+    c.sources_count.hash(&mut h);
+    c.confidence.to_bits().hash(&mut h);
+    c.stale.hash(&mut h);
+    for s in &c.sources {
+        (&s.name, s.observed_at, s.temperature.map(f64::to_bits), s.outlier).hash(&mut h);
+    }
+    h.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,6 +409,21 @@ mod tests {
         let events = core.ingest(&mut vec![reading("station", 1, 7.1)], now(), |_, _| {});
         assert_eq!(kinds(&events), ["update"]);
         assert_eq!(core.seq(), 2);
+    }
+
+    #[test]
+    fn equal_conditions_have_one_version_whatever_their_seq_and_ages() {
+        let mut a = LocationCore::new(location(), settings(false), Vec::new());
+        let mut b = LocationCore::new(location(), settings(false), Vec::new());
+        a.ingest(&mut vec![reading("station", 30, 7.1)], now(), |_, _| {});
+        a.ingest(&mut vec![reading("station", 5, 7.1)], now(), |_, _| {});
+        b.ingest(&mut vec![reading("station", 5, 7.1)], now() + chrono::Duration::minutes(3), |_, _| {});
+        let (ua, ub) = (a.shown().unwrap(), b.shown().unwrap());
+        assert_eq!((ua.seq, ub.seq), (2, 1));
+        assert_ne!(ua.current.sources[0].age_seconds, ub.current.sources[0].age_seconds);
+        assert_eq!(ua.version(), ub.version());
+        b.ingest(&mut vec![reading("station", 4, 7.2)], now(), |_, _| {});
+        assert_ne!(b.shown().unwrap().version(), ua.version());
     }
 
     #[test]

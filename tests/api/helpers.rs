@@ -110,6 +110,15 @@ pub fn station_reading(id: &str, minutes_ago: i64, temperature: f64) -> Value {
     })
 }
 
+/// The parts of a /current ETag, `W/"{seq}-{version: 16 hex digits}-{units}"`.
+pub fn etag_parts(etag: &str) -> (u64, String, String) {
+    let inner = etag.strip_prefix("W/\"").and_then(|e| e.strip_suffix('"')).expect("a weak ETag");
+    let mut parts = inner.splitn(3, '-');
+    let (seq, version, units) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+    assert!(version.len() == 16 && version.chars().all(|c| c.is_ascii_hexdigit()), "{etag}");
+    (seq.parse().expect("a seq"), version.to_owned(), units.to_owned())
+}
+
 /// The next text message as JSON (skipping pings), within 2 s.
 pub async fn next_json(ws: &mut Ws) -> Value {
     loop {

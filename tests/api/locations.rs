@@ -166,7 +166,8 @@ async fn current_sends_caching_headers_and_answers_304_to_a_matching_etag() {
     let r = app.get("/v1/locations/ETAG1/current").await;
     assert_eq!(r.status(), 200);
     let etag = r.headers()["etag"].to_str().unwrap().to_owned();
-    assert_eq!(etag, "W/\"1-metric\"");
+    let (seq, version, units) = crate::helpers::etag_parts(&etag);
+    assert_eq!((seq, units.as_str()), (1, "metric"));
     assert_eq!(r.headers()["cache-control"], "max-age=5");
     let last_modified = r.headers()["last-modified"].to_str().unwrap().to_owned();
     let lm = DateTime::parse_from_rfc2822(&last_modified).unwrap().with_timezone(&Utc);
@@ -182,12 +183,38 @@ async fn current_sends_caching_headers_and_answers_304_to_a_matching_etag() {
     let changed = crate::helpers::eventually(2, || async {
         let r =
             app.client.get(app.url("/v1/locations/ETAG1/current")).header("If-None-Match", &etag).send().await.unwrap();
-        r.status() == 200 && r.headers()["etag"] == "W/\"2-metric\""
+        r.status() == 200 && crate::helpers::etag_parts(r.headers()["etag"].to_str().unwrap()).0 == 2
     })
     .await;
     assert!(changed);
+    let metric = app.get("/v1/locations/ETAG1/current").await.headers()["etag"].to_str().unwrap().to_owned();
+    let (_, new_version, _) = crate::helpers::etag_parts(&metric);
+    assert_ne!(new_version, version, "other conditions, another version");
     let imperial = app.get("/v1/locations/ETAG1/current?units=imperial").await;
-    assert_eq!(imperial.headers()["etag"], "W/\"2-imperial\"");
+    assert_eq!(imperial.headers()["etag"].to_str().unwrap(), metric.replace("-metric", "-imperial"));
+}
+
+#[actix_rt::test]
+async fn a_restarted_instance_without_a_store_never_answers_304_for_other_conditions() {
+    let first = spawn_app().await;
+    first.post_readings(&station_reading("ETAG2", 1, 5.0)).await;
+    let etag = first.get("/v1/locations/ETAG2/current").await.headers()["etag"].to_str().unwrap().to_owned();
+    drop(first);
+    // A new process: seq counts from 1 again, for other conditions.
+    let second = spawn_app().await;
+    second.post_readings(&station_reading("ETAG2", 1, 6.0)).await;
+    let r = second
+        .client
+        .get(second.url("/v1/locations/ETAG2/current"))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let again = r.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(crate::helpers::etag_parts(&again).0, 1);
+    assert_ne!(again, etag);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["temperature"], 6.0);
 }
 
 #[actix_rt::test]

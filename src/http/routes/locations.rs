@@ -112,7 +112,9 @@ pub async fn current(
 /// The /current response: the document as serialized once for this update, with ETag,
 /// Last-Modified and Cache-Control, or a 304 for a matching If-None-Match.
 fn render_current(req: &HttpRequest, update: &Update, units: Units, max_age_secs: u64) -> HttpResponse {
-    let etag = format!("W/\"{}-{}\"", update.seq, units.as_str());
+    // The seq says which change this is; the version that no other conditions share it
+    // (a restarted instance without a store counts seq from 1 again).
+    let etag = format!("W/\"{}-{:016x}-{}\"", update.seq, update.version(), units.as_str());
     let not_modified = req
         .headers()
         .get(header::IF_NONE_MATCH)
