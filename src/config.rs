@@ -77,6 +77,9 @@ pub struct LocationSettings {
     pub max_history_readings: usize,
     /// Age after which a source stops counting and, with none fresher, the location is stale.
     pub stale_after_secs: u64,
+    /// How far ahead of the server's clock a reading's `observed_at` may be (stations'
+    /// clocks run fast); later ones are refused.
+    pub max_clock_skew_secs: u64,
     /// Location ids started at boot.
     pub preload: Vec<String>,
 }

@@ -112,6 +112,7 @@ impl Application {
             contact: &settings.sources.contact,
             metrics: metrics.clone(),
             shared_cache,
+            max_clock_skew_secs: settings.locations.max_clock_skew_secs,
         });
         let feed_context = feed.as_ref().map(|_| Context::<RedisFeed>::new());
         let feed_recipients = feed_context.as_ref().map(|ctx| {
@@ -188,7 +189,8 @@ impl Application {
         }
         let mut arbiters = arbiters;
         let kafka = if kafka_on {
-            let ingest = KafkaIngest::new(&settings.kafka, directory.clone(), persister.clone(), metrics.clone())
+            let skew = settings.locations.max_clock_skew_secs;
+            let ingest = KafkaIngest::new(&settings.kafka, skew, directory.clone(), persister.clone(), metrics.clone())
                 .map_err(StartupError::Kafka)?;
             // Its own thread: a rebalance blocks it while locations are handed over.
             let arbiter = Arbiter::new();
@@ -252,6 +254,7 @@ impl Application {
                 // when there are pollers.
                 cold_wait: (!pollers.statuses.is_empty()).then(|| Duration::from_millis(settings.sources.cold_wait_ms)),
                 render_ttl: RENDER_TTL,
+                max_clock_skew_secs: settings.locations.max_clock_skew_secs,
             },
         );
         let (shutdown_sessions, shutdown_rx) = watch::channel(false);

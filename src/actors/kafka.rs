@@ -49,7 +49,7 @@ use crate::actors::sinks::EventSink;
 use crate::actors::wire;
 use crate::config::KafkaSettings;
 use crate::core::LocationEvent;
-use crate::domain::reading::rejection_reason;
+use crate::domain::reading::{CheckedAt, rejection_reason};
 use crate::domain::{LocationId, Reading};
 use crate::telemetry::Metrics;
 
@@ -234,6 +234,8 @@ pub struct KafkaIngest {
     directory: Addr<Directory>,
     metrics: Arc<Metrics>,
     settings: Arc<KafkaSettings>,
+    /// How far ahead of the server's clock a reading may be.
+    max_clock_skew_secs: u64,
 }
 
 /// Sent at shutdown: unsubscribe, so this instance's partitions are revoked (and their
@@ -251,6 +253,7 @@ pub struct CheckKafka;
 impl KafkaIngest {
     pub fn new(
         settings: &KafkaSettings,
+        max_clock_skew_secs: u64,
         directory: Addr<Directory>,
         persister: Addr<Persister>,
         metrics: Arc<Metrics>,
@@ -288,7 +291,14 @@ impl KafkaIngest {
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", "5000")
             .create()?;
-        Ok(Self { consumer: Arc::new(consumer), dlq, directory, metrics, settings: Arc::new(settings.clone()) })
+        Ok(Self {
+            consumer: Arc::new(consumer),
+            dlq,
+            directory,
+            metrics,
+            settings: Arc::new(settings.clone()),
+            max_clock_skew_secs,
+        })
     }
 }
 
@@ -298,7 +308,7 @@ struct Dead {
     label: &'static str,
 }
 
-fn decode(message: &BorrowedMessage<'_>, max_bytes: usize) -> Result<Reading, Dead> {
+fn decode(message: &BorrowedMessage<'_>, max_bytes: usize, max_clock_skew_secs: u64) -> Result<Reading, Dead> {
     let payload = message.payload().unwrap_or_default();
     if payload.len() > max_bytes {
         return Err(Dead {
@@ -308,7 +318,7 @@ fn decode(message: &BorrowedMessage<'_>, max_bytes: usize) -> Result<Reading, De
     }
     let value: Value =
         serde_json::from_slice(payload).map_err(|e| Dead { reason: format!("not JSON: {e}"), label: "not_json" })?;
-    Reading::from_json(&value, Utc::now()).map_err(|errors| Dead {
+    Reading::from_json(&value, CheckedAt::new(Utc::now(), max_clock_skew_secs)).map_err(|errors| Dead {
         reason: errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
         label: rejection_reason(&errors),
     })
@@ -345,6 +355,7 @@ async fn consume(
     directory: Addr<Directory>,
     metrics: Arc<Metrics>,
     settings: Arc<KafkaSettings>,
+    max_clock_skew_secs: u64,
 ) {
     loop {
         let first = match consumer.recv().await {
@@ -373,7 +384,7 @@ async fn consume(
             // now: its messages are left to the new owner (nothing was stored for them).
             batch.retain(|m| own.assigned.contains(&m.partition()));
             for (i, message) in batch.iter().enumerate() {
-                match decode(message, settings.max_message_bytes) {
+                match decode(message, settings.max_message_bytes, max_clock_skew_secs) {
                     Ok(reading) => {
                         if !own.locations.contains_key(&reading.location_id) {
                             own.locations.insert(reading.location_id.clone(), message.partition());
@@ -440,6 +451,7 @@ impl Actor for KafkaIngest {
             self.directory.clone(),
             self.metrics.clone(),
             self.settings.clone(),
+            self.max_clock_skew_secs,
         );
         ctx.spawn(task.into_actor(self));
         ctx.run_interval(LAG_INTERVAL, |act, ctx| {

@@ -25,7 +25,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::actors::ingest::Ingest;
 use crate::actors::messages::{ProviderReport, Track, Untrack};
-use crate::domain::reading::rejection_reason;
+use crate::domain::reading::{CheckedAt, rejection_reason};
 use crate::domain::{Location, LocationId, SourceName};
 use crate::sources::upstream::{SharedCache, Upstream};
 use crate::sources::{NotRunning, Provider, ProviderData, ProviderSettings, ProviderVisitor, SourceError};
@@ -46,6 +46,7 @@ pub struct SourcePoller<P: Provider> {
     ingest: Ingest,
     metrics: Arc<Metrics>,
     poll_interval: Duration,
+    max_clock_skew_secs: u64,
     targets: HashMap<LocationId, Target>,
     /// Why the provider is off, when its configuration was refused.
     disabled: Option<String>,
@@ -129,7 +130,7 @@ impl<P: Provider> SourcePoller<P> {
                     target.next_due = now + fresh_for.max(self.poll_interval);
                     self.last_error = None;
                     self.ever_answered = true;
-                    match data.reading.map(|r| r.validate(Utc::now())) {
+                    match data.reading.map(|r| r.validate(CheckedAt::new(Utc::now(), self.max_clock_skew_secs))) {
                         Some(Ok(reading)) => readings.push((readings.len(), reading)),
                         Some(Err(errors)) => {
                             let reason = rejection_reason(&errors);
@@ -268,6 +269,8 @@ pub struct PollerContext<'a> {
     pub contact: &'a str,
     pub metrics: Arc<Metrics>,
     pub shared_cache: Option<Arc<dyn SharedCache>>,
+    /// How far ahead of the server's clock a provider's reading may be.
+    pub max_clock_skew_secs: u64,
 }
 
 impl Pollers {
@@ -322,6 +325,7 @@ impl ProviderVisitor for Creator<'_, '_> {
         let (provider, metrics) = (P::new(settings), self.context.metrics.clone());
         let poll_interval = Duration::from_secs(settings.poll_interval_secs.max(1));
         let offline_warned = self.offline_warned.clone();
+        let max_clock_skew_secs = self.context.max_clock_skew_secs;
         self.pollers.starts.push(Box::new(move |ingest| {
             ctx.run(SourcePoller {
                 provider: Arc::new(provider),
@@ -330,6 +334,7 @@ impl ProviderVisitor for Creator<'_, '_> {
                 ingest,
                 metrics,
                 poll_interval,
+                max_clock_skew_secs,
                 targets: HashMap::new(),
                 disabled,
                 last_error: None,

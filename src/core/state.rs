@@ -97,7 +97,11 @@ impl LocationState {
         };
         let outcome = match self.latest.iter_mut().find(|r| r.source == reading.source) {
             Some(current) if key(current) == key(&reading) => return Ingested::Duplicate,
-            Some(current) if current.observed_at > reading.observed_at => Ingested::Stored,
+            // A latest from the future (a clock running fast, within the allowed skew) is
+            // replaced by whatever the source sends next: it never freezes its source.
+            Some(current) if current.observed_at > reading.observed_at && current.observed_at <= now => {
+                Ingested::Stored
+            }
             Some(current) => {
                 *current = reading.clone();
                 Ingested::Latest
@@ -160,6 +164,17 @@ mod tests {
         assert_eq!(times, [Some(4.0), Some(6.0), Some(5.0)]);
         let latest: Vec<_> = s.latest().iter().map(|r| (r.source.as_str(), r.get(Quantity::Temperature))).collect();
         assert_eq!(latest, [("station", Some(5.0)), ("replay", Some(6.0))]);
+    }
+
+    #[test]
+    fn a_latest_from_the_future_does_not_freeze_its_source() {
+        let mut s = LocationState::default();
+        let ahead = reading("station", "2026-11-26T09:04:00Z", 9.0);
+        assert_eq!(s.ingest(ahead, now(), RETENTION), Ingested::Latest);
+        // Older than the fast clock's reading, but the next one the station sends.
+        assert_eq!(s.ingest(reading("station", "2026-11-26T08:59:00Z", 5.0), now(), RETENTION), Ingested::Latest);
+        assert_eq!(s.latest()[0].get(Quantity::Temperature), Some(5.0));
+        assert_eq!(s.ingest(reading("station", "2026-11-26T08:58:00Z", 4.0), now(), RETENTION), Ingested::Stored);
     }
 
     #[test]

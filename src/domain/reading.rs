@@ -70,8 +70,19 @@ impl FieldError {
     }
 }
 
-/// Furthest into the future an `observed_at` may lie (clock skew of stations).
-pub const MAX_FUTURE: Duration = Duration::hours(1);
+/// When a reading is checked: the server's clock, and how far ahead of it a station's
+/// clock may run (`locations.max_clock_skew_secs`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CheckedAt {
+    pub now: DateTime<Utc>,
+    pub max_clock_skew: Duration,
+}
+
+impl CheckedAt {
+    pub fn new(now: DateTime<Utc>, max_clock_skew_secs: u64) -> Self {
+        Self { now, max_clock_skew: Duration::seconds(max_clock_skew_secs.min(i64::MAX as u64 / 1000) as i64) }
+    }
+}
 
 /// One observation, metric units. A quantity the source did not report is missing.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,7 +145,7 @@ impl Reading {
     }
 
     /// Parses one JSON item of POST /v1/readings (or a Kafka message) and validates it.
-    pub fn from_json(value: &Value, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
+    pub fn from_json(value: &Value, at: CheckedAt) -> Result<Self, Vec<FieldError>> {
         let Some(object) = value.as_object() else {
             return Err(vec![FieldError::new("$", "expected a JSON object")]);
         };
@@ -195,7 +206,7 @@ impl Reading {
             return Err(errors);
         };
         let reading = Self { location_id, source, observed_at, values, weather_code, latitude, longitude };
-        match reading.validate(now) {
+        match reading.validate(at) {
             Ok(reading) if errors.is_empty() => Ok(reading),
             Ok(_) => Err(errors),
             Err(more) if errors.is_empty() => Err(more),
@@ -211,7 +222,7 @@ impl Reading {
     }
 
     /// Checks bounds and consistency; every reading inside isobar has passed this.
-    pub fn validate(self, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
+    pub fn validate(self, at: CheckedAt) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         for (spec, value) in self.values.present() {
             if value < spec.min || value > spec.max {
@@ -221,12 +232,13 @@ impl Reading {
         if self.values.is_empty() && self.weather_code.is_none() {
             errors.push(FieldError::new("$", no_value_message()));
         }
-        if self.observed_at > now + MAX_FUTURE {
+        if self.observed_at > at.now + at.max_clock_skew {
             errors.push(FieldError::new(
                 "observed_at",
                 format!(
-                    "is more than 1 h in the future (server time {})",
-                    now.to_rfc3339_opts(SecondsFormat::Secs, true)
+                    "is more than {} in the future (server time {})",
+                    span(at.max_clock_skew),
+                    at.now.to_rfc3339_opts(SecondsFormat::Secs, true)
                 ),
             ));
         }
@@ -248,6 +260,16 @@ impl Reading {
             }
         }
         if errors.is_empty() { Ok(self) } else { Err(errors) }
+    }
+}
+
+/// A duration as a person says it: `1 h`, `5 min`, `90 s`.
+fn span(d: Duration) -> String {
+    let secs = d.num_seconds();
+    match secs {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
     }
 }
 
@@ -283,7 +305,7 @@ pub fn rejection_reason(errors: &[FieldError]) -> &'static str {
         "unknown_field"
     } else if first.starts_with("must be between") || first.starts_with("must be at least") {
         "out_of_range"
-    } else if first.starts_with("is more than 1 h in the future") {
+    } else if first.starts_with("is more than") && first.contains("in the future") {
         "future"
     } else if first.starts_with("is older than") {
         "too_old"
@@ -304,6 +326,11 @@ mod tests {
         "2026-11-26T09:00:00Z".parse().unwrap()
     }
 
+    /// Checked at 09:00 with the default 300 s of clock skew.
+    fn at() -> CheckedAt {
+        CheckedAt::new(now(), 300)
+    }
+
     #[test]
     fn parses_a_full_reading() {
         let r = Reading::from_json(
@@ -311,7 +338,7 @@ mod tests {
                     "temperature": 7.1, "humidity": 64, "pressure": 1016.0, "wind_speed": 3.0,
                     "wind_direction": 230, "visibility": 10.0, "precipitation": 0.0,
                     "latitude": 40.64, "longitude": -73.78}),
-            now(),
+            at(),
         )
         .unwrap();
         assert_eq!(r.location_id.as_str(), "KJFK");
@@ -329,7 +356,7 @@ mod tests {
         let r = Reading::from_json(
             &json!({"location_id": "KJFK", "source": "station", "observed_at": "2026-11-26T08:55:00Z",
                     "temperature": 7.1, "pressure": null}),
-            now(),
+            at(),
         )
         .unwrap();
         assert_eq!(r.get(Quantity::Pressure), None);
@@ -341,7 +368,7 @@ mod tests {
         let errors = Reading::from_json(
             &json!({"location_id": "bad id", "observed_at": "yesterday", "temperature": "warm",
                     "colour": "blue"}),
-            now(),
+            at(),
         )
         .unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| (e.field.as_ref(), e.message.as_ref())).collect();
@@ -360,9 +387,9 @@ mod tests {
     #[test]
     fn rejects_out_of_bounds_values_and_the_far_future() {
         let errors = Reading::from_json(
-            &json!({"location_id": "KEWR", "source": "replay", "observed_at": "2026-11-26T10:00:01Z",
+            &json!({"location_id": "KEWR", "source": "replay", "observed_at": "2026-11-26T09:05:01Z",
                     "wind_speed": 468.66, "humidity": -1, "visibility": -0.5}),
-            now(),
+            at(),
         )
         .unwrap_err();
         let got: Vec<_> = errors.iter().map(|e| (e.field.to_string(), e.message.to_string())).collect();
@@ -372,17 +399,17 @@ mod tests {
                 ("humidity".into(), "must be between 0 and 100".into()),
                 ("wind_speed".into(), "must be between 0 and 120".into()),
                 ("visibility".into(), "must be at least 0".into()),
-                ("observed_at".into(), "is more than 1 h in the future (server time 2026-11-26T09:00:00Z)".into()),
+                ("observed_at".into(), "is more than 5 min in the future (server time 2026-11-26T09:00:00Z)".into()),
             ]
         );
         assert_eq!(rejection_reason(&errors), "out_of_range");
     }
 
     #[test]
-    fn exactly_one_hour_ahead_is_still_accepted() {
+    fn exactly_the_allowed_clock_skew_ahead_is_still_accepted() {
         let r = Reading::from_json(
-            &json!({"location_id": "KEWR", "source": "replay", "observed_at": "2026-11-26T10:00:00Z", "temperature": 1}),
-            now(),
+            &json!({"location_id": "KEWR", "source": "replay", "observed_at": "2026-11-26T09:05:00Z", "temperature": 1}),
+            at(),
         );
         assert!(r.is_ok());
     }
@@ -390,12 +417,12 @@ mod tests {
     #[test]
     fn rejects_non_objects_empty_readings_and_half_coordinates() {
         assert_eq!(
-            Reading::from_json(&json!([1]), now()).unwrap_err(),
+            Reading::from_json(&json!([1]), at()).unwrap_err(),
             vec![FieldError::new("$", "expected a JSON object")]
         );
         let errors = Reading::from_json(
             &json!({"location_id": "X1", "source": "station", "observed_at": "2026-11-26T08:00:00Z", "latitude": 10}),
-            now(),
+            at(),
         )
         .unwrap_err();
         assert_eq!(errors.len(), 2);
@@ -407,8 +434,8 @@ mod tests {
     fn the_input_format_round_trips() {
         let input = json!({"location_id": "KJFK", "source": "station", "observed_at": "2026-11-26T08:55:00.250Z",
                            "temperature": 7.1, "humidity": 64.0, "latitude": 40.64, "longitude": -73.78, "weather_code": 61});
-        let r = Reading::from_json(&input, now()).unwrap();
+        let r = Reading::from_json(&input, at()).unwrap();
         assert_eq!(r.to_json(), input);
-        assert_eq!(Reading::from_json(&r.to_json(), now()).unwrap(), r);
+        assert_eq!(Reading::from_json(&r.to_json(), at()).unwrap(), r);
     }
 }

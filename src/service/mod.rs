@@ -27,7 +27,7 @@ use crate::actors::views::PublishedViews;
 use crate::analytics::history::downsample;
 use crate::catalog::{self, Catalog, Stations};
 use crate::core::Update;
-use crate::domain::reading::rejection_reason;
+use crate::domain::reading::{CheckedAt, rejection_reason};
 use crate::domain::{FieldError, Forecast, Location, LocationId, Reading, Units};
 use crate::sources::source_label;
 use crate::telemetry::Metrics;
@@ -40,6 +40,8 @@ pub const DEFAULT_FORECAST_HOURS: usize = 48;
 pub const MAX_FORECAST_HOURS: usize = 240;
 /// Most points one history answer may have with a step.
 const MAX_HISTORY_STEPS: i64 = 10_000;
+/// The longest step of history: 31 days.
+const MAX_STEP_SECS: u64 = 31 * 86_400;
 /// Slack on the retention bound of history, for clients whose clock is a little ahead.
 const RETENTION_SLACK: chrono::Duration = chrono::Duration::minutes(1);
 /// Retry-After of a 503 for a location whose providers have not answered yet.
@@ -85,6 +87,8 @@ pub struct ServiceSettings {
     pub cold_wait: Option<Duration>,
     /// How long a published view of current conditions is served as is.
     pub render_ttl: Duration,
+    /// How far ahead of the server's clock a reading may be.
+    pub max_clock_skew_secs: u64,
 }
 
 /// Who the service talks to.
@@ -246,7 +250,12 @@ impl Service {
             return Err(ServiceError::invalid("from", "must not be after to"));
         }
         if let Some(step) = query.step_secs
-            && (to - from).num_seconds() / step.max(1) as i64 > MAX_HISTORY_STEPS
+            && !(1..=MAX_STEP_SECS).contains(&step)
+        {
+            return Err(ServiceError::invalid("step", "must be from 1s to 31d"));
+        }
+        if let Some(step) = query.step_secs
+            && (to - from).num_seconds() / step as i64 > MAX_HISTORY_STEPS
         {
             return Err(ServiceError::invalid(
                 "step",
@@ -288,7 +297,7 @@ impl Service {
         let mut valid = Vec::with_capacity(items.len());
         let mut rejected = Vec::new();
         for (index, item) in items.iter().enumerate() {
-            match Reading::from_json(item, now) {
+            match Reading::from_json(item, CheckedAt::new(now, self.settings.max_clock_skew_secs)) {
                 Ok(reading) => valid.push((index, reading)),
                 Err(errors) => {
                     let source = source_label(item.get("source").and_then(Value::as_str).unwrap_or("other"));

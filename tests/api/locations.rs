@@ -294,3 +294,20 @@ async fn forecast_answers_a_clear_404_when_no_provider_is_enabled() {
         "no forecast for location 5128581: forecasts come from upstream providers, and none is enabled"
     );
 }
+
+#[actix_rt::test]
+async fn a_history_step_is_bounded_from_one_second_to_31_days() {
+    let app = spawn_app().await;
+    app.post_readings(&station_reading("STEP1", 5, 5.0)).await;
+    for bad in ["2305843009213693952s", "32d", "0s"] {
+        let (status, body) = app.get_json(&format!("/v1/locations/STEP1/history?step={bad}")).await;
+        let expected = if bad == "0s" {
+            "invalid step: must be a duration such as 30s, 15m, 1h or 1d, got \"0s\""
+        } else {
+            "invalid step: must be from 1s to 31d"
+        };
+        assert_eq!((status, body["detail"].as_str().unwrap()), (400, expected), "{bad}");
+    }
+    let (status, body) = app.get_json("/v1/locations/STEP1/history?step=31d").await;
+    assert_eq!((status, body["readings"][0]["temperature"].clone()), (200, json!(5.0)));
+}

@@ -34,7 +34,7 @@ async fn a_batch_accepts_the_valid_items_and_reports_each_bad_one_by_index_and_f
     assert_eq!(rejected[0], (1, vec![("temperature".into(), "must be a number or null".into())]));
     assert_eq!(rejected[1].0, 2);
     assert_eq!(rejected[1].1[0].0, "observed_at");
-    assert!(rejected[1].1[0].1.starts_with("is more than 1 h in the future"));
+    assert!(rejected[1].1[0].1.starts_with("is more than 5 min in the future (server time "));
     assert_eq!(
         rejected[2],
         (3, vec![("colour".into(), "unknown field".into()), ("wind_speed".into(), "must be between 0 and 120".into())])
@@ -169,4 +169,24 @@ async fn a_duplicate_reading_is_dropped_and_counted() {
     let (_, history) = app.get_json("/v1/locations/DUP1/history").await;
     assert_eq!(history["readings"].as_array().unwrap().len(), 1);
     assert_eq!(app.metric("isobar_readings_rejected_total{reason=\"duplicate\",source=\"station\"}").await, Some(1.0));
+}
+
+#[actix_rt::test]
+async fn a_reading_may_be_ahead_of_the_server_clock_by_the_configured_skew_only() {
+    let at = |minutes_ahead: i64| {
+        (chrono::Utc::now() + chrono::Duration::minutes(minutes_ahead))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let app = spawn_app().await;
+    let mut reading = station_reading("SKEW1", 0, 5.0);
+    reading["observed_at"] = json!(at(4));
+    assert_eq!(app.post_readings(&reading).await.0, 202);
+    reading["observed_at"] = json!(at(6));
+    let (status, body) = app.post_readings(&reading).await;
+    assert_eq!(status, 422);
+    assert!(body["errors"][0]["message"].as_str().unwrap().starts_with("is more than 5 min in the future"), "{body}");
+
+    let lenient = crate::helpers::spawn_app_with(json!({"locations": {"max_clock_skew_secs": 3600}})).await;
+    reading["observed_at"] = json!(at(30));
+    assert_eq!(lenient.post_readings(&reading).await.0, 202);
 }
