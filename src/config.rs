@@ -139,6 +139,9 @@ pub struct KafkaSettings {
     pub group_id: String,
     /// Larger messages go to the dead-letter topic.
     pub max_message_bytes: usize,
+    /// How long a POST waits for the broker to acknowledge its readings before it answers
+    /// 503 with Retry-After.
+    pub ack_timeout_ms: u64,
     /// librdkafka properties passed through as is: security (`security.protocol`,
     /// `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`, …) and tuning.
     pub properties: std::collections::BTreeMap<String, String>,

@@ -202,7 +202,7 @@ impl Application {
         };
         let ingest = Ingest::new(
             directory.clone(),
-            kafka.clone().map(Addr::recipient),
+            kafka.clone().map(|k| (k.recipient(), Duration::from_millis(settings.kafka.ack_timeout_ms))),
             settings.locations.history_hours,
             metrics.clone(),
         );

@@ -58,8 +58,9 @@ pub type Indexed = Vec<(usize, Reading)>;
 #[derive(Clone)]
 pub struct Ingest {
     directory: Addr<Directory>,
-    /// With Kafka on, where readings are produced.
-    kafka: Option<Recipient<ProduceReadings>>,
+    /// With Kafka on, where readings are produced, and how long the broker may take to
+    /// acknowledge them (`kafka.ack_timeout_ms`).
+    kafka: Option<(Recipient<ProduceReadings>, std::time::Duration)>,
     history_hours: u64,
     metrics: Arc<Metrics>,
 }
@@ -67,7 +68,7 @@ pub struct Ingest {
 impl Ingest {
     pub fn new(
         directory: Addr<Directory>,
-        kafka: Option<Recipient<ProduceReadings>>,
+        kafka: Option<(Recipient<ProduceReadings>, std::time::Duration)>,
         history_hours: u64,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -98,7 +99,7 @@ impl Ingest {
             fresh.iter().map(|(i, r)| (*i, source_label(r.source.as_str()))).collect();
         let unroutable = match &self.kafka {
             _ if fresh.is_empty() => Vec::new(),
-            Some(kafka) => {
+            Some((kafka, ack_timeout)) => {
                 let check = fresh.iter().map(|(i, r)| (*i, r.location_id.clone(), r.latitude.is_some())).collect();
                 let unroutable = self.directory.send(CheckRoutable { readings: check }).await?;
                 let routable: Vec<Reading> = fresh
@@ -107,7 +108,14 @@ impl Ingest {
                     .map(|(_, r)| r)
                     .collect();
                 if !routable.is_empty() {
-                    kafka.send(ProduceReadings { readings: routable }).await?.map_err(IngestError::Kafka)?;
+                    // The producer gives up after the timeout; this bounds the wait for its
+                    // actor too (busy handing locations over in a rebalance, say).
+                    let produce = kafka.send(ProduceReadings { readings: routable });
+                    let grace = *ack_timeout + std::time::Duration::from_millis(500);
+                    let answer = tokio::time::timeout(grace, produce).await.map_err(|_| {
+                        IngestError::Kafka(format!("no acknowledgement within {} ms", ack_timeout.as_millis()))
+                    })?;
+                    answer?.map_err(IngestError::Kafka)?;
                 }
                 unroutable
             }

@@ -231,6 +231,8 @@ type IngestConsumer = StreamConsumer<IngestContext>;
 pub struct KafkaIngest {
     consumer: Arc<IngestConsumer>,
     dlq: FutureProducer,
+    /// Produces the readings the ingest path hands over.
+    readings: FutureProducer,
     directory: Addr<Directory>,
     metrics: Arc<Metrics>,
     settings: Arc<KafkaSettings>,
@@ -284,16 +286,22 @@ impl KafkaIngest {
             .set("auto.offset.reset", "earliest")
             .create_with_context(context)?;
         consumer.subscribe(&[settings.readings_topic.as_str()])?;
-        // Shared by the dead-letter path and POST /v1/readings; a broker that does not
-        // acknowledge within the timeout fails the delivery (the POST answers 503).
         let dlq: FutureProducer = base_config(settings)
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", "5000")
             .create()?;
+        // The ingest path's: a reading the broker has not acknowledged within
+        // `ack_timeout_ms` fails (librdkafka gives it up too), so the POST answers 503.
+        let readings: FutureProducer = base_config(settings)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", settings.ack_timeout_ms.max(1).to_string())
+            .create()?;
         Ok(Self {
             consumer: Arc::new(consumer),
             dlq,
+            readings,
             directory,
             metrics,
             settings: Arc::new(settings.clone()),
@@ -470,7 +478,9 @@ impl Handler<ProduceReadings> for KafkaIngest {
     type Result = ResponseFuture<Result<(), String>>;
 
     fn handle(&mut self, msg: ProduceReadings, _: &mut Context<Self>) -> Self::Result {
-        let (producer, topic, metrics) = (self.dlq.clone(), self.settings.readings_topic.clone(), self.metrics.clone());
+        let (producer, topic, metrics) =
+            (self.readings.clone(), self.settings.readings_topic.clone(), self.metrics.clone());
+        let ack_timeout = Duration::from_millis(self.settings.ack_timeout_ms.max(1));
         Box::pin(async move {
             let sends = msg.readings.iter().map(|r| {
                 let payload = r.to_json().to_string();
@@ -478,7 +488,12 @@ impl Handler<ProduceReadings> for KafkaIngest {
                 let key = r.location_id.to_string();
                 async move {
                     let record = FutureRecord::to(&topic).key(&key).payload(&payload);
-                    producer.send(record, DLQ_TIMEOUT).await.map(drop).map_err(|(e, _)| e.to_string())
+                    // A full local queue waits no longer than the acknowledgement may.
+                    let send = producer.send(record, ack_timeout);
+                    match tokio::time::timeout(ack_timeout, send).await {
+                        Ok(result) => result.map(drop).map_err(|(e, _)| e.to_string()),
+                        Err(_) => Err(format!("no acknowledgement within {} ms", ack_timeout.as_millis())),
+                    }
                 }
             });
             let results = futures_util::future::join_all(sends).await;

@@ -229,3 +229,29 @@ async fn the_broker_killed_and_restarted_mid_stream_loses_nothing_and_every_read
     }
     assert!(eventually(20, || async { influx.count_readings("").await == total as u64 }).await);
 }
+
+#[actix_rt::test]
+async fn a_post_after_the_broker_was_killed_gets_a_503_with_retry_after_within_the_ack_timeout() {
+    let mut broker = Tansu::start();
+    let app = spawn_app_with(json!({"kafka": {"brokers": broker.brokers(), "ack_timeout_ms": 1500}})).await;
+    assert!(eventually(20, || async { app.post_readings(&station_reading("ACK1", 2, 4.0)).await.0 == 202 }).await);
+    broker.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for minutes_ago in [1, 3, 4, 5, 6] {
+        let started = std::time::Instant::now();
+        let r = app
+            .client
+            .post(app.url("/v1/readings"))
+            .json(&station_reading("ACK1", minutes_ago, 5.0))
+            .send()
+            .await
+            .expect("answered");
+        let took = started.elapsed();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["retry-after"], "5");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["detail"].as_str().unwrap().starts_with("Kafka did not acknowledge the readings"), "{body}");
+        // The ack timeout, plus the grace the ingest path gives the Kafka actor.
+        assert!(took < Duration::from_millis(2500), "answered after {took:?}");
+    }
+}
