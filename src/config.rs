@@ -99,6 +99,11 @@ pub struct PersistSettings {
     pub queue_max_items: usize,
     /// Where the spool files live (created if missing).
     pub data_dir: String,
+    /// Largest size of one backend's spool; past it writes wait in memory and /ready
+    /// answers 503 naming the backend.
+    pub spool_max_bytes: u64,
+    /// Sync each spool append to the disk before it counts as written.
+    pub spool_fsync: bool,
     /// First retry delay after a failed write; doubles up to `retry_max_ms`.
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,

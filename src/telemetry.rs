@@ -79,6 +79,7 @@ pub struct Metrics {
     pub persist_written: IntCounterVec,
     pub persist_errors: IntCounterVec,
     pub persist_spilled: IntCounterVec,
+    pub persist_spool_bytes: IntGaugeVec,
     pub kafka_consumed: IntCounter,
     pub kafka_dlq: IntCounterVec,
     pub kafka_produced: IntCounterVec,
@@ -162,6 +163,11 @@ impl Metrics {
             &["backend"],
         )
         .expect("static metric definition");
+        let persist_spool_bytes = IntGaugeVec::new(
+            Opts::new("isobar_persist_spool_bytes", "Size of a backend's on-disk spool (write-ahead log)."),
+            &["backend"],
+        )
+        .expect("static metric definition");
         let persist_spilled = IntCounterVec::new(
             Opts::new("isobar_persist_spilled_total", "Items spilled to the on-disk spool."),
             &["backend"],
@@ -218,6 +224,7 @@ impl Metrics {
             Box::new(persist_written.clone()),
             Box::new(persist_errors.clone()),
             Box::new(persist_spilled.clone()),
+            Box::new(persist_spool_bytes.clone()),
             Box::new(kafka_consumed.clone()),
             Box::new(kafka_dlq.clone()),
             Box::new(kafka_produced.clone()),
@@ -248,6 +255,7 @@ impl Metrics {
             persist_written,
             persist_errors,
             persist_spilled,
+            persist_spool_bytes,
             kafka_consumed,
             kafka_dlq,
             kafka_produced,

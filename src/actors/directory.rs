@@ -341,6 +341,8 @@ mod tests {
             snapshot_interval_ms: 100,
             batch_max_items: 100,
             queue_max_items: 100,
+            spool_max_bytes: 1 << 20,
+            spool_fsync: false,
             data_dir: dir.to_string_lossy().into_owned(),
             retry_base_ms: 10,
             retry_max_ms: 100,

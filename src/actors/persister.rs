@@ -33,7 +33,7 @@ use crate::domain::{Current, Location, LocationId, Reading};
 use crate::store::codec::{consensus_line, reading_line, snapshot_from_json, snapshot_to_json};
 use crate::store::codec::{location_from_json, location_to_json};
 use crate::store::influx::InfluxStore;
-use crate::store::queue::DurableQueue;
+use crate::store::queue::{DurableQueue, SpoolOptions};
 use crate::store::redis::{RedisStore, RedisWrite, updates_channel};
 use crate::store::{MemoryStore, Snapshot, StoreError};
 use crate::telemetry::Metrics;
@@ -60,6 +60,9 @@ struct Backend {
     next_attempt: Instant,
     /// Why the last write failed, until one succeeds.
     last_error: Option<String>,
+    /// Why the spool refused the last append (full, or the disk failing), until one
+    /// succeeds; the refused items wait in memory meanwhile.
+    spool_error: Option<String>,
 }
 
 pub struct Persister {
@@ -184,7 +187,8 @@ impl Persister {
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let spool = |name: &str| {
-            DurableQueue::open(Path::new(&settings.data_dir), name, settings.queue_max_items)
+            let options = SpoolOptions { max_bytes: settings.spool_max_bytes, fsync: settings.spool_fsync };
+            DurableQueue::open(Path::new(&settings.data_dir), name, settings.queue_max_items, options)
                 .map_err(|e| StoreError::Spool(format!("{}: {e}", settings.data_dir)))
         };
         let mut backends = Vec::new();
@@ -255,18 +259,11 @@ impl Persister {
     }
 
     fn enqueue(&mut self, name: &'static str, item: String) {
+        let metrics = self.metrics.clone();
         let Some(backend) = self.backend(name) else { return };
         let result = backend.queue.push(item);
-        let depth = backend.queue.len();
-        match result {
-            Ok(0) => {}
-            Ok(spilled) => self.metrics.persist_spilled.with_label_values(&[name]).inc_by(spilled as u64),
-            Err(e) => {
-                error!(backend = name, error = %e, "cannot write to the spool: a write is lost");
-                self.metrics.persist_errors.with_label_values(&[name]).inc();
-            }
-        }
-        self.metrics.persist_queue_depth.with_label_values(&[name]).set(depth as i64);
+        backend.spooled(result, &metrics);
+        metrics.persist_queue_depth.with_label_values(&[name]).set(backend.queue.len() as i64);
     }
 
     /// Moves coalesced snapshots to memory and the Redis queue; returns how many.
@@ -330,6 +327,7 @@ impl Persister {
                 if let Err(e) = backend.queue.ack() {
                     error!(backend = name, error = %e, "cannot record spool progress");
                 }
+                metrics.persist_spool_bytes.with_label_values(&[name]).set(backend.queue.spool_bytes() as i64);
                 metrics.persist_written.with_label_values(&[name]).inc_by(count as u64);
                 if let Some(reason) = rejected {
                     metrics.persist_errors.with_label_values(&[name]).inc();
@@ -337,6 +335,10 @@ impl Persister {
                 }
                 if backend.last_error.take().is_some() {
                     info!(backend = name, "backend is back");
+                }
+                // Everything the spool refused has been written since.
+                if backend.queue.is_empty() && backend.spool_error.take().is_some() {
+                    info!(backend = name, "every write the spool refused is written");
                 }
                 backend.failures = 0;
                 if name == "redis" && backend.queue.is_empty() {
@@ -358,10 +360,8 @@ impl Persister {
                     warn!(backend = name, error = %e, "backend write failed; queueing to disk and retrying");
                 }
                 backend.last_error = Some(e.to_string());
-                match backend.queue.fail() {
-                    Ok(n) => metrics.persist_spilled.with_label_values(&[name]).inc_by(n as u64),
-                    Err(e) => error!(backend = name, error = %e, "cannot write to the spool"),
-                }
+                let moved = backend.queue.fail();
+                backend.spooled(moved, &metrics);
             }
         }
         metrics.persist_queue_depth.with_label_values(&[name]).set(backend.queue.len() as i64);
@@ -370,7 +370,40 @@ impl Persister {
 
 impl Backend {
     fn new(name: &'static str, queue: DurableQueue, write: WriteFn, ping: PingFn) -> Self {
-        Self { name, queue, write, ping, in_flight: false, failures: 0, next_attempt: Instant::now(), last_error: None }
+        Self {
+            name,
+            queue,
+            write,
+            ping,
+            in_flight: false,
+            failures: 0,
+            next_attempt: Instant::now(),
+            last_error: None,
+            spool_error: None,
+        }
+    }
+
+    /// Takes the outcome of moving items to the spool: counts what moved, and keeps (and
+    /// logs once) why the spool refused them.
+    fn spooled(&mut self, result: std::io::Result<usize>, metrics: &Metrics) {
+        match result {
+            Ok(moved) => {
+                if moved > 0 {
+                    metrics.persist_spilled.with_label_values(&[self.name]).inc_by(moved as u64);
+                }
+                if moved > 0 && self.spool_error.take().is_some() {
+                    info!(backend = self.name, "the spool takes writes again");
+                }
+            }
+            Err(e) => {
+                metrics.persist_errors.with_label_values(&[self.name]).inc();
+                if self.spool_error.is_none() {
+                    error!(backend = self.name, error = %e, "the spool refuses writes; they wait in memory");
+                }
+                self.spool_error = Some(e.to_string());
+            }
+        }
+        metrics.persist_spool_bytes.with_label_values(&[self.name]).set(self.queue.spool_bytes() as i64);
     }
 }
 
@@ -399,7 +432,9 @@ impl Actor for Persister {
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
         self.drain_pending();
         for b in &mut self.backends {
-            let _ = b.queue.spill();
+            if let Err(e) = b.queue.spill() {
+                error!(backend = b.name, error = %e, queued = b.queue.len(), "writes the spool refused are lost at exit");
+            }
         }
         Running::Stop
     }
@@ -566,11 +601,15 @@ impl Handler<Flush> for Persister {
             }
             // Whatever is still queued survives the exit on disk.
             for b in &mut act.backends {
-                if let Ok(n) = b.queue.spill()
-                    && n > 0
-                {
-                    act.metrics.persist_spilled.with_label_values(&[b.name]).inc_by(n as u64);
-                    info!(backend = b.name, spooled = n, "writes kept on disk for the next start");
+                match b.queue.spill() {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        act.metrics.persist_spilled.with_label_values(&[b.name]).inc_by(n as u64);
+                        info!(backend = b.name, spooled = n, "writes kept on disk for the next start");
+                    }
+                    Err(e) => {
+                        error!(backend = b.name, error = %e, queued = b.queue.len(), "writes the spool refused are lost at exit")
+                    }
                 }
             }
             flushed
@@ -614,12 +653,20 @@ impl Handler<CheckBackends> for Persister {
             .iter()
             .map(|b| {
                 let (name, queued, ping) = (b.name, b.queue.len(), b.ping.clone());
+                let spool_error = b.spool_error.clone();
                 async move {
                     let result = tokio::time::timeout(PING_TIMEOUT, ping()).await;
-                    let detail = match result {
+                    let backend = match result {
                         Ok(Ok(())) => None,
                         Ok(Err(e)) => Some(e.to_string()),
                         Err(_) => Some(format!("{name}: no answer within {} s", PING_TIMEOUT.as_secs())),
+                    };
+                    // A backend whose spool refuses writes is not ready, even if it answers.
+                    let detail = match (backend, spool_error) {
+                        (None, None) => None,
+                        (Some(e), None) => Some(e),
+                        (None, Some(spool)) => Some(format!("spool: {spool}")),
+                        (Some(e), Some(spool)) => Some(format!("{e}; spool: {spool}")),
                     };
                     BackendStatus { name, state: if detail.is_none() { "up" } else { "down" }, detail, queued }
                 }
@@ -663,6 +710,8 @@ mod tests {
             snapshot_interval_ms: 1000,
             batch_max_items: 100,
             queue_max_items: 100,
+            spool_max_bytes: 1 << 20,
+            spool_fsync: false,
             data_dir: dir.path().to_string_lossy().into_owned(),
             retry_base_ms: 10,
             retry_max_ms: 100,

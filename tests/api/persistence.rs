@@ -328,7 +328,7 @@ async fn spilled_readings_arrive_after_isobar_itself_is_killed_while_influxdb_is
     let spilled = eventually(10, || async {
         let text = client.get(format!("http://{address}/metrics")).send().await.unwrap().text().await.unwrap();
         text.lines().any(|l| l.starts_with("isobar_persist_queue_depth{backend=\"influxdb\"}") && l.ends_with(" 510"))
-            && std::fs::metadata(spool.path().join("influxdb.spool")).is_ok_and(|m| m.len() > 0)
+            && std::fs::metadata(spool.path().join("influxdb.wal")).is_ok_and(|m| m.len() > 0)
     })
     .await;
     let metrics = client.get(format!("http://{address}/metrics")).send().await.unwrap().text().await.unwrap();
@@ -365,4 +365,90 @@ async fn instances_sharing_redis_share_the_upstream_cache() {
     assert_eq!((status, &body["temperature"]), (200, &json!(26.5)));
     assert_eq!(server.received_requests().await.unwrap().len(), 1, "the second instance used the shared response");
     assert_eq!(b.metric("isobar_upstream_cache_hits_total{provider=\"met-norway\"}").await, Some(1.0));
+}
+
+#[actix_rt::test]
+async fn a_spool_torn_by_a_kill_replays_every_whole_record_and_keeps_working() {
+    let mut influx = Influx::stopped();
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().to_string_lossy().into_owned();
+    let influx_url = influx.url();
+    let env = [
+        ("ISOBAR__INFLUX__URL", influx_url.as_str()),
+        ("ISOBAR__PERSIST__DATA_DIR", spool_dir.as_str()),
+        ("ISOBAR__PERSIST__FLUSH_INTERVAL_MS", "100"),
+        ("ISOBAR__PERSIST__RETRY_MAX_MS", "300"),
+        ("ISOBAR__PERSIST__QUEUE_MAX_ITEMS", "10"),
+    ];
+    let (mut child, address, _) = crate::process::serve(&env);
+    let client = reqwest::Client::new();
+    // São Paulo's readings: multi-byte characters in the spooled lines.
+    let batch: Vec<Value> = (0..200)
+        .map(|i| {
+            let mut r = station_reading("SAO-PAULO", 0, i as f64 / 20.0);
+            r["observed_at"] = json!(
+                (chrono::Utc::now() - chrono::Duration::seconds(i)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+            r
+        })
+        .collect();
+    let r = client.post(format!("http://{address}/v1/readings")).json(&batch).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let wal = spool.path().join("influxdb.wal");
+    assert!(eventually(10, || async { std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) }).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+
+    // Tear the last record: 7 bytes cut, then half of a two-byte character appended.
+    let length = std::fs::metadata(&wal).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&wal).unwrap().set_len(length - 7).unwrap();
+    std::io::Write::write_all(&mut std::fs::OpenOptions::new().append(true).open(&wal).unwrap(), &"ã".as_bytes()[..1])
+        .unwrap();
+
+    influx.launch();
+    let (mut child, address, _) = crate::process::serve(&env);
+    // The torn record held the last spooled point (a reading or a consensus change).
+    assert!(
+        eventually(20, || async { influx.count_readings("WHERE location = 'SAO-PAULO'").await >= 199 }).await,
+        "only {} readings replayed",
+        influx.count_readings("WHERE location = 'SAO-PAULO'").await
+    );
+    // And the spool keeps working: a new reading arrives too.
+    let mut late = station_reading("SAO-PAULO", 0, 30.0);
+    late["observed_at"] =
+        json!((chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let r = client.post(format!("http://{address}/v1/readings")).json(&late).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    assert!(eventually(10, || async { influx.count_readings("WHERE temperature = 30").await == 1 }).await);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[actix_rt::test]
+async fn a_full_spool_is_a_503_on_ready_and_its_writes_wait_in_memory_until_the_backend_returns() {
+    let mut influx = Influx::stopped();
+    let mut config = backends(None, Some(&influx));
+    crate::helpers::merge(&mut config, json!({"persist": {"queue_max_items": 5, "spool_max_bytes": 2000}}));
+    let app = spawn_app_with(config).await;
+    let readings: Vec<Value> = (0..40).map(|i| station_reading("FULL1", 40 - i, i as f64)).collect();
+    assert_eq!(app.post_readings(&json!(readings)).await.0, 202);
+    let full = eventually(10, || async {
+        let (status, body) = app.get_json("/ready").await;
+        status == 503
+            && body["dependencies"].as_array().unwrap().iter().any(|d| {
+                d["name"] == "influxdb"
+                    && d["detail"].as_str().is_some_and(|d| {
+                        d.ends_with("; spool: the spool would pass persist.spool_max_bytes (2000 bytes)")
+                    })
+            })
+    })
+    .await;
+    assert!(full, "{}", app.get_json("/ready").await.1);
+    let spool_bytes = app.metric("isobar_persist_spool_bytes{backend=\"influxdb\"}").await.unwrap();
+    assert!(spool_bytes > 0.0 && spool_bytes <= 2000.0, "{spool_bytes}");
+
+    influx.launch();
+    assert!(eventually(20, || async { influx.count_readings("WHERE location = 'FULL1'").await == 40 }).await);
+    assert!(eventually(10, || async { app.get_json("/ready").await.0 == 200 }).await);
 }
