@@ -90,9 +90,10 @@ pub struct SaveSnapshot {
     pub current: Option<Current>,
 }
 
-/// Sent by a `LocationActor` as it starts, to restore its state.
+/// Sent by a `LocationActor` as it starts, to restore its state: the snapshot, `None`
+/// when no store holds one, `Err` when Redis could not be asked (the actor tries again).
 #[derive(Message)]
-#[rtype(result = "Option<Arc<Snapshot>>")]
+#[rtype(result = "Result<Option<Arc<Snapshot>>, StoreError>")]
 pub struct LoadSnapshot {
     pub location_id: LocationId,
 }
@@ -449,7 +450,7 @@ impl Handler<SaveSnapshot> for Persister {
 }
 
 impl Handler<LoadSnapshot> for Persister {
-    type Result = ResponseFuture<Option<Arc<Snapshot>>>;
+    type Result = ResponseFuture<Result<Option<Arc<Snapshot>>, StoreError>>;
 
     fn handle(&mut self, msg: LoadSnapshot, _: &mut Context<Self>) -> Self::Result {
         let local = self
@@ -460,21 +461,15 @@ impl Handler<LoadSnapshot> for Persister {
         let redis = self.redis.clone();
         Box::pin(async move {
             if local.is_some() {
-                return local;
+                return Ok(local);
             }
-            let redis = redis?;
-            let text = match redis.load_snapshot(&msg.location_id).await {
-                Ok(text) => text?,
-                Err(e) => {
-                    warn!(location = %msg.location_id, error = %e, "cannot load the snapshot from Redis; starting empty");
-                    return None;
-                }
-            };
+            let Some(redis) = redis else { return Ok(None) };
+            let Some(text) = redis.load_snapshot(&msg.location_id).await? else { return Ok(None) };
             match snapshot_from_json(&text, &msg.location_id) {
-                Ok(snapshot) => Some(Arc::new(snapshot)),
+                Ok(snapshot) => Ok(Some(Arc::new(snapshot))),
                 Err(e) => {
                     warn!(location = %msg.location_id, error = %e, "ignoring a foreign value under an isobar key");
-                    None
+                    Ok(None)
                 }
             }
         })
@@ -699,6 +694,7 @@ mod tests {
             readings: Vec::new(),
             latest: Vec::new(),
             seq,
+            epoch: 1,
         })
     }
 
@@ -728,12 +724,12 @@ mod tests {
         p.do_send(SaveSnapshot { snapshot: snapshot("KJFK", 2), current: None });
         p.do_send(SaveSnapshot { snapshot: snapshot("KLGA", 7), current: None });
         let id = LocationId::parse("KJFK").unwrap();
-        let loaded = p.send(LoadSnapshot { location_id: id.clone() }).await.unwrap().unwrap();
+        let loaded = p.send(LoadSnapshot { location_id: id.clone() }).await.unwrap().unwrap().unwrap();
         assert_eq!(loaded.seq, 2);
         assert_eq!(p.send(Flush).await.unwrap(), 2);
         assert_eq!(p.send(Flush).await.unwrap(), 0);
-        assert_eq!(p.send(LoadSnapshot { location_id: id }).await.unwrap().unwrap().seq, 2);
+        assert_eq!(p.send(LoadSnapshot { location_id: id }).await.unwrap().unwrap().unwrap().seq, 2);
         let unknown = LocationId::parse("EGLL").unwrap();
-        assert_eq!(p.send(LoadSnapshot { location_id: unknown }).await.unwrap(), None);
+        assert_eq!(p.send(LoadSnapshot { location_id: unknown }).await.unwrap(), Ok(None));
     }
 }

@@ -241,10 +241,27 @@ impl LocationCore {
         (snapshot, self.shown.as_ref().map(|u| u.current.clone()))
     }
 
-    /// Takes a stored snapshot as this location's state.
+    /// Takes a stored snapshot as this location's state; readings applied here before
+    /// it could be read are kept on top of it.
     pub fn restore(&mut self, snapshot: &Snapshot, now: DateTime<Utc>) -> Option<LocationEvent> {
-        self.state = LocationState::from_snapshot(snapshot);
+        let local = std::mem::take(&mut self.state);
+        let applied_here = !local.is_empty() || !local.latest().is_empty();
+        self.state = local.merged_into(snapshot, now, self.settings.retention);
+        if applied_here {
+            // The merge is news to the store.
+            self.dirty = true;
+        }
         self.recompute(None, now)
+    }
+
+    /// The owner epoch of this location's state (see `Snapshot::epoch`): set once the
+    /// store was read, above the epoch of what it held.
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.state.epoch = epoch;
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.state.epoch
     }
 
     /// Recomputes the consensus. With `changed_at` (a change happened then) a consensus

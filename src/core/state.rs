@@ -19,6 +19,9 @@ pub struct Snapshot {
     pub latest: Vec<Reading>,
     /// Sequence number of the last update sent to subscribers.
     pub seq: u64,
+    /// The owner epoch of the actor that wrote it: the store refuses a snapshot older
+    /// than the one it holds, by (epoch, seq).
+    pub epoch: u64,
 }
 
 /// Recent readings of one location and the latest reading of each source.
@@ -31,6 +34,8 @@ pub struct LocationState {
     latest: Vec<Reading>,
     /// Incremented on every change that subscribers are told about.
     pub seq: u64,
+    /// The owner epoch this state is written under (see `Snapshot::epoch`).
+    pub epoch: u64,
 }
 
 /// What happened to one ingested reading.
@@ -59,6 +64,7 @@ impl LocationState {
             readings: snapshot.readings.iter().cloned().collect(),
             latest: snapshot.latest.clone(),
             seq: snapshot.seq,
+            epoch: snapshot.epoch,
         }
     }
 
@@ -68,11 +74,23 @@ impl LocationState {
             readings: self.readings.iter().cloned().collect(),
             latest: self.latest.clone(),
             seq: self.seq,
+            epoch: self.epoch,
         }
     }
 
     pub fn latest(&self) -> &[Reading] {
         &self.latest
+    }
+
+    /// `snapshot`'s state with this one's readings applied on top (what arrived while the
+    /// store could not be read); the newer of the two sequence numbers.
+    pub fn merged_into(self, snapshot: &Snapshot, now: DateTime<Utc>, retention: Retention) -> Self {
+        let mut merged = Self::from_snapshot(snapshot);
+        merged.seq = merged.seq.max(self.seq);
+        for reading in self.latest.into_iter().chain(self.readings) {
+            merged.ingest(reading, now, retention);
+        }
+        merged
     }
 
     pub fn len(&self) -> usize {

@@ -43,6 +43,7 @@ pub fn snapshot_to_json(s: &Snapshot, current: Option<&Current>) -> String {
         "version": 1,
         "location_id": s.location_id.as_str(),
         "seq": s.seq,
+        "epoch": s.epoch,
         "current": current,
         "latest": s.latest.iter().map(reading_to_json).collect::<Vec<_>>(),
         "readings": s.readings.iter().map(reading_to_json).collect::<Vec<_>>(),
@@ -73,6 +74,8 @@ pub fn snapshot_from_json(text: &str, expected: &LocationId) -> Result<Snapshot,
     Ok(Snapshot {
         location_id: expected.clone(),
         seq: v.get("seq").and_then(Value::as_u64).ok_or_else(|| ForeignValue("no seq".into()))?,
+        // Snapshots written before fencing have none: the oldest epoch.
+        epoch: v.get("epoch").and_then(Value::as_u64).unwrap_or(0),
         latest: list("latest")?,
         readings: list("readings")?,
     })
@@ -168,7 +171,8 @@ mod tests {
     #[test]
     fn a_snapshot_round_trips_and_foreign_values_are_refused() {
         let id = LocationId::parse("KJFK").unwrap();
-        let s = Snapshot { location_id: id.clone(), readings: vec![reading()], latest: vec![reading()], seq: 9 };
+        let s =
+            Snapshot { location_id: id.clone(), readings: vec![reading()], latest: vec![reading()], seq: 9, epoch: 7 };
         let text = snapshot_to_json(&s, None);
         assert_eq!(snapshot_from_json(&text, &id).unwrap(), s);
         assert!(snapshot_from_json("not json", &id).is_err());

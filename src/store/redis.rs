@@ -21,6 +21,34 @@ use crate::domain::LocationId;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Writes a snapshot unless the key holds a newer one by (epoch, seq): a late write of
+/// an instance that no longer owns the location, or a stale spool replayed after a
+/// restart, never overwrites its successor's state. Equal ones are rewritten (a replay).
+/// KEYS[1] the key; ARGV[1] the snapshot JSON, ARGV[2] its TTL in seconds. Answers 1
+/// when written, 0 when refused.
+const FENCED_SET: &str = r#"
+local new = cjson.decode(ARGV[1])
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, old = pcall(cjson.decode, current)
+  if ok and type(old) == 'table' then
+    local old_epoch, old_seq = tonumber(old.epoch) or 0, tonumber(old.seq) or 0
+    local new_epoch, new_seq = tonumber(new.epoch) or 0, tonumber(new.seq) or 0
+    if old_epoch > new_epoch or (old_epoch == new_epoch and old_seq > new_seq) then
+      return 0
+    end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"#;
+
+fn fenced_set(key: String, json: &str, ttl_secs: u64) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(FENCED_SET).arg(1).arg(key).arg(json).arg(ttl_secs);
+    cmd
+}
+
 pub fn snapshot_key(id: &LocationId) -> String {
     format!("isobar:loc:{{{id}}}:snapshot")
 }
@@ -133,7 +161,8 @@ impl RedisStore {
         result.map(drop).map_err(err)
     }
 
-    /// Applies writes in order: snapshots (with the snapshot TTL) and station descriptions.
+    /// Applies writes in order: snapshots (with the snapshot TTL, fenced: see
+    /// `FENCED_SET`) and station descriptions.
     pub async fn write(&self, items: &[RedisWrite]) -> Result<(), StoreError> {
         match self.conn().await? {
             Conn::Single(mut c) => {
@@ -141,7 +170,7 @@ impl RedisStore {
                 for item in items {
                     match item {
                         RedisWrite::Snapshot { id, json } => {
-                            pipe.set_ex(snapshot_key(id), json, self.ttl_secs).ignore()
+                            pipe.add_command(fenced_set(snapshot_key(id), json, self.ttl_secs)).ignore()
                         }
                         RedisWrite::Station { id, json } => pipe.hset(STATIONS_KEY, id.as_str(), json).ignore(),
                     };
@@ -151,9 +180,10 @@ impl RedisStore {
             Conn::Cluster(mut c) => {
                 for item in items {
                     match item {
-                        RedisWrite::Snapshot { id, json } => {
-                            c.set_ex::<_, _, ()>(snapshot_key(id), json, self.ttl_secs).await.map_err(err)?
-                        }
+                        RedisWrite::Snapshot { id, json } => fenced_set(snapshot_key(id), json, self.ttl_secs)
+                            .query_async::<()>(&mut c)
+                            .await
+                            .map_err(err)?,
                         RedisWrite::Station { id, json } => {
                             c.hset::<_, _, _, ()>(STATIONS_KEY, id.as_str(), json).await.map_err(err)?
                         }

@@ -16,7 +16,9 @@ pub fn fixture(name: &str) -> Value {
 }
 
 /// Moves every timestamp in `body` by the whole hours between `anchor` and now, so the
-/// recording reads as current. RFC 3339 strings, Open-Meteo's `YYYY-MM-DDTHH:MM`, and
+/// recording reads as current. An observation's anchor is the hour after it, so it lands
+/// in the past hour, never ahead of the server's clock (which readings may not be by
+/// more than `locations.max_clock_skew_secs`). RFC 3339 strings, Open-Meteo's `YYYY-MM-DDTHH:MM`, and
 /// Unix seconds under `dt` are shifted.
 pub fn shift_to_now(body: &mut Value, anchor: DateTime<Utc>) {
     let now = Utc::now();
@@ -66,7 +68,8 @@ fn kelvin_to_celsius(value: &mut Value) {
 
 pub fn open_meteo_body() -> Value {
     let mut body = fixture("open-meteo-forecast.json");
-    shift_to_now(&mut body, "2023-11-13T10:00:00Z".parse().unwrap());
+    // Its current time is 10:45.
+    shift_to_now(&mut body, "2023-11-13T11:00:00Z".parse().unwrap());
     body
 }
 
@@ -78,7 +81,8 @@ pub fn met_body() -> Value {
 
 pub fn owm_bodies() -> (Value, Value) {
     let mut current = fixture("owm-current.json");
-    shift_to_now(&mut current, DateTime::from_timestamp(1588048665, 0).unwrap());
+    // Observed at 04:37:45.
+    shift_to_now(&mut current, DateTime::from_timestamp(1588048665 + 3600, 0).unwrap());
     kelvin_to_celsius(&mut current);
     let mut forecast = fixture("owm-forecast.json");
     shift_to_now(&mut forecast, DateTime::from_timestamp(1742504400, 0).unwrap());
@@ -116,7 +120,8 @@ pub async fn mount_met(server: &MockServer, status: u16) {
 
 pub async fn mount_nws(server: &MockServer) {
     let mut observation = fixture("nws-observation-latest.json");
-    shift_to_now(&mut observation, "2022-03-02T23:00:00Z".parse().unwrap());
+    // Observed at 23:53.
+    shift_to_now(&mut observation, "2022-03-03T00:00:00Z".parse().unwrap());
     let mut hourly = fixture("nws-forecast-hourly.json");
     shift_to_now(&mut hourly, "2019-10-15T00:00:00Z".parse().unwrap());
     for (p, body) in [

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::Utc;
 use tokio::sync::oneshot;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 pub use self::messages::*;
 pub use self::ownership::{Feed, Ownership};
@@ -30,7 +30,7 @@ use crate::actors::messages::{ProviderReport, RelayUpdate, Track, Untrack};
 use crate::actors::persister::{LoadSnapshot, Persister, SaveSnapshot};
 use crate::actors::sinks::{Sinks, Subscribers};
 use crate::actors::wire;
-use crate::core::{Analysis, CoreSettings, Ingested, LocationCore, LocationEvent, Update};
+use crate::core::{Analysis, CoreSettings, Ingested, LocationCore, LocationEvent, Snapshot, Update};
 use crate::domain::{Forecast, Location, Reading};
 use crate::sources::source_label;
 use crate::telemetry::Metrics;
@@ -71,6 +71,12 @@ pub struct LocationActor {
     passivation_requested: bool,
     /// Whether the actor follows other instances' updates now.
     following: bool,
+    /// The store was read (or said it holds nothing) in this run. Until then the actor
+    /// writes no snapshot, so it never overwrites a stored state with less, and does not
+    /// passivate.
+    restored: bool,
+    /// Failed attempts to read the store in a row, for the backoff.
+    restore_failures: u32,
     /// Requests waiting for the first current conditions (cold location).
     current_waiters: Vec<oneshot::Sender<Option<Arc<Update>>>>,
     /// Requests waiting for the first forecast.
@@ -92,6 +98,8 @@ impl LocationActor {
             last_activity: Instant::now(),
             passivation_requested: false,
             following: false,
+            restored: false,
+            restore_failures: 0,
             current_waiters: Vec::new(),
             forecast_waiters: Vec::new(),
         }
@@ -171,26 +179,57 @@ impl LocationActor {
     }
 
     fn save_snapshot_if_dirty(&mut self) {
-        if self.core.is_dirty() {
+        if self.restored && self.core.is_dirty() {
             let (snapshot, current) = self.core.take_snapshot();
             self.deps.persister.do_send(SaveSnapshot { snapshot, current });
         }
     }
 
     /// Restores from the store; with `newer_than`, only a snapshot newer than that and
-    /// only while this actor applied nothing itself.
+    /// only while this actor applied nothing itself. The first read of a run holds the
+    /// mailbox; while the store cannot be read the actor works on and tries again with
+    /// a backoff, then merges what it applied meanwhile into the stored state.
     fn restore(&mut self, newer_than: Option<u64>, ctx: &mut Context<Self>) {
         let load = self.deps.persister.send(LoadSnapshot { location_id: self.location.id.clone() });
-        ctx.wait(load.into_actor(self).map(move |result, act, ctx| match result {
-            Ok(Some(snapshot)) if newer_than.is_some_and(|seq| snapshot.seq <= seq || act.core.is_dirty()) => {}
-            Ok(Some(snapshot)) => {
-                if let Ok(event) = act.guarded("restore", ctx, |act| act.core.restore(&snapshot, Utc::now())) {
-                    act.emit(event, ctx);
-                }
-            }
-            Ok(None) => {}
-            Err(error) => warn!(location = %act.location.id, %error, "persister unavailable; starting empty"),
-        }));
+        let first = !self.restored && self.restore_failures == 0 && newer_than.is_none();
+        let handle = load.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(Ok(found)) => act.restored_from(found, newer_than, ctx),
+            Ok(Err(error)) if newer_than.is_none() && !act.restored => act.restore_later(error.to_string(), ctx),
+            Ok(Err(error)) => debug!(location = %act.location.id, %error, "cannot catch up from the store"),
+            Err(error) => warn!(location = %act.location.id, %error, "persister unavailable"),
+        });
+        if first {
+            ctx.wait(handle);
+        } else {
+            ctx.spawn(handle);
+        }
+    }
+
+    fn restored_from(&mut self, found: Option<Arc<Snapshot>>, newer_than: Option<u64>, ctx: &mut Context<Self>) {
+        if let Some(snapshot) = &found
+            && !newer_than.is_some_and(|seq| snapshot.seq <= seq || self.core.is_dirty())
+            && let Ok(event) = self.guarded("restore", ctx, |act| act.core.restore(snapshot, Utc::now()))
+        {
+            self.emit(event, ctx);
+        }
+        if self.restore_failures > 0 {
+            info!(location = %self.location.id, "read the store after {} failed attempts", self.restore_failures);
+        }
+        self.restored = true;
+        self.restore_failures = 0;
+        // This run writes under an epoch above any it read: the store refuses older ones.
+        let stored = found.map_or(0, |s| s.epoch);
+        let now_ms = Utc::now().timestamp_millis().max(0) as u64;
+        self.core.set_epoch(now_ms.max(stored + 1).max(self.core.epoch()));
+    }
+
+    fn restore_later(&mut self, error: String, ctx: &mut Context<Self>) {
+        if self.restore_failures == 0 {
+            warn!(location = %self.location.id, %error, "cannot read the stored state; applying readings meanwhile and trying again");
+        }
+        self.restore_failures += 1;
+        let delay = Duration::from_millis(200 * (1u64 << self.restore_failures.min(5))).min(Duration::from_secs(5));
+        ctx.run_later(delay, |act, ctx| act.restore(None, ctx));
     }
 }
 
@@ -216,7 +255,8 @@ impl Actor for LocationActor {
         let idle = self.deps.idle_passivate;
         let check_every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
         ctx.run_interval(check_every, move |act, ctx| {
-            if act.subscribers.is_empty() && !act.passivation_requested && act.last_activity.elapsed() >= idle {
+            let idle_now = act.subscribers.is_empty() && act.last_activity.elapsed() >= idle;
+            if idle_now && act.restored && !act.passivation_requested {
                 act.passivation_requested = true;
                 act.deps.directory.do_send(RequestPassivation { id: act.location.id.clone(), addr: ctx.address() });
             }
@@ -226,6 +266,9 @@ impl Actor for LocationActor {
     fn stopping(&mut self, ctx: &mut Context<Self>) -> Running {
         // Only a change is written: an actor that merely restored (or follows a location
         // another instance owns) must not overwrite the store with what it read.
+        if !self.restored && self.core.is_dirty() {
+            warn!(location = %self.location.id, "stopping before the stored state could be read: what it applied is not saved");
+        }
         self.save_snapshot_if_dirty();
         for sink in self.deps.sinks.iter() {
             sink.stopped(&self.location.id);
@@ -245,6 +288,8 @@ impl Supervised for LocationActor {
         self.deps.metrics.location_restarts.inc();
         let analyses = (self.deps.analyses)(&self.location);
         self.core = LocationCore::new(self.location.clone(), self.deps.core.clone(), analyses);
+        self.restored = false;
+        self.restore_failures = 0;
         self.touch();
     }
 }
