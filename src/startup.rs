@@ -128,7 +128,10 @@ impl Application {
             sinks.push(Arc::new(RedisRelay { persister: persister.clone().recipient() }));
         }
         if history_in_influx {
-            sinks.push(Arc::new(History { persister: persister.clone().recipient() }));
+            sinks.push(Arc::new(History {
+                persister: persister.clone().recipient(),
+                durable: persister.clone().recipient(),
+            }));
         }
         if kafka_on {
             let updates = UpdatesProducer::new(&settings.kafka, metrics.clone()).map_err(StartupError::Kafka)?;

@@ -17,7 +17,7 @@ use chrono::{DateTime, Duration, Utc};
 use futures_util::future::join_all;
 
 use crate::actors::directory::{CheckRoutable, Directory, FirstFix, ResolveForReadings, needs_coordinates};
-use crate::actors::location::{Adopt, IngestBatch, LocationActor, Unapplied};
+use crate::actors::location::{Adopt, IngestBatch, IngestFailure, LocationActor, Unapplied};
 use crate::domain::reading::rejection_reason;
 use crate::domain::{FieldError, LocationId, Reading};
 use crate::sources::source_label;
@@ -32,12 +32,15 @@ pub struct ProduceReadings {
     pub readings: Vec<Reading>,
 }
 
-/// Readings could not be taken at all; nothing of the batch was applied or produced.
+/// Readings could not be taken safely.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum IngestError {
     /// Kafka did not acknowledge the readings.
     #[error("Kafka did not acknowledge the readings ({0})")]
     Kafka(String),
+    /// Applied, but not stored durably (InfluxDB's spool refuses writes).
+    #[error("readings applied but not stored durably ({0})")]
+    NotStored(String),
     /// An actor this path needs is gone: the process is shutting down.
     #[error("shutting down")]
     ShuttingDown,
@@ -145,7 +148,7 @@ pub async fn apply(
     directory: &Addr<Directory>,
     readings: Indexed,
     adopt: Vec<LocationId>,
-) -> Result<Refused, MailboxError> {
+) -> Result<Refused, IngestError> {
     // Per location: its first reading with coordinates, and its readings.
     let mut groups: HashMap<LocationId, (Option<FirstFix>, Indexed)> = HashMap::new();
     for (index, reading) in readings {
@@ -199,10 +202,18 @@ async fn apply_to(
     addr: Addr<LocationActor>,
     readings: Vec<Reading>,
     indexes: Vec<usize>,
-) -> Result<Refused, MailboxError> {
-    let Err(Unapplied { readings }) = addr.send(IngestBatch { readings }).await? else { return Ok(Vec::new()) };
+) -> Result<Refused, IngestError> {
+    let readings = match addr.send(IngestBatch { readings }).await? {
+        Ok(()) => return Ok(Vec::new()),
+        Err(IngestFailure::NotStored(why)) => return Err(IngestError::NotStored(why)),
+        Err(IngestFailure::Unapplied(Unapplied { readings })) => readings,
+    };
     // The actor restarted (its supervisor kept the address and the mailbox).
-    let Err(Unapplied { readings: back }) = addr.send(IngestBatch { readings }).await? else { return Ok(Vec::new()) };
+    let back = match addr.send(IngestBatch { readings }).await? {
+        Ok(()) => return Ok(Vec::new()),
+        Err(IngestFailure::NotStored(why)) => return Err(IngestError::NotStored(why)),
+        Err(IngestFailure::Unapplied(Unapplied { readings })) => readings,
+    };
     // The unapplied ones are the last of the batch.
     let error = FieldError::new("$", "not applied: its location restarted twice while applying it; send it again");
     Ok(indexes[indexes.len() - back.len()..].iter().map(|i| (*i, error.clone())).collect())

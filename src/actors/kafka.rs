@@ -43,7 +43,7 @@ use serde_json::Value;
 use tracing::{error, info, warn};
 
 use crate::actors::directory::{Directory, HandOverLocations};
-use crate::actors::ingest::{ProduceReadings, apply};
+use crate::actors::ingest::{IngestError, ProduceReadings, apply};
 use crate::actors::persister::{Persister, SyncSnapshots};
 use crate::actors::sinks::EventSink;
 use crate::actors::wire;
@@ -262,11 +262,14 @@ impl KafkaIngest {
     ) -> Result<Self, KafkaError> {
         let mut config = ClientConfig::new();
         // Defaults that kafka.properties may override: a crashed or departing instance's
-        // partitions move on within seconds rather than the stock 45 s.
+        // partitions move on within seconds rather than the stock 45 s (and a coordinator
+        // that waits for every member to rejoin a rebalance waits at most
+        // max.poll.interval.ms for a dead one, not the stock 5 min).
         // Offsets are committed every second (not 5 s): less to redeliver after a crash.
         config
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "3000")
+            .set("max.poll.interval.ms", "30000")
             .set("auto.commit.interval.ms", "1000");
         for (key, value) in &settings.properties {
             config.set(key, value);
@@ -404,11 +407,23 @@ async fn consume(
                 }
             }
         }
-        if !good.is_empty() {
-            match apply(&directory, good, adopt).await {
-                Ok(rejected) => dead.extend(rejected.into_iter().map(|(i, e)| {
-                    (i, Dead { reason: format!("{}: {}", e.field, e.message), label: "unknown_location" })
-                })),
+        let mut pause = Duration::from_millis(500);
+        while !good.is_empty() {
+            match apply(&directory, good.clone(), adopt.clone()).await {
+                Ok(rejected) => {
+                    dead.extend(rejected.into_iter().map(|(i, e)| {
+                        (i, Dead { reason: format!("{}: {}", e.field, e.message), label: "unknown_location" })
+                    }));
+                    break;
+                }
+                // Applied but not stored durably (InfluxDB's spool refuses writes): no
+                // offset moves past them. They are applied again (dropped as duplicates)
+                // until their storage is confirmed.
+                Err(IngestError::NotStored(why)) => {
+                    warn!(reason = why, "readings from Kafka not stored durably yet; holding the offsets");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
                 // The directory is gone: the process is shutting down. Nothing is stored,
                 // so these messages are consumed again after the restart.
                 Err(_) => return,

@@ -63,6 +63,9 @@ struct Backend {
     /// Why the spool refused the last append (full, or the disk failing), until one
     /// succeeds; the refused items wait in memory meanwhile.
     spool_error: Option<String>,
+    /// Callers waiting until the items pushed before they asked are durable: how many
+    /// pushed items that is, and where to answer.
+    durable_waiters: Vec<(u64, oneshot::Sender<Result<(), String>>)>,
 }
 
 pub struct Persister {
@@ -106,6 +109,14 @@ pub struct StoreReadings {
     pub readings: Arc<[Reading]>,
     pub consensus: Option<Arc<Update>>,
 }
+
+/// Answers once every reading and consensus point handed over before it (`StoreReadings`
+/// from the same sender) is durable: written to InfluxDB or synced to its spool; `Err`
+/// when the spool refuses them. At once without InfluxDB. Sent by the `History` sink
+/// after each batch a location applied, so that the batch's sender knows it is safe.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Durable;
 
 /// An update to publish on the location's Redis channel. Sent by the `RedisRelay` sink.
 #[derive(Message)]
@@ -264,6 +275,7 @@ impl Persister {
         let Some(backend) = self.backend(name) else { return };
         let result = backend.queue.push(item);
         backend.spooled(result, &metrics);
+        backend.settle();
         metrics.persist_queue_depth.with_label_values(&[name]).set(backend.queue.len() as i64);
     }
 
@@ -329,6 +341,7 @@ impl Persister {
                     error!(backend = name, error = %e, "cannot record spool progress");
                 }
                 metrics.persist_spool_bytes.with_label_values(&[name]).set(backend.queue.spool_bytes() as i64);
+                backend.settle();
                 metrics.persist_written.with_label_values(&[name]).inc_by(count as u64);
                 if let Some(reason) = rejected {
                     metrics.persist_errors.with_label_values(&[name]).inc();
@@ -363,6 +376,7 @@ impl Persister {
                 backend.last_error = Some(e.to_string());
                 let moved = backend.queue.fail();
                 backend.spooled(moved, &metrics);
+                backend.settle();
             }
         }
         metrics.persist_queue_depth.with_label_values(&[name]).set(backend.queue.len() as i64);
@@ -381,6 +395,25 @@ impl Backend {
             next_attempt: Instant::now(),
             last_error: None,
             spool_error: None,
+            durable_waiters: Vec::new(),
+        }
+    }
+
+    /// Answers the waiters whose items are durable now; with the spool refusing writes,
+    /// the rest are told so at once (their items wait in memory, not on disk).
+    fn settle(&mut self) {
+        if self.durable_waiters.is_empty() {
+            return;
+        }
+        let durable = self.queue.durable();
+        for (target, waiter) in std::mem::take(&mut self.durable_waiters) {
+            if target <= durable {
+                let _ = waiter.send(Ok(()));
+            } else if let Some(refused) = &self.spool_error {
+                let _ = waiter.send(Err(format!("{}: the spool refuses writes: {refused}", self.name)));
+            } else {
+                self.durable_waiters.push((target, waiter));
+            }
         }
     }
 
@@ -495,6 +528,30 @@ impl Handler<StoreReadings> for Persister {
         if self.backend("influxdb").is_some_and(|b| b.queue.len() >= batch_max && !b.in_flight) {
             self.flush(ctx);
         }
+    }
+}
+
+impl Handler<Durable> for Persister {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, _: Durable, ctx: &mut Context<Self>) -> Self::Result {
+        let Some(backend) = self.backend("influxdb") else { return Box::pin(std::future::ready(Ok(()))) };
+        let target = backend.queue.pushed();
+        if backend.queue.durable() >= target {
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        if let Some(refused) = &backend.spool_error {
+            let refused = format!("influxdb: the spool refuses writes: {refused}");
+            return Box::pin(std::future::ready(Err(refused)));
+        }
+        let (tx, rx) = oneshot::channel();
+        backend.durable_waiters.push((target, tx));
+        // Someone waits: write now rather than at the next interval (a write in flight
+        // is followed at once by the next batch).
+        if !backend.in_flight {
+            ctx.run_later(Duration::ZERO, |act, ctx| act.flush(ctx));
+        }
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the persister stopped".into())) })
     }
 }
 

@@ -12,10 +12,11 @@ use bytestring::ByteString;
 use tracing::debug;
 
 use crate::actors::messages::{Deliver, Payload};
-use crate::actors::persister::{Publish, StoreReadings};
+use crate::actors::persister::{Durable, Publish, StoreReadings};
 use crate::actors::wire;
 use crate::core::LocationEvent;
 use crate::domain::LocationId;
+use futures_util::future::BoxFuture;
 
 /// Takes a location's events. Shared by every location actor, so `&self`; it must not
 /// block (it runs on the location's thread).
@@ -26,7 +27,17 @@ pub trait EventSink: Send + Sync {
     fn stopped(&self, id: &LocationId) {
         let _ = id;
     }
+
+    /// After a batch of readings was applied and its events delivered: a future that
+    /// answers once what this sink was given is safe (durable), for sinks that keep
+    /// readings; `None` for the others.
+    fn barrier(&self) -> Option<Barrier> {
+        None
+    }
 }
+
+/// Answers once what a sink was given is durable, or why not.
+pub type Barrier = BoxFuture<'static, Result<(), String>>;
 
 /// The sinks of this instance, chosen at start-up.
 pub type Sinks = Arc<[Arc<dyn EventSink>]>;
@@ -44,9 +55,11 @@ impl EventSink for RedisRelay {
     }
 }
 
-/// Hands applied readings and consensus changes to the persister for InfluxDB.
+/// Hands applied readings and consensus changes to the persister for InfluxDB; its
+/// barrier answers once they are written or synced to the spool.
 pub struct History {
     pub persister: Recipient<StoreReadings>,
+    pub durable: Recipient<Durable>,
 }
 
 impl EventSink for History {
@@ -60,6 +73,11 @@ impl EventSink for History {
             }
             _ => {}
         }
+    }
+
+    fn barrier(&self) -> Option<Barrier> {
+        let durable = self.durable.send(Durable);
+        Some(Box::pin(async move { durable.await.unwrap_or_else(|_| Err("the persister stopped".into())) }))
     }
 }
 

@@ -311,6 +311,10 @@ impl Service {
                 detail: format!("{e}; retry (a repeated reading is dropped as a duplicate)"),
                 retry_after_secs: 5,
             },
+            IngestError::NotStored(_) => ServiceError::Unavailable {
+                detail: format!("{e}; retry (a repeated reading is dropped as a duplicate)"),
+                retry_after_secs: 5,
+            },
             IngestError::ShuttingDown => MailboxError::Closed.into(),
         })?;
         rejected.extend(refused.into_iter().map(|(index, error)| Rejected { index, errors: vec![error] }));

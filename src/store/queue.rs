@@ -40,7 +40,10 @@ pub struct SpoolOptions {
 }
 
 pub struct DurableQueue {
-    memory: VecDeque<String>,
+    /// Items not on disk yet, oldest first, each with its number (see `pushed`).
+    memory: VecDeque<(u64, String)>,
+    /// How many items were ever pushed in this process: the number of the next one.
+    pushed: u64,
     max_memory: usize,
     spool: PathBuf,
     offset_file: PathBuf,
@@ -110,6 +113,7 @@ impl DurableQueue {
         let offset = fs::read_to_string(&offset_file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
         let mut queue = Self {
             memory: VecDeque::new(),
+            pushed: 0,
             max_memory: max_memory.max(1),
             spool,
             offset_file,
@@ -203,21 +207,36 @@ impl DurableQueue {
         self.spool_bytes
     }
 
+    /// How many items were pushed so far: an item is durable once `durable()` reaches
+    /// the count at its push.
+    pub fn pushed(&self) -> u64 {
+        self.pushed
+    }
+
+    /// How many of the pushed items, counted from the first, are durable: written to
+    /// the backend or to the spool. (An item kept in memory holds back the count of
+    /// newer ones that may be on disk already: the count is never too high.)
+    pub fn durable(&self) -> u64 {
+        self.memory.front().map_or(self.pushed, |(number, _)| *number)
+    }
+
     /// Queues an item; returns how many items went to disk (0 or 1, or the whole memory
     /// queue when it overflowed). When the spool refuses them they stay in memory and
     /// the error says why.
     pub fn push(&mut self, item: String) -> io::Result<usize> {
+        let number = self.pushed;
+        self.pushed += 1;
         if self.spooled > 0 {
             let (records, n) = frame(std::iter::once(&item));
             return match self.append(records, n) {
                 Ok(()) => Ok(1),
                 Err(e) => {
-                    self.memory.push_back(item);
+                    self.memory.push_back((number, item));
                     Err(e)
                 }
             };
         }
-        self.memory.push_back(item);
+        self.memory.push_back((number, item));
         if self.memory.len() > self.max_memory { self.spill() } else { Ok(0) }
     }
 
@@ -231,7 +250,7 @@ impl DurableQueue {
         if self.memory.len() <= keep {
             return Ok(0);
         }
-        let (records, n) = frame(self.memory.range(keep..));
+        let (records, n) = frame(self.memory.range(keep..).map(|(_, item)| item));
         self.append(records, n)?;
         self.memory.truncate(keep);
         Ok(n)
@@ -283,7 +302,7 @@ impl DurableQueue {
         if !self.memory.is_empty() {
             let n = self.memory.len().min(max);
             self.batch = Some(BatchSource::Memory(n));
-            return Ok(self.memory.iter().take(n).cloned().collect());
+            return Ok(self.memory.iter().take(n).map(|(_, item)| item.clone()).collect());
         }
         if self.spooled == 0 {
             self.batch = None;
@@ -466,6 +485,24 @@ mod tests {
         *bytes.last_mut().unwrap() ^= 0xff;
         fs::write(&wal, bytes).unwrap();
         assert_eq!(DurableQueue::open(dir.path(), "influxdb", 10, OPTIONS).unwrap().spooled(), 1);
+    }
+
+    #[test]
+    fn an_item_is_durable_once_written_or_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = DurableQueue::open(dir.path(), "x", 10, OPTIONS).unwrap();
+        for i in 0..3 {
+            q.push(format!("i{i}")).unwrap();
+        }
+        assert_eq!((q.pushed(), q.durable()), (3, 0));
+        q.next_batch(2).unwrap();
+        q.ack().unwrap();
+        assert_eq!(q.durable(), 2, "the first two were written");
+        q.next_batch(1).unwrap();
+        q.fail().unwrap();
+        assert_eq!(q.durable(), 3, "the third went to the spool");
+        q.push("i3".into()).unwrap();
+        assert_eq!(q.durable(), 4, "with a spool, a new item goes straight to disk");
     }
 
     #[test]

@@ -426,13 +426,21 @@ async fn a_spool_torn_by_a_kill_replays_every_whole_record_and_keeps_working() {
 }
 
 #[actix_rt::test]
-async fn a_full_spool_is_a_503_on_ready_and_its_writes_wait_in_memory_until_the_backend_returns() {
+async fn a_full_spool_is_a_503_to_the_post_and_on_ready_and_its_writes_wait_in_memory_until_the_backend_returns() {
     let mut influx = Influx::stopped();
     let mut config = backends(None, Some(&influx));
     crate::helpers::merge(&mut config, json!({"persist": {"queue_max_items": 5, "spool_max_bytes": 2000}}));
     let app = spawn_app_with(config).await;
     let readings: Vec<Value> = (0..40).map(|i| station_reading("FULL1", 40 - i, i as f64)).collect();
-    assert_eq!(app.post_readings(&json!(readings)).await.0, 202);
+    let r = app.client.post(app.url("/v1/readings")).json(&json!(readings)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["detail"],
+        "readings applied but not stored durably (influxdb: the spool refuses writes: the spool would pass \
+         persist.spool_max_bytes (2000 bytes)); retry (a repeated reading is dropped as a duplicate)"
+    );
     let full = eventually(10, || async {
         let (status, body) = app.get_json("/ready").await;
         status == 503
@@ -451,6 +459,41 @@ async fn a_full_spool_is_a_503_on_ready_and_its_writes_wait_in_memory_until_the_
     influx.launch();
     assert!(eventually(20, || async { influx.count_readings("WHERE location = 'FULL1'").await == 40 }).await);
     assert!(eventually(10, || async { app.get_json("/ready").await.0 == 200 }).await);
+    // The client's retry is safe now: the repeats are duplicates, and the answer a 202.
+    let (status, body) = app.post_readings(&json!(readings)).await;
+    assert_eq!((status, body["accepted"].clone()), (202, json!(40)));
+    assert_eq!(influx.count_readings("WHERE location = 'FULL1'").await, 40);
+}
+
+#[actix_rt::test]
+async fn a_202_with_influxdb_down_is_on_disk_so_a_kill_right_after_it_loses_nothing() {
+    let mut influx = Influx::stopped();
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().to_string_lossy().into_owned();
+    let influx_url = influx.url();
+    let env = [
+        ("ISOBAR__INFLUX__URL", influx_url.as_str()),
+        ("ISOBAR__PERSIST__DATA_DIR", spool_dir.as_str()),
+        ("ISOBAR__PERSIST__RETRY_MAX_MS", "300"),
+    ];
+    let (mut child, address, _) = crate::process::serve(&env);
+    let client = reqwest::Client::new();
+    let batch: Vec<Value> =
+        (0..300).map(|i| station_reading(&format!("NOW{}", i % 3), i / 3 + 1, i as f64 / 10.0)).collect();
+    let r = client.post(format!("http://{address}/v1/readings")).json(&batch).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let _ = child.kill(); // SIGKILL, the moment the 202 arrived
+    let _ = child.wait();
+
+    influx.launch();
+    let (mut child, _, _) = crate::process::serve(&env);
+    assert!(
+        eventually(20, || async { influx.count_readings("WHERE location =~ /^NOW/").await == 300 }).await,
+        "{} of 300 arrived",
+        influx.count_readings("WHERE location =~ /^NOW/").await
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[actix_rt::test]

@@ -12,12 +12,23 @@ use crate::core::Update;
 use crate::domain::{Forecast, LocationId, Reading};
 
 /// Readings for this location, already validated. Sent by the ingest path, which waits
-/// for the answer: `Err` when applying them panicked and the actor is restarting from its
-/// last state, with the readings it had not applied yet (send them again).
+/// for the answer: `Ok` once they are in the location's state and every sink that keeps
+/// readings has them safe (InfluxDB, or its synced spool).
 #[derive(Message)]
-#[rtype(result = "Result<(), Unapplied>")]
+#[rtype(result = "Result<(), IngestFailure>")]
 pub struct IngestBatch {
     pub readings: Vec<Reading>,
+}
+
+/// Why an `IngestBatch` is not safe.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IngestFailure {
+    /// Applying panicked and the actor is restarting from its last state: these
+    /// readings were not applied (send them again).
+    Unapplied(Unapplied),
+    /// Applied, but not stored durably (the spool refuses writes); a repeat is dropped
+    /// as a duplicate once it is.
+    NotStored(String),
 }
 
 /// The readings of a batch a location actor did not apply: it panicked and is restarting.

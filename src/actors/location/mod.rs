@@ -249,7 +249,7 @@ impl Supervised for LocationActor {
 }
 
 impl Handler<IngestBatch> for LocationActor {
-    type Result = Result<(), Unapplied>;
+    type Result = ResponseFuture<Result<(), IngestFailure>>;
 
     fn handle(&mut self, msg: IngestBatch, ctx: &mut Context<Self>) -> Self::Result {
         self.touch();
@@ -268,10 +268,20 @@ impl Handler<IngestBatch> for LocationActor {
         let Ok(events) = applied else {
             // What the core had not taken yet is left in `pending`, last first.
             pending.reverse();
-            return Err(Unapplied { readings: pending });
+            return Box::pin(std::future::ready(Err(IngestFailure::Unapplied(Unapplied { readings: pending }))));
         };
         self.emit(events, ctx);
-        Ok(())
+        // The batch is safe once every sink that keeps readings says so.
+        let barriers: Vec<_> = self.deps.sinks.iter().filter_map(|sink| sink.barrier()).collect();
+        if barriers.is_empty() {
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        Box::pin(async move {
+            match futures_util::future::join_all(barriers).await.into_iter().find_map(Result::err) {
+                None => Ok(()),
+                Some(why) => Err(IngestFailure::NotStored(why)),
+            }
+        })
     }
 }
 
