@@ -103,7 +103,10 @@ impl Application {
         let history_in_influx = !settings.influx.url.trim().is_empty();
         let feed = persister.redis().and_then(|r| r.pubsub_client()).map(|client| (client, persister.instance()));
         let shared_cache = persister.redis().map(|r| r as Arc<dyn SharedCache>);
-        let persister = persister.start();
+        // The persister and the Directory get threads of their own: spool I/O and a
+        // burst of actor starts never hold up each other, the location actors or HTTP.
+        let persister_arbiter = Arbiter::new();
+        let persister = Persister::start_in_arbiter(&persister_arbiter.handle(), move |_| persister);
 
         // The pollers exist before the Directory (each location actor tells them to track
         // it) and run once the ingest path, which needs the Directory, exists.
@@ -166,6 +169,7 @@ impl Application {
         let trackers: Arc<[_]> = pollers.trackers.clone().into();
         let (deps_persister, deps_metrics) = (persister.clone(), metrics.clone());
         let idle_passivate = Duration::from_secs(settings.locations.idle_passivate_secs);
+        let directory_arbiter = Arbiter::new();
         let directory = Directory::new(
             catalog.clone(),
             stations.clone(),
@@ -184,13 +188,14 @@ impl Application {
                 directory,
                 metrics: deps_metrics,
             },
-        )
-        .start();
+        );
+        let directory = Directory::start_in_arbiter(&directory_arbiter.handle(), move |_| directory);
 
         if let (Some(ctx), Some((client, instance))) = (feed_context, feed) {
             ctx.run(RedisFeed::new(client, instance));
         }
         let mut arbiters = arbiters;
+        arbiters.extend([persister_arbiter, directory_arbiter]);
         let kafka = if kafka_on {
             let skew = settings.locations.max_clock_skew_secs;
             let ingest = KafkaIngest::new(&settings.kafka, skew, directory.clone(), persister.clone(), metrics.clone())

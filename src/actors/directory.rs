@@ -37,7 +37,7 @@ pub struct Directory {
     /// Handed to every location actor; `None` until this actor has started (it holds our
     /// own address).
     deps: Option<LocationDeps>,
-    make_deps: Option<Box<dyn FnOnce(Recipient<RequestPassivation>) -> LocationDeps>>,
+    make_deps: Option<Box<dyn FnOnce(Recipient<RequestPassivation>) -> LocationDeps + Send>>,
     metrics: Arc<Metrics>,
 }
 
@@ -122,7 +122,7 @@ impl Directory {
         arbiters: Vec<ArbiterHandle>,
         persister: Addr<Persister>,
         metrics: Arc<Metrics>,
-        make_deps: impl FnOnce(Recipient<RequestPassivation>) -> LocationDeps + 'static,
+        make_deps: impl FnOnce(Recipient<RequestPassivation>) -> LocationDeps + Send + 'static,
     ) -> Self {
         Self {
             catalog,
