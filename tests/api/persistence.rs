@@ -16,6 +16,18 @@ fn backends(redis: Option<&Redis>, influx: Option<&Influx>) -> Value {
     })
 }
 
+/// `n` station readings, the i-th of location `id(i)`, i seconds before now.
+fn readings_a_second_apart(n: i64, id: impl Fn(i64) -> String) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let mut r = station_reading(&id(i), 0, i as f64 / 20.0);
+            let at = chrono::Utc::now() - chrono::Duration::seconds(i);
+            r["observed_at"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            r
+        })
+        .collect()
+}
+
 async fn written(app: &TestApp, backend: &str) -> f64 {
     app.metric(&format!("isobar_persist_written_total{{backend=\"{backend}\"}}")).await.unwrap_or(0.0)
 }
@@ -314,15 +326,7 @@ async fn spilled_readings_arrive_after_isobar_itself_is_killed_while_influxdb_is
     ];
     let (mut child, address, _) = crate::process::serve(&env);
     let client = reqwest::Client::new();
-    let batch: Vec<Value> = (0..500)
-        .map(|i| {
-            let mut r = station_reading(&format!("KILL{}", i % 10), 0, i as f64 / 20.0);
-            r["observed_at"] = json!(
-                (chrono::Utc::now() - chrono::Duration::seconds(i)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            );
-            r
-        })
-        .collect();
+    let batch = readings_a_second_apart(500, |i| format!("KILL{}", i % 10));
     let r = client.post(format!("http://{address}/v1/readings")).json(&batch).send().await.unwrap();
     assert_eq!(r.status(), 202);
     let spilled = eventually(10, || async {
@@ -383,15 +387,7 @@ async fn a_spool_torn_by_a_kill_replays_every_whole_record_and_keeps_working() {
     let (mut child, address, _) = crate::process::serve(&env);
     let client = reqwest::Client::new();
     // São Paulo's readings: multi-byte characters in the spooled lines.
-    let batch: Vec<Value> = (0..200)
-        .map(|i| {
-            let mut r = station_reading("SAO-PAULO", 0, i as f64 / 20.0);
-            r["observed_at"] = json!(
-                (chrono::Utc::now() - chrono::Duration::seconds(i)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            );
-            r
-        })
-        .collect();
+    let batch = readings_a_second_apart(200, |_| "SAO-PAULO".to_owned());
     let r = client.post(format!("http://{address}/v1/readings")).json(&batch).send().await.unwrap();
     assert_eq!(r.status(), 202);
     let wal = spool.path().join("influxdb.wal");
