@@ -87,6 +87,7 @@ pub struct Metrics {
     pub kafka_consumer_lag: IntGauge,
     pub kafka_assigned_partitions: IntGauge,
     pub kafka_handed_over: IntCounter,
+    pub kafka_dlq_blocked: IntGauge,
 }
 
 impl Metrics {
@@ -201,6 +202,11 @@ impl Metrics {
             "Partitions of the readings topic this instance owns (its locations are owned here).",
         )
         .expect("static metric definition");
+        let kafka_dlq_blocked = IntGauge::new(
+            "isobar_kafka_dlq_blocked",
+            "1 while the dead-letter topic refuses messages and consumption waits on one.",
+        )
+        .expect("static metric definition");
         let kafka_handed_over = IntCounter::new(
             "isobar_kafka_locations_handed_over_total",
             "Locations flushed and stopped because their partition moved to another instance.",
@@ -232,6 +238,7 @@ impl Metrics {
             Box::new(kafka_consumer_lag.clone()),
             Box::new(kafka_assigned_partitions.clone()),
             Box::new(kafka_handed_over.clone()),
+            Box::new(kafka_dlq_blocked.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -263,6 +270,7 @@ impl Metrics {
             kafka_consumer_lag,
             kafka_assigned_partitions,
             kafka_handed_over,
+            kafka_dlq_blocked,
         }
     }
 

@@ -144,6 +144,9 @@ pub struct IngestContext {
     persister: Addr<Persister>,
     metrics: Arc<Metrics>,
     ownership: Mutex<Ownership>,
+    /// Why the dead-letter topic refuses messages, while it does: consumption waits (no
+    /// offset passes the dead message) and /ready names `kafka-dlq`.
+    dlq_blocked: Mutex<Option<String>>,
 }
 
 impl IngestContext {
@@ -247,10 +250,17 @@ pub struct KafkaIngest {
 #[rtype(result = "()")]
 pub struct Leave;
 
-/// Whether the brokers answer; for /ready.
+/// Whether the brokers answer, and why the dead-letter topic refuses messages if it
+/// does; for /ready.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "KafkaHealth")]
 pub struct CheckKafka;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaHealth {
+    pub brokers: Result<(), String>,
+    pub dlq_blocked: Option<String>,
+}
 
 impl KafkaIngest {
     pub fn new(
@@ -280,6 +290,7 @@ impl KafkaIngest {
             persister,
             metrics: metrics.clone(),
             ownership: Mutex::default(),
+            dlq_blocked: Mutex::default(),
         };
         let consumer: IngestConsumer = config
             .set("bootstrap.servers", &settings.brokers)
@@ -335,9 +346,22 @@ fn decode(message: &BorrowedMessage<'_>, max_bytes: usize, max_clock_skew_secs: 
     })
 }
 
-async fn dead_letter(dlq: &FutureProducer, settings: &KafkaSettings, message: &BorrowedMessage<'_>, reason: &str) {
+/// Attempts at the dead-letter topic before the consumer pauses and says so.
+const DLQ_ATTEMPTS: u32 = 3;
+
+/// Writes `message` to the dead-letter topic with `reason`; never gives up (nothing is
+/// skipped). After `DLQ_ATTEMPTS` failures the consumer is paused (it waits here) and
+/// says so on /ready and in `isobar_kafka_dlq_blocked`, until the topic takes it.
+async fn dead_letter(
+    dlq: &FutureProducer,
+    settings: &KafkaSettings,
+    message: &BorrowedMessage<'_>,
+    reason: &str,
+    context: &IngestContext,
+) {
     let partition = message.partition().to_string();
     let offset = message.offset().to_string();
+    let mut failures = 0;
     loop {
         let headers = OwnedHeaders::new()
             .insert(Header { key: "error", value: Some(reason) })
@@ -350,11 +374,27 @@ async fn dead_letter(dlq: &FutureProducer, settings: &KafkaSettings, message: &B
             record = record.key(key);
         }
         match dlq.send(record, DLQ_TIMEOUT).await {
-            Ok(_) => return,
+            Ok(_) => {
+                if failures >= DLQ_ATTEMPTS {
+                    info!(topic = settings.dlq_topic, "the dead-letter topic takes messages again; consuming");
+                    *context.dlq_blocked.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                    context.metrics.kafka_dlq_blocked.set(0);
+                }
+                return;
+            }
             // Never drop a message silently: the consumer waits until the DLQ takes it.
             Err((e, _)) => {
-                error!(error = %e, "cannot write to the dead-letter topic; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                failures += 1;
+                if failures == DLQ_ATTEMPTS {
+                    error!(topic = settings.dlq_topic, error = %e, "the dead-letter topic refuses messages; consumption pauses until it takes this one");
+                    let why = format!("{} refuses messages: {e}", settings.dlq_topic);
+                    *context.dlq_blocked.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
+                    context.metrics.kafka_dlq_blocked.set(1);
+                } else if failures < DLQ_ATTEMPTS {
+                    warn!(topic = settings.dlq_topic, error = %e, "cannot write to the dead-letter topic; retrying");
+                }
+                let pause = if failures < DLQ_ATTEMPTS { 1 } else { 5 };
+                tokio::time::sleep(Duration::from_secs(pause)).await;
             }
         }
     }
@@ -430,7 +470,7 @@ async fn consume(
             }
         }
         for (i, d) in &dead {
-            dead_letter(&dlq, &settings, &batch[*i], &d.reason).await;
+            dead_letter(&dlq, &settings, &batch[*i], &d.reason, consumer.context()).await;
             metrics.kafka_dlq.with_label_values(&[d.label]).inc();
             metrics.kafka_produced.with_label_values(&["dlq"]).inc();
         }
@@ -545,16 +585,18 @@ impl Handler<Leave> for KafkaIngest {
 }
 
 impl Handler<CheckKafka> for KafkaIngest {
-    type Result = ResponseFuture<Result<(), String>>;
+    type Result = ResponseFuture<KafkaHealth>;
 
     fn handle(&mut self, _: CheckKafka, _: &mut Context<Self>) -> Self::Result {
         let consumer = self.consumer.clone();
+        let dlq_blocked = consumer.context().dlq_blocked.lock().unwrap_or_else(PoisonError::into_inner).clone();
         Box::pin(async move {
-            actix_rt::task::spawn_blocking(move || {
+            let brokers = actix_rt::task::spawn_blocking(move || {
                 consumer.fetch_metadata(None, METADATA_TIMEOUT).map(drop).map_err(|e| format!("kafka: {e}"))
             })
             .await
-            .unwrap_or_else(|e| Err(format!("kafka: {e}")))
+            .unwrap_or_else(|e| Err(format!("kafka: {e}")));
+            KafkaHealth { brokers, dlq_blocked }
         })
     }
 }

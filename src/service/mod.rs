@@ -356,14 +356,23 @@ impl Service {
         }
         match kafka {
             None => {}
-            Some(Ok(Ok(Ok(())))) => dependencies.push(json!({"name": "kafka", "state": "up"})),
-            Some(result) => {
+            Some(Ok(Ok(health))) => {
+                match health.brokers {
+                    Ok(()) => dependencies.push(json!({"name": "kafka", "state": "up"})),
+                    Err(detail) => {
+                        all_up = false;
+                        dependencies.push(json!({"name": "kafka", "state": "down", "detail": detail}));
+                    }
+                }
+                // The consumer waits on a dead letter the DLQ refuses: not ready.
+                if let Some(detail) = health.dlq_blocked {
+                    all_up = false;
+                    dependencies.push(json!({"name": "kafka-dlq", "state": "down", "detail": detail}));
+                }
+            }
+            Some(_) => {
                 all_up = false;
-                let detail = match result {
-                    Ok(Ok(Err(e))) => e,
-                    _ => "kafka: no answer".to_owned(),
-                };
-                dependencies.push(json!({"name": "kafka", "state": "down", "detail": detail}));
+                dependencies.push(json!({"name": "kafka", "state": "down", "detail": "kafka: no answer"}));
             }
         }
         let body = json!({

@@ -255,3 +255,38 @@ async fn a_post_after_the_broker_was_killed_gets_a_503_with_retry_after_within_t
         assert!(took < Duration::from_millis(2500), "answered after {took:?}");
     }
 }
+
+#[actix_rt::test]
+async fn with_the_dlq_topic_missing_ready_names_kafka_dlq_and_consumption_waits_until_it_exists() {
+    let broker = Tansu::start_with_topics(&[("isobar.readings", 3), ("isobar.updates", 3)]);
+    let app = spawn_app_with(json!({"kafka": {"brokers": broker.brokers()}})).await;
+    produce(&broker.brokers(), "isobar.readings", &[("DLQ1".to_owned(), "not json at all".to_owned())], None).await;
+    let blocked = eventually(60, || async {
+        let (status, body) = app.get_json("/ready").await;
+        status == 503
+            && body["dependencies"].as_array().unwrap().iter().any(|d| {
+                d["name"] == "kafka-dlq"
+                    && d["detail"].as_str().is_some_and(|s| s.starts_with("isobar.readings.dlq refuses messages: "))
+            })
+    })
+    .await;
+    assert!(blocked, "{}", app.get_json("/ready").await.1);
+    assert_eq!(app.metric("isobar_kafka_dlq_blocked").await, Some(1.0));
+
+    // A good reading behind the dead one (same key, same partition) waits with it.
+    produce(&broker.brokers(), "isobar.readings", &[keyed("DLQ1", &station_reading("DLQ1", 1, 7.0))], None).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(app.get_json("/v1/locations/DLQ1/current").await.0, 404, "nothing passed the dead message");
+
+    broker.create_topic("isobar.readings.dlq", 1);
+    assert!(
+        eventually(60, || async { app.get_json("/v1/locations/DLQ1/current").await.1["temperature"] == 7.0 }).await,
+        "consumption resumed"
+    );
+    let (status, _) = app.get_json("/ready").await;
+    assert_eq!(status, 200);
+    assert_eq!(app.metric("isobar_kafka_dlq_blocked").await, Some(0.0));
+    let dead = consume(&broker.brokers(), "isobar.readings.dlq", "dlq-missing", 1).await;
+    assert_eq!(dead[0]["value"], "not json at all");
+    assert_eq!(dead[0]["headers"]["error"], "not JSON: expected ident at line 1 column 2");
+}

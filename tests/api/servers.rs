@@ -238,18 +238,27 @@ fn tansu_binary() -> PathBuf {
 impl Tansu {
     /// A broker with the isobar topics created.
     pub fn start() -> Self {
+        Self::start_with_topics(&TOPICS)
+    }
+
+    /// A broker with only `topics` created (tansu creates none by itself).
+    pub fn start_with_topics(topics: &[(&str, u32)]) -> Self {
         let mut t = Self { port: free_port(), dir: tempfile::tempdir().unwrap(), child: Running::default() };
         t.launch();
-        for (topic, partitions) in TOPICS {
-            let status = Command::new(tansu_binary())
-                .args(["topic", "create", topic, "--partitions", &partitions.to_string(), "--broker", &t.url()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("tansu topic create runs");
-            assert!(status.success(), "tansu could not create {topic}");
+        for (topic, partitions) in topics {
+            t.create_topic(topic, *partitions);
         }
         t
+    }
+
+    pub fn create_topic(&self, topic: &str, partitions: u32) {
+        let status = Command::new(tansu_binary())
+            .args(["topic", "create", topic, "--partitions", &partitions.to_string(), "--broker", &self.url()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("tansu topic create runs");
+        assert!(status.success(), "tansu could not create {topic}");
     }
 
     fn url(&self) -> String {
