@@ -474,6 +474,9 @@ async fn consume(
             metrics.kafka_dlq.with_label_values(&[d.label]).inc();
             metrics.kafka_produced.with_label_values(&["dlq"]).inc();
         }
+        // Fault injection (`kafka-commit`): a panic here is a crash after applying and
+        // before the offsets move, the worst moment for at-least-once.
+        fail::fail_point!("kafka-commit");
         for message in &batch {
             if let Err(e) = consumer.store_offset_from_message(message) {
                 warn!(error = %e, "cannot store a Kafka offset; the message may be redelivered");

@@ -83,6 +83,7 @@ impl InfluxStore {
     }
 
     pub async fn write(&self, lines: &[String]) -> Result<WriteOutcome, StoreError> {
+        fail::fail_point!("influx-write", |_| Err(StoreError::Influx("influx-write failpoint".into())));
         let url = format!("{}/write", self.url);
         let send = || {
             self.auth(self.client.post(&url))

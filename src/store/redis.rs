@@ -164,6 +164,7 @@ impl RedisStore {
     /// Applies writes in order: snapshots (with the snapshot TTL, fenced: see
     /// `FENCED_SET`) and station descriptions.
     pub async fn write(&self, items: &[RedisWrite]) -> Result<(), StoreError> {
+        fail::fail_point!("redis-write", |_| Err(StoreError::Redis("redis-write failpoint".into())));
         match self.conn().await? {
             Conn::Single(mut c) => {
                 let mut pipe = redis::pipe();

@@ -80,3 +80,39 @@ async fn a_panic_while_applying_loses_no_accepted_reading_and_the_feed_goes_on()
     assert!(line["panic"].as_str().unwrap().contains("location-apply"), "{line}");
     let _ = child.kill();
 }
+
+#[actix_rt::test]
+async fn a_spool_that_cannot_be_written_is_a_503_and_nothing_accepted_is_lost_once_it_can() {
+    let mut influx = Influx::stopped();
+    let influx_url = influx.url();
+    // The first two appends to the spool fail, as on a full disk; InfluxDB is down.
+    let (mut child, address, _) = serve(&[
+        ("FAILPOINTS", "spool-append=2*return"),
+        ("ISOBAR__INFLUX__URL", influx_url.as_str()),
+        ("ISOBAR__PERSIST__RETRY_MAX_MS", "300"),
+    ]);
+    let client = reqwest::Client::new();
+    let post = |body: Value| {
+        let client = client.clone();
+        let url = format!("http://{address}/v1/readings");
+        async move {
+            let r = client.post(url).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let first: Vec<Value> = (0..50).map(|i| crate::helpers::station_reading("FULL2", 100 - i, i as f64)).collect();
+    let (status, body) = post(json!(first)).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        body["detail"],
+        "readings applied but not stored durably (influxdb: the spool refuses writes: spool-append failpoint); \
+         retry (a repeated reading is dropped as a duplicate)"
+    );
+    // Once the spool takes writes again, the client's retry is a 202.
+    let second: Vec<Value> = (0..50).map(|i| crate::helpers::station_reading("FULL2", 50 - i, i as f64)).collect();
+    assert!(eventually(10, || async { post(json!(second)).await.0 == 202 }).await);
+
+    influx.launch();
+    assert!(eventually(20, || async { influx.count_readings("WHERE location = 'FULL2'").await == 100 }).await);
+    let _ = child.kill();
+}
