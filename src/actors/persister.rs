@@ -80,8 +80,9 @@ pub struct Persister {
     metrics: Arc<Metrics>,
     /// Tags this instance's publications, so it can ignore its own on the feed.
     instance: Arc<str>,
-    /// Hand-overs waiting for the Redis queue to drain.
-    synced: Vec<oneshot::Sender<()>>,
+    /// Hand-overs waiting for the Redis queue to drain, with the locations whose local
+    /// copies go once Redis holds their snapshots (not before: they may be the only ones).
+    synced: Vec<(oneshot::Sender<()>, Vec<LocationId>)>,
 }
 
 /// Sent by a `LocationActor` when its state changed (at most once per snapshot interval)
@@ -356,7 +357,10 @@ impl Persister {
                 }
                 backend.failures = 0;
                 if name == "redis" && backend.queue.is_empty() {
-                    for waiter in self.synced.drain(..) {
+                    for (waiter, forget) in std::mem::take(&mut self.synced) {
+                        for id in &forget {
+                            self.memory.remove(id);
+                        }
                         let _ = waiter.send(());
                     }
                 }
@@ -493,18 +497,26 @@ impl Handler<LoadSnapshot> for Persister {
             .or_else(|| self.memory.snapshot(&msg.location_id));
         let redis = self.redis.clone();
         Box::pin(async move {
-            if local.is_some() {
-                return Ok(local);
-            }
-            let Some(redis) = redis else { return Ok(None) };
-            let Some(text) = redis.load_snapshot(&msg.location_id).await? else { return Ok(None) };
-            match snapshot_from_json(&text, &msg.location_id) {
-                Ok(snapshot) => Ok(Some(Arc::new(snapshot))),
+            let Some(redis) = redis else { return Ok(local) };
+            // A local copy may be older than what another instance wrote since (it owned
+            // the location meanwhile): the newer by (epoch, seq) wins. Without Redis
+            // answering, a local copy is the best there is.
+            let stored = match redis.load_snapshot(&msg.location_id).await {
+                Ok(text) => text,
+                Err(_) if local.is_some() => return Ok(local),
+                Err(e) => return Err(e),
+            };
+            let stored = stored.and_then(|text| match snapshot_from_json(&text, &msg.location_id) {
+                Ok(snapshot) => Some(Arc::new(snapshot)),
                 Err(e) => {
                     warn!(location = %msg.location_id, error = %e, "ignoring a foreign value under an isobar key");
-                    Ok(None)
+                    None
                 }
-            }
+            });
+            Ok(match (local, stored) {
+                (Some(l), Some(s)) => Some(if (s.epoch, s.seq) > (l.epoch, l.seq) { s } else { l }),
+                (l, s) => l.or(s),
+            })
         })
     }
 }
@@ -677,15 +689,14 @@ impl Handler<SyncSnapshots> for Persister {
         let Some(redis) = self.backends.iter().find(|b| b.name == "redis") else {
             return Box::pin(std::future::ready(Ok(())));
         };
-        let drained = redis.queue.is_empty();
-        for id in &msg.forget {
-            self.memory.remove(id);
-        }
-        if drained {
+        if redis.queue.is_empty() {
+            for id in &msg.forget {
+                self.memory.remove(id);
+            }
             return Box::pin(std::future::ready(Ok(())));
         }
         let (tx, rx) = oneshot::channel();
-        self.synced.push(tx);
+        self.synced.push((tx, msg.forget));
         self.flush(ctx);
         Box::pin(async move {
             match tokio::time::timeout(SYNC_TIMEOUT, rx).await {
@@ -788,5 +799,36 @@ mod tests {
         assert_eq!(p.send(LoadSnapshot { location_id: id }).await.unwrap().unwrap().unwrap().seq, 2);
         let unknown = LocationId::parse("EGLL").unwrap();
         assert_eq!(p.send(LoadSnapshot { location_id: unknown }).await.unwrap(), Ok(None));
+    }
+
+    #[actix::test]
+    async fn a_hand_over_keeps_the_local_copy_until_redis_holds_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = PersistSettings {
+            flush_interval_ms: 3_600_000,
+            snapshot_interval_ms: 1000,
+            batch_max_items: 100,
+            queue_max_items: 100,
+            spool_max_bytes: 1 << 20,
+            spool_fsync: false,
+            data_dir: dir.path().to_string_lossy().into_owned(),
+            retry_base_ms: 10,
+            retry_max_ms: 100,
+        };
+        // Nothing listens on port 1: every Redis write fails.
+        let unreachable = RedisSettings { url: "redis://127.0.0.1:1".into(), cluster: false, snapshot_ttl_secs: 60 };
+        let no_influx = InfluxSettings {
+            url: String::new(),
+            database: "x".into(),
+            username: String::new(),
+            password: String::new(),
+        };
+        let p = Persister::new(&settings, &unreachable, &no_influx, Arc::new(Metrics::new())).unwrap().start();
+        p.do_send(SaveSnapshot { snapshot: snapshot("KJFK", 4), current: None });
+        let id = LocationId::parse("KJFK").unwrap();
+        let synced = p.send(SyncSnapshots { forget: vec![id.clone()] }).await.unwrap();
+        assert_eq!(synced, Err("Redis did not take the snapshots within 10 s".into()));
+        let kept = p.send(LoadSnapshot { location_id: id }).await.unwrap().unwrap();
+        assert_eq!(kept.map(|s| s.seq), Some(4), "the only copy is kept");
     }
 }
