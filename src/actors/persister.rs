@@ -111,13 +111,17 @@ pub struct StoreReadings {
     pub consensus: Option<Arc<Update>>,
 }
 
-/// Answers once every reading and consensus point handed over before it (`StoreReadings`
-/// from the same sender) is durable: written to InfluxDB or synced to its spool; `Err`
-/// when the spool refuses them. At once without InfluxDB. Sent by the `History` sink
-/// after each batch a location applied, so that the batch's sender knows it is safe.
+/// Answers once everything handed to `backend` before it (by the same sender: readings
+/// and consensus points for `influxdb`, snapshots for `redis`) is durable: written to
+/// the backend or synced to its spool; `Err` when the spool refuses them. At once when
+/// the backend is not configured. Sent after each batch a location applied (by its
+/// `History` sink, and by the actor itself for its snapshot), so that the batch's sender
+/// knows it is safe.
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
-pub struct Durable;
+pub struct Durable {
+    pub backend: &'static str,
+}
 
 /// An update to publish on the location's Redis channel. Sent by the `RedisRelay` sink.
 #[derive(Message)]
@@ -546,14 +550,18 @@ impl Handler<StoreReadings> for Persister {
 impl Handler<Durable> for Persister {
     type Result = ResponseFuture<Result<(), String>>;
 
-    fn handle(&mut self, _: Durable, ctx: &mut Context<Self>) -> Self::Result {
-        let Some(backend) = self.backend("influxdb") else { return Box::pin(std::future::ready(Ok(()))) };
+    fn handle(&mut self, msg: Durable, ctx: &mut Context<Self>) -> Self::Result {
+        // Snapshots wait in `pending` to coalesce: they count from their queue on.
+        if msg.backend == "redis" {
+            self.drain_pending();
+        }
+        let Some(backend) = self.backend(msg.backend) else { return Box::pin(std::future::ready(Ok(()))) };
         let target = backend.queue.pushed();
         if backend.queue.durable() >= target {
             return Box::pin(std::future::ready(Ok(())));
         }
         if let Some(refused) = &backend.spool_error {
-            let refused = format!("influxdb: the spool refuses writes: {refused}");
+            let refused = format!("{}: the spool refuses writes: {refused}", backend.name);
             return Box::pin(std::future::ready(Err(refused)));
         }
         let (tx, rx) = oneshot::channel();

@@ -76,7 +76,7 @@ impl EventSink for History {
     }
 
     fn barrier(&self) -> Option<Barrier> {
-        let durable = self.durable.send(Durable);
+        let durable = self.durable.send(Durable { backend: "influxdb" });
         Some(Box::pin(async move { durable.await.unwrap_or_else(|_| Err("the persister stopped".into())) }))
     }
 }

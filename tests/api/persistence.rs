@@ -367,8 +367,14 @@ async fn instances_sharing_redis_share_the_upstream_cache() {
     let b = spawn_app_with(config).await;
     let (status, body) = b.get_json("/v1/locations/2643743/current").await;
     assert_eq!((status, &body["temperature"]), (200, &json!(26.5)));
+    // The second instance answers from the shared state at once; its poller's first
+    // fetch is then served by the shared response cache.
+    let hit = eventually(5, || async {
+        b.metric("isobar_upstream_cache_hits_total{provider=\"met-norway\"}").await == Some(1.0)
+    })
+    .await;
+    assert!(hit);
     assert_eq!(server.received_requests().await.unwrap().len(), 1, "the second instance used the shared response");
-    assert_eq!(b.metric("isobar_upstream_cache_hits_total{provider=\"met-norway\"}").await, Some(1.0));
 }
 
 #[actix_rt::test]
@@ -532,8 +538,16 @@ async fn with_redis_down_at_start_the_stored_state_is_not_overwritten_and_is_res
     redis.kill();
     let app = spawn_app_with(backends(Some(&redis), None)).await;
     // The station is known from the second reading's coordinates; the actor cannot read
-    // its stored state yet.
-    assert_eq!(app.post_readings(&station_reading("DOWN1", 10, 3.0)).await.0, 202);
+    // its stored state yet: the reading is applied but not safe, so no 202.
+    let (status, body) = app.post_readings(&station_reading("DOWN1", 10, 3.0)).await;
+    assert_eq!(
+        (status, body["detail"].as_str().unwrap()),
+        (
+            503,
+            "readings applied but not stored durably (the location's stored state could not be read yet \
+             (Redis unreachable)); retry (a repeated reading is dropped as a duplicate)"
+        )
+    );
     let (_, history) = app.get_json("/v1/locations/DOWN1/history").await;
     assert_eq!(history["readings"].as_array().unwrap().len(), 1);
     // Snapshots would go to the spool now, and overwrite the stored state on replay.

@@ -28,7 +28,7 @@ use tracing::{debug, error, warn};
 pub use self::messages::*;
 pub use self::ownership::{Feed, Ownership};
 use crate::actors::messages::{ProviderReport, RelayUpdate, Track, Untrack};
-use crate::actors::persister::{Persister, SaveSnapshot};
+use crate::actors::persister::{Durable, Persister, SaveSnapshot};
 use crate::actors::sinks::{Sinks, Subscribers};
 use crate::actors::wire;
 use crate::core::{Analysis, CoreSettings, Ingested, LocationCore, LocationEvent, Update};
@@ -271,8 +271,22 @@ impl Handler<IngestBatch> for LocationActor {
             return Box::pin(std::future::ready(Err(IngestFailure::Unapplied(Unapplied { readings: pending }))));
         };
         self.emit(events, ctx);
-        // The batch is safe once every sink that keeps readings says so.
-        let barriers: Vec<_> = self.deps.sinks.iter().filter_map(|sink| sink.barrier()).collect();
+        // The batch is safe once every sink that keeps readings says so, and, with Redis
+        // keeping the state, once the snapshot holding it is written or spooled. Before
+        // the stored state could be read no snapshot is written: then only a history
+        // store (InfluxDB) can make the batch safe.
+        let mut barriers: Vec<_> = self.deps.sinks.iter().filter_map(|sink| sink.barrier()).collect();
+        if self.deps.snapshot_every.is_some() {
+            if self.restored {
+                self.save_snapshot_if_dirty();
+                let durable = self.deps.persister.send(Durable { backend: "redis" });
+                let durable = async move { durable.await.unwrap_or_else(|_| Err("the persister stopped".into())) };
+                barriers.push(Box::pin(durable));
+            } else if barriers.is_empty() {
+                let why = "the location's stored state could not be read yet (Redis unreachable)".to_owned();
+                return Box::pin(std::future::ready(Err(IngestFailure::NotStored(why))));
+            }
+        }
         if barriers.is_empty() {
             return Box::pin(std::future::ready(Ok(())));
         }
