@@ -774,27 +774,31 @@ mod tests {
         })
     }
 
-    #[actix::test]
-    async fn a_saved_snapshot_loads_before_and_after_a_flush_and_writes_coalesce() {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = PersistSettings {
+    /// Persist settings for a test: no flush unless asked, the spool under `dir`.
+    fn test_settings(dir: &Path) -> PersistSettings {
+        PersistSettings {
             flush_interval_ms: 3_600_000,
             snapshot_interval_ms: 1000,
             batch_max_items: 100,
             queue_max_items: 100,
             spool_max_bytes: 1 << 20,
             spool_fsync: false,
-            data_dir: dir.path().to_string_lossy().into_owned(),
+            data_dir: dir.to_string_lossy().into_owned(),
             retry_base_ms: 10,
             retry_max_ms: 100,
-        };
+        }
+    }
+
+    fn test_influx() -> InfluxSettings {
+        InfluxSettings { url: String::new(), database: "x".into(), username: String::new(), password: String::new() }
+    }
+
+    #[actix::test]
+    async fn a_saved_snapshot_loads_before_and_after_a_flush_and_writes_coalesce() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = test_settings(dir.path());
         let off = RedisSettings { url: String::new(), cluster: false, snapshot_ttl_secs: 60 };
-        let no_influx = InfluxSettings {
-            url: String::new(),
-            database: "x".into(),
-            username: String::new(),
-            password: String::new(),
-        };
+        let no_influx = test_influx();
         let p = Persister::new(&settings, &off, &no_influx, Arc::new(Metrics::new())).unwrap().start();
         p.do_send(SaveSnapshot { snapshot: snapshot("KJFK", 1), current: None });
         p.do_send(SaveSnapshot { snapshot: snapshot("KJFK", 2), current: None });
@@ -812,25 +816,10 @@ mod tests {
     #[actix::test]
     async fn a_hand_over_keeps_the_local_copy_until_redis_holds_the_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = PersistSettings {
-            flush_interval_ms: 3_600_000,
-            snapshot_interval_ms: 1000,
-            batch_max_items: 100,
-            queue_max_items: 100,
-            spool_max_bytes: 1 << 20,
-            spool_fsync: false,
-            data_dir: dir.path().to_string_lossy().into_owned(),
-            retry_base_ms: 10,
-            retry_max_ms: 100,
-        };
+        let settings = test_settings(dir.path());
         // Nothing listens on port 1: every Redis write fails.
         let unreachable = RedisSettings { url: "redis://127.0.0.1:1".into(), cluster: false, snapshot_ttl_secs: 60 };
-        let no_influx = InfluxSettings {
-            url: String::new(),
-            database: "x".into(),
-            username: String::new(),
-            password: String::new(),
-        };
+        let no_influx = test_influx();
         let p = Persister::new(&settings, &unreachable, &no_influx, Arc::new(Metrics::new())).unwrap().start();
         p.do_send(SaveSnapshot { snapshot: snapshot("KJFK", 4), current: None });
         let id = LocationId::parse("KJFK").unwrap();

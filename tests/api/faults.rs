@@ -9,6 +9,12 @@ use crate::helpers::{eventually, next_json};
 use crate::process::serve;
 use crate::servers::Influx;
 
+/// POSTs readings to the process at `address`; answers the status and the body.
+async fn post_readings(client: &reqwest::Client, address: &str, body: Value) -> (u16, Value) {
+    let r = client.post(format!("http://{address}/v1/readings")).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json::<Value>().await.unwrap())
+}
+
 /// A reading of FAULT1 `seconds_ago`, with a temperature that names it.
 fn reading(i: usize, seconds_ago: i64) -> Value {
     let at = chrono::Utc::now() - chrono::Duration::seconds(seconds_ago);
@@ -27,14 +33,7 @@ async fn a_panic_while_applying_loses_no_accepted_reading_and_the_feed_goes_on()
         ("ISOBAR__PERSIST__FLUSH_INTERVAL_MS", "200"),
     ]);
     let client = reqwest::Client::new();
-    let post = |body: Value| {
-        let client = client.clone();
-        let url = format!("http://{address}/v1/readings");
-        async move {
-            let r = client.post(url).json(&body).send().await.unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        }
-    };
+    let post = |body: Value| post_readings(&client, &address, body);
     // 1,000 readings, oldest first, in 10 batches; the first one creates the station.
     let readings: Vec<Value> = (0..1000).map(|i| reading(i, 1000 - i as i64)).collect();
     assert_eq!(post(json!(readings[..100])).await, (202, json!({"accepted": 100, "rejected": []})));
@@ -92,14 +91,7 @@ async fn a_spool_that_cannot_be_written_is_a_503_and_nothing_accepted_is_lost_on
         ("ISOBAR__PERSIST__RETRY_MAX_MS", "300"),
     ]);
     let client = reqwest::Client::new();
-    let post = |body: Value| {
-        let client = client.clone();
-        let url = format!("http://{address}/v1/readings");
-        async move {
-            let r = client.post(url).json(&body).send().await.unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        }
-    };
+    let post = |body: Value| post_readings(&client, &address, body);
     let first: Vec<Value> = (0..50).map(|i| crate::helpers::station_reading("FULL2", 100 - i, i as f64)).collect();
     let (status, body) = post(json!(first)).await;
     assert_eq!(status, 503);
