@@ -1,18 +1,21 @@
-//! `Persister`: the one actor that talks to storage backends.
+//! `Persister`: the one actor that talks to storage backends, on a thread of its own.
 //!
-//! - Snapshots: location actors hand them over (`SaveSnapshot`, at most once per snapshot
-//!   interval and when stopping) and ask for them back when they start (`LoadSnapshot`:
-//!   pending writes first, then memory, then Redis). Writes for one location within a
-//!   flush interval coalesce into one.
+//! - Snapshots: location actors hand them over (`SaveSnapshot`: after each applied batch
+//!   when Redis keeps them, periodically, and when stopping) and ask for them back when
+//!   they start (`LoadSnapshot`: the newer by (epoch, seq) of the local copy — pending or
+//!   in memory — and Redis's). Writes for one location coalesce until the next flush;
+//!   Redis refuses one older than what it holds (see `store::redis`).
 //! - History: applied readings and consensus changes (`StoreReadings`) become InfluxDB
 //!   points.
+//! - Safety: `Durable` answers once everything handed to a backend before it is written
+//!   or synced to its spool, which is what a 202 and a Kafka offset wait for.
 //! - Live feed: updates are published to Redis (`Publish`) for other instances.
 //!
-//! Each backend has a [`DurableQueue`]: bounded in memory while it keeps up, spilled to an
-//! append-only file under `persist.data_dir` while it is down, replayed in order when it
-//! returns (and on the next start). Writes run beside the mailbox, with exponential
+//! Each backend has a [`DurableQueue`]: bounded in memory while it keeps up, spilled to
+//! its write-ahead log under `persist.data_dir` while it is down, replayed in order when
+//! it returns (and on the next start). Writes run beside the mailbox, with exponential
 //! backoff after failures, so a store that is down never blocks a location actor or a
-//! read; /ready names the backend that is down and why.
+//! read; /ready names the backend that is down and why (its spool refusing writes too).
 
 use std::collections::HashMap;
 use std::path::Path;
