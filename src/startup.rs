@@ -1,8 +1,10 @@
 //! Builds the actors and the HTTP server, and shuts them down gracefully.
 //!
-//! `Application::build` starts (in order) the persister, the directory with one arbiter
-//! per core for location actors, the configured sources, preloaded locations, and binds
-//! the listener, so every start-up error (bad config value, port in use, unknown preload
+//! `Application::build` binds the listener, then starts the persister (on its own
+//! arbiter), creates the source pollers, chooses the sinks and the ownership every
+//! location actor gets (from which backends are configured), starts the Directory (on
+//! its own arbiter, with one arbiter per core for location actors), the Redis feed,
+//! Kafka, the ingest path, the replay, the preloaded locations and the service layer, so every start-up error (bad config value, port in use, unknown preload
 //! id) surfaces before anything serves. `run_until_stopped` serves until SIGTERM, SIGINT
 //! or [`ShutdownHandle::shutdown`], then: closes WebSockets with 1001, stops accepting
 //! and lets in-flight requests finish, has every location hand its snapshot to the

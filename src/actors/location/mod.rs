@@ -5,12 +5,15 @@
 //! passivation and snapshots, and hands every event the core returns to its sinks (the
 //! shared ones chosen at start-up, and its own WebSocket [`Subscribers`]). Started by the
 //! `Directory` on first use under a `Supervisor`; it restores from the persister when it
-//! starts or is restarted, hands snapshots back (periodically when a durable store is
-//! configured, and when it stops), tells the pollers to track its location while it runs,
+//! starts or is restarted (`restore.rs`), applies batches and answers once they are safe
+//! (`ingest.rs`), hands snapshots back (after each batch and periodically when Redis
+//! keeps them, and when it stops), tells the pollers to track its location while it runs,
 //! and follows other instances' updates as its [`Ownership`] says.
 //!
-//! Failure: nothing from outside can make it panic (readings arrive validated). When it
-//! stops for any reason, its subscribers are told, so they can re-resolve and resubscribe.
+//! Failure: every call into the core runs under a panic guard: a panic is logged with the
+//! location, the actor stops, and its supervisor restarts it from its last state with the
+//! mailbox kept. When it stops for any reason, its subscribers are told, so they can
+//! re-resolve and resubscribe.
 
 mod ingest;
 pub mod messages;
