@@ -41,14 +41,6 @@ impl Stations {
         self.by_id.read().unwrap_or_else(|p| p.into_inner()).contains_key(id)
     }
 
-    pub fn len(&self) -> usize {
-        self.by_id.read().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Stations whose folded id or name equals or starts with the folded `query`, exact
     /// matches first, then by id; at most `limit`.
     pub fn search(&self, query: &str, limit: usize) -> Vec<(MatchRank, Location)> {

@@ -104,10 +104,6 @@ impl LocationCore {
         &self.location.id
     }
 
-    pub fn location(&self) -> &Arc<Location> {
-        &self.location
-    }
-
     /// Sequence number of the last update.
     pub fn seq(&self) -> u64 {
         self.state.seq

@@ -89,13 +89,6 @@ impl Spec {
         }
     }
 
-    pub fn unit(&self, units: Units) -> &'static str {
-        match units {
-            Units::Metric => self.metric_unit,
-            Units::Imperial => self.imperial_unit,
-        }
-    }
-
     /// Distance between two values of this quantity (angular for circular ones).
     pub fn distance(&self, a: f64, b: f64) -> f64 {
         if self.circular {
@@ -221,11 +214,6 @@ impl Values {
     /// Every slot as an option, in table order.
     pub fn to_array(&self) -> [Option<f64>; COUNT] {
         self.0.map(|v| (!v.is_nan()).then_some(v))
-    }
-
-    /// Values from an array in table order.
-    pub fn from_array(values: [Option<f64>; COUNT]) -> Self {
-        Self(values.map(|v| v.unwrap_or(f64::NAN)))
     }
 
     /// These values converted to `units`.

@@ -143,10 +143,6 @@ impl Service {
         Self { deps, settings }
     }
 
-    pub fn settings(&self) -> &ServiceSettings {
-        &self.settings
-    }
-
     /// Cities and stations by name prefix, in one ranking.
     pub fn search(&self, query: &str, limit: Option<usize>) -> Result<Vec<Location>, ServiceError> {
         let query = query.trim();

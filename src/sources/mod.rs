@@ -104,6 +104,28 @@ where
     (out, fresh_for)
 }
 
+/// One location's data from its current-conditions response and its forecast response,
+/// each parsed on its own: usable when either is, fresh as long as the shorter-lived one.
+pub fn combine(
+    current: Result<upstream::Fetched, SourceError>,
+    forecast: Result<upstream::Fetched, SourceError>,
+    parse_current: impl FnOnce(&Value) -> Result<Reading, SourceError>,
+    parse_forecast: impl FnOnce(&Value) -> Result<ForecastRun, SourceError>,
+) -> (Result<ProviderData, SourceError>, Duration) {
+    let fresh_for = [&current, &forecast]
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|f| f.fresh_for))
+        .min()
+        .unwrap_or(Duration::ZERO);
+    let reading = current.and_then(|f| parse_current(&f.body));
+    let run = forecast.and_then(|f| parse_forecast(&f.body));
+    let result = match (reading, run) {
+        (Err(e), Err(_)) => Err(e),
+        (reading, run) => Ok(ProviderData { reading: reading.ok(), forecast: run.ok() }),
+    };
+    (result, fresh_for)
+}
+
 /// A registered provider's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Registered {
@@ -186,8 +208,9 @@ impl ProviderSettings {
 }
 
 /// The refusal of a provider that needs an API key and has none.
-pub fn require_api_key(settings: &ProviderSettings, key: &str, env: &str) -> Result<(), NotRunning> {
+pub fn require_api_key(settings: &ProviderSettings, key: &str) -> Result<(), NotRunning> {
     if settings.api_key.trim().is_empty() {
+        let env = format!("ISOBAR__SOURCES__{}__API_KEY", key.to_uppercase());
         Err(NotRunning::Off(format!("off: set sources.{key}.api_key ({env}) to use it")))
     } else {
         Ok(())

@@ -39,7 +39,7 @@ impl Handler<IngestBatch> for LocationActor {
         // the stored state could be read no snapshot is written: then only a history
         // store (InfluxDB) can make the batch safe.
         let mut barriers: Vec<_> = self.deps.sinks.iter().filter_map(|sink| sink.barrier()).collect();
-        if self.deps.snapshot_every.is_some() {
+        if self.deps.snapshots_kept() {
             if self.restored {
                 self.save_snapshot_if_dirty();
                 let durable = self.deps.persister.send(Durable { backend: "redis" });

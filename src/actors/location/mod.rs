@@ -62,6 +62,14 @@ pub struct LocationDeps {
     pub metrics: Arc<Metrics>,
 }
 
+impl LocationDeps {
+    /// Whether a durable store (Redis) keeps the snapshots, so that a batch is safe only
+    /// once the snapshot holding it is (the periodic snapshots are on exactly then).
+    fn snapshots_kept(&self) -> bool {
+        self.snapshot_every.is_some()
+    }
+}
+
 pub struct LocationActor {
     location: Arc<Location>,
     deps: LocationDeps,

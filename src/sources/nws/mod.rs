@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::upstream::Upstream;
-use super::{FetchResult, Provider, ProviderData, ProviderSettings, SourceError, fetch_each, four_decimals, time};
+use super::{
+    FetchResult, Provider, ProviderData, ProviderSettings, SourceError, combine, fetch_each, four_decimals, time,
+};
 use crate::domain::Quantity::*;
 use crate::domain::{ForecastHour, ForecastRun, Location, LocationId, Reading, SourceName};
 
@@ -79,18 +81,12 @@ impl Nws {
         };
         let observation = upstream.get_json(&observation_url(&base, &grid.station)).await;
         let forecast = upstream.get_json(&grid.forecast_hourly).await;
-        let fresh_for = [&observation, &forecast]
-            .iter()
-            .filter_map(|r| r.as_ref().ok().map(|f| f.fresh_for))
-            .min()
-            .unwrap_or(Duration::ZERO);
-        let reading = observation.and_then(|f| parse_observation(&f.body, &l.id));
-        let run = forecast.and_then(|f| parse_forecast_hourly(&f.body, Utc::now()));
-        let result = match (reading, run) {
-            (Err(e), Err(_)) => Err(e),
-            (reading, run) => Ok(ProviderData { reading: reading.ok(), forecast: run.ok() }),
-        };
-        (result, fresh_for)
+        combine(
+            observation,
+            forecast,
+            |body| parse_observation(body, &l.id),
+            |body| parse_forecast_hourly(body, Utc::now()),
+        )
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::require_api_key;
 use super::upstream::Upstream;
-use super::{FetchResult, NotRunning, Provider, ProviderData, ProviderSettings, SourceError, fetch_each, num};
+use super::{FetchResult, NotRunning, Provider, ProviderData, ProviderSettings, SourceError, combine, fetch_each, num};
 use crate::domain::Quantity::*;
 use crate::domain::{ForecastHour, ForecastRun, Location, LocationId, Reading, SourceName};
 
@@ -28,7 +28,7 @@ impl Provider for OpenWeatherMap {
     const KEY: &'static str = "openweathermap";
 
     fn check(settings: &ProviderSettings, _: &str) -> Result<(), NotRunning> {
-        require_api_key(settings, Self::KEY, "ISOBAR__SOURCES__OPENWEATHERMAP__API_KEY")
+        require_api_key(settings, Self::KEY)
     }
 
     fn new(settings: &ProviderSettings) -> Self {
@@ -64,18 +64,12 @@ impl OpenWeatherMap {
             return (Err(e.clone()), Duration::ZERO);
         }
         let forecast = upstream.get_json(&forecast_url(base, l.latitude, l.longitude, &self.api_key)).await;
-        let fresh_for = [&current, &forecast]
-            .iter()
-            .filter_map(|r| r.as_ref().ok().map(|f| f.fresh_for))
-            .min()
-            .unwrap_or(Duration::ZERO);
-        let reading = current.and_then(|f| parse_current(&f.body, &l.id, Units::Metric));
-        let run = forecast.and_then(|f| parse_forecast(&f.body, Units::Metric, Utc::now()));
-        let result = match (reading, run) {
-            (Err(e), Err(_)) => Err(e),
-            (reading, run) => Ok(ProviderData { reading: reading.ok(), forecast: run.ok() }),
-        };
-        (result, fresh_for)
+        combine(
+            current,
+            forecast,
+            |body| parse_current(body, &l.id, Units::Metric),
+            |body| parse_forecast(body, Units::Metric, Utc::now()),
+        )
     }
 }
 

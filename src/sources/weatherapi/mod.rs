@@ -30,7 +30,7 @@ impl Provider for WeatherApi {
     const KEY: &'static str = "weatherapi";
 
     fn check(settings: &ProviderSettings, _: &str) -> Result<(), NotRunning> {
-        require_api_key(settings, Self::KEY, "ISOBAR__SOURCES__WEATHERAPI__API_KEY")
+        require_api_key(settings, Self::KEY)
     }
 
     fn new(settings: &ProviderSettings) -> Self {
