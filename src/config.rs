@@ -142,6 +142,10 @@ pub struct KafkaSettings {
     pub dlq_topic: String,
     pub updates_topic: String,
     pub group_id: String,
+    /// Static group membership (`group.instance.id`), e.g. a StatefulSet pod's name: an
+    /// instance restarted under the same id takes its partitions back at once instead of
+    /// waiting out the dead member's session. Empty = dynamic membership.
+    pub instance_id: String,
     /// Larger messages go to the dead-letter topic.
     pub max_message_bytes: usize,
     /// How long a POST waits for the broker to acknowledge its readings before it answers

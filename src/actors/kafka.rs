@@ -281,6 +281,9 @@ impl KafkaIngest {
             .set("heartbeat.interval.ms", "3000")
             .set("max.poll.interval.ms", "30000")
             .set("auto.commit.interval.ms", "1000");
+        if !settings.instance_id.is_empty() {
+            config.set("group.instance.id", &settings.instance_id);
+        }
         for (key, value) in &settings.properties {
             config.set(key, value);
         }

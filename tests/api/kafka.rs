@@ -11,7 +11,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, eventually, spawn_app_with, station_reading};
-use crate::servers::Influx;
 
 struct Kafka {
     cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
@@ -351,76 +350,4 @@ async fn two_instances_split_the_partitions_and_a_revoked_location_is_handed_ove
         let ok = eventually(15, || async { b.get_json(&path).await.1["sources_count"] == 3 }).await;
         assert!(ok, "{id} continues on the second instance: {:?}", sources(b.get_json(&path).await.1));
     }
-}
-
-/// Every reading acknowledged by the mock cluster, then isobar as its own process,
-/// SIGKILLed mid-consume while InfluxDB is down, and started again: nothing is lost.
-/// (The mock cluster keeps no committed offsets across the kill, so the restarted
-/// instance consumes everything again: this does not show that offsets wait for the
-/// readings' storage; persistence::a_202_with_influxdb_down_… shows that barrier.)
-#[actix_rt::test]
-async fn readings_consumed_while_influxdb_is_down_reach_it_each_once_after_isobar_is_killed_mid_consume() {
-    const STATIONS: usize = 20;
-    const PER_STATION: usize = 500;
-    let kafka = Kafka::start();
-    let mut influx = Influx::stopped();
-    let spool = tempfile::tempdir().unwrap();
-    let (brokers, influx_url) = (kafka.brokers(), influx.url());
-    let spool_dir = spool.path().to_string_lossy().into_owned();
-    let env = [
-        ("ISOBAR__KAFKA__BROKERS", brokers.as_str()),
-        ("ISOBAR__INFLUX__URL", influx_url.as_str()),
-        ("ISOBAR__PERSIST__DATA_DIR", spool_dir.as_str()),
-        ("ISOBAR__PERSIST__RETRY_MAX_MS", "300"),
-        // Writes wait 20 s for a batch: only confirmed durability lets an offset move.
-        ("ISOBAR__PERSIST__FLUSH_INTERVAL_MS", "20000"),
-    ];
-    // 10,000 readings, one per station-second, every one acknowledged by the broker.
-    let mut readings = Vec::with_capacity(STATIONS * PER_STATION);
-    for second in 0..PER_STATION {
-        for s in 0..STATIONS {
-            let id = format!("SPOOL{s:02}");
-            let mut reading = station_reading(&id, 0, (second % 40) as f64);
-            let at = chrono::Utc::now() - chrono::Duration::seconds((PER_STATION - second) as i64);
-            reading["observed_at"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-            readings.push((id, reading.to_string()));
-        }
-    }
-    for chunk in readings.chunks(1000) {
-        let sends = chunk.iter().map(|(key, value)| kafka.produce(key, value.as_bytes()));
-        futures_util::future::join_all(sends).await;
-    }
-    let (mut child, address, _) = crate::process::serve(&env);
-    let metrics = format!("http://{address}/metrics");
-    let applied = || async {
-        let text = reqwest::get(&metrics).await.map(|r| r.text()).ok();
-        let text = match text {
-            Some(t) => t.await.unwrap_or_default(),
-            None => String::new(),
-        };
-        text.lines()
-            .find_map(|l| l.strip_prefix("isobar_readings_ingested_total{source=\"station\"} "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // Mid-consume, InfluxDB still down: SIGKILL.
-    assert!(eventually(60, || async { applied().await >= 2000.0 }).await, "consumption started");
-    let _ = child.kill();
-    let _ = child.wait();
-    influx.launch();
-    let (mut child, address, _) = crate::process::serve(&env);
-    let all = eventually(120, || async {
-        influx.count_readings("WHERE location =~ /^SPOOL/").await == (STATIONS * PER_STATION) as u64
-    })
-    .await;
-    let count = influx.count_readings("WHERE location =~ /^SPOOL/").await;
-    let text = reqwest::get(format!("http://{address}/metrics")).await.unwrap().text().await.unwrap();
-    let consumed = text.lines().find_map(|l| l.strip_prefix("isobar_kafka_consumed_total ")).unwrap_or("?").to_owned();
-    println!(
-        "isobar SIGKILLed mid-consume with InfluxDB down: {count} of 10000 in InfluxDB after the restart, which consumed {consumed}"
-    );
-    // InfluxDB keeps one point per (series, time): a redelivered reading cannot count twice.
-    assert!(all, "{count} of 10000");
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, eventually, spawn_app_with, station_reading};
@@ -289,4 +290,78 @@ async fn with_the_dlq_topic_missing_ready_names_kafka_dlq_and_consumption_waits_
     let dead = consume(&broker.brokers(), "isobar.readings.dlq", "dlq-missing", 1).await;
     assert_eq!(dead[0]["value"], "not json at all");
     assert_eq!(dead[0]["headers"]["error"], "not JSON: expected ident at line 1 column 2");
+}
+
+/// 10,000 readings produced by kafka-python; isobar, as its own process, SIGKILLed
+/// mid-consume while InfluxDB is down; InfluxDB back and isobar started again: InfluxDB
+/// holds every reading once. The restarted instance consumes only what the first one had
+/// not committed: the offsets the first one committed were for readings already on disk
+/// (the spool), which the restart replays.
+#[actix_rt::test]
+async fn readings_from_kafka_python_reach_influxdb_each_once_after_isobar_is_killed_mid_consume_with_influxdb_down() {
+    const STATIONS: usize = 20;
+    const PER_STATION: usize = 500;
+    const TOTAL: usize = STATIONS * PER_STATION;
+    let broker = Tansu::start();
+    let mut influx = Influx::stopped();
+    let spool = tempfile::tempdir().unwrap();
+    let (brokers, influx_url) = (broker.brokers(), influx.url());
+    let spool_dir = spool.path().to_string_lossy().into_owned();
+    let env = [
+        ("ISOBAR__KAFKA__BROKERS", brokers.as_str()),
+        ("ISOBAR__INFLUX__URL", influx_url.as_str()),
+        ("ISOBAR__PERSIST__DATA_DIR", spool_dir.as_str()),
+        ("ISOBAR__PERSIST__RETRY_MAX_MS", "300"),
+        // Writes wait 20 s for a batch: only confirmed durability (the spool) lets an offset move.
+        ("ISOBAR__PERSIST__FLUSH_INTERVAL_MS", "20000"),
+        // Static membership: the restarted instance takes the partitions back at once.
+        ("ISOBAR__KAFKA__INSTANCE_ID", "isobar-0"),
+    ];
+    let start = chrono::Utc::now() - chrono::Duration::seconds(PER_STATION as i64 + 60);
+    let mut readings = Vec::with_capacity(TOTAL);
+    for second in 0..PER_STATION {
+        for s in 0..STATIONS {
+            let id = format!("MID{s:02}");
+            let mut reading = station_reading(&id, 0, (second % 40) as f64);
+            let at = start + chrono::Duration::seconds(second as i64);
+            reading["observed_at"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            readings.push(keyed(&id, &reading));
+        }
+    }
+    let summary = produce(&broker.brokers(), "isobar.readings", &readings, None).await;
+    assert_eq!(summary["produced"], TOTAL as u64);
+
+    let (mut child, address, _) = crate::process::serve(&env);
+    let metric = |address: String, name: &'static str| async move {
+        let text = match reqwest::get(format!("http://{address}/metrics")).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    let applied = "isobar_readings_ingested_total{source=\"station\"} ";
+    assert!(eventually(60, || metric(address.clone(), applied).map(|n| n >= 2000.0)).await, "consumption started");
+    let applied_at_kill = metric(address.clone(), applied).await;
+    assert!(applied_at_kill < TOTAL as f64, "killed mid-consume: {applied_at_kill} of {TOTAL} applied");
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    // The broker forgets the dead member's partitions only when it restarts (tansu 0.6);
+    // its log and the group's committed offsets are in SQLite and survive.
+    influx.launch();
+
+    let (mut child, address, _) = crate::process::serve(&env);
+    let all =
+        eventually(120, || async { influx.count_readings("WHERE location =~ /^MID/").await == TOTAL as u64 }).await;
+    let count = influx.count_readings("WHERE location =~ /^MID/").await;
+    let consumed = metric(address.clone(), "isobar_kafka_consumed_total ").await;
+    println!(
+        "isobar SIGKILLed after applying {applied_at_kill} of {TOTAL} with InfluxDB down; after the restart \
+         InfluxDB holds {count}, the second instance consumed {consumed}"
+    );
+    // InfluxDB keeps one point per (series, time): a redelivered reading cannot count twice,
+    // and one missing would leave the count short.
+    assert!(all, "{count} of {TOTAL} in InfluxDB");
+    assert!(consumed < TOTAL as f64, "the first instance committed offsets for what it had spooled: {consumed}");
+    let _ = child.kill();
+    let _ = child.wait();
 }
