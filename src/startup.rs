@@ -66,7 +66,19 @@ pub struct Application {
     directory: Addr<Directory>,
     persister: Addr<Persister>,
     kafka: Option<Addr<KafkaIngest>>,
-    arbiters: Vec<Arbiter>,
+    arbiters: Arbiters,
+}
+
+/// The instance's own threads, stopped when it is dropped too (an embedding system that
+/// ends without a graceful shutdown leaves no poller polling behind it).
+struct Arbiters(Vec<Arbiter>);
+
+impl Drop for Arbiters {
+    fn drop(&mut self) {
+        for arbiter in &self.0 {
+            arbiter.stop();
+        }
+    }
 }
 
 /// Asks a running application to shut down gracefully (tests, embedding).
@@ -216,7 +228,9 @@ impl Application {
             settings.locations.history_hours,
             metrics.clone(),
         );
-        pollers.run(&ingest);
+        let pollers_arbiter = Arbiter::new();
+        pollers.run(&ingest, &pollers_arbiter.handle());
+        arbiters.push(pollers_arbiter);
 
         match persister.send(LoadStations).await {
             Ok(Ok(stations)) => {
@@ -298,7 +312,7 @@ impl Application {
             directory,
             persister,
             kafka,
-            arbiters,
+            arbiters: Arbiters(arbiters),
         })
     }
 
@@ -338,9 +352,7 @@ impl Application {
         }
         let locations = self.directory.send(CheckpointAll).await.unwrap_or(0);
         let written = self.persister.send(Flush).await.unwrap_or(0);
-        for arbiter in &self.arbiters {
-            arbiter.stop();
-        }
+        drop(self.arbiters);
         info!(locations, snapshots_written = written, "stopped");
         Ok(())
     }

@@ -34,6 +34,8 @@ use crate::telemetry::Metrics;
 
 /// Tracks arriving within this window are fetched together.
 const BATCH_WINDOW: Duration = Duration::from_millis(25);
+/// Capacity of a poller's mailbox (actix's default).
+const MAILBOX: usize = 16;
 /// How often due locations are looked for.
 const TICK: Duration = Duration::from_millis(500);
 /// Longest wait before retrying a location whose fetch failed.
@@ -260,7 +262,7 @@ pub struct Pollers {
     pub trackers: Vec<(Recipient<Track>, Recipient<Untrack>)>,
     /// For /ready.
     pub statuses: Vec<Recipient<GetProviderStatus>>,
-    starts: Vec<Box<dyn FnOnce(Ingest)>>,
+    starts: Vec<Box<dyn FnOnce(Ingest, &ArbiterHandle)>>,
 }
 
 /// What every poller shares.
@@ -293,10 +295,12 @@ impl Pollers {
         creator.pollers
     }
 
-    /// Starts every poller, with the ingest path for its readings.
-    pub fn run(&mut self, ingest: &Ingest) {
+    /// Starts every poller on `arbiter` (a thread of their own: slow upstream parsing
+    /// never holds up HTTP, the Directory or the persister), with the ingest path for
+    /// their readings.
+    pub fn run(&mut self, ingest: &Ingest, arbiter: &ArbiterHandle) {
         for start in self.starts.drain(..) {
-            start(ingest.clone());
+            start(ingest.clone(), arbiter);
         }
     }
 }
@@ -318,16 +322,18 @@ impl ProviderVisitor for Creator<'_, '_> {
         };
         let upstream = Upstream::new(P::NAME, settings.clone(), &self.user_agent, self.context.metrics.clone())
             .with_shared_cache(self.context.shared_cache.clone());
-        let ctx = Context::<SourcePoller<P>>::new();
-        let addr = ctx.address();
+        // The mailbox exists now (location actors tell it what to track from the start);
+        // the poller runs on its own arbiter once the ingest path exists.
+        let (sender, mailbox) = actix::dev::channel::channel::<SourcePoller<P>>(MAILBOX);
+        let addr = Addr::new(sender);
         self.pollers.trackers.push((addr.clone().recipient(), addr.clone().recipient()));
         self.pollers.statuses.push(addr.recipient());
         let (provider, metrics) = (P::new(settings), self.context.metrics.clone());
         let poll_interval = Duration::from_secs(settings.poll_interval_secs.max(1));
         let offline_warned = self.offline_warned.clone();
         let max_clock_skew_secs = self.context.max_clock_skew_secs;
-        self.pollers.starts.push(Box::new(move |ingest| {
-            ctx.run(SourcePoller {
+        self.pollers.starts.push(Box::new(move |ingest, arbiter| {
+            let poller = SourcePoller {
                 provider: Arc::new(provider),
                 upstream: Arc::new(upstream),
                 source: SourceName::parse(P::NAME).unwrap_or_else(|| unreachable!("provider names are valid")),
@@ -341,6 +347,9 @@ impl ProviderVisitor for Creator<'_, '_> {
                 offline_warned,
                 ever_answered: false,
                 tick_scheduled: false,
+            };
+            arbiter.spawn_fn(move || {
+                Context::with_receiver(mailbox).run(poller);
             });
         }));
     }
