@@ -13,7 +13,9 @@
 //!
 //! Each backend has a [`DurableQueue`]: bounded in memory while it keeps up, spilled to
 //! its write-ahead log under `persist.data_dir` while it is down, replayed in order when
-//! it returns (and on the next start). Writes run beside the mailbox, with exponential
+//! it returns (and on the next start). The queue lives on a thread of its own
+//! ([`QueueThread`]): its disk I/O never runs on this actor's (async) thread, and calls to
+//! it run in the order they were made. Writes run beside the mailbox, with exponential
 //! backoff after failures, so a store that is down never blocks a location actor or a
 //! read; /ready names the backend that is down and why (its spool refusing writes too).
 
@@ -36,7 +38,7 @@ use crate::domain::{Current, Location, LocationId, Reading};
 use crate::store::codec::{consensus_line, reading_line, snapshot_from_json, snapshot_to_json};
 use crate::store::codec::{location_from_json, location_to_json};
 use crate::store::influx::InfluxStore;
-use crate::store::queue::{DurableQueue, SpoolOptions};
+use crate::store::queue::{DurableQueue, QueueGone, QueueStats, QueueThread, SpoolOptions};
 use crate::store::redis::{RedisStore, RedisWrite, updates_channel};
 use crate::store::{MemoryStore, Snapshot, StoreError};
 use crate::telemetry::Metrics;
@@ -55,7 +57,12 @@ type PingFn = Arc<dyn Fn() -> BoxFuture<'static, Result<(), StoreError>> + Send 
 
 struct Backend {
     name: &'static str,
-    queue: DurableQueue,
+    /// The queue, on its own thread (its spool I/O never runs on this one).
+    queue: QueueThread,
+    /// The queue's state after the last call that answered.
+    stats: QueueStats,
+    /// How many items were handed to the queue (some may not have reached it yet).
+    pushed: u64,
     write: WriteFn,
     ping: PingFn,
     in_flight: bool,
@@ -209,6 +216,7 @@ impl Persister {
         let spool = |name: &str| {
             let options = SpoolOptions { max_bytes: settings.spool_max_bytes, fsync: settings.spool_fsync };
             DurableQueue::open(Path::new(&settings.data_dir), name, settings.queue_max_items, options)
+                .and_then(|queue| QueueThread::spawn(name, queue))
                 .map_err(|e| StoreError::Spool(format!("{}: {e}", settings.data_dir)))
         };
         let mut backends = Vec::new();
@@ -248,8 +256,8 @@ impl Persister {
             ));
         }
         for b in &backends {
-            if b.queue.spooled() > 0 {
-                info!(backend = b.name, spooled = b.queue.spooled(), "replaying writes spooled by an earlier run");
+            if b.stats.spooled > 0 {
+                info!(backend = b.name, spooled = b.stats.spooled, "replaying writes spooled by an earlier run");
             }
         }
         Ok(Self {
@@ -278,56 +286,111 @@ impl Persister {
         self.backends.iter_mut().find(|b| b.name == name)
     }
 
-    fn enqueue(&mut self, name: &'static str, item: String) {
+    /// Hands `items` to a backend's queue (in order, after everything handed before).
+    fn enqueue(&mut self, name: &'static str, items: Vec<String>, ctx: &mut Context<Self>) {
+        let Some(index) = self.backends.iter().position(|b| b.name == name) else { return };
+        if items.is_empty() {
+            return;
+        }
+        let backend = &mut self.backends[index];
+        backend.pushed += items.len() as u64;
+        let push = backend.queue.call(move |queue| {
+            let mut outcome = Ok(0);
+            for item in items {
+                match (queue.push(item), &mut outcome) {
+                    (Ok(moved), Ok(total)) => *total += moved,
+                    (Ok(_), Err(_)) => {}
+                    (Err(e), _) => outcome = Err(e),
+                }
+            }
+            outcome
+        });
+        ctx.spawn(push.into_actor(self).map(move |result, act, ctx| act.queued(index, result, ctx)));
+    }
+
+    /// A push reached the queue.
+    fn queued(
+        &mut self,
+        index: usize,
+        result: Result<(std::io::Result<usize>, QueueStats), QueueGone>,
+        ctx: &mut Context<Self>,
+    ) {
         let metrics = self.metrics.clone();
-        let Some(backend) = self.backend(name) else { return };
-        let result = backend.queue.push(item);
-        backend.spooled(result, &metrics);
-        backend.settle();
-        metrics.persist_queue_depth.with_label_values(&[name]).set(backend.queue.len() as i64);
+        let batch_max = self.settings.batch_max_items.max(1);
+        let backend = &mut self.backends[index];
+        let Some((moved, stats)) = backend.answered(result) else { return };
+        backend.spooled(moved, &metrics);
+        backend.apply(stats, &metrics);
+        // A full batch, or someone waiting: write now rather than at the next interval.
+        if !backend.in_flight && (backend.stats.len >= batch_max || !backend.durable_waiters.is_empty()) {
+            self.flush(ctx);
+        }
     }
 
     /// Moves coalesced snapshots to memory and the Redis queue; returns how many.
-    fn drain_pending(&mut self) -> usize {
+    fn drain_pending(&mut self, ctx: &mut Context<Self>) -> usize {
         if self.pending.is_empty() {
             return 0;
         }
         let pending: Vec<_> = self.pending.drain().collect();
         let n = pending.len();
         let mut for_memory = Vec::with_capacity(n);
+        let mut for_redis = Vec::new();
         for (id, (snapshot, current)) in pending {
             if self.redis.is_some() {
                 let json = snapshot_to_json(&snapshot, current.as_ref());
-                self.enqueue("redis", RedisWrite::Snapshot { id: id.clone(), json }.encode());
+                for_redis.push(RedisWrite::Snapshot { id: id.clone(), json }.encode());
             }
             for_memory.push((id, snapshot));
         }
+        self.enqueue("redis", for_redis, ctx);
         self.memory.write(for_memory);
         n
     }
 
+    /// Starts the next write of every backend that is not writing, not backing off, and
+    /// may have something to write.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        self.drain_pending();
+        self.drain_pending(ctx);
         let now = Instant::now();
         let batch_max = self.settings.batch_max_items.max(1);
         for index in 0..self.backends.len() {
             let backend = &mut self.backends[index];
-            if backend.in_flight || now < backend.next_attempt || backend.queue.is_empty() {
+            if backend.in_flight || now < backend.next_attempt || backend.idle() {
                 continue;
             }
-            let items = match backend.queue.next_batch(batch_max) {
-                Ok(items) if !items.is_empty() => items,
-                Ok(_) => continue,
-                Err(e) => {
-                    error!(backend = backend.name, error = %e, "cannot read the spool");
-                    backend.next_attempt = now + Duration::from_millis(self.settings.retry_max_ms);
-                    continue;
-                }
-            };
             backend.in_flight = true;
-            let count = items.len();
-            let write = (backend.write)(items);
-            ctx.spawn(write.into_actor(self).map(move |result, act, ctx| act.written(index, count, result, ctx)));
+            let next = backend.queue.call(move |queue| queue.next_batch(batch_max));
+            ctx.spawn(next.into_actor(self).map(move |result, act, ctx| act.batch_ready(index, result, ctx)));
+        }
+    }
+
+    /// The queue answered the next batch: write it.
+    fn batch_ready(
+        &mut self,
+        index: usize,
+        result: Result<(std::io::Result<Vec<String>>, QueueStats), QueueGone>,
+        ctx: &mut Context<Self>,
+    ) {
+        let (retry_max, metrics) = (self.settings.retry_max_ms, self.metrics.clone());
+        let backend = &mut self.backends[index];
+        let Some((items, stats)) = backend.answered(result) else { return };
+        backend.apply(stats, &metrics);
+        match items {
+            Ok(items) if !items.is_empty() => {
+                let count = items.len();
+                let write = (backend.write)(items);
+                ctx.spawn(write.into_actor(self).map(move |result, act, ctx| act.written(index, count, result, ctx)));
+            }
+            Ok(_) => {
+                backend.in_flight = false;
+                self.answer_synced();
+            }
+            Err(e) => {
+                backend.in_flight = false;
+                error!(backend = backend.name, error = %e, "cannot read the spool");
+                backend.next_attempt = Instant::now() + Duration::from_millis(retry_max);
+            }
         }
     }
 
@@ -341,15 +404,9 @@ impl Persister {
         let (retry_base, retry_max) = (self.settings.retry_base_ms, self.settings.retry_max_ms);
         let metrics = self.metrics.clone();
         let backend = &mut self.backends[index];
-        backend.in_flight = false;
         let name = backend.name;
         match result {
             Ok(rejected) => {
-                if let Err(e) = backend.queue.ack() {
-                    error!(backend = name, error = %e, "cannot record spool progress");
-                }
-                metrics.persist_spool_bytes.with_label_values(&[name]).set(backend.queue.spool_bytes() as i64);
-                backend.settle();
                 metrics.persist_written.with_label_values(&[name]).inc_by(count as u64);
                 if let Some(reason) = rejected {
                     metrics.persist_errors.with_label_values(&[name]).inc();
@@ -358,23 +415,9 @@ impl Persister {
                 if backend.last_error.take().is_some() {
                     info!(backend = name, "backend is back");
                 }
-                // Everything the spool refused has been written since.
-                if backend.queue.is_empty() && backend.spool_error.take().is_some() {
-                    info!(backend = name, "every write the spool refused is written");
-                }
                 backend.failures = 0;
-                if name == "redis" && backend.queue.is_empty() {
-                    for (waiter, forget) in std::mem::take(&mut self.synced) {
-                        for id in &forget {
-                            self.memory.remove(id);
-                        }
-                        let _ = waiter.send(());
-                    }
-                }
-                if !backend.queue.is_empty() {
-                    // More waiting (a backlog or a replayed spool): keep going.
-                    ctx.run_later(Duration::ZERO, |act, ctx| act.flush(ctx));
-                }
+                let ack = backend.queue.call(|queue| queue.ack());
+                ctx.spawn(ack.into_actor(self).map(move |result, act, ctx| act.acked(index, result, ctx)));
             }
             Err(e) => {
                 metrics.persist_errors.with_label_values(&[name]).inc();
@@ -385,20 +428,70 @@ impl Persister {
                     warn!(backend = name, error = %e, "backend write failed; queueing to disk and retrying");
                 }
                 backend.last_error = Some(e.to_string());
-                let moved = backend.queue.fail();
-                backend.spooled(moved, &metrics);
-                backend.settle();
+                let fail = backend.queue.call(|queue| queue.fail());
+                ctx.spawn(fail.into_actor(self).map(move |result, act, _| {
+                    let metrics = act.metrics.clone();
+                    let backend = &mut act.backends[index];
+                    backend.in_flight = false;
+                    if let Some((moved, stats)) = backend.answered(result) {
+                        backend.spooled(moved, &metrics);
+                        backend.apply(stats, &metrics);
+                    }
+                }));
             }
         }
-        metrics.persist_queue_depth.with_label_values(&[name]).set(backend.queue.len() as i64);
+    }
+
+    /// The queue recorded a written batch.
+    fn acked(
+        &mut self,
+        index: usize,
+        result: Result<(std::io::Result<()>, QueueStats), QueueGone>,
+        ctx: &mut Context<Self>,
+    ) {
+        let metrics = self.metrics.clone();
+        let backend = &mut self.backends[index];
+        backend.in_flight = false;
+        let name = backend.name;
+        let Some((acked, stats)) = backend.answered(result) else { return };
+        if let Err(e) = acked {
+            error!(backend = name, error = %e, "cannot record spool progress");
+        }
+        backend.apply(stats, &metrics);
+        // Everything the spool refused has been written since.
+        if backend.stats.len == 0 && backend.spool_error.take().is_some() {
+            info!(backend = name, "every write the spool refused is written");
+        }
+        if backend.idle() {
+            self.answer_synced();
+        } else {
+            // More waiting (a backlog or a replayed spool): keep going.
+            ctx.run_later(Duration::ZERO, |act, ctx| act.flush(ctx));
+        }
+    }
+
+    /// Answers the hand-overs once Redis holds everything queued for it, and forgets the
+    /// local copies they name.
+    fn answer_synced(&mut self) {
+        if self.synced.is_empty() || !self.backends.iter().any(|b| b.name == "redis" && b.idle() && !b.in_flight) {
+            return;
+        }
+        for (waiter, forget) in std::mem::take(&mut self.synced) {
+            for id in &forget {
+                self.memory.remove(id);
+            }
+            let _ = waiter.send(());
+        }
     }
 }
 
 impl Backend {
-    fn new(name: &'static str, queue: DurableQueue, write: WriteFn, ping: PingFn) -> Self {
+    fn new(name: &'static str, (queue, stats): (QueueThread, QueueStats), write: WriteFn, ping: PingFn) -> Self {
         Self {
             name,
             queue,
+            stats,
+            pushed: stats.pushed,
             write,
             ping,
             in_flight: false,
@@ -410,13 +503,38 @@ impl Backend {
         }
     }
 
+    /// Nothing queued, and nothing on its way to the queue.
+    fn idle(&self) -> bool {
+        self.stats.len == 0 && self.stats.pushed == self.pushed
+    }
+
+    /// A queue call's answer; `None` (logged) when the queue's thread is gone.
+    fn answered<R>(&mut self, result: Result<(R, QueueStats), QueueGone>) -> Option<(R, QueueStats)> {
+        if result.is_err() {
+            self.in_flight = false;
+            error!(backend = self.name, "the spool's thread is gone; writes to this backend stop");
+        }
+        result.ok()
+    }
+
+    /// Takes the queue's state after a call (unless a later call's is known already),
+    /// and answers the waiters it makes durable.
+    fn apply(&mut self, stats: QueueStats, metrics: &Metrics) {
+        if stats.calls > self.stats.calls {
+            self.stats = stats;
+        }
+        metrics.persist_queue_depth.with_label_values(&[self.name]).set(self.stats.len as i64);
+        metrics.persist_spool_bytes.with_label_values(&[self.name]).set(self.stats.spool_bytes as i64);
+        self.settle();
+    }
+
     /// Answers the waiters whose items are durable now; with the spool refusing writes,
     /// the rest are told so at once (their items wait in memory, not on disk).
     fn settle(&mut self) {
         if self.durable_waiters.is_empty() {
             return;
         }
-        let durable = self.queue.durable();
+        let durable = self.stats.durable;
         for (target, waiter) in std::mem::take(&mut self.durable_waiters) {
             if target <= durable {
                 let _ = waiter.send(Ok(()));
@@ -448,7 +566,6 @@ impl Backend {
                 self.spool_error = Some(e.to_string());
             }
         }
-        metrics.persist_spool_bytes.with_label_values(&[self.name]).set(self.queue.spool_bytes() as i64);
     }
 }
 
@@ -457,7 +574,8 @@ impl Actor for Persister {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         for b in &self.backends {
-            self.metrics.persist_queue_depth.with_label_values(&[b.name]).set(b.queue.len() as i64);
+            self.metrics.persist_queue_depth.with_label_values(&[b.name]).set(b.stats.len as i64);
+            self.metrics.persist_spool_bytes.with_label_values(&[b.name]).set(b.stats.spool_bytes as i64);
         }
         // Create the InfluxDB database up front, so the first writes do not find it missing.
         if let Some(influx) = self.influx.clone() {
@@ -474,11 +592,18 @@ impl Actor for Persister {
         ctx.run_interval(interval, |act, ctx| act.flush(ctx));
     }
 
-    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
-        self.drain_pending();
-        for b in &mut self.backends {
-            if let Err(e) = b.queue.spill() {
-                error!(backend = b.name, error = %e, queued = b.queue.len(), "writes the spool refused are lost at exit");
+    fn stopping(&mut self, ctx: &mut Context<Self>) -> Running {
+        self.drain_pending(ctx);
+        // The last moment: wait for the spool threads here (they never wait for this one).
+        for b in &self.backends {
+            match futures_executor::block_on(b.queue.call(|queue| queue.spill_all())) {
+                Ok((Ok(_), _)) => {}
+                Ok((Err(e), stats)) => {
+                    error!(backend = b.name, error = %e, queued = stats.len, "writes the spool refused are lost at exit")
+                }
+                Err(QueueGone) => {
+                    error!(backend = b.name, "the spool's thread is gone; queued writes are lost at exit")
+                }
             }
         }
         Running::Stop
@@ -535,18 +660,11 @@ impl Handler<StoreReadings> for Persister {
         if self.influx.is_none() {
             return;
         }
-        for reading in msg.readings.iter() {
-            if let Some(line) = reading_line(reading) {
-                self.enqueue("influxdb", line);
-            }
-        }
+        let mut lines: Vec<String> = msg.readings.iter().filter_map(reading_line).collect();
         if let Some(update) = &msg.consensus {
-            self.enqueue("influxdb", consensus_line(&update.current, update.changed_at));
+            lines.push(consensus_line(&update.current, update.changed_at));
         }
-        let batch_max = self.settings.batch_max_items;
-        if self.backend("influxdb").is_some_and(|b| b.queue.len() >= batch_max && !b.in_flight) {
-            self.flush(ctx);
-        }
+        self.enqueue("influxdb", lines, ctx);
     }
 }
 
@@ -556,11 +674,11 @@ impl Handler<Durable> for Persister {
     fn handle(&mut self, msg: Durable, ctx: &mut Context<Self>) -> Self::Result {
         // Snapshots wait in `pending` to coalesce: they count from their queue on.
         if msg.backend == "redis" {
-            self.drain_pending();
+            self.drain_pending(ctx);
         }
         let Some(backend) = self.backend(msg.backend) else { return Box::pin(std::future::ready(Ok(()))) };
-        let target = backend.queue.pushed();
-        if backend.queue.durable() >= target {
+        let target = backend.pushed;
+        if backend.stats.durable >= target {
             return Box::pin(std::future::ready(Ok(())));
         }
         if let Some(refused) = &backend.spool_error {
@@ -572,7 +690,7 @@ impl Handler<Durable> for Persister {
         // Someone waits: write now rather than at the next interval (a write in flight
         // is followed at once by the next batch).
         if !backend.in_flight {
-            ctx.run_later(Duration::ZERO, |act, ctx| act.flush(ctx));
+            self.flush(ctx);
         }
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the persister stopped".into())) })
     }
@@ -581,10 +699,10 @@ impl Handler<Durable> for Persister {
 impl Handler<SaveStation> for Persister {
     type Result = ();
 
-    fn handle(&mut self, msg: SaveStation, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: SaveStation, ctx: &mut Context<Self>) {
         if self.redis.is_some() {
             let write = RedisWrite::Station { id: msg.location.id.clone(), json: location_to_json(&msg.location) };
-            self.enqueue("redis", write.encode());
+            self.enqueue("redis", vec![write.encode()], ctx);
         }
     }
 }
@@ -648,43 +766,44 @@ impl Handler<Publish> for Persister {
 impl Handler<Flush> for Persister {
     type Result = ResponseActFuture<Self, usize>;
 
-    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
-        let flushed = self.drain_pending();
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
+        let flushed = self.drain_pending(ctx);
         let batch_max = self.settings.batch_max_items.max(1);
-        let mut writes = Vec::new();
-        for (index, b) in self.backends.iter_mut().enumerate() {
-            if b.in_flight || b.queue.is_empty() || b.last_error.is_some() {
-                continue;
-            }
-            if let Ok(items) = b.queue.next_batch(batch_max).map(|i| (i.len(), i)) {
-                b.in_flight = true;
-                let write = (b.write)(items.1);
-                writes.push(async move { (index, items.0, tokio::time::timeout(SHUTDOWN_WRITE_TIMEOUT, write).await) });
-            }
-        }
-        Box::pin(futures_util::future::join_all(writes).into_actor(self).map(move |results, act, _| {
-            for (index, count, result) in results {
-                let backend = &mut act.backends[index];
-                backend.in_flight = false;
-                match result {
-                    Ok(Ok(_)) => {
-                        let _ = backend.queue.ack();
-                        act.metrics.persist_written.with_label_values(&[backend.name]).inc_by(count as u64);
+        let backends = self.backends.iter().map(|b| {
+            let (name, queue, write) = (b.name, b.queue.clone(), b.write.clone());
+            let try_write = !b.in_flight && b.last_error.is_none();
+            async move {
+                let mut written = 0;
+                if try_write && let Ok((Ok(items), _)) = queue.call(move |q| q.next_batch(batch_max)).await {
+                    let count = items.len();
+                    if count > 0
+                        && matches!(tokio::time::timeout(SHUTDOWN_WRITE_TIMEOUT, write(items)).await, Ok(Ok(_)))
+                    {
+                        let _ = queue.call(|q| q.ack()).await;
+                        written = count;
                     }
-                    _ => backend.last_error = Some("shutdown write failed".into()),
                 }
+                // Whatever is still queued (a batch whose write failed too) survives the
+                // exit on disk.
+                (name, written, queue.call(|q| q.spill_all()).await)
             }
-            // Whatever is still queued survives the exit on disk.
-            for b in &mut act.backends {
-                match b.queue.spill() {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        act.metrics.persist_spilled.with_label_values(&[b.name]).inc_by(n as u64);
-                        info!(backend = b.name, spooled = n, "writes kept on disk for the next start");
+        });
+        let backends: Vec<_> = backends.collect();
+        Box::pin(futures_util::future::join_all(backends).into_actor(self).map(move |results, act, _| {
+            for (name, written, spilled) in results {
+                if written > 0 {
+                    act.metrics.persist_written.with_label_values(&[name]).inc_by(written as u64);
+                }
+                match spilled {
+                    Ok((Ok(0), _)) => {}
+                    Ok((Ok(n), _)) => {
+                        act.metrics.persist_spilled.with_label_values(&[name]).inc_by(n as u64);
+                        info!(backend = name, spooled = n, "writes kept on disk for the next start");
                     }
-                    Err(e) => {
-                        error!(backend = b.name, error = %e, queued = b.queue.len(), "writes the spool refused are lost at exit")
+                    Ok((Err(e), stats)) => {
+                        error!(backend = name, error = %e, queued = stats.len, "writes the spool refused are lost at exit")
                     }
+                    Err(QueueGone) => error!(backend = name, "the spool's thread is gone; queued writes are lost at exit"),
                 }
             }
             flushed
@@ -696,11 +815,11 @@ impl Handler<SyncSnapshots> for Persister {
     type Result = ResponseFuture<Result<(), String>>;
 
     fn handle(&mut self, msg: SyncSnapshots, ctx: &mut Context<Self>) -> Self::Result {
-        self.drain_pending();
+        self.drain_pending(ctx);
         let Some(redis) = self.backends.iter().find(|b| b.name == "redis") else {
             return Box::pin(std::future::ready(Ok(())));
         };
-        if redis.queue.is_empty() {
+        if redis.idle() && !redis.in_flight {
             for id in &msg.forget {
                 self.memory.remove(id);
             }
@@ -726,7 +845,7 @@ impl Handler<CheckBackends> for Persister {
             .backends
             .iter()
             .map(|b| {
-                let (name, queued, ping) = (b.name, b.queue.len(), b.ping.clone());
+                let (name, queued, ping) = (b.name, b.stats.len, b.ping.clone());
                 let spool_error = b.spool_error.clone();
                 async move {
                     let result = tokio::time::timeout(PING_TIMEOUT, ping()).await;

@@ -262,8 +262,11 @@ pub struct Pollers {
     pub trackers: Vec<(Recipient<Track>, Recipient<Untrack>)>,
     /// For /ready.
     pub statuses: Vec<Recipient<GetProviderStatus>>,
-    starts: Vec<Box<dyn FnOnce(Ingest, &ArbiterHandle)>>,
+    starts: Vec<StartPoller>,
 }
+
+/// Starts one poller on the given arbiter, feeding the given ingest path.
+type StartPoller = Box<dyn FnOnce(Ingest, &ArbiterHandle)>;
 
 /// What every poller shares.
 pub struct PollerContext<'a> {

@@ -281,6 +281,14 @@ impl DurableQueue {
         Ok(())
     }
 
+    /// Everything in memory to disk, the batch in flight too (at exit: a batch whose
+    /// write may yet succeed is written twice rather than lost; both backends absorb
+    /// that, and a replayed older Redis snapshot is refused by its fence).
+    pub fn spill_all(&mut self) -> io::Result<usize> {
+        self.batch = None;
+        self.spill()
+    }
+
     /// The batch from `next_batch` failed: the backend is down. Everything in memory goes
     /// to disk, oldest first — unless older items are already spooled after a batch kept
     /// in memory, which then stays in memory to be retried first, keeping the order.
@@ -361,6 +369,86 @@ impl DurableQueue {
             }
         }
         fs::rename(&temporary, &self.offset_file)
+    }
+}
+
+/// What the persister knows of a queue between calls: its state after the last call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Items waiting, in memory and on disk.
+    pub len: usize,
+    pub spooled: usize,
+    pub spool_bytes: u64,
+    /// See [`DurableQueue::durable`].
+    pub durable: u64,
+    /// See [`DurableQueue::pushed`].
+    pub pushed: u64,
+    /// How many calls the queue has run: a later one's stats replace an earlier one's.
+    pub calls: u64,
+}
+
+type Job = Box<dyn FnOnce(&mut DurableQueue, u64) + Send>;
+
+/// A [`DurableQueue`] on a thread of its own, so its disk I/O (appends synced to disk,
+/// reads of the spool, the read position) never runs on an async thread. Calls run one
+/// at a time in the order they were made, so pushes keep their order and a call sees
+/// every earlier one's effect; each answers its result with the queue's stats after it.
+/// The thread ends when the last handle is dropped.
+#[derive(Clone)]
+pub struct QueueThread {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+/// The queue's thread is gone (it panicked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueGone;
+
+impl QueueThread {
+    /// Moves `queue` to a new thread named after `name`; returns its stats as it starts.
+    pub fn spawn(name: &str, queue: DurableQueue) -> io::Result<(Self, QueueStats)> {
+        let stats = queue.stats(0);
+        let (jobs, inbox) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new().name(format!("spool-{name}")).spawn(move || {
+            let mut queue = queue;
+            let mut calls = 0;
+            while let Ok(job) = inbox.recv() {
+                calls += 1;
+                job(&mut queue, calls);
+            }
+        })?;
+        Ok((Self { jobs }, stats))
+    }
+
+    /// Runs `f` on the queue after every earlier call.
+    pub fn call<R: Send + 'static, F: FnOnce(&mut DurableQueue) -> R + Send + 'static>(
+        &self,
+        f: F,
+    ) -> impl std::future::Future<Output = Result<(R, QueueStats), QueueGone>> + use<R, F> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |queue, calls| {
+            let result = f(queue);
+            let _ = tx.send((result, queue.stats(calls)));
+        });
+        let sent = self.jobs.send(job).is_ok();
+        async move {
+            if !sent {
+                return Err(QueueGone);
+            }
+            rx.await.map_err(|_| QueueGone)
+        }
+    }
+}
+
+impl DurableQueue {
+    fn stats(&self, calls: u64) -> QueueStats {
+        QueueStats {
+            len: self.len(),
+            spooled: self.spooled,
+            spool_bytes: self.spool_bytes,
+            durable: self.durable(),
+            pushed: self.pushed,
+            calls,
+        }
     }
 }
 
@@ -453,6 +541,26 @@ mod tests {
         q.spill().unwrap();
         assert_eq!(q.spooled(), items.len());
         q.spool_bytes()
+    }
+
+    #[test]
+    fn calls_run_in_order_on_the_queue_s_own_thread_and_answer_its_state_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = DurableQueue::open(dir.path(), "t", 1, OPTIONS).unwrap();
+        let (thread, stats) = QueueThread::spawn("t", queue).unwrap();
+        assert_eq!(stats, QueueStats::default());
+        // Three pushes not awaited, then a batch: the batch sees all three, in order
+        // (one item fits in memory: the second spills both, the third follows on disk).
+        let pushes: Vec<_> = ["a", "b", "c"].iter().map(|i| thread.call(move |q| q.push(i.to_string()))).collect();
+        let batch = thread.call(|q| (std::thread::current().name().map(str::to_owned), q.next_batch(10)));
+        let ((name, items), stats) = futures_executor::block_on(batch).unwrap();
+        assert_eq!(name.as_deref(), Some("spool-t"));
+        assert_eq!(items.unwrap(), ["a", "b", "c"]);
+        assert_eq!((stats.len, stats.spooled, stats.pushed, stats.durable, stats.calls), (3, 3, 3, 3, 4));
+        let moved: Vec<usize> = pushes.into_iter().map(|p| futures_executor::block_on(p).unwrap().0.unwrap()).collect();
+        assert_eq!(moved, [0, 2, 1]);
+        let (_, stats) = futures_executor::block_on(thread.call(|q| q.ack())).unwrap();
+        assert_eq!((stats.len, stats.spooled, stats.spool_bytes, stats.calls), (0, 0, 0, 5));
     }
 
     #[test]
