@@ -24,10 +24,11 @@ use tracing::{info, warn};
 use crate::actors::directory::{CheckpointAll, Directory, RegisterStation, Resolve};
 use crate::actors::feed::RedisFeed;
 use crate::actors::ingest::Ingest;
-use crate::actors::kafka::{KafkaIngest, Leave, UpdatesProducer};
+use crate::actors::kafka::{KafkaIngest, Leave};
 use crate::actors::location::{Feed, LocationDeps, Ownership};
 use crate::actors::persister::{Flush, LoadStations, Persister};
 use crate::actors::poller::{PollerContext, Pollers};
+use crate::actors::producers::{ReadingsProducer, UpdatesProducer};
 use crate::actors::replay::ReplayFeeder;
 use crate::actors::session::SessionDeps;
 use crate::actors::sinks::{EventSink, History, RedisRelay, Sinks};
@@ -210,24 +211,21 @@ impl Application {
         }
         let mut arbiters = arbiters;
         arbiters.extend([persister_arbiter, directory_arbiter]);
-        let kafka = if kafka_on {
+        let (kafka, producer) = if kafka_on {
             let skew = settings.locations.max_clock_skew_secs;
             let ingest = KafkaIngest::new(&settings.kafka, skew, directory.clone(), persister.clone(), metrics.clone())
                 .map_err(StartupError::Kafka)?;
-            // Its own thread: a rebalance blocks it while locations are handed over.
+            let producer = ReadingsProducer::new(&settings.kafka, metrics.clone()).map_err(StartupError::Kafka)?;
+            // Its own thread: a rebalance blocks it while locations are handed over (the
+            // ingest path produces without it, through its own producer).
             let arbiter = Arbiter::new();
             let addr = KafkaIngest::start_in_arbiter(&arbiter.handle(), move |_| ingest);
             arbiters.push(arbiter);
-            Some(addr)
+            (Some(addr), Some(producer))
         } else {
-            None
+            (None, None)
         };
-        let ingest = Ingest::new(
-            directory.clone(),
-            kafka.clone().map(|k| (k.recipient(), Duration::from_millis(settings.kafka.ack_timeout_ms))),
-            settings.locations.history_hours,
-            metrics.clone(),
-        );
+        let ingest = Ingest::new(directory.clone(), producer, settings.locations.history_hours, metrics.clone());
         let pollers_arbiter = Arbiter::new();
         pollers.run(&ingest, &pollers_arbiter.handle());
         arbiters.push(pollers_arbiter);

@@ -8,6 +8,8 @@ shares no code with librdkafka or isobar.
         {"produced": n, "resent": k}.
     consume --brokers B --topic T --group G --count N [--timeout S]   prints up to N
         records, one JSON object per line: key, value, headers, partition, offset.
+    committed --brokers B --topic T --group G   prints {"committed": n}: the offsets group
+        G has committed on topic T, summed over its partitions.
 """
 
 import argparse
@@ -15,7 +17,7 @@ import json
 import sys
 import time
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
 DEADLINE_SECS = 180
@@ -104,6 +106,14 @@ def consume(args):
     consumer.close()
 
 
+def committed(args):
+    admin = KafkaAdminClient(bootstrap_servers=args.brokers)
+    offsets = admin.list_group_offsets({args.group: None}).get(args.group, {})
+    total = sum(o.offset for tp, o in offsets.items() if tp.topic == args.topic and o.offset > 0)
+    admin.close()
+    print(json.dumps({"committed": total}))
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,8 +127,12 @@ def main():
     c.add_argument("--group", required=True)
     c.add_argument("--count", type=int, required=True)
     c.add_argument("--timeout", type=float, default=20)
+    k = sub.add_parser("committed")
+    k.add_argument("--brokers", required=True)
+    k.add_argument("--topic", required=True)
+    k.add_argument("--group", required=True)
     args = parser.parse_args()
-    {"produce": produce, "consume": consume}[args.command](args)
+    {"produce": produce, "consume": consume, "committed": committed}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -18,19 +18,11 @@ use futures_util::future::join_all;
 
 use crate::actors::directory::{CheckRoutable, Directory, FirstFix, ResolveForReadings, needs_coordinates};
 use crate::actors::location::{Adopt, IngestBatch, IngestFailure, LocationActor, Unapplied};
+use crate::actors::producers::ReadingsProducer;
 use crate::domain::reading::rejection_reason;
 use crate::domain::{FieldError, LocationId, Reading};
 use crate::sources::source_label;
 use crate::telemetry::Metrics;
-
-/// Produce readings to the readings topic (key = location id) and answer once the
-/// broker acknowledged every one (`acks=all`), or why not. Sent by [`Ingest::submit`]
-/// to `KafkaIngest` when Kafka is configured.
-#[derive(Message)]
-#[rtype(result = "Result<(), String>")]
-pub struct ProduceReadings {
-    pub readings: Vec<Reading>,
-}
 
 /// Readings could not be taken safely.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -61,9 +53,9 @@ pub type Indexed = Vec<(usize, Reading)>;
 #[derive(Clone)]
 pub struct Ingest {
     directory: Addr<Directory>,
-    /// With Kafka on, where readings are produced, and how long the broker may take to
-    /// acknowledge them (`kafka.ack_timeout_ms`).
-    kafka: Option<(Recipient<ProduceReadings>, std::time::Duration)>,
+    /// With Kafka on, where readings are produced (answering within
+    /// `kafka.ack_timeout_ms`).
+    kafka: Option<ReadingsProducer>,
     history_hours: u64,
     metrics: Arc<Metrics>,
 }
@@ -71,7 +63,7 @@ pub struct Ingest {
 impl Ingest {
     pub fn new(
         directory: Addr<Directory>,
-        kafka: Option<(Recipient<ProduceReadings>, std::time::Duration)>,
+        kafka: Option<ReadingsProducer>,
         history_hours: u64,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -102,7 +94,7 @@ impl Ingest {
             fresh.iter().map(|(i, r)| (*i, source_label(r.source.as_str()))).collect();
         let unroutable = match &self.kafka {
             _ if fresh.is_empty() => Vec::new(),
-            Some((kafka, ack_timeout)) => {
+            Some(kafka) => {
                 let check = fresh.iter().map(|(i, r)| (*i, r.location_id.clone(), r.latitude.is_some())).collect();
                 let unroutable = self.directory.send(CheckRoutable { readings: check }).await?;
                 let routable: Vec<Reading> = fresh
@@ -111,14 +103,7 @@ impl Ingest {
                     .map(|(_, r)| r)
                     .collect();
                 if !routable.is_empty() {
-                    // The producer gives up after the timeout; this bounds the wait for its
-                    // actor too (busy handing locations over in a rebalance, say).
-                    let produce = kafka.send(ProduceReadings { readings: routable });
-                    let grace = *ack_timeout + std::time::Duration::from_millis(500);
-                    let answer = tokio::time::timeout(grace, produce).await.map_err(|_| {
-                        IngestError::Kafka(format!("no acknowledgement within {} ms", ack_timeout.as_millis()))
-                    })?;
-                    answer?.map_err(IngestError::Kafka)?;
+                    kafka.produce(&routable).await.map_err(IngestError::Kafka)?;
                 }
                 unroutable
             }

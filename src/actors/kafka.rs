@@ -8,9 +8,8 @@
 //!   message goes to `kafka.dlq_topic` with its original payload and the headers
 //!   `error` (a reason a user can act on), `source-topic`, `source-partition` and
 //!   `source-offset`; the consumer goes on.
-//! - [`UpdatesProducer`], a sink of every location actor, produces each consensus update
-//!   to `kafka.updates_topic` (key = location id, value = the WebSocket `update` bytes),
-//!   with `acks=all` and idempotence.
+//! - The producers (updates out, readings from the ingest path) are in
+//!   [`crate::actors::producers`].
 //!
 //! Several instances in one consumer group split the locations: a location is owned by
 //! the instance that owns its partition (readings are keyed by location id, and every
@@ -37,18 +36,16 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Message as _, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, FutureProducer, FutureRecord, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset};
 use serde_json::Value;
 use tracing::{error, info, warn};
 
 use crate::actors::directory::{Directory, HandOverLocations};
-use crate::actors::ingest::{IngestError, ProduceReadings, apply};
+use crate::actors::ingest::{IngestError, apply};
 use crate::actors::persister::{Persister, SyncSnapshots};
-use crate::actors::sinks::EventSink;
-use crate::actors::wire;
+use crate::actors::producers::base_config;
 use crate::config::KafkaSettings;
-use crate::core::LocationEvent;
 use crate::domain::reading::{CheckedAt, rejection_reason};
 use crate::domain::{LocationId, Reading};
 use crate::telemetry::Metrics;
@@ -59,75 +56,6 @@ const DLQ_TIMEOUT: Duration = Duration::from_secs(10);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Client settings shared by consumer and producers: brokers plus the pass-through
-/// properties (security, tuning).
-fn base_config(settings: &KafkaSettings) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &settings.brokers);
-    // The Java client's partitioner (kafka-python's too): a location's readings land on
-    // the same partition whoever produced them.
-    config.set("partitioner", "murmur2_random");
-    for (key, value) in &settings.properties {
-        config.set(key, value);
-    }
-    config
-}
-
-/// Counts delivery reports of the updates producer.
-pub struct DeliveryCounter {
-    metrics: Arc<Metrics>,
-}
-
-impl ClientContext for DeliveryCounter {}
-
-impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => self.metrics.kafka_produced.with_label_values(&["updates"]).inc(),
-            Err((e, _)) => {
-                self.metrics.kafka_produce_errors.with_label_values(&["updates"]).inc();
-                warn!(error = %e, "an update could not be produced to Kafka");
-            }
-        }
-    }
-}
-
-/// Produces consensus updates; called from location actors (enqueueing never blocks).
-pub struct UpdatesProducer {
-    producer: ThreadedProducer<DeliveryCounter>,
-    topic: String,
-    metrics: Arc<Metrics>,
-}
-
-impl UpdatesProducer {
-    pub fn new(settings: &KafkaSettings, metrics: Arc<Metrics>) -> Result<Self, KafkaError> {
-        let producer = base_config(settings)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .create_with_context(DeliveryCounter { metrics: metrics.clone() })?;
-        Ok(Self { producer, topic: settings.updates_topic.clone(), metrics })
-    }
-
-    fn publish(&self, location_id: &str, payload: &[u8]) {
-        let record = BaseRecord::to(&self.topic).key(location_id).payload(payload);
-        if let Err((e, _)) = self.producer.send(record) {
-            self.metrics.kafka_produce_errors.with_label_values(&["updates"]).inc();
-            warn!(error = %e, "Kafka producer queue refused an update");
-        }
-    }
-}
-
-impl EventSink for UpdatesProducer {
-    fn deliver(&self, id: &LocationId, event: &LocationEvent) {
-        if let LocationEvent::Update(update) = event {
-            self.publish(id.as_str(), wire::update_message(update).as_bytes());
-        }
-    }
-}
 
 /// What this instance owns: the assigned partitions of the readings topic and, for each
 /// location seen on one since, that partition.
@@ -234,8 +162,6 @@ type IngestConsumer = StreamConsumer<IngestContext>;
 pub struct KafkaIngest {
     consumer: Arc<IngestConsumer>,
     dlq: FutureProducer,
-    /// Produces the readings the ingest path hands over.
-    readings: FutureProducer,
     directory: Addr<Directory>,
     metrics: Arc<Metrics>,
     settings: Arc<KafkaSettings>,
@@ -310,15 +236,9 @@ impl KafkaIngest {
             .create()?;
         // The ingest path's: a reading the broker has not acknowledged within
         // `ack_timeout_ms` fails (librdkafka gives it up too), so the POST answers 503.
-        let readings: FutureProducer = base_config(settings)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("message.timeout.ms", settings.ack_timeout_ms.max(1).to_string())
-            .create()?;
         Ok(Self {
             consumer: Arc::new(consumer),
             dlq,
-            readings,
             directory,
             metrics,
             settings: Arc::new(settings.clone()),
@@ -532,43 +452,6 @@ impl Actor for KafkaIngest {
             };
             ctx.spawn(update.into_actor(act));
         });
-    }
-}
-
-impl Handler<ProduceReadings> for KafkaIngest {
-    type Result = ResponseFuture<Result<(), String>>;
-
-    fn handle(&mut self, msg: ProduceReadings, _: &mut Context<Self>) -> Self::Result {
-        let (producer, topic, metrics) =
-            (self.readings.clone(), self.settings.readings_topic.clone(), self.metrics.clone());
-        let ack_timeout = Duration::from_millis(self.settings.ack_timeout_ms.max(1));
-        Box::pin(async move {
-            let sends = msg.readings.iter().map(|r| {
-                let payload = r.to_json().to_string();
-                let (producer, topic) = (producer.clone(), topic.clone());
-                let key = r.location_id.to_string();
-                async move {
-                    let record = FutureRecord::to(&topic).key(&key).payload(&payload);
-                    // A full local queue waits no longer than the acknowledgement may.
-                    let send = producer.send(record, ack_timeout);
-                    match tokio::time::timeout(ack_timeout, send).await {
-                        Ok(result) => result.map(drop).map_err(|(e, _)| e.to_string()),
-                        Err(_) => Err(format!("no acknowledgement within {} ms", ack_timeout.as_millis())),
-                    }
-                }
-            });
-            let results = futures_util::future::join_all(sends).await;
-            let produced = results.iter().filter(|r| r.is_ok()).count() as u64;
-            metrics.kafka_produced.with_label_values(&["readings"]).inc_by(produced);
-            match results.into_iter().find_map(Result::err) {
-                None => Ok(()),
-                Some(e) => {
-                    metrics.kafka_produce_errors.with_label_values(&["readings"]).inc();
-                    warn!(error = %e, "readings not acknowledged by Kafka");
-                    Err(e)
-                }
-            }
-        })
     }
 }
 

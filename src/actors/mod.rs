@@ -9,8 +9,8 @@
 //! - [`SourcePoller`]: one per enabled upstream provider, generic over `sources::Provider`.
 //! - [`ReplayFeeder`]: streams the bundled replay dataset as readings.
 //! - [`RedisFeed`]: relays other instances' updates from Redis.
-//! - [`KafkaIngest`]: consumes readings from Kafka (and `kafka::UpdatesProducer` produces
-//!   updates, as a sink).
+//! - [`KafkaIngest`]: consumes readings from Kafka ([`producers`] produce updates, as a
+//!   sink, and the ingest path's readings).
 //!
 //! Not actors: [`ingest::Ingest`], the one way readings come in; [`sinks`] and
 //! [`views::PublishedViews`], where events go; [`wire`], the WebSocket messages;
@@ -25,6 +25,7 @@ pub mod location;
 pub mod messages;
 pub mod persister;
 pub mod poller;
+pub mod producers;
 pub mod replay;
 pub mod session;
 pub mod sinks;
