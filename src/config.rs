@@ -32,7 +32,22 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     pub consensus: ConsensusConfig,
     pub sources: SourcesSettings,
+    pub auth: AuthSettings,
     pub log: LogSettings,
+}
+
+/// Who may do what (README, Security).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Reads without a key are allowed (limited per client IP).
+    pub anonymous_reads: bool,
+    /// A write from loopback without a key is allowed (the README's curl examples).
+    pub loopback_writes: bool,
+    /// New stations one key may create.
+    pub max_stations_per_key: usize,
+    /// Keys beyond the store's: name, sha256 (of the key), scope, sources, rate_per_sec.
+    pub keys: Vec<crate::auth::KeyRecord>,
 }
 
 /// The HTTP server.
@@ -47,6 +62,8 @@ pub struct HttpSettings {
     pub shutdown_timeout_secs: u64,
     /// `Cache-Control: max-age` of `/current`.
     pub current_max_age_secs: u64,
+    /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// WebSocket sessions.
@@ -272,6 +289,11 @@ impl Settings {
     }
 
     /// The compiled-in defaults with `overrides` merged on top (tests, embedding).
+    /// The built-in defaults alone.
+    pub fn defaults() -> Result<Self, ConfigError> {
+        Self::defaults_with(serde_json::json!({}))
+    }
+
     pub fn defaults_with(overrides: impl Serialize) -> Result<Self, ConfigError> {
         Self::extract(Figment::from(Toml::string(DEFAULT_TOML)).merge(Serialized::defaults(overrides)))
     }

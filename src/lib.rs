@@ -34,6 +34,7 @@
 
 pub mod actors;
 pub mod analytics;
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod core;

@@ -1,4 +1,4 @@
-//! The `isobar` command: `serve` (the default) and `check-config`.
+//! The `isobar` command: `serve` (the default), `check-config` and `keys`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,15 +21,44 @@ enum Command {
     Serve(ConfigArgs),
     /// Print the merged settings and exit; non-zero with a message naming the key on error.
     CheckConfig(ConfigArgs),
+    /// Manage API keys (kept in Redis when redis.url is set, else under persist.data_dir).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (once: only its hash is kept).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// read, write or admin (each includes the ones before it).
+        #[arg(long)]
+        scope: isobar::auth::Scope,
+        /// Source names a write key may write readings as (default: station).
+        #[arg(long, value_delimiter = ',')]
+        sources: Vec<String>,
+        /// Its own requests per second (default: auth.key_rate_per_sec).
+        #[arg(long)]
+        rate: Option<u32>,
+    },
+    /// List the keys (names, scopes, sources; never the keys).
+    List,
+    /// Revoke a key: every instance refuses it within a second.
+    Revoke { name: String },
 }
 
 #[derive(Args, Default)]
 struct ConfigArgs {
     /// Profile: config/NAME.toml layered over config/default.toml (built in: demo, production).
-    #[arg(long)]
+    #[arg(long, global = true)]
     profile: Option<String>,
     /// Extra TOML file layered on top.
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
 }
 
@@ -38,6 +67,7 @@ fn main() -> ExitCode {
     let (check_only, args) = match cli.command {
         Some(Command::CheckConfig(args)) => (true, args),
         Some(Command::Serve(args)) => (false, args),
+        Some(Command::Keys { command, config }) => return keys(command, &config),
         None => (false, ConfigArgs::default()),
     };
     let settings = match Settings::load(args.profile.as_deref(), args.config.as_deref()) {
@@ -75,4 +105,64 @@ fn main() -> ExitCode {
         }
     });
     ExitCode::SUCCESS
+}
+
+/// `isobar keys …`: talks to the key store directly (a running instance picks changes up
+/// within a second).
+fn keys(command: KeysCommand, args: &ConfigArgs) -> ExitCode {
+    use isobar::auth::{self, KeyRecord, KeyStore};
+    let settings = match Settings::load(args.profile.as_deref(), args.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let result: Result<(), auth::AuthError> = actix_web::rt::System::new().block_on(async move {
+        let store = KeyStore::from_settings(&settings, None)?;
+        match command {
+            KeysCommand::Create { name, scope, sources, rate } => {
+                auth::check_name(&name)?;
+                let key = auth::generate()?;
+                let record = KeyRecord {
+                    name: name.clone(),
+                    sha256: auth::hash(&key),
+                    scope,
+                    sources,
+                    rate_per_sec: rate,
+                    created_at: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                };
+                store.create(&record).await?;
+                eprintln!(
+                    "created key {name:?} ({}) in {}; it is shown once:",
+                    serde_json::to_string(&scope).unwrap_or_default(),
+                    store.describe()
+                );
+                println!("{key}");
+            }
+            KeysCommand::List => {
+                for record in store.all().await? {
+                    let view = serde_json::json!({
+                        "name": record.name, "scope": record.scope, "sources": record.writable_sources(),
+                        "rate_per_sec": record.rate_per_sec, "created_at": record.created_at,
+                    });
+                    println!("{view}");
+                }
+            }
+            KeysCommand::Revoke { name } => {
+                if !store.revoke(&name).await? {
+                    return Err(auth::AuthError::Invalid(format!("no key named {name:?}")));
+                }
+                eprintln!("revoked key {name:?}");
+            }
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

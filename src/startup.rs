@@ -33,10 +33,12 @@ use crate::actors::replay::ReplayFeeder;
 use crate::actors::session::SessionDeps;
 use crate::actors::sinks::{EventSink, History, RedisRelay, Sinks};
 use crate::actors::views::PublishedViews;
+use crate::auth::{KeyRing, KeyStore, StationQuota};
 use crate::catalog::{Catalog, Stations};
 use crate::config::Settings;
 use crate::core::{CoreSettings, RENDER_TTL, Retention};
 use crate::domain::LocationId;
+use crate::http::auth::Access;
 use crate::http::{self, AppState};
 use crate::service::{Service, ServiceDeps, ServiceSettings};
 use crate::sources::replay;
@@ -56,6 +58,8 @@ pub enum StartupError {
     Kafka(rdkafka::error::KafkaError),
     #[error("persistence: {0} (check redis.url, influx.url and persist.data_dir)")]
     Persist(crate::store::StoreError),
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// A running instance, ready to serve.
@@ -116,7 +120,15 @@ impl Application {
         let persister = Persister::new(&settings.persist, &settings.redis, &settings.influx, metrics.clone())
             .map_err(StartupError::Persist)?;
         let history_in_influx = !settings.influx.url.trim().is_empty();
+        let redis_store = persister.redis();
         let feed = persister.redis().and_then(|r| r.pubsub_client()).map(|client| (client, persister.instance()));
+        let trusted_proxies = Access::parse_proxies(&settings.http.trusted_proxies).map_err(StartupError::Auth)?;
+        let key_store =
+            KeyStore::from_settings(&settings, redis_store.clone()).map_err(|e| StartupError::Auth(e.to_string()))?;
+        let keys = Arc::new(KeyRing::new(key_store, &settings.auth));
+        keys.reload(&mut false).await;
+        keys.keep_reloading();
+        let access = Access::new(keys, settings.auth.clone(), trusted_proxies);
         let shared_cache = persister.redis().map(|r| r as Arc<dyn SharedCache>);
         // The persister and the Directory get threads of their own: spool I/O and a
         // burst of actor starts never hold up each other, the location actors or HTTP.
@@ -268,6 +280,7 @@ impl Application {
                 kafka: kafka.clone(),
                 providers: pollers.statuses.clone(),
                 metrics: metrics.clone(),
+                station_quota: StationQuota::new(redis_store.clone()),
             },
             ServiceSettings {
                 history_hours: settings.locations.history_hours,
@@ -291,9 +304,14 @@ impl Application {
             },
             settings: settings.clone(),
             next_session_id: AtomicU64::new(1),
+            access,
         });
         let server = HttpServer::new(move || {
-            App::new().app_data(state.clone()).wrap(from_fn(http::record_metrics)).configure(http::configure)
+            App::new()
+                .app_data(state.clone())
+                .wrap(from_fn(http::auth::authorize))
+                .wrap(from_fn(http::record_metrics))
+                .configure(http::configure)
         })
         .workers(cores)
         .disable_signals()

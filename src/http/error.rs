@@ -31,6 +31,12 @@ pub enum ApiError {
     Unprocessable { detail: String, extra: Option<(&'static str, Value)> },
     #[error("{detail}")]
     Unavailable { detail: String, retry_after_secs: u64 },
+    /// No credentials, or not ours.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The credentials do not allow this.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 /// The problem+json body, as documented in the OpenAPI document.
@@ -68,6 +74,8 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Unprocessable { .. } => "unprocessable",
             Self::Unavailable { .. } => "unavailable",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
         }
     }
 }
@@ -82,6 +90,8 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -105,6 +115,9 @@ impl ResponseError for ApiError {
         if let Self::Unavailable { retry_after_secs, .. } = self {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
+        if let Self::Unauthorized(_) = self {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"isobar\"")));
+        }
         response.body(body.to_string())
     }
 }
@@ -115,6 +128,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid { field, message } => Self::invalid_param(field, message),
             ServiceError::NotFound(detail) => Self::NotFound(detail),
             ServiceError::Unavailable { detail, retry_after_secs } => Self::Unavailable { detail, retry_after_secs },
+            ServiceError::Forbidden(detail) => Self::Forbidden(detail),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! store or provider access: everything goes through the [`Service`] (and, for
 //! WebSockets, the sessions it starts).
 
+pub mod auth;
 pub mod error;
 pub mod openapi;
 pub mod routes;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub sessions: SessionDeps,
     /// Source of WebSocket session ids.
     pub next_session_id: AtomicU64,
+    /// Keys and the access policy.
+    pub access: auth::Access,
 }
 
 impl AppState {

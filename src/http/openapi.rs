@@ -1,7 +1,8 @@
 //! The OpenAPI 3 document served at /api/openapi.json, generated from the handlers'
 //! annotations so it cannot drift from the routes.
 
-use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 use crate::domain::{Current, FieldError, Location, LocationKind, LocationRef, SourceContribution, Units, Values};
 use crate::http::error::Problem;
@@ -45,9 +46,30 @@ use crate::http::ws;
         Values,
         crate::service::IngestResponse,
         crate::service::Rejected,
-    ))
+    )),
+    modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;
+
+/// The API key, sent as `Authorization: Bearer KEY` (`bearer`), or on WebSocket routes as
+/// `?api_key=KEY` (`api_key_query`).
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut bearer = Http::new(HttpAuthScheme::Bearer);
+        bearer.description = Some("An API key made with `isobar keys create`".into());
+        components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+        components.add_security_scheme(
+            "api_key_query",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "api_key",
+                "The API key, for browser WebSockets (which cannot send headers)",
+            ))),
+        );
+    }
+}
 
 /// This document.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "operations",

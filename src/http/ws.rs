@@ -10,7 +10,7 @@ use crate::domain::LocationId;
 use crate::http::{ApiError, AppState};
 
 /// WebSocket with the JSON protocol of DESIGN §3.
-#[utoipa::path(get, path = "/v1/ws", tag = "live",
+#[utoipa::path(get, path = "/v1/ws", tag = "live", security((), ("bearer" = []), ("api_key_query" = [])),
     responses((status = 101, description = "Switching protocols: send {\"type\":\"subscribe\",\"locations\":[\"KJFK\"]}")))]
 pub async fn connect(
     state: web::Data<AppState>,
@@ -21,7 +21,7 @@ pub async fn connect(
 }
 
 /// WebSocket already subscribed to one location.
-#[utoipa::path(get, path = "/ws/weather/{id}", tag = "live",
+#[utoipa::path(get, path = "/ws/weather/{id}", tag = "live", security((), ("bearer" = []), ("api_key_query" = [])),
     params(("id" = String, Path, description = "Location id")),
     responses((status = 101, description = "Switching protocols; a snapshot follows"),
               (status = 400, body = crate::http::error::Problem, content_type = "application/problem+json"),

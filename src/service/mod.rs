@@ -25,6 +25,7 @@ use crate::actors::persister::{CheckBackends, Persister, QueryHistory};
 use crate::actors::poller::GetProviderStatus;
 use crate::actors::views::PublishedViews;
 use crate::analytics::history::downsample;
+use crate::auth::StationQuota;
 use crate::catalog::{self, Catalog, Stations};
 use crate::core::Update;
 use crate::domain::reading::{CheckedAt, rejection_reason};
@@ -60,6 +61,9 @@ pub enum ServiceError {
     /// Try again later.
     #[error("{detail}")]
     Unavailable { detail: String, retry_after_secs: u64 },
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl ServiceError {
@@ -102,6 +106,24 @@ pub struct ServiceDeps {
     pub kafka: Option<Addr<KafkaIngest>>,
     pub providers: Vec<Recipient<GetProviderStatus>>,
     pub metrics: Arc<Metrics>,
+    /// The stations each key created.
+    pub station_quota: StationQuota,
+}
+
+/// Who submits readings, and what that allows.
+#[derive(Debug, Clone)]
+pub enum Writer {
+    /// A write key: it may write as `sources` only, and create at most
+    /// `max_new_stations` stations.
+    Key { name: String, sources: Vec<String>, max_new_stations: usize },
+    /// Trusted without a key (loopback, when `auth.loopback_writes` allows it): any
+    /// source but the reserved ones.
+    Local,
+}
+
+/// Source names only isobar's own pollers and replay write as.
+pub fn reserved_source(source: &str) -> bool {
+    source == "replay" || crate::sources::registered().iter().any(|p| p.name == source)
 }
 
 pub struct Service {
@@ -288,7 +310,8 @@ impl Service {
     /// Submitted reading items (JSON, DESIGN §3): each is parsed and validated on its
     /// own, the valid ones go the one ingest way, and every item not taken is reported
     /// with its index and the fields at fault.
-    pub async fn submit_readings(&self, items: &[Value]) -> Result<IngestResponse, ServiceError> {
+    pub async fn submit_readings(&self, items: &[Value], writer: &Writer) -> Result<IngestResponse, ServiceError> {
+        self.check_writer(items, writer).await?;
         let now = Utc::now();
         let mut valid = Vec::with_capacity(items.len());
         let mut rejected = Vec::new();
@@ -316,6 +339,50 @@ impl Service {
         rejected.extend(refused.into_iter().map(|(index, error)| Rejected { index, errors: vec![error] }));
         rejected.sort_by_key(|r| r.index);
         Ok(IngestResponse { accepted: items.len() - rejected.len(), rejected })
+    }
+
+    /// 403 when an item is written as a source the writer may not use, or would create
+    /// more stations than its key may.
+    async fn check_writer(&self, items: &[Value], writer: &Writer) -> Result<(), ServiceError> {
+        let sources = items.iter().filter_map(|item| item.get("source").and_then(Value::as_str));
+        for source in sources {
+            if reserved_source(source) {
+                return Err(ServiceError::Forbidden(format!(
+                    "source {source:?} is reserved for isobar's own pollers; write as your own source name"
+                )));
+            }
+            if let Writer::Key { name, sources, .. } = writer
+                && !sources.iter().any(|s| s == source)
+            {
+                return Err(ServiceError::Forbidden(format!(
+                    "key {name:?} may write as {} only, not as {source:?}",
+                    sources.join(", ")
+                )));
+            }
+        }
+        let Writer::Key { name, max_new_stations, .. } = writer else { return Ok(()) };
+        // A station is new when an item gives coordinates for an id nobody knows yet.
+        let mut new: Vec<LocationId> = items
+            .iter()
+            .filter(|item| item.get("latitude").is_some_and(|v| !v.is_null()))
+            .filter_map(|item| item.get("location_id").and_then(Value::as_str))
+            .filter_map(|raw| LocationId::parse(raw).ok())
+            .filter(|id| self.deps.stations.get(id).is_none() && self.deps.catalog.get(id).is_none())
+            .collect();
+        new.sort();
+        new.dedup();
+        match self.deps.station_quota.take(name, &new, *max_new_stations).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(created)) => Err(ServiceError::Forbidden(format!(
+                "key {name:?} may create at most {max_new_stations} stations (auth.max_stations_per_key) and has \
+                 created {created}; these readings would add {}",
+                new.len()
+            ))),
+            Err(e) => Err(ServiceError::Unavailable {
+                detail: format!("cannot check the key's station count ({e}); retry"),
+                retry_after_secs: 1,
+            }),
+        }
     }
 
     /// Whether every component and configured backend answers; the body names each.

@@ -223,6 +223,15 @@ impl RedisStore {
     }
 
     /// A plain value (the shared upstream response cache).
+    /// Runs one command (its keys in one hash slot on a cluster).
+    pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        match self.conn().await? {
+            Conn::Single(mut c) => cmd.query_async(&mut c).await,
+            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+        }
+        .map_err(err)
+    }
+
     pub async fn get_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let value: Result<Option<Vec<u8>>, _> = match self.conn().await? {
             Conn::Single(mut c) => c.get(key).await,

@@ -129,7 +129,7 @@ async fn current_merges_two_sources_by_weighted_mean() {
     let app = spawn_app().await;
     let mut a = station_reading("MED1", 5, 6.0);
     let mut b = station_reading("MED1", 5, 8.0);
-    b["source"] = json!("replay");
+    b["source"] = json!("lab");
     a["humidity"] = json!(60);
     b["humidity"] = json!(70);
     let (status, body) = app.post_readings(&json!([a, b])).await;

@@ -31,7 +31,7 @@ pub struct SearchResponse {
 
 /// Search the catalog and the known stations by name prefix: exact names first, then by
 /// population.
-#[utoipa::path(get, path = "/v1/locations", tag = "locations", params(SearchQuery),
+#[utoipa::path(get, path = "/v1/locations", tag = "locations", security((), ("bearer" = [])), params(SearchQuery),
     responses((status = 200, body = SearchResponse), (status = 400, body = Problem, content_type = "application/problem+json")))]
 pub async fn search(state: web::Data<AppState>, query: web::Query<SearchQuery>) -> Result<HttpResponse, ApiError> {
     let limit = match query.limit.as_deref() {
@@ -62,7 +62,7 @@ fn number(raw: Option<&str>, field: &'static str) -> Result<f64, ApiError> {
 }
 
 /// The catalog city nearest to a point.
-#[utoipa::path(get, path = "/v1/locations/nearest", tag = "locations", params(NearestQuery),
+#[utoipa::path(get, path = "/v1/locations/nearest", tag = "locations", security((), ("bearer" = [])), params(NearestQuery),
     responses((status = 200, body = NearestResponse), (status = 400, body = Problem, content_type = "application/problem+json")))]
 pub async fn nearest(state: web::Data<AppState>, query: web::Query<NearestQuery>) -> Result<HttpResponse, ApiError> {
     let lat = number(query.lat.as_deref(), "lat")?;
@@ -72,7 +72,7 @@ pub async fn nearest(state: web::Data<AppState>, query: web::Query<NearestQuery>
 }
 
 /// One location.
-#[utoipa::path(get, path = "/v1/locations/{id}", tag = "locations",
+#[utoipa::path(get, path = "/v1/locations/{id}", tag = "locations", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "GeoNames id (5128581) or station id (KJFK)")),
     responses((status = 200, body = Location), (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
@@ -93,7 +93,7 @@ fn units(raw: Option<&str>) -> Result<Units, ApiError> {
 
 /// Consensus current conditions. Sends `ETag`, `Last-Modified` and `Cache-Control`;
 /// answers a matching `If-None-Match` with 304.
-#[utoipa::path(get, path = "/v1/locations/{id}/current", tag = "locations",
+#[utoipa::path(get, path = "/v1/locations/{id}/current", tag = "locations", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "Location id"), UnitsQuery),
     responses((status = 200, body = crate::domain::Current), (status = 304, description = "Not modified"),
               (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -185,7 +185,7 @@ fn timestamp(raw: Option<&str>, field: &'static str) -> Result<Option<DateTime<U
 }
 
 /// Stored readings, oldest first.
-#[utoipa::path(get, path = "/v1/locations/{id}/history", tag = "locations",
+#[utoipa::path(get, path = "/v1/locations/{id}/history", tag = "locations", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "Location id"), HistoryQuery),
     responses((status = 200, body = HistoryResponse), (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
@@ -225,7 +225,7 @@ pub struct ForecastQuery {
 
 /// Hourly forecast: each provider's run and their blend, whose `spread` is the standard
 /// deviation across providers.
-#[utoipa::path(get, path = "/v1/locations/{id}/forecast", tag = "locations",
+#[utoipa::path(get, path = "/v1/locations/{id}/forecast", tag = "locations", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "Location id"), ForecastQuery),
     responses((status = 200, body = crate::domain::Forecast),
               (status = 400, body = Problem, content_type = "application/problem+json"),

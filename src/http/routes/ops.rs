@@ -17,15 +17,22 @@ pub async fn health() -> HttpResponse {
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses((status = 200, description = "Ready", body = serde_json::Value),
               (status = 503, description = "A dependency is down; the body names it", body = serde_json::Value)))]
-pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+pub async fn ready(state: web::Data<AppState>, req: actix_web::HttpRequest) -> HttpResponse {
     let readiness = state.service.readiness().await;
     let status = if readiness.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    HttpResponse::build(status).json(readiness.body)
+    if crate::http::auth::caller(&req).operator() {
+        return HttpResponse::build(status).json(readiness.body);
+    }
+    // Which dependency is down, and why, is for operators (an admin key, or loopback).
+    let summary = if readiness.ready { "ready" } else { "not ready" };
+    HttpResponse::build(status).json(serde_json::json!({ "status": summary }))
 }
 
 /// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4", body = String)))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(("bearer" = []), ()),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4", body = String),
+              (status = 401, body = crate::http::error::Problem, content_type = "application/problem+json", description = "Not on loopback and no admin key"),
+              (status = 403, body = crate::http::error::Problem, content_type = "application/problem+json", description = "Not an admin key")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())
 }

@@ -17,10 +17,12 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const MAX_ITEMS: usize = 10_000;
 
 /// Ingest station readings.
-#[utoipa::path(post, path = "/v1/readings", tag = "readings",
+#[utoipa::path(post, path = "/v1/readings", tag = "readings", security(("bearer" = [])),
     request_body(content = serde_json::Value, description = "A Reading or an array of up to 10,000 (1 MiB max)", content_type = "application/json"),
     responses((status = 202, body = crate::service::IngestResponse),
               (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed JSON"),
+              (status = 401, body = Problem, content_type = "application/problem+json", description = "No API key, or not a valid one"),
+              (status = 403, body = Problem, content_type = "application/problem+json", description = "A read key; a source the key may not write as; the key's station limit"),
               (status = 413, body = Problem, content_type = "application/problem+json", description = "Over 1 MiB or 10,000 items"),
               (status = 415, body = Problem, content_type = "application/problem+json", description = "Not application/json"),
               (status = 422, body = Problem, content_type = "application/problem+json", description = "No item was accepted")))]
@@ -67,7 +69,8 @@ pub async fn post(
         return Err(ApiError::Unprocessable { detail: "the array holds no readings".into(), extra: None });
     }
 
-    let report = state.service.submit_readings(&items).await?;
+    let writer = crate::http::auth::caller(&req).writer(&state.access.settings);
+    let report = state.service.submit_readings(&items, &writer).await?;
     if report.accepted == 0 {
         let mut rejected = report.rejected;
         let detail = if items.len() == 1 {

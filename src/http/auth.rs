@@ -1,0 +1,229 @@
+//! Who is calling, and may they: the client's address, its API key, and the policy of
+//! each kind of route (README, Security).
+//!
+//! - Credentials: `Authorization: Bearer KEY`; on WebSocket routes also `?api_key=KEY`
+//!   (a browser cannot set headers on a WebSocket). A key that is not ours (unknown or
+//!   revoked) is a 401 wherever it is presented.
+//! - Writes (`POST /v1/readings`): a key of scope `write` or `admin`; without one, 401,
+//!   unless the client is on loopback and `auth.loopback_writes` allows it. A `read` key:
+//!   403. Which sources a key may write as, and how many stations it may create, the
+//!   service checks ([`crate::service::Writer`]).
+//! - Operations (`/metrics`): an `admin` key or loopback. `/ready` answers everyone with
+//!   its status, but names its dependencies only to them.
+//! - Reads: anyone, unless `auth.anonymous_reads` is off (then any key).
+//!
+//! The client's address is the socket's peer, or, when the peer is one of
+//! `http.trusted_proxies`, the nearest address in `X-Forwarded-For` that is not.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
+use ipnet::IpNet;
+use tracing::info;
+
+use crate::auth::{KeyRecord, KeyRing, Scope};
+use crate::config::AuthSettings;
+use crate::http::{ApiError, AppState};
+use crate::service::Writer;
+
+/// What the HTTP layer knows of access control.
+pub struct Access {
+    pub keys: Arc<KeyRing>,
+    pub settings: AuthSettings,
+    pub trusted_proxies: Vec<IpNet>,
+    /// The loopback-write notice is logged once.
+    loopback_noted: AtomicBool,
+}
+
+impl Access {
+    pub fn new(keys: Arc<KeyRing>, settings: AuthSettings, trusted_proxies: Vec<IpNet>) -> Self {
+        Self { keys, settings, trusted_proxies, loopback_noted: AtomicBool::new(false) }
+    }
+
+    /// `http.trusted_proxies` entries: an address or a CIDR range each.
+    pub fn parse_proxies(entries: &[String]) -> Result<Vec<IpNet>, String> {
+        entries
+            .iter()
+            .map(|e| {
+                e.parse::<IpNet>()
+                    .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| format!("http.trusted_proxies: {e:?} is not an IP address or CIDR range"))
+            })
+            .collect()
+    }
+
+    fn trusted(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client's address: the peer's, or from `X-Forwarded-For` behind a trusted proxy.
+    pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
+        let peer = req.peer_addr()?.ip();
+        if !self.trusted(peer) {
+            return Some(peer);
+        }
+        let forwarded = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect::<Vec<_>>();
+        let mut hops = forwarded.iter().flat_map(|v| v.split(',')).map(str::trim).collect::<Vec<_>>();
+        hops.reverse();
+        for hop in hops {
+            match hop.parse::<IpAddr>() {
+                Ok(ip) if self.trusted(ip) => continue,
+                Ok(ip) => return Some(ip),
+                // Garbage from beyond the trusted proxies: the last proxy is what we know.
+                Err(_) => break,
+            }
+        }
+        Some(peer)
+    }
+}
+
+/// Who made the request, for handlers (a request extension).
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub ip: Option<IpAddr>,
+    pub key: Option<Arc<KeyRecord>>,
+}
+
+impl Caller {
+    pub fn loopback(&self) -> bool {
+        self.ip.is_some_and(|ip| ip.is_loopback())
+    }
+
+    fn scope_at_least(&self, scope: Scope) -> bool {
+        self.key.as_ref().is_some_and(|k| k.scope >= scope)
+    }
+
+    /// May see operational detail (`/metrics`, `/ready`'s dependencies).
+    pub fn operator(&self) -> bool {
+        self.scope_at_least(Scope::Admin) || (self.key.is_none() && self.loopback())
+    }
+
+    /// The writer the service checks readings against, once the route allowed the write.
+    pub fn writer(&self, settings: &AuthSettings) -> Writer {
+        match &self.key {
+            Some(key) => Writer::Key {
+                name: key.name.clone(),
+                sources: key.writable_sources(),
+                max_new_stations: settings.max_stations_per_key,
+            },
+            None => Writer::Local,
+        }
+    }
+}
+
+/// The credentials presented, if any: `Err` when they are malformed.
+fn presented(req: &ServiceRequest) -> Result<Option<String>, ApiError> {
+    if let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        let value = value.to_str().unwrap_or("");
+        let Some(key) = value.strip_prefix("Bearer ").map(str::trim).filter(|k| !k.is_empty()) else {
+            return Err(ApiError::Unauthorized("the Authorization header must be `Bearer <API key>`".into()));
+        };
+        return Ok(Some(key.to_owned()));
+    }
+    let websocket = req.path().starts_with("/ws/") || req.path() == "/v1/ws";
+    if websocket {
+        let query = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string());
+        if let Ok(query) = query
+            && let Some(key) = query.get("api_key")
+        {
+            return Ok(Some(key.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// What a route needs.
+enum Need {
+    Read,
+    Write,
+    Operator,
+    /// Anyone (health, the API document, /ready's status).
+    Nothing,
+}
+
+fn need(req: &ServiceRequest) -> Need {
+    match (req.method(), req.path()) {
+        (&Method::POST, "/v1/readings") => Need::Write,
+        (_, "/metrics") => Need::Operator,
+        (_, "/health" | "/ready" | "/api/openapi.json") => Need::Nothing,
+        _ => Need::Read,
+    }
+}
+
+/// Identifies the caller and applies the route's policy.
+pub async fn authorize(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+    };
+    match check(&state, &req) {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.call(req).await.map(ServiceResponse::map_into_left_body)
+        }
+        Err(error) => {
+            let response = error.error_response();
+            Ok(req.into_response(response).map_into_right_body())
+        }
+    }
+}
+
+fn check(state: &AppState, req: &ServiceRequest) -> Result<Caller, ApiError> {
+    let access = &state.access;
+    let ip = access.client_ip(req.request());
+    let key = match presented(req)? {
+        Some(raw) => {
+            Some(access.keys.find(&raw).ok_or_else(|| ApiError::Unauthorized("unknown or revoked API key".into()))?)
+        }
+        None => None,
+    };
+    let caller = Caller { ip, key };
+    match need(req) {
+        Need::Nothing => {}
+        Need::Read => {
+            if caller.key.is_none() && !access.settings.anonymous_reads {
+                return Err(ApiError::Unauthorized("reads need an API key (Authorization: Bearer <key>)".into()));
+            }
+        }
+        Need::Write => match &caller.key {
+            Some(key) if key.scope >= Scope::Write => {}
+            Some(key) => {
+                return Err(ApiError::Forbidden(format!(
+                    "key {:?} has scope read; writing readings needs a write key",
+                    key.name
+                )));
+            }
+            None if caller.loopback() && access.settings.loopback_writes => {
+                if !access.loopback_noted.swap(true, Ordering::Relaxed) {
+                    info!("a write from loopback without an API key was allowed (auth.loopback_writes)");
+                }
+            }
+            None => {
+                return Err(ApiError::Unauthorized(
+                    "writing readings needs an API key of scope write (Authorization: Bearer <key>)".into(),
+                ));
+            }
+        },
+        Need::Operator => {
+            if !caller.operator() {
+                return Err(match caller.key {
+                    Some(_) => ApiError::Forbidden("this needs an admin key".into()),
+                    None => ApiError::Unauthorized("this needs an admin key (Authorization: Bearer <key>)".into()),
+                });
+            }
+        }
+    }
+    Ok(caller)
+}
+
+/// The caller of a request that passed [`authorize`].
+pub fn caller(req: &HttpRequest) -> Caller {
+    req.extensions().get::<Caller>().cloned().unwrap_or(Caller { ip: None, key: None })
+}

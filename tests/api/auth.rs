@@ -1,0 +1,238 @@
+//! Who may read and write: API keys (made with `isobar keys`, kept in a real Redis or in
+//! the config), their scopes, the sources a write key may write as, its station limit,
+//! and what operators alone see.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app_with, station_reading};
+use crate::servers::Redis;
+
+const BIN: &str = env!("CARGO_BIN_EXE_isobar");
+
+/// Runs `isobar keys …` against `redis_url`; answers stdout.
+fn keys_command(redis_url: &str, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("keys")
+        .args(args)
+        .env("ISOBAR__REDIS__URL", redis_url)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("isobar keys runs");
+    assert!(out.status.success(), "isobar keys {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn create_key(redis_url: &str, name: &str, scope: &str, extra: &[&str]) -> String {
+    let mut args = vec!["create", "--name", name, "--scope", scope];
+    args.extend_from_slice(extra);
+    keys_command(redis_url, &args).trim().to_owned()
+}
+
+/// A config key: the key `isb_{name}` itself, and its entry for `auth.keys`.
+fn configured(name: &str, scope: &str, sources: &[&str]) -> (String, Value) {
+    let key = format!("isb_{name}");
+    let entry = json!({"name": name, "sha256": isobar::auth::hash(&key), "scope": scope, "sources": sources});
+    (key, entry)
+}
+
+async fn post_with(app: &TestApp, key: Option<&str>, body: &Value) -> (u16, Value) {
+    let mut request = app.client.post(app.url("/v1/readings")).json(body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status().as_u16();
+    if status == 401 {
+        assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"isobar\"");
+    }
+    assert_eq!(
+        r.headers()["content-type"],
+        if status == 202 { "application/json" } else { "application/problem+json" }
+    );
+    (status, r.json().await.unwrap())
+}
+
+#[actix_rt::test]
+async fn writes_need_a_write_key_bound_to_its_sources_and_the_providers_names_are_reserved() {
+    let (writer, w) = configured("writer", "write", &[]);
+    let (lab, l) = configured("lab", "write", &["lab", "station"]);
+    let (reader, r) = configured("reader", "read", &[]);
+    let app = spawn_app_with(json!({"auth": {"loopback_writes": false, "keys": [w, l, r]}})).await;
+
+    let (status, body) = post_with(&app, None, &station_reading("AUTH1", 1, 5.0)).await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (401, Some("writing readings needs an API key of scope write (Authorization: Bearer <key>)"))
+    );
+    let (status, body) = post_with(&app, Some("isb_nobody"), &station_reading("AUTH1", 1, 5.0)).await;
+    assert_eq!((status, body["detail"].as_str()), (401, Some("unknown or revoked API key")));
+    let (status, body) = post_with(&app, Some(&reader), &station_reading("AUTH1", 1, 5.0)).await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (403, Some("key \"reader\" has scope read; writing readings needs a write key"))
+    );
+
+    let mut as_provider = station_reading("AUTH1", 1, 5.0);
+    as_provider["source"] = json!("open-meteo");
+    let (status, body) = post_with(&app, Some(&writer), &as_provider).await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (403, Some("source \"open-meteo\" is reserved for isobar's own pollers; write as your own source name"))
+    );
+    let mut as_lab = station_reading("AUTH1", 1, 5.0);
+    as_lab["source"] = json!("lab");
+    let (status, body) = post_with(&app, Some(&writer), &as_lab).await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (403, Some("key \"writer\" may write as station only, not as \"lab\""))
+    );
+    // Nothing of a refused request was taken.
+    assert_eq!(app.get_json("/v1/locations/AUTH1/current").await.0, 404);
+
+    let (status, body) = post_with(&app, Some(&lab), &as_lab).await;
+    assert_eq!((status, body), (202, json!({"accepted": 1, "rejected": []})));
+    let (status, _) = post_with(&app, Some(&writer), &station_reading("AUTH1", 2, 6.0)).await;
+    assert_eq!(status, 202);
+    assert_eq!(app.get_json("/v1/locations/AUTH1/current").await.1["sources_count"], 2);
+}
+
+#[actix_rt::test]
+async fn a_write_from_loopback_without_a_key_is_allowed_by_default_but_not_as_a_provider() {
+    let app = spawn_app_with(json!({})).await;
+    assert_eq!(post_with(&app, None, &station_reading("LOCAL1", 1, 5.0)).await.0, 202);
+    let mut replay = station_reading("LOCAL1", 2, 5.0);
+    replay["source"] = json!("replay");
+    let (status, body) = post_with(&app, None, &replay).await;
+    assert_eq!((status, body["status"].clone()), (403, json!(403)));
+}
+
+#[actix_rt::test]
+async fn a_key_may_create_its_limit_of_stations_in_redis_and_the_next_new_one_is_refused() {
+    let redis = Redis::start();
+    let app = spawn_app_with(json!({"redis": {"url": redis.url()}, "auth": {"loopback_writes": false}})).await;
+    let key = create_key(&redis.url(), "fleet", "write", &[]);
+    assert!(key.starts_with("isb_") && key.len() == 68, "{key}");
+    tokio::time::sleep(Duration::from_millis(700)).await; // the instance reloads its keys
+
+    // 1,000 new stations in one request: the key's whole allowance.
+    let batch: Vec<Value> = (0..1000).map(|i| station_reading(&format!("FLEET{i:04}"), 1, 5.0)).collect();
+    let (status, body) = post_with(&app, Some(&key), &json!(batch)).await;
+    assert_eq!((status, body["accepted"].clone()), (202, json!(1000)));
+    // Readings for its existing stations go on.
+    assert_eq!(post_with(&app, Some(&key), &station_reading("FLEET0007", 2, 6.0)).await.0, 202);
+    // The 1,001st new station is refused, naming the limit.
+    let (status, body) = post_with(&app, Some(&key), &station_reading("FLEET1000", 1, 5.0)).await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (
+            403,
+            Some(
+                "key \"fleet\" may create at most 1000 stations (auth.max_stations_per_key) and has created 1000; \
+                 these readings would add 1"
+            )
+        )
+    );
+    assert_eq!(app.get_json("/v1/locations/FLEET1000/current").await.0, 404);
+    // Keys are stored as hashes only.
+    let stored = redis_values(&redis).await;
+    assert!(stored.iter().all(|v| !v.contains(&key)), "the key itself is nowhere in Redis");
+    assert!(stored.iter().any(|v| v.contains(&isobar::auth::hash(&key))));
+}
+
+/// Every string value in Redis (keys, hash fields and values, set members).
+async fn redis_values(redis: &Redis) -> Vec<String> {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    let mut out = keys.clone();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await.unwrap();
+        let values: Vec<String> = match kind.as_str() {
+            "string" => vec![redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap_or_default()],
+            "hash" => redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await.unwrap(),
+            "set" => redis::cmd("SMEMBERS").arg(&key).query_async(&mut conn).await.unwrap(),
+            _ => Vec::new(),
+        };
+        out.extend(values);
+    }
+    out
+}
+
+#[actix_rt::test]
+async fn a_key_revoked_with_the_command_is_refused_by_every_instance_within_a_second() {
+    let redis = Redis::start();
+    let settings = json!({"redis": {"url": redis.url()}, "auth": {"loopback_writes": false}});
+    let (a, b) = (spawn_app_with(settings.clone()).await, spawn_app_with(settings).await);
+    let key = create_key(&redis.url(), "temp", "write", &[]);
+    let listed: Value = serde_json::from_str(keys_command(&redis.url(), &["list"]).trim()).unwrap();
+    assert_eq!(listed["name"], "temp");
+    assert_eq!(listed["scope"], "write");
+    assert!(listed.get("sha256").is_none(), "list shows no hash");
+    for app in [&a, &b] {
+        let ok = crate::helpers::eventually(2, || async {
+            post_with(app, Some(&key), &station_reading("REVOKE1", 1, 5.0)).await.0 == 202
+        })
+        .await;
+        assert!(ok, "both instances honour the new key");
+    }
+
+    keys_command(&redis.url(), &["revoke", "temp"]);
+    let revoked = Instant::now();
+    for app in [&a, &b] {
+        loop {
+            let (status, _) = post_with(app, Some(&key), &station_reading("REVOKE1", 2, 5.0)).await;
+            if status == 401 {
+                break;
+            }
+            assert!(
+                revoked.elapsed() < Duration::from_secs(1),
+                "still accepted {:?} after the revocation",
+                revoked.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn metrics_and_the_readiness_detail_are_for_an_admin_key_or_loopback() {
+    let (admin, entry) = configured("ops", "admin", &[]);
+    let (reader, r) = configured("reader", "read", &[]);
+    // The test client is on loopback; through a trusted proxy it is a remote client.
+    let app =
+        spawn_app_with(json!({"http": {"trusted_proxies": ["127.0.0.1/32"]}, "auth": {"keys": [entry, r]}})).await;
+    let get = |path: &'static str, key: Option<&'static str>, from: &'static str| {
+        let mut request = app.client.get(app.url(path)).header("x-forwarded-for", from);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }
+    };
+    let admin: &'static str = Box::leak(admin.into_boxed_str());
+    let reader: &'static str = Box::leak(reader.into_boxed_str());
+    let remote = "203.0.113.7";
+    let (status, body) = get("/metrics", None, remote).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(get("/metrics", Some(reader), remote).await.0, 403);
+    let (status, body) = get("/metrics", Some(admin), remote).await;
+    assert!(status == 200 && body.contains("isobar_http_requests_total"), "{status}");
+    assert_eq!(get("/metrics", None, "127.0.0.1").await.0, 200, "loopback behind the proxy");
+
+    let (status, body) = get("/ready", None, remote).await;
+    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()), (200, json!({"status": "ready"})));
+    let (status, body) = get("/ready", Some(admin), remote).await;
+    let detail: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, detail["status"].clone()), (200, json!("ready")));
+    assert!(detail["dependencies"].is_array(), "{detail}");
+    // A spoofed X-Forwarded-For from a peer that is not a trusted proxy counts for nothing.
+    let direct = spawn_app_with(json!({})).await;
+    let r = direct.client.get(direct.url("/metrics")).header("x-forwarded-for", remote).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the peer is loopback, whatever the header says");
+}
