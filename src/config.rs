@@ -46,6 +46,15 @@ pub struct AuthSettings {
     pub loopback_writes: bool,
     /// New stations one key may create.
     pub max_stations_per_key: usize,
+    /// Requests per second of one client IP without a key.
+    pub anonymous_rate_per_sec: u32,
+    /// Requests per second of one key without a rate of its own.
+    pub key_rate_per_sec: u32,
+    /// A client may send this many seconds' worth of its rate at once (the burst).
+    pub burst_secs: u32,
+    /// Limit anonymous calls from loopback too (off: the machine's own tools and a local
+    /// proxy not listed in `http.trusted_proxies` are not limited).
+    pub limit_loopback: bool,
     /// Keys beyond the store's: name, sha256 (of the key), scope, sources, rate_per_sec.
     pub keys: Vec<crate::auth::KeyRecord>,
 }

@@ -33,6 +33,7 @@ use crate::actors::replay::ReplayFeeder;
 use crate::actors::session::SessionDeps;
 use crate::actors::sinks::{EventSink, History, RedisRelay, Sinks};
 use crate::actors::views::PublishedViews;
+use crate::auth::limits::RateLimits;
 use crate::auth::{KeyRing, KeyStore, StationQuota};
 use crate::catalog::{Catalog, Stations};
 use crate::config::Settings;
@@ -128,7 +129,17 @@ impl Application {
         let keys = Arc::new(KeyRing::new(key_store, &settings.auth));
         keys.reload(&mut false).await;
         keys.keep_reloading();
-        let access = Access::new(keys, settings.auth.clone(), trusted_proxies);
+        let limits = Arc::new(RateLimits::new(redis_store.clone()));
+        let idle = Arc::downgrade(&limits);
+        actix_rt::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            while let Some(limits) = idle.upgrade() {
+                limits.forget_idle();
+                drop(limits);
+                tick.tick().await;
+            }
+        });
+        let access = Access::new(keys, limits, settings.auth.clone(), trusted_proxies);
         let shared_cache = persister.redis().map(|r| r as Arc<dyn SharedCache>);
         // The persister and the Directory get threads of their own: spool I/O and a
         // burst of actor starts never hold up each other, the location actors or HTTP.

@@ -12,6 +12,8 @@
 //! optionally the source names it may write as (default `station`), and optionally its
 //! own rate limit. [`StationQuota`] counts the stations each key created.
 
+pub mod limits;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};

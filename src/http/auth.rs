@@ -26,6 +26,7 @@ use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
 use ipnet::IpNet;
 use tracing::info;
 
+use crate::auth::limits::{Bucket, Limit, RateLimits, Verdict};
 use crate::auth::{KeyRecord, KeyRing, Scope};
 use crate::config::AuthSettings;
 use crate::http::{ApiError, AppState};
@@ -34,6 +35,7 @@ use crate::service::Writer;
 /// What the HTTP layer knows of access control.
 pub struct Access {
     pub keys: Arc<KeyRing>,
+    pub limits: Arc<RateLimits>,
     pub settings: AuthSettings,
     pub trusted_proxies: Vec<IpNet>,
     /// The loopback-write notice is logged once.
@@ -41,8 +43,29 @@ pub struct Access {
 }
 
 impl Access {
-    pub fn new(keys: Arc<KeyRing>, settings: AuthSettings, trusted_proxies: Vec<IpNet>) -> Self {
-        Self { keys, settings, trusted_proxies, loopback_noted: AtomicBool::new(false) }
+    pub fn new(
+        keys: Arc<KeyRing>,
+        limits: Arc<RateLimits>,
+        settings: AuthSettings,
+        trusted_proxies: Vec<IpNet>,
+    ) -> Self {
+        Self { keys, limits, settings, trusted_proxies, loopback_noted: AtomicBool::new(false) }
+    }
+
+    /// The rate limit the caller counts against, if any.
+    fn limit(&self, caller: &Caller) -> Option<(Bucket, Limit)> {
+        let burst = |rate: u32| rate.saturating_mul(self.settings.burst_secs.max(1));
+        match (&caller.key, caller.ip) {
+            (Some(key), _) => {
+                let rate = key.rate_per_sec.unwrap_or(self.settings.key_rate_per_sec).max(1);
+                Some((Bucket::Key(key.name.clone()), Limit { rate, burst: burst(rate) }))
+            }
+            (None, Some(ip)) if !ip.is_loopback() || self.settings.limit_loopback => {
+                let rate = self.settings.anonymous_rate_per_sec.max(1);
+                Some((Bucket::Ip(ip), Limit { rate, burst: burst(rate) }))
+            }
+            (None, _) => None,
+        }
     }
 
     /// `http.trusted_proxies` entries: an address or a CIDR range each.
@@ -163,14 +186,55 @@ pub async fn authorize(
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return next.call(req).await.map(ServiceResponse::map_into_left_body);
     };
-    match check(&state, &req) {
-        Ok(caller) => {
+    let caller = match check(&state, &req) {
+        Ok(caller) => caller,
+        Err(error) => return Ok(req.into_response(error.error_response()).map_into_right_body()),
+    };
+    let limited = if req.path() == "/health" { None } else { state.access.limit(&caller) };
+    let Some((bucket, limit)) = limited else {
+        req.extensions_mut().insert(caller);
+        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+    };
+    let policy = format!("\"{}\";q={};w={}", bucket.policy(), limit.burst, limit.window_secs());
+    match state.access.limits.check(&bucket, limit).await {
+        Verdict::Allowed { remaining, reset } => {
             req.extensions_mut().insert(caller);
-            next.call(req).await.map(ServiceResponse::map_into_left_body)
+            let mut response = next.call(req).await?;
+            let status = format!("\"{}\";r={remaining};t={}", bucket.policy(), ceil_secs(reset));
+            rate_headers(response.headers_mut(), &policy, &status);
+            Ok(response.map_into_left_body())
         }
-        Err(error) => {
-            let response = error.error_response();
+        Verdict::Denied { retry_after } => {
+            let secs = ceil_secs(retry_after).max(1);
+            let who = match &bucket {
+                Bucket::Ip(_) => "this client address (without an API key)".to_owned(),
+                Bucket::Key(name) => format!("key {name:?}"),
+            };
+            let error = ApiError::TooManyRequests {
+                detail: format!(
+                    "{who} may send {} requests per second ({} at once); retry after {secs} s",
+                    limit.rate, limit.burst
+                ),
+                retry_after_secs: secs,
+            };
+            let mut response = error.error_response();
+            let status = format!("\"{}\";r=0;t={secs}", bucket.policy());
+            rate_headers(response.headers_mut(), &policy, &status);
             Ok(req.into_response(response).map_into_right_body())
+        }
+    }
+}
+
+fn ceil_secs(d: std::time::Duration) -> u64 {
+    d.as_micros().div_ceil(1_000_000) as u64
+}
+
+/// The IETF `RateLimit-Policy` and `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers).
+fn rate_headers(headers: &mut actix_web::http::header::HeaderMap, policy: &str, status: &str) {
+    use actix_web::http::header::{HeaderName, HeaderValue};
+    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", status)] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
         }
     }
 }

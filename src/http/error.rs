@@ -37,6 +37,9 @@ pub enum ApiError {
     /// The credentials do not allow this.
     #[error("{0}")]
     Forbidden(String),
+    /// Over a rate limit.
+    #[error("{detail}")]
+    TooManyRequests { detail: String, retry_after_secs: u64 },
 }
 
 /// The problem+json body, as documented in the OpenAPI document.
@@ -76,6 +79,7 @@ impl ApiError {
             Self::Unavailable { .. } => "unavailable",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
+            Self::TooManyRequests { .. } => "too-many-requests",
         }
     }
 }
@@ -92,6 +96,7 @@ impl ResponseError for ApiError {
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -112,7 +117,7 @@ impl ResponseError for ApiError {
         }
         let mut response = HttpResponse::build(status);
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
-        if let Self::Unavailable { retry_after_secs, .. } = self {
+        if let Self::Unavailable { retry_after_secs, .. } | Self::TooManyRequests { retry_after_secs, .. } = self {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
         if let Self::Unauthorized(_) = self {

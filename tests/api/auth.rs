@@ -236,3 +236,104 @@ async fn metrics_and_the_readiness_detail_are_for_an_admin_key_or_loopback() {
     let r = direct.client.get(direct.url("/metrics")).header("x-forwarded-for", remote).send().await.unwrap();
     assert_eq!(r.status(), 200, "the peer is loopback, whatever the header says");
 }
+
+/// GET `path` as client `from` (through the trusted proxy on loopback), with an optional key.
+async fn get_as(app: &TestApp, path: &str, from: &str, key: Option<&str>) -> reqwest::Response {
+    let mut request = app.client.get(app.url(path)).header("x-forwarded-for", from);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    request.send().await.unwrap()
+}
+
+fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
+    r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+#[actix_rt::test]
+async fn an_anonymous_burst_past_the_per_ip_limit_gets_429_with_retry_after_and_the_ratelimit_fields() {
+    let app = spawn_app_with(json!({
+        "http": {"trusted_proxies": ["127.0.0.1"]},
+        "auth": {"anonymous_rate_per_sec": 2, "burst_secs": 2}
+    }))
+    .await;
+    let path = "/v1/locations?q=london&limit=1";
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let r = get_as(&app, path, "198.51.100.1", None).await;
+        seen.push((r.status().as_u16(), header(&r, "ratelimit-policy").to_owned(), header(&r, "ratelimit").to_owned()));
+    }
+    let policy = "\"per-ip\";q=4;w=2".to_owned();
+    assert_eq!(
+        seen,
+        [
+            (200, policy.clone(), "\"per-ip\";r=3;t=1".to_owned()),
+            (200, policy.clone(), "\"per-ip\";r=2;t=1".to_owned()),
+            (200, policy.clone(), "\"per-ip\";r=1;t=2".to_owned()),
+            (200, policy.clone(), "\"per-ip\";r=0;t=2".to_owned()),
+        ]
+    );
+    let r = get_as(&app, path, "198.51.100.1", None).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!((header(&r, "retry-after"), header(&r, "content-type")), ("1", "application/problem+json"));
+    assert_eq!((header(&r, "ratelimit-policy"), header(&r, "ratelimit")), (policy.as_str(), "\"per-ip\";r=0;t=1"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["detail"],
+        "this client address (without an API key) may send 2 requests per second (4 at once); retry after 1 s"
+    );
+    // Another client, and the machine itself, are not held back.
+    assert_eq!(get_as(&app, path, "198.51.100.2", None).await.status(), 200);
+    assert_eq!(app.get(path).await.status(), 200);
+    // The rate comes back.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(get_as(&app, path, "198.51.100.1", None).await.status(), 200);
+}
+
+#[actix_rt::test]
+async fn a_key_with_a_rate_of_its_own_is_limited_by_it() {
+    let (key, mut entry) = configured("slow", "read", &[]);
+    entry["rate_per_sec"] = json!(1);
+    let app = spawn_app_with(json!({"auth": {"burst_secs": 1, "keys": [entry]}})).await;
+    let r = get_as(&app, "/v1/locations?q=paris", "127.0.0.1", Some(&key)).await;
+    assert_eq!((r.status().as_u16(), header(&r, "ratelimit-policy")), (200, "\"per-key\";q=1;w=1"));
+    let r = get_as(&app, "/v1/locations?q=paris", "127.0.0.1", Some(&key)).await;
+    assert_eq!(r.status(), 429);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["detail"], "key \"slow\" may send 1 requests per second (1 at once); retry after 1 s");
+}
+
+#[actix_rt::test]
+async fn two_instances_sharing_redis_enforce_one_limit_together() {
+    const RATE: f64 = 50.0;
+    let redis = Redis::start();
+    let settings = json!({
+        "redis": {"url": redis.url()},
+        "http": {"trusted_proxies": ["127.0.0.1"]},
+        "auth": {"anonymous_rate_per_sec": RATE as u32, "burst_secs": 1}
+    });
+    let (a, b) = (spawn_app_with(settings.clone()).await, spawn_app_with(settings).await);
+    let started = Instant::now();
+    let mut allowed = 0;
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        let app = if sent % 2 == 0 { &a } else { &b };
+        let r = get_as(app, "/health", "198.51.100.77", None).await; // /health is never limited
+        assert_eq!(r.status(), 200);
+        let r = get_as(app, "/v1/locations?q=rome&limit=1", "198.51.100.77", None).await;
+        sent += 1;
+        match r.status().as_u16() {
+            200 => allowed += 1,
+            429 => {}
+            other => panic!("status {other}"),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // One GCRA limit: the burst (RATE, one second's worth) plus RATE per second since.
+    let expected = RATE + RATE * elapsed;
+    println!(
+        "{sent} requests over {elapsed:.2} s through two instances: {allowed} allowed, one limit allows {expected:.0}"
+    );
+    assert!(sent as f64 > expected * 1.5, "the client sent well past the limit ({sent})");
+    assert!((allowed as f64 - expected).abs() <= expected * 0.10, "{allowed} allowed, expected {expected:.0} ± 10 %");
+}
