@@ -93,10 +93,11 @@ impl Upstream {
         self
     }
 
+    /// The Redis key of a URL's response: from the URL without its secrets.
     fn shared_key(&self, url: &str) -> String {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        url.hash(&mut h);
+        redact_url(url).hash(&mut h);
         format!("isobar:upstream:{}:{:016x}", self.provider, h.finish())
     }
 
@@ -113,7 +114,7 @@ impl Upstream {
             return None;
         };
         let left = expires_ms - chrono::Utc::now().timestamp_millis();
-        if stored_url != url || left <= 0 {
+        if stored_url != redact_url(url) || left <= 0 {
             return None;
         }
         Some(Fetched { body: Arc::new(body.clone()), from_cache: true, fresh_for: Duration::from_millis(left as u64) })
@@ -125,7 +126,8 @@ impl Upstream {
             return;
         }
         let expires_ms = chrono::Utc::now().timestamp_millis() + fetched.fresh_for.as_millis() as i64;
-        let value = serde_json::json!({"url": url, "expires_ms": expires_ms, "body": &*fetched.body}).to_string();
+        let value =
+            serde_json::json!({"url": redact_url(url), "expires_ms": expires_ms, "body": &*fetched.body}).to_string();
         if let Err(e) = redis.put(&self.shared_key(url), value.into_bytes(), fetched.fresh_for).await {
             tracing::debug!(provider = self.provider, error = %e, "cannot share the response through Redis");
         }
@@ -285,7 +287,7 @@ impl Upstream {
     }
 
     async fn exchange(&self, request: reqwest::RequestBuilder, url: &str) -> Result<Fetched, SourceError> {
-        let mut response = request.send().await.map_err(|e| SourceError::Unavailable(describe(&e)))?;
+        let mut response = request.send().await.map_err(|e| SourceError::Unavailable(describe(e)))?;
         let status = response.status();
         let headers = response.headers().clone();
         let fresh_for = freshness(&headers).unwrap_or(Duration::from_secs(self.settings.cache_ttl_secs));
@@ -312,7 +314,7 @@ impl Upstream {
                 Ok(Some(chunk)) if bytes.len() + chunk.len() <= MAX_BODY_BYTES => bytes.extend_from_slice(&chunk),
                 Ok(Some(_)) => return Err(SourceError::Malformed(format!("body larger than {MAX_BODY_BYTES} bytes"))),
                 Ok(None) => break,
-                Err(e) => return Err(SourceError::Unavailable(format!("body interrupted: {}", describe(&e)))),
+                Err(e) => return Err(SourceError::Unavailable(format!("body interrupted: {}", describe(e)))),
             }
         }
         if status.is_server_error() {
@@ -323,6 +325,7 @@ impl Upstream {
             return Err(SourceError::Refused { status: status.as_u16(), detail });
         }
         if status == StatusCode::NON_AUTHORITATIVE_INFORMATION {
+            let url = redact_url(url);
             warn!(provider = self.provider, url, "HTTP 203: the product is deprecated or in beta; data still used");
         }
         let body: Value = serde_json::from_slice(&bytes).map_err(|e| SourceError::Malformed(e.to_string()))?;
@@ -342,8 +345,27 @@ impl Upstream {
     }
 }
 
-/// A reqwest error for a log line or a /ready detail, naming the kind of failure.
-fn describe(error: &reqwest::Error) -> String {
+/// Query parameters that carry credentials: their values never leave the process.
+const SECRET_PARAMS: [&str; 7] = ["appid", "key", "api_key", "apikey", "token", "access_token", "password"];
+
+/// `url` with the value of every credential parameter replaced by `***`: what may be
+/// logged, shown or stored.
+pub fn redact_url(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else { return url.to_owned() };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if SECRET_PARAMS.contains(&name.to_ascii_lowercase().as_str()) => format!("{name}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", params.join("&"))
+}
+
+/// A reqwest error for a log line or a /ready detail, naming the kind of failure, without
+/// its URL (which may carry a provider's key).
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
     let kind = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
@@ -352,7 +374,7 @@ fn describe(error: &reqwest::Error) -> String {
         "request failed"
     };
     let mut message = format!("{kind}: {error}");
-    let mut source = std::error::Error::source(error);
+    let mut source = std::error::Error::source(&error);
     while let Some(s) = source {
         message.push_str(&format!(": {s}"));
         source = s.source();
@@ -378,6 +400,16 @@ fn freshness(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 mod tests {
     use super::*;
     use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn credentials_in_a_url_are_redacted_and_the_rest_kept() {
+        assert_eq!(
+            redact_url("https://api.openweathermap.org/data/2.5/weather?lat=51.5&appid=s3cret&units=metric"),
+            "https://api.openweathermap.org/data/2.5/weather?lat=51.5&appid=***&units=metric"
+        );
+        assert_eq!(redact_url("http://x/v1/current.json?KEY=s3cret&q=1,2"), "http://x/v1/current.json?KEY=***&q=1,2");
+        assert_eq!(redact_url("http://x/forecast?lat=1"), "http://x/forecast?lat=1");
+    }
     use wiremock::matchers::method;
     use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -17,9 +17,10 @@ use crate::domain::{LocationId, QUANTITIES, Reading, SourceName};
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A reqwest error with its causes ("connection closed before message completed", …).
-fn describe(e: &reqwest::Error) -> String {
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
     let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         message.push_str(&format!(": {s}"));
         source = s.source();
@@ -56,7 +57,8 @@ impl InfluxStore {
         if self.username.is_empty() {
             request
         } else {
-            request.query(&[("u", self.username.as_str()), ("p", self.password.as_str())])
+            // In a header, not the URL: URLs end up in logs and error messages.
+            request.basic_auth(&self.username, Some(&self.password))
         }
     }
 
@@ -64,7 +66,7 @@ impl InfluxStore {
         let url = format!("{}/query", self.url);
         let request = if post { self.client.post(url) } else { self.client.get(url) };
         let request = self.auth(request).query(&[("q", q), ("db", self.database.as_str()), ("epoch", "ms")]);
-        let response = request.send().await.map_err(|e| StoreError::Influx(describe(&e)))?;
+        let response = request.send().await.map_err(|e| StoreError::Influx(describe(e)))?;
         let status = response.status();
         let body: Value = response.json().await.map_err(|e| StoreError::Influx(format!("bad answer: {e}")))?;
         if !status.is_success() {
@@ -95,13 +97,13 @@ impl InfluxStore {
         // on a fresh connection tells that apart from a server that is really down.
         let mut response = match send().await {
             Ok(r) => r,
-            Err(_) => send().await.map_err(|e| StoreError::Influx(describe(&e)))?,
+            Err(_) => send().await.map_err(|e| StoreError::Influx(describe(e)))?,
         };
         if response.status().as_u16() == 404 {
             // Database missing (a fresh or wiped server): create it and try once more.
             let _ = response.bytes().await;
             self.ping().await?;
-            response = send().await.map_err(|e| StoreError::Influx(describe(&e)))?;
+            response = send().await.map_err(|e| StoreError::Influx(describe(e)))?;
         }
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();

@@ -143,7 +143,7 @@ async fn a_key_may_create_its_limit_of_stations_in_redis_and_the_next_new_one_is
 }
 
 /// Every string value in Redis (keys, hash fields and values, set members).
-async fn redis_values(redis: &Redis) -> Vec<String> {
+pub async fn redis_values(redis: &Redis) -> Vec<String> {
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();

@@ -15,6 +15,7 @@ mod process;
 mod quantities;
 mod readings;
 mod resilience;
+mod secrets;
 mod servers;
 mod upstream;
 mod ws;
