@@ -73,6 +73,15 @@ pub struct HttpSettings {
     pub current_max_age_secs: u64,
     /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<String>,
+    /// Browser origins allowed to call the API (CORS), e.g. `https://dash.example.com`;
+    /// none by default.
+    pub cors_origins: Vec<String>,
+    /// How long a client may take to send a request's head (slow clients get 408).
+    pub request_head_timeout_secs: u64,
+    /// How long a client may take to send a request's body.
+    pub request_body_timeout_secs: u64,
+    /// How long an idle keep-alive connection stays open.
+    pub keep_alive_secs: u64,
 }
 
 /// WebSocket sessions.

@@ -45,6 +45,7 @@ use crate::service::{Service, ServiceDeps, ServiceSettings};
 use crate::sources::replay;
 use crate::sources::upstream::SharedCache;
 use crate::telemetry::Metrics;
+use actix_web::middleware::Condition;
 
 /// Why isobar could not start; each names what to change.
 #[derive(Debug, thiserror::Error)]
@@ -317,14 +318,19 @@ impl Application {
             next_session_id: AtomicU64::new(1),
             access,
         });
+        let cors_origins = settings.http.cors_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .wrap(from_fn(http::auth::authorize))
+                .wrap(Condition::new(!cors_origins.is_empty(), http::cors(&cors_origins)))
                 .wrap(from_fn(http::record_metrics))
+                .wrap(http::security_headers())
                 .configure(http::configure)
         })
         .workers(cores)
+        .client_request_timeout(Duration::from_secs(settings.http.request_head_timeout_secs.max(1)))
+        .keep_alive(Duration::from_secs(settings.http.keep_alive_secs))
         .disable_signals()
         .shutdown_timeout(settings.http.shutdown_timeout_secs)
         .listen(listener)

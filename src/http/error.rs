@@ -37,6 +37,9 @@ pub enum ApiError {
     /// The credentials do not allow this.
     #[error("{0}")]
     Forbidden(String),
+    /// The client took too long to send its request.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// Over a rate limit.
     #[error("{detail}")]
     TooManyRequests { detail: String, retry_after_secs: u64 },
@@ -80,6 +83,7 @@ impl ApiError {
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::TooManyRequests { .. } => "too-many-requests",
+            Self::RequestTimeout(_) => "request-timeout",
         }
     }
 }
@@ -97,6 +101,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 

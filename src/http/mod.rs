@@ -60,6 +60,30 @@ async fn not_found(req: HttpRequest) -> actix_web::HttpResponse {
     ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())).error_response()
 }
 
+/// CORS for the configured browser origins: GET and POST with `Authorization` and
+/// `Content-Type`, preflights cached for an hour.
+pub fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST"])
+        .allowed_headers([actix_web::http::header::AUTHORIZATION, actix_web::http::header::CONTENT_TYPE])
+        .expose_headers(["ratelimit", "ratelimit-policy", "retry-after", "etag"])
+        .max_age(3600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
+}
+
+/// Headers every answer carries: no MIME sniffing, no framing, no referrer, and a
+/// content policy that lets an API answer run nothing.
+pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add(("x-content-type-options", "nosniff"))
+        .add(("x-frame-options", "DENY"))
+        .add(("referrer-policy", "no-referrer"))
+        .add(("content-security-policy", "default-src 'none'; frame-ancestors 'none'"))
+}
+
 /// Counts and times every request by method, route pattern (never the raw path) and status.
 pub async fn record_metrics(
     req: ServiceRequest,

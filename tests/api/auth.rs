@@ -337,3 +337,74 @@ async fn two_instances_sharing_redis_enforce_one_limit_together() {
     assert!(sent as f64 > expected * 1.5, "the client sent well past the limit ({sent})");
     assert!((allowed as f64 - expected).abs() <= expected * 0.10, "{allowed} allowed, expected {expected:.0} ± 10 %");
 }
+
+#[actix_rt::test]
+async fn every_answer_carries_the_security_headers() {
+    let app = spawn_app_with(json!({})).await;
+    for path in ["/health", "/v1/locations/NOPE_NOPE/current", "/nowhere"] {
+        let r = app.get(path).await;
+        let got: Vec<&str> =
+            ["x-content-type-options", "x-frame-options", "referrer-policy", "content-security-policy"]
+                .iter()
+                .map(|h| header(&r, h))
+                .collect();
+        assert_eq!(got, ["nosniff", "DENY", "no-referrer", "default-src 'none'; frame-ancestors 'none'"], "{path}");
+    }
+}
+
+#[actix_rt::test]
+async fn cors_answers_only_the_configured_origins() {
+    let origin = "https://dash.example.com";
+    let app = spawn_app_with(json!({"http": {"cors_origins": [origin]}})).await;
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/v1/readings"))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization, content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 200);
+    assert_eq!(header(&preflight, "access-control-allow-origin"), origin);
+    assert!(header(&preflight, "access-control-allow-methods").contains("POST"));
+    let r = app.client.get(app.url("/health")).header("origin", origin).send().await.unwrap();
+    assert_eq!(header(&r, "access-control-allow-origin"), origin);
+    let other = app.client.get(app.url("/health")).header("origin", "https://evil.example").send().await.unwrap();
+    assert_eq!(header(&other, "access-control-allow-origin"), "");
+
+    // None configured (the default): no browser origin is allowed.
+    let closed = spawn_app_with(json!({})).await;
+    let r = closed.client.get(closed.url("/health")).header("origin", origin).send().await.unwrap();
+    assert_eq!(header(&r, "access-control-allow-origin"), "");
+}
+
+#[actix_rt::test]
+async fn a_client_too_slow_with_its_request_head_or_body_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(json!({"http": {"request_head_timeout_secs": 1, "request_body_timeout_secs": 1}})).await;
+    let address = app.url("").trim_start_matches("http://").to_owned();
+    let answer = |request: &'static str| {
+        let address = address.clone();
+        async move {
+            let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+            socket.write_all(request.as_bytes()).await.unwrap();
+            let started = Instant::now();
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut out)).await;
+            (String::from_utf8_lossy(&out).into_owned(), started.elapsed())
+        }
+    };
+    // A head never finished.
+    let (text, took) = answer("GET /health HTTP/1.1\r\nHost: x\r\n").await;
+    assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    // A body that stops after 10 of its 100 bytes.
+    let (text, took) = answer(
+        "POST /v1/readings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[{\"locati",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
+    assert!(text.contains("the request body did not arrive within 1 s"), "{text:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
