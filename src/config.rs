@@ -52,6 +52,10 @@ pub struct AuthSettings {
     pub key_rate_per_sec: u32,
     /// A client may send this many seconds' worth of its rate at once (the burst).
     pub burst_secs: u32,
+    /// WebSocket connections one client IP without a key may hold open.
+    pub max_ws_per_ip: usize,
+    /// WebSocket connections one key may hold open.
+    pub max_ws_per_key: usize,
     /// Limit anonymous calls from loopback too (off: the machine's own tools and a local
     /// proxy not listed in `http.trusted_proxies` are not limited).
     pub limit_loopback: bool,

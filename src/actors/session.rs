@@ -25,6 +25,7 @@ use tracing::debug;
 use crate::actors::directory::{Directory, Resolve};
 use crate::actors::location::{LocationActor, Subscribe, Unsubscribe};
 use crate::actors::messages::{Deliver, Payload};
+use crate::auth::limits::Slot;
 use crate::config::WsSettings;
 use crate::domain::LocationId;
 use crate::telemetry::Metrics;
@@ -58,6 +59,8 @@ pub struct WsSession {
     /// Last message or pong from the client.
     last_heard: Instant,
     closing: bool,
+    /// Counts against the client's connection cap while the session lives.
+    _slot: Option<Slot>,
 }
 
 impl WsSession {
@@ -68,6 +71,7 @@ impl WsSession {
         stream: actix_ws::MessageStream,
         deps: SessionDeps,
         initial: Option<LocationId>,
+        slot: Option<Slot>,
     ) -> Addr<Self> {
         let max = deps.settings.max_message_bytes;
         let closer = session.clone();
@@ -84,6 +88,7 @@ impl WsSession {
                 subscriptions: HashMap::new(),
                 last_heard: Instant::now(),
                 closing: false,
+                _slot: slot,
             };
             if let Some(location) = initial {
                 act.subscribe(vec![location], ctx);

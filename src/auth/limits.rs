@@ -168,6 +168,43 @@ impl RateLimits {
     }
 }
 
+/// Caps on open connections (WebSockets) per bucket.
+#[derive(Default)]
+pub struct ConnectionSlots {
+    open: Arc<Mutex<HashMap<Bucket, usize>>>,
+}
+
+/// One open connection of a bucket; the count goes down when it is dropped.
+pub struct Slot {
+    open: Arc<Mutex<HashMap<Bucket, usize>>>,
+    bucket: Bucket,
+}
+
+impl ConnectionSlots {
+    /// A slot for `bucket` unless it has `cap` open already (`Err(cap)`).
+    pub fn acquire(&self, bucket: Bucket, cap: usize) -> Result<Slot, usize> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(bucket.clone()).or_insert(0);
+        if *count >= cap {
+            return Err(cap);
+        }
+        *count += 1;
+        Ok(Slot { open: self.open.clone(), bucket })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.bucket) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.bucket);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +227,17 @@ mod tests {
         let b = Bucket::Key("ci".into());
         assert!(matches!(limits.check(&b, limit).await, Verdict::Allowed { remaining: 2, .. }));
         assert_eq!(limit.window_secs(), 3);
+    }
+
+    #[test]
+    fn connection_slots_are_capped_per_bucket_and_come_back_when_dropped() {
+        let slots = ConnectionSlots::default();
+        let ip = Bucket::Ip("192.0.2.9".parse().unwrap());
+        let first = slots.acquire(ip.clone(), 2).unwrap();
+        let _second = slots.acquire(ip.clone(), 2).unwrap();
+        assert!(matches!(slots.acquire(ip.clone(), 2), Err(2)));
+        assert!(slots.acquire(Bucket::Key("k".into()), 2).is_ok());
+        drop(first);
+        assert!(slots.acquire(ip, 2).is_ok());
     }
 }

@@ -26,7 +26,7 @@ use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
 use ipnet::IpNet;
 use tracing::info;
 
-use crate::auth::limits::{Bucket, Limit, RateLimits, Verdict};
+use crate::auth::limits::{Bucket, ConnectionSlots, Limit, RateLimits, Slot, Verdict};
 use crate::auth::{KeyRecord, KeyRing, Scope};
 use crate::config::AuthSettings;
 use crate::http::{ApiError, AppState};
@@ -36,6 +36,8 @@ use crate::service::Writer;
 pub struct Access {
     pub keys: Arc<KeyRing>,
     pub limits: Arc<RateLimits>,
+    /// Open WebSockets per client.
+    pub sockets: ConnectionSlots,
     pub settings: AuthSettings,
     pub trusted_proxies: Vec<IpNet>,
     /// The loopback-write notice is logged once.
@@ -49,7 +51,30 @@ impl Access {
         settings: AuthSettings,
         trusted_proxies: Vec<IpNet>,
     ) -> Self {
-        Self { keys, limits, settings, trusted_proxies, loopback_noted: AtomicBool::new(false) }
+        Self {
+            keys,
+            limits,
+            sockets: ConnectionSlots::default(),
+            settings,
+            trusted_proxies,
+            loopback_noted: AtomicBool::new(false),
+        }
+    }
+
+    /// A WebSocket slot for the caller: `Ok(None)` when it is not capped (loopback
+    /// without a key), 429 when it holds its cap already.
+    pub fn websocket_slot(&self, caller: &Caller) -> Result<Option<Slot>, ApiError> {
+        let (bucket, cap, who) = match (&caller.key, caller.ip) {
+            (Some(key), _) => (Bucket::Key(key.name.clone()), self.settings.max_ws_per_key, "auth.max_ws_per_key"),
+            (None, Some(ip)) if !ip.is_loopback() || self.settings.limit_loopback => {
+                (Bucket::Ip(ip), self.settings.max_ws_per_ip, "auth.max_ws_per_ip")
+            }
+            (None, _) => return Ok(None),
+        };
+        self.sockets.acquire(bucket, cap).map(Some).map_err(|cap| ApiError::TooManyRequests {
+            detail: format!("{cap} WebSocket connections are open for this client already ({who}); close one first"),
+            retry_after_secs: 5,
+        })
     }
 
     /// The rate limit the caller counts against, if any.

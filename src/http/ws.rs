@@ -44,9 +44,10 @@ fn upgrade(
     body: web::Payload,
     initial: Option<LocationId>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    let slot = state.access.websocket_slot(&crate::http::auth::caller(req))?;
     let (response, session, stream) =
         actix_ws::handle(req, body).map_err(|e| ApiError::bad_request(format!("WebSocket upgrade required: {e}")))?;
     let id = state.next_session_id.fetch_add(1, Ordering::Relaxed);
-    WsSession::start(id, session, stream, state.sessions.clone(), initial);
+    WsSession::start(id, session, stream, state.sessions.clone(), initial, slot);
     Ok(response)
 }

@@ -408,3 +408,33 @@ async fn a_client_too_slow_with_its_request_head_or_body_gets_408() {
     assert!(text.contains("the request body did not arrive within 1 s"), "{text:?}");
     assert!(took < Duration::from_secs(3), "{took:?}");
 }
+
+#[actix_rt::test]
+async fn websocket_connections_are_capped_per_client_ip_and_a_closed_one_frees_its_slot() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = spawn_app_with(json!({"http": {"trusted_proxies": ["127.0.0.1"]}, "auth": {"max_ws_per_ip": 2}})).await;
+    let ws_url = app.url("/v1/ws").replace("http://", "ws://");
+    let connect = |from: &'static str| {
+        let mut request = ws_url.as_str().into_client_request().unwrap();
+        request.headers_mut().insert("x-forwarded-for", from.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    let mut first = connect("198.51.100.20").await.expect("first").0;
+    let _second = connect("198.51.100.20").await.expect("second").0;
+    match connect("198.51.100.20").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
+            assert_eq!(
+                body["detail"],
+                "2 WebSocket connections are open for this client already (auth.max_ws_per_ip); close one first"
+            );
+        }
+        other => panic!("a third connection: {:?}", other.map(|(_, r)| r.status())),
+    }
+    assert!(connect("198.51.100.21").await.is_ok(), "another client has slots of its own");
+    first.close(None).await.unwrap();
+    let freed = crate::helpers::eventually(3, || async { connect("198.51.100.20").await.is_ok() }).await;
+    assert!(freed, "a closed connection frees its slot");
+}
