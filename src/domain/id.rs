@@ -9,6 +9,9 @@ use serde::{Serialize, Serializer};
 /// Longest accepted id, in bytes (the pattern allows 1 + 63 characters, all ASCII).
 pub const MAX_LEN: usize = 64;
 
+/// What every location id matches (for the OpenAPI document).
+pub const LOCATION_ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$";
+
 /// A location id matching `^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$`: a GeoNames id for catalog
 /// cities (`5128581`) or a station's own id (`KJFK`). Cheap to clone: it is shared by every
 /// reading, message and subscription that names the location.

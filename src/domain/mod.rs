@@ -12,7 +12,7 @@ pub mod units;
 
 pub use current::{Current, LocationRef, SourceContribution};
 pub use forecast::{Forecast, ForecastHour, ForecastRun, Spread};
-pub use id::{InvalidLocationId, LocationId};
+pub use id::{InvalidLocationId, LOCATION_ID_PATTERN, LocationId};
 pub use location::{Location, LocationKind};
 pub use quantity::{QUANTITIES, Quantity, Values};
 pub use reading::{FieldError, Reading, SourceName};

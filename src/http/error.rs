@@ -37,6 +37,9 @@ pub enum ApiError {
     /// The credentials do not allow this.
     #[error("{0}")]
     Forbidden(String),
+    /// A WebSocket route asked without the upgrade.
+    #[error("{0}")]
+    UpgradeRequired(String),
     /// The client took too long to send its request.
     #[error("{0}")]
     RequestTimeout(String),
@@ -84,6 +87,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::TooManyRequests { .. } => "too-many-requests",
             Self::RequestTimeout(_) => "request-timeout",
+            Self::UpgradeRequired(_) => "upgrade-required",
         }
     }
 }
@@ -102,6 +106,7 @@ impl ResponseError for ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
         }
     }
 
@@ -124,6 +129,9 @@ impl ResponseError for ApiError {
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
         if let Self::Unavailable { retry_after_secs, .. } | Self::TooManyRequests { retry_after_secs, .. } = self {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        if let Self::UpgradeRequired(_) = self {
+            response.insert_header((header::UPGRADE, HeaderValue::from_static("websocket")));
         }
         if let Self::Unauthorized(_) = self {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"isobar\"")));

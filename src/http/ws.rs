@@ -11,7 +11,10 @@ use crate::http::{ApiError, AppState};
 
 /// WebSocket with the JSON protocol of DESIGN §3.
 #[utoipa::path(get, path = "/v1/ws", tag = "live", security((), ("bearer" = []), ("api_key_query" = [])),
-    responses((status = 101, description = "Switching protocols: send {\"type\":\"subscribe\",\"locations\":[\"KJFK\"]}")))]
+    responses((status = 101, description = "Switching protocols: send {\"type\":\"subscribe\",\"locations\":[\"KJFK\"]}"),
+              (status = 401, body = crate::http::error::Problem, content_type = "application/problem+json", description = "An API key that is not valid"),
+              (status = 426, body = crate::http::error::Problem, content_type = "application/problem+json", description = "Not a WebSocket upgrade"),
+              (status = 429, body = crate::http::error::Problem, content_type = "application/problem+json", description = "Too many connections or requests")))]
 pub async fn connect(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -22,10 +25,13 @@ pub async fn connect(
 
 /// WebSocket already subscribed to one location.
 #[utoipa::path(get, path = "/ws/weather/{id}", tag = "live", security((), ("bearer" = []), ("api_key_query" = [])),
-    params(("id" = String, Path, description = "Location id")),
+    params(("id" = String, Path, description = "Location id", pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")),
     responses((status = 101, description = "Switching protocols; a snapshot follows"),
               (status = 400, body = crate::http::error::Problem, content_type = "application/problem+json"),
-              (status = 404, body = crate::http::error::Problem, content_type = "application/problem+json")))]
+              (status = 404, body = crate::http::error::Problem, content_type = "application/problem+json"),
+              (status = 401, body = crate::http::error::Problem, content_type = "application/problem+json", description = "An API key that is not valid"),
+              (status = 426, body = crate::http::error::Problem, content_type = "application/problem+json", description = "Not a WebSocket upgrade"),
+              (status = 429, body = crate::http::error::Problem, content_type = "application/problem+json", description = "Too many connections or requests")))]
 pub async fn connect_to_location(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -45,8 +51,8 @@ fn upgrade(
     initial: Option<LocationId>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let slot = state.access.websocket_slot(&crate::http::auth::caller(req))?;
-    let (response, session, stream) =
-        actix_ws::handle(req, body).map_err(|e| ApiError::bad_request(format!("WebSocket upgrade required: {e}")))?;
+    let (response, session, stream) = actix_ws::handle(req, body)
+        .map_err(|e| ApiError::UpgradeRequired(format!("WebSocket upgrade required: {e}")))?;
     let id = state.next_session_id.fetch_add(1, Ordering::Relaxed);
     WsSession::start(id, session, stream, state.sessions.clone(), initial, slot);
     Ok(response)

@@ -411,7 +411,6 @@ async fn a_client_too_slow_with_its_request_head_or_body_gets_408() {
 
 #[actix_rt::test]
 async fn websocket_connections_are_capped_per_client_ip_and_a_closed_one_frees_its_slot() {
-    use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let app = spawn_app_with(json!({"http": {"trusted_proxies": ["127.0.0.1"]}, "auth": {"max_ws_per_ip": 2}})).await;
     let ws_url = app.url("/v1/ws").replace("http://", "ws://");

@@ -15,6 +15,7 @@ mod process;
 mod quantities;
 mod readings;
 mod resilience;
+mod schema;
 mod secrets;
 mod servers;
 mod upstream;

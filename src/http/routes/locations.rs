@@ -17,10 +17,13 @@ use crate::http::{ApiError, AppState};
 use crate::service::{HistoryQuery as History, forecast_hours_error, search_limit_error};
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// Name prefix (case- and accent-insensitive); a station id also matches.
+    #[param(required = true, value_type = String, pattern = r"\S")]
     q: Option<String>,
     /// 1-100, default 10.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
@@ -43,10 +46,13 @@ pub async fn search(state: web::Data<AppState>, query: web::Query<SearchQuery>) 
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NearestQuery {
     /// Latitude, -90..90.
+    #[param(required = true, value_type = f64, minimum = -90, maximum = 90)]
     lat: Option<String>,
     /// Longitude, -180..180.
+    #[param(required = true, value_type = f64, minimum = -180, maximum = 180)]
     lon: Option<String>,
 }
 
@@ -73,7 +79,7 @@ pub async fn nearest(state: web::Data<AppState>, query: web::Query<NearestQuery>
 
 /// One location.
 #[utoipa::path(get, path = "/v1/locations/{id}", tag = "locations", security((), ("bearer" = [])),
-    params(("id" = String, Path, description = "GeoNames id (5128581) or station id (KJFK)")),
+    params(("id" = String, Path, description = "GeoNames id (5128581) or station id (KJFK)", pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")),
     responses((status = 200, body = Location), (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
@@ -82,8 +88,10 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UnitsQuery {
     /// `metric` (default) or `imperial`.
+    #[param(value_type = Option<Units>)]
     units: Option<String>,
 }
 
@@ -94,7 +102,7 @@ fn units(raw: Option<&str>) -> Result<Units, ApiError> {
 /// Consensus current conditions. Sends `ETag`, `Last-Modified` and `Cache-Control`;
 /// answers a matching `If-None-Match` with 304.
 #[utoipa::path(get, path = "/v1/locations/{id}/current", tag = "locations", security((), ("bearer" = [])),
-    params(("id" = String, Path, description = "Location id"), UnitsQuery),
+    params(("id" = String, Path, description = "Location id", pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"), UnitsQuery),
     responses((status = 200, body = crate::domain::Current), (status = 304, description = "Not modified"),
               (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
@@ -132,14 +140,19 @@ fn render_current(req: &HttpRequest, update: &Update, units: Units, max_age_secs
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// RFC 3339; default: the start of retention (`locations.history_hours` ago).
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// RFC 3339; default: now.
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
-    /// Mean per step (`30s`, `15m`, `1h`, `1d`); default: every reading.
+    /// Mean per step (`30s`, `15m`, `1h`, `1d`; 1 s to 31 days); default: every reading.
+    #[param(value_type = Option<String>, pattern = r"^[1-9][0-9]{0,6}[smhd]$")]
     step: Option<String>,
     /// `metric` (default) or `imperial`.
+    #[param(value_type = Option<Units>)]
     units: Option<String>,
 }
 
@@ -186,7 +199,7 @@ fn timestamp(raw: Option<&str>, field: &'static str) -> Result<Option<DateTime<U
 
 /// Stored readings, oldest first.
 #[utoipa::path(get, path = "/v1/locations/{id}/history", tag = "locations", security((), ("bearer" = [])),
-    params(("id" = String, Path, description = "Location id"), HistoryQuery),
+    params(("id" = String, Path, description = "Location id", pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"), HistoryQuery),
     responses((status = 200, body = HistoryResponse), (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn history(
@@ -216,17 +229,20 @@ pub async fn history(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ForecastQuery {
     /// 1-240, default 48.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 240)]
     hours: Option<String>,
     /// `metric` (default) or `imperial`.
+    #[param(value_type = Option<Units>)]
     units: Option<String>,
 }
 
 /// Hourly forecast: each provider's run and their blend, whose `spread` is the standard
 /// deviation across providers.
 #[utoipa::path(get, path = "/v1/locations/{id}/forecast", tag = "locations", security((), ("bearer" = [])),
-    params(("id" = String, Path, description = "Location id"), ForecastQuery),
+    params(("id" = String, Path, description = "Location id", pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"), ForecastQuery),
     responses((status = 200, body = crate::domain::Forecast),
               (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
