@@ -39,6 +39,8 @@ pub mod catalog;
 pub mod config;
 pub mod core;
 pub mod domain;
+#[cfg(test)]
+mod fuzz;
 pub mod http;
 pub mod service;
 pub mod sources;

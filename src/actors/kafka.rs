@@ -248,13 +248,17 @@ impl KafkaIngest {
 }
 
 /// Why a message is dead: the `error` header and a bounded metric label.
-struct Dead {
+pub(crate) struct Dead {
     reason: String,
     label: &'static str,
 }
 
 fn decode(message: &BorrowedMessage<'_>, max_bytes: usize, max_clock_skew_secs: u64) -> Result<Reading, Dead> {
-    let payload = message.payload().unwrap_or_default();
+    decode_payload(message.payload().unwrap_or_default(), max_bytes, max_clock_skew_secs)
+}
+
+/// A message's payload as a reading, or why it is dead.
+pub(crate) fn decode_payload(payload: &[u8], max_bytes: usize, max_clock_skew_secs: u64) -> Result<Reading, Dead> {
     if payload.len() > max_bytes {
         return Err(Dead {
             reason: format!("message is {} bytes; at most {max_bytes} are accepted", payload.len()),

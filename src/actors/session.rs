@@ -256,7 +256,7 @@ impl WsSession {
 
 /// `Some(Ok(ids))`, `Some(Err(first invalid id))`, or `None` when `locations` is not an
 /// array of strings.
-fn parse_locations(value: &Value) -> Option<Result<Vec<LocationId>, String>> {
+pub(crate) fn parse_locations(value: &Value) -> Option<Result<Vec<LocationId>, String>> {
     let items = value.get("locations")?.as_array()?;
     let mut ids = Vec::with_capacity(items.len());
     for item in items {

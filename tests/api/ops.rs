@@ -82,5 +82,11 @@ async fn unknown_routes_and_wrong_methods_are_problems() {
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["detail"], "no route for GET /v2/nothing");
     let r = app.client.delete(app.url("/v1/readings")).send().await.unwrap();
     assert_eq!(r.status(), 405);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["detail"], "DELETE is not allowed on /v1/readings");
+    assert_eq!(r.headers()["allow"], "POST");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["detail"],
+        "DELETE is not allowed on /v1/readings; use POST"
+    );
+    let r = app.client.put(app.url("/v1/locations/KJFK/current")).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["allow"].to_str().unwrap()), (405, "GET"));
 }
