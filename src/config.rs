@@ -212,6 +212,9 @@ pub struct SourcesSettings {
     pub contact: String,
     /// How long the first request for a location waits for the providers' first data.
     pub cold_wait_ms: u64,
+    /// Each provider polls at most this many locations: the most recently asked for (the
+    /// rest keep their last data, marked stale, until they are asked for again).
+    pub max_active_locations: usize,
     pub replay: ReplaySettings,
     /// Each upstream provider's section, `sources.<key>` (the keys of the providers in
     /// `sources::for_each_provider`); a key no provider has is refused.

@@ -21,6 +21,7 @@ use actix_web::{App, HttpServer, web};
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
+use crate::actors::demand::Demand;
 use crate::actors::directory::{CheckpointAll, Directory, RegisterStation, Resolve};
 use crate::actors::feed::RedisFeed;
 use crate::actors::ingest::Ingest;
@@ -149,12 +150,25 @@ impl Application {
 
         // The pollers exist before the Directory (each location actor tells them to track
         // it) and run once the ingest path, which needs the Directory, exists.
+        let demand = Arc::new(Demand::default());
+        let forget = Arc::downgrade(&demand);
+        actix_rt::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(300));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(demand) = forget.upgrade() else { return };
+                demand.forget_older_than(Duration::from_secs(6 * 3600));
+            }
+        });
         let mut pollers = Pollers::create(PollerContext {
             providers: &settings.sources.providers,
             contact: &settings.sources.contact,
             metrics: metrics.clone(),
             shared_cache,
             max_clock_skew_secs: settings.locations.max_clock_skew_secs,
+            demand: demand.clone(),
+            max_active: settings.sources.max_active_locations,
         });
         let feed_context = feed.as_ref().map(|_| Context::<RedisFeed>::new());
         let feed_recipients = feed_context.as_ref().map(|ctx| {
@@ -293,6 +307,7 @@ impl Application {
                 providers: pollers.statuses.clone(),
                 metrics: metrics.clone(),
                 station_quota: StationQuota::new(redis_store.clone()),
+                demand: demand.clone(),
             },
             ServiceSettings {
                 history_hours: settings.locations.history_hours,
@@ -313,6 +328,7 @@ impl Application {
                 settings: Arc::new(settings.ws.clone()),
                 metrics: metrics.clone(),
                 shutdown: shutdown_rx,
+                demand,
             },
             settings: settings.clone(),
             next_session_id: AtomicU64::new(1),

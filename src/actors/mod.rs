@@ -17,6 +17,7 @@
 //! [`messages`], what actors of different modules send each other (through
 //! `Recipient`s, so no actor module imports another in a circle).
 
+pub mod demand;
 pub mod directory;
 pub mod feed;
 pub mod ingest;

@@ -23,6 +23,7 @@ use chrono::Utc;
 use serde::Serialize;
 use tracing::{debug, error, info, warn};
 
+use crate::actors::demand::Demand;
 use crate::actors::ingest::Ingest;
 use crate::actors::messages::{ProviderReport, Track, Untrack};
 use crate::domain::reading::{CheckedAt, rejection_reason};
@@ -61,6 +62,11 @@ pub struct SourcePoller<P: Provider> {
     /// the machine is offline.
     ever_answered: bool,
     tick_scheduled: bool,
+    /// When locations were last asked for; only the `max_active` most recent are polled.
+    demand: Arc<Demand>,
+    max_active: usize,
+    /// The cap was reached (logged once per episode).
+    capped: bool,
 }
 
 struct Target {
@@ -70,6 +76,8 @@ struct Target {
     reports: Recipient<ProviderReport>,
     next_due: Instant,
     in_flight: bool,
+    /// When its actor asked for it to be tracked (its demand until it is asked for).
+    tracked_at: Instant,
 }
 
 /// This provider's state for /ready.
@@ -98,10 +106,12 @@ impl<P: Provider> SourcePoller<P> {
             return;
         }
         let now = Instant::now();
+        let active = self.active();
         let mut due: Vec<Arc<Location>> = self
             .targets
             .values_mut()
             .filter(|t| !t.in_flight && t.next_due <= now)
+            .filter(|t| active.as_ref().is_none_or(|a| a.contains(&t.location.id)))
             .map(|t| {
                 t.in_flight = true;
                 t.location.clone()
@@ -185,6 +195,30 @@ impl<P: Provider> SourcePoller<P> {
         }
     }
 
+    /// With more targets than `max_active`: the ids of the most recently asked-for ones
+    /// (the others are not polled until they are asked for again). `None`: all.
+    fn active(&mut self) -> Option<std::collections::HashSet<LocationId>> {
+        if self.targets.len() <= self.max_active {
+            self.capped = false;
+            return None;
+        }
+        if !std::mem::replace(&mut self.capped, true) {
+            warn!(
+                provider = P::NAME,
+                locations = self.targets.len(),
+                max = self.max_active,
+                "more locations than sources.max_active_locations: the least recently asked for are not polled"
+            );
+        }
+        let mut by_demand: Vec<(Instant, &LocationId)> = self
+            .targets
+            .iter()
+            .map(|(id, t)| (self.demand.last(id).map_or(t.tracked_at, |d| d.max(t.tracked_at)), id))
+            .collect();
+        by_demand.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        Some(by_demand.into_iter().take(self.max_active).map(|(_, id)| id.clone()).collect())
+    }
+
     fn schedule_tick(&mut self, ctx: &mut Context<Self>) {
         if !self.tick_scheduled {
             self.tick_scheduled = true;
@@ -218,6 +252,7 @@ impl<P: Provider> Handler<Track> for SourcePoller<P> {
             reports: msg.reports.clone(),
             next_due: Instant::now(),
             in_flight: false,
+            tracked_at: Instant::now(),
         });
         // A later run of the location's actor (after a restart) takes over the reports.
         if msg.run >= target.run {
@@ -276,6 +311,9 @@ pub struct PollerContext<'a> {
     pub shared_cache: Option<Arc<dyn SharedCache>>,
     /// How far ahead of the server's clock a provider's reading may be.
     pub max_clock_skew_secs: u64,
+    pub demand: Arc<Demand>,
+    /// `sources.max_active_locations`.
+    pub max_active: usize,
 }
 
 impl Pollers {
@@ -335,6 +373,7 @@ impl ProviderVisitor for Creator<'_, '_> {
         let poll_interval = Duration::from_secs(settings.poll_interval_secs.max(1));
         let offline_warned = self.offline_warned.clone();
         let max_clock_skew_secs = self.context.max_clock_skew_secs;
+        let (demand, max_active) = (self.context.demand.clone(), self.context.max_active.max(1));
         self.pollers.starts.push(Box::new(move |ingest, arbiter| {
             let poller = SourcePoller {
                 provider: Arc::new(provider),
@@ -350,6 +389,9 @@ impl ProviderVisitor for Creator<'_, '_> {
                 offline_warned,
                 ever_answered: false,
                 tick_scheduled: false,
+                demand,
+                max_active,
+                capped: false,
             };
             arbiter.spawn_fn(move || {
                 Context::with_receiver(mailbox).run(poller);

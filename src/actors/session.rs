@@ -22,6 +22,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::debug;
 
+use crate::actors::demand::Demand;
 use crate::actors::directory::{Directory, Resolve};
 use crate::actors::location::{LocationActor, Subscribe, Unsubscribe};
 use crate::actors::messages::{Deliver, Payload};
@@ -44,6 +45,8 @@ pub struct SessionDeps {
     pub metrics: Arc<Metrics>,
     /// Flips to true at shutdown.
     pub shutdown: watch::Receiver<bool>,
+    /// A subscription is demand: touched on subscribing and at every heartbeat.
+    pub demand: Arc<Demand>,
 }
 
 pub struct WsSession {
@@ -235,6 +238,7 @@ impl WsSession {
             for (id, result) in results {
                 match result {
                     Ok(Ok(addr)) => {
+                        act.deps.demand.touch(&id);
                         addr.do_send(Subscribe { session_id: act.id, recipient: ctx.address().recipient() });
                         act.subscriptions.insert(id, addr);
                     }
@@ -293,6 +297,9 @@ impl Actor for WsSession {
                 act.close(CloseCode::Normal, "idle timeout", ctx);
             } else {
                 act.send(Message::Ping(Default::default()), ctx);
+                for id in act.subscriptions.keys() {
+                    act.deps.demand.touch(id);
+                }
             }
         });
         let mut shutdown = self.deps.shutdown.clone();

@@ -17,6 +17,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::actors::demand::Demand;
 use crate::actors::directory::{Describe, Directory, Resolve};
 use crate::actors::ingest::{Ingest, IngestError};
 use crate::actors::kafka::{CheckKafka, KafkaIngest};
@@ -108,6 +109,8 @@ pub struct ServiceDeps {
     pub metrics: Arc<Metrics>,
     /// The stations each key created.
     pub station_quota: StationQuota,
+    /// When each location was last asked for (the pollers poll the most recent).
+    pub demand: Arc<Demand>,
 }
 
 /// Who submits readings, and what that allows.
@@ -213,9 +216,11 @@ impl Service {
     /// when the location is cold.
     pub async fn current(&self, raw_id: &str) -> Result<Arc<Update>, ServiceError> {
         if let Some(view) = self.deps.views.get(raw_id).filter(|v| v.computed_at.elapsed() < self.settings.render_ttl) {
+            self.deps.demand.touch(&view.location_id);
             return Ok(view);
         }
         let id = parse_id(raw_id)?;
+        self.deps.demand.touch(&id);
         let wait = self.settings.cold_wait;
         self.ask(&id, || GetCurrent { wait }).await?.ok_or_else(|| match wait {
             Some(wait) => ServiceError::Unavailable {
@@ -243,6 +248,7 @@ impl Service {
             Some(n) if (1..=MAX_FORECAST_HOURS).contains(&n) => n,
             Some(_) => return Err(forecast_hours_error()),
         };
+        self.deps.demand.touch(id);
         let wait = self.settings.cold_wait;
         let forecast = self.ask(id, || GetForecast { wait }).await?.ok_or_else(|| match wait {
             Some(_) => ServiceError::Unavailable {

@@ -590,3 +590,61 @@ async fn an_expired_met_response_is_revalidated_with_if_modified_since() {
     let (_, body) = app.get_json("/v1/locations/2643743/current").await;
     assert_eq!((body["temperature"].clone(), body["stale"].clone()), (json!(26.5), json!(false)));
 }
+
+/// The `lat`/`lon` query of each MET Norway request received after `since`.
+async fn met_queries(server: &MockServer, skip: usize) -> Vec<String> {
+    let requests = server.received_requests().await.unwrap_or_default();
+    requests
+        .iter()
+        .filter(|r| r.url.path().starts_with("/weatherapi/"))
+        .skip(skip)
+        .map(|r| {
+            let mut pairs: Vec<String> = r
+                .url
+                .query_pairs()
+                .filter(|(k, _)| k == "lat" || k == "lon")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            pairs.sort();
+            pairs.join("&")
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn only_the_most_recently_asked_for_locations_are_polled() {
+    let server = MockServer::start().await;
+    // Fresh for no time: every location is due again at each poll interval (1 s).
+    Mock::given(method("GET"))
+        .and(path("/weatherapi/locationforecast/2.0/compact"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(met_body()).insert_header("cache-control", "max-age=0"))
+        .mount(&server)
+        .await;
+    let app = spawn_app_with(sources(&server, &["met_norway"], json!({"sources": {"max_active_locations": 2}}))).await;
+    // London first, then Paris and Berlin: three locations, two may be polled.
+    for id in ["2643743", "2988507", "2950159"] {
+        assert_eq!(app.get_json(&format!("/v1/locations/{id}/current")).await.0, 200, "{id}");
+    }
+    let london = met_queries(&server, 0).await.first().cloned().expect("London was fetched first");
+    // Paris and Berlin go on being asked for; London is not.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = met_queries(&server, 0).await.len();
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        for id in ["2988507", "2950159"] {
+            assert_eq!(app.get_json(&format!("/v1/locations/{id}/current")).await.0, 200);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let polled = met_queries(&server, before).await;
+    let distinct: std::collections::BTreeSet<&String> = polled.iter().collect();
+    println!("polled in 3 s with max_active_locations = 2: {polled:?}");
+    assert_eq!(distinct.len(), 2, "two locations polled: {distinct:?}");
+    assert!(!distinct.contains(&london), "London, not asked for since, rests");
+    assert!(polled.len() >= 4, "each of the two at every interval: {polled:?}");
+    // Asked for again, London is polled again (and another rests).
+    let skip = met_queries(&server, 0).await.len();
+    assert_eq!(app.get_json("/v1/locations/2643743/current").await.0, 200);
+    let back = eventually(4, || async { met_queries(&server, skip).await.contains(&london) }).await;
+    assert!(back, "London is polled once it is asked for");
+}
