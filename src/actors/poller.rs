@@ -215,7 +215,7 @@ impl<P: Provider> SourcePoller<P> {
             .iter()
             .map(|(id, t)| (self.demand.last(id).map_or(t.tracked_at, |d| d.max(t.tracked_at)), id))
             .collect();
-        by_demand.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        by_demand.sort_unstable_by_key(|d| std::cmp::Reverse(d.0));
         Some(by_demand.into_iter().take(self.max_active).map(|(_, id)| id.clone()).collect())
     }
 

@@ -20,7 +20,7 @@ use crate::service::{HistoryQuery as History, forecast_hours_error, search_limit
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// Name prefix (case- and accent-insensitive); a station id also matches.
-    #[param(required = true, value_type = String, pattern = r"\S")]
+    #[param(required = true, value_type = String, pattern = r"\S", max_length = 100)]
     q: Option<String>,
     /// 1-100, default 10.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
