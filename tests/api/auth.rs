@@ -437,3 +437,31 @@ async fn websocket_connections_are_capped_per_client_ip_and_a_closed_one_frees_i
     let freed = crate::helpers::eventually(3, || async { connect("198.51.100.20").await.is_ok() }).await;
     assert!(freed, "a closed connection frees its slot");
 }
+
+#[actix_rt::test]
+async fn with_anonymous_reads_off_reads_need_a_key_and_a_browser_websocket_may_pass_it_as_api_key() {
+    let (key, entry) = configured("browser", "read", &[]);
+    let app = spawn_app_with(json!({"auth": {"anonymous_reads": false, "keys": [entry]}})).await;
+    let (status, body) = app.get_json("/v1/locations?q=london").await;
+    assert_eq!((status, body["detail"].as_str()), (401, Some("reads need an API key (Authorization: Bearer <key>)")));
+    let r = app.client.get(app.url("/v1/locations?q=london")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Health and the API document stay open.
+    assert_eq!(app.get("/health").await.status(), 200);
+    assert_eq!(app.get("/api/openapi.json").await.status(), 200);
+
+    let ws = app.url("/v1/ws").replace("http://", "ws://");
+    let refused = |url: String| async move {
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+            Ok(_) => 101,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(refused(ws.clone()).await, 401, "no key");
+    assert_eq!(refused(format!("{ws}?api_key=isb_nobody")).await, 401, "not ours");
+    assert_eq!(refused(format!("{ws}?api_key={key}")).await, 101, "the key in the query");
+    // Only WebSocket routes take the key from the query.
+    let r = app.get(&format!("/v1/locations?q=london&api_key={key}")).await;
+    assert_eq!(r.status(), 401);
+}
