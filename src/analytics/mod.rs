@@ -1,5 +1,6 @@
 //! Pure analytics over readings and forecasts: no I/O, no actors, heavily unit-tested.
 
+pub mod anomaly;
 pub mod blend;
 pub mod consensus;
 pub mod history;
