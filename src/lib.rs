@@ -42,6 +42,7 @@ pub mod domain;
 #[cfg(test)]
 mod fuzz;
 pub mod http;
+pub mod observations;
 pub mod service;
 pub mod sources;
 pub mod startup;

@@ -1,4 +1,4 @@
-//! The `isobar` command: `serve` (the default), `check-config` and `keys`.
+//! The `isobar` command: `serve` (the default), `check-config`, `keys` and `detect`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +21,16 @@ enum Command {
     Serve(ConfigArgs),
     /// Print the merged settings and exit; non-zero with a message naming the key on error.
     CheckConfig(ConfigArgs),
+    /// Feed a file of hourly observations through the anomaly detectors, in time order as
+    /// if live; print one JSON line per flagged reading.
+    Detect {
+        /// The file.
+        #[arg(long)]
+        data: PathBuf,
+        /// csv (a `time` column and quantity columns) or nycflights13; default: from the header.
+        #[arg(long)]
+        format: Option<isobar::observations::Format>,
+    },
     /// Manage API keys (kept in Redis when redis.url is set, else under persist.data_dir).
     Keys {
         #[command(subcommand)]
@@ -68,6 +78,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig(args)) => (true, args),
         Some(Command::Serve(args)) => (false, args),
         Some(Command::Keys { command, config }) => return keys(command, &config),
+        Some(Command::Detect { data, format }) => return detect(&data, format),
         None => (false, ConfigArgs::default()),
     };
     let settings = match Settings::load(args.profile.as_deref(), args.config.as_deref()) {
@@ -165,4 +176,37 @@ fn keys(command: KeysCommand, args: &ConfigArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `isobar detect`: the anomaly detectors over a file, offline.
+fn detect(path: &std::path::Path, format: Option<isobar::observations::Format>) -> ExitCode {
+    use isobar::analytics::anomaly::{DetectorSettings, detect_offline};
+    use isobar::observations;
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("error: {}: {error}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let format = format.unwrap_or_else(|| observations::guess(&text));
+    let rows = match observations::read(&text, format) {
+        Ok(rows) => rows,
+        Err(error) => {
+            eprintln!("error: {}: {error}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for flag in detect_offline(&rows, &DetectorSettings::default()) {
+        let line = serde_json::json!({
+            "time": flag.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "station": flag.station, "quantity": flag.quantity, "kind": flag.kind,
+            "severity": flag.severity, "value": flag.value,
+        });
+        if std::io::Write::write_all(&mut out, format!("{line}\n").as_bytes()).is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -2,6 +2,7 @@
 //! port 0 in this process (and, in `process`, the real binary).
 
 mod auth;
+mod detect;
 mod helpers;
 
 #[cfg(feature = "failpoints")]

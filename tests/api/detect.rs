@@ -1,0 +1,60 @@
+//! `isobar detect`: a file of hourly observations through the anomaly detectors, offline.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_isobar");
+
+fn detect(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).arg("detect").args(args).output().expect("isobar detect runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn a_spike_and_an_impossible_value_in_a_csv_are_printed_one_json_line_each() {
+    // 10 days of a daily cycle with a little jitter, as a station would report it.
+    let mut lines = vec!["time,station,temperature,humidity".to_owned()];
+    let start: chrono::DateTime<chrono::Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
+    for h in 0..240 {
+        let at = start + chrono::Duration::hours(h);
+        let jitter = [0.0, 0.3, -0.2, 0.1, -0.3, 0.2][h as usize % 6];
+        let mut temperature = 10.0 + 5.0 * ((h as f64) * std::f64::consts::TAU / 24.0).sin() + jitter;
+        let mut humidity = format!("{:.1}", 60.0 + 20.0 * ((h as f64) * std::f64::consts::TAU / 24.0).cos());
+        if h == 150 {
+            temperature += 12.0; // a spike
+        }
+        if h == 200 {
+            humidity = "140".into(); // impossible
+        }
+        lines
+            .push(format!("{},LAB,{temperature:.1},{humidity}", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), lines.join("\n")).unwrap();
+    let (code, stdout, stderr) = detect(&["--data", file.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let printed: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(
+        printed,
+        [
+            serde_json::json!({"time": "2026-03-07T06:00:00Z", "station": "LAB", "quantity": "temperature",
+                "kind": "spike", "severity": "medium", "value": 27.0}),
+            serde_json::json!({"time": "2026-03-09T08:00:00Z", "station": "LAB", "quantity": "humidity",
+                "kind": "range", "severity": "high", "value": 140.0}),
+        ]
+    );
+}
+
+#[test]
+fn a_file_that_is_not_readable_as_its_format_is_one_clear_line_and_exit_2() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "when,temperature\n2026-01-01,3\n").unwrap();
+    let (code, stdout, stderr) = detect(&["--data", file.path().to_str().unwrap()]);
+    assert_eq!((code, stdout.as_str()), (2, ""));
+    assert_eq!(stderr.trim(), format!("error: {}: line 1: no `time` column", file.path().display()));
+    let (code, _, stderr) = detect(&["--data", "/nonexistent/weather.csv", "--format", "nycflights13"]);
+    assert_eq!((code, stderr.trim()), (2, "error: /nonexistent/weather.csv: No such file or directory (os error 2)"));
+}
