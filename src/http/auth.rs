@@ -61,15 +61,23 @@ impl Access {
         }
     }
 
+    /// Whom the caller's requests and connections count against: its key, or its address
+    /// when it has none; `None` for loopback without a key (unless `auth.limit_loopback`).
+    fn bucket(&self, caller: &Caller) -> Option<Bucket> {
+        match (&caller.key, caller.ip) {
+            (Some(key), _) => Some(Bucket::Key(key.name.clone())),
+            (None, Some(ip)) if !ip.is_loopback() || self.settings.limit_loopback => Some(Bucket::Ip(ip)),
+            (None, _) => None,
+        }
+    }
+
     /// A WebSocket slot for the caller: `Ok(None)` when it is not capped (loopback
     /// without a key), 429 when it holds its cap already.
     pub fn websocket_slot(&self, caller: &Caller) -> Result<Option<Slot>, ApiError> {
-        let (bucket, cap, who) = match (&caller.key, caller.ip) {
-            (Some(key), _) => (Bucket::Key(key.name.clone()), self.settings.max_ws_per_key, "auth.max_ws_per_key"),
-            (None, Some(ip)) if !ip.is_loopback() || self.settings.limit_loopback => {
-                (Bucket::Ip(ip), self.settings.max_ws_per_ip, "auth.max_ws_per_ip")
-            }
-            (None, _) => return Ok(None),
+        let Some(bucket) = self.bucket(caller) else { return Ok(None) };
+        let (cap, who) = match bucket {
+            Bucket::Key(_) => (self.settings.max_ws_per_key, "auth.max_ws_per_key"),
+            Bucket::Ip(_) => (self.settings.max_ws_per_ip, "auth.max_ws_per_ip"),
         };
         self.sockets.acquire(bucket, cap).map(Some).map_err(|cap| ApiError::TooManyRequests {
             detail: format!("{cap} WebSocket connections are open for this client already ({who}); close one first"),
@@ -79,18 +87,13 @@ impl Access {
 
     /// The rate limit the caller counts against, if any.
     fn limit(&self, caller: &Caller) -> Option<(Bucket, Limit)> {
-        let burst = |rate: u32| rate.saturating_mul(self.settings.burst_secs.max(1));
-        match (&caller.key, caller.ip) {
-            (Some(key), _) => {
-                let rate = key.rate_per_sec.unwrap_or(self.settings.key_rate_per_sec).max(1);
-                Some((Bucket::Key(key.name.clone()), Limit { rate, burst: burst(rate) }))
-            }
-            (None, Some(ip)) if !ip.is_loopback() || self.settings.limit_loopback => {
-                let rate = self.settings.anonymous_rate_per_sec.max(1);
-                Some((Bucket::Ip(ip), Limit { rate, burst: burst(rate) }))
-            }
-            (None, _) => None,
+        let bucket = self.bucket(caller)?;
+        let rate = match &caller.key {
+            Some(key) => key.rate_per_sec.unwrap_or(self.settings.key_rate_per_sec),
+            None => self.settings.anonymous_rate_per_sec,
         }
+        .max(1);
+        Some((bucket, Limit { rate, burst: rate.saturating_mul(self.settings.burst_secs.max(1)) }))
     }
 
     /// `http.trusted_proxies` entries: an address or a CIDR range each.
