@@ -93,18 +93,19 @@ impl Upstream {
         self
     }
 
-    /// The Redis key of a URL's response: from the URL without its secrets.
-    fn shared_key(&self, url: &str) -> String {
+    /// The Redis key of a URL's response, from the URL without its secrets (`redacted`).
+    fn shared_key(&self, redacted: &str) -> String {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        redact_url(url).hash(&mut h);
+        redacted.hash(&mut h);
         format!("isobar:upstream:{}:{:016x}", self.provider, h.finish())
     }
 
     /// A fresh response another instance stored: `(body, seconds left)` as JSON.
     async fn shared_get(&self, url: &str) -> Option<Fetched> {
         let redis = self.shared.as_ref()?;
-        let raw = redis.get(&self.shared_key(url)).await?;
+        let redacted = redact_url(url);
+        let raw = redis.get(&self.shared_key(&redacted)).await?;
         let stored: Value = serde_json::from_slice(&raw).ok()?;
         let (Some(stored_url), Some(expires_ms), Some(body)) = (
             stored.get("url").and_then(Value::as_str),
@@ -114,7 +115,7 @@ impl Upstream {
             return None;
         };
         let left = expires_ms - chrono::Utc::now().timestamp_millis();
-        if stored_url != redact_url(url) || left <= 0 {
+        if stored_url != redacted || left <= 0 {
             return None;
         }
         Some(Fetched { body: Arc::new(body.clone()), from_cache: true, fresh_for: Duration::from_millis(left as u64) })
@@ -126,9 +127,9 @@ impl Upstream {
             return;
         }
         let expires_ms = chrono::Utc::now().timestamp_millis() + fetched.fresh_for.as_millis() as i64;
-        let value =
-            serde_json::json!({"url": redact_url(url), "expires_ms": expires_ms, "body": &*fetched.body}).to_string();
-        if let Err(e) = redis.put(&self.shared_key(url), value.into_bytes(), fetched.fresh_for).await {
+        let redacted = redact_url(url);
+        let value = serde_json::json!({"url": &redacted, "expires_ms": expires_ms, "body": &*fetched.body}).to_string();
+        if let Err(e) = redis.put(&self.shared_key(&redacted), value.into_bytes(), fetched.fresh_for).await {
             tracing::debug!(provider = self.provider, error = %e, "cannot share the response through Redis");
         }
     }
