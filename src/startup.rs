@@ -99,6 +99,21 @@ impl ShutdownHandle {
     }
 }
 
+/// Runs `task` on `what` every `period` on the current arbiter, for as long as `what` is
+/// alive elsewhere.
+fn every<T: 'static>(period: Duration, what: &Arc<T>, task: impl Fn(&T) + 'static) {
+    let what = Arc::downgrade(what);
+    actix_rt::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(what) = what.upgrade() else { return };
+            task(&what);
+        }
+    });
+}
+
 /// The catalog is read-only and the same for every instance in a process: parse it once.
 fn catalog() -> Arc<Catalog> {
     static CATALOG: OnceLock<Arc<Catalog>> = OnceLock::new();
@@ -132,15 +147,7 @@ impl Application {
         keys.reload(&mut false).await;
         keys.keep_reloading();
         let limits = Arc::new(RateLimits::new(redis_store.clone()));
-        let idle = Arc::downgrade(&limits);
-        actix_rt::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            while let Some(limits) = idle.upgrade() {
-                limits.forget_idle();
-                drop(limits);
-                tick.tick().await;
-            }
-        });
+        every(Duration::from_secs(60), &limits, RateLimits::forget_idle);
         let access = Access::new(keys, limits, settings.auth.clone(), trusted_proxies);
         let shared_cache = persister.redis().map(|r| r as Arc<dyn SharedCache>);
         // The persister and the Directory get threads of their own: spool I/O and a
@@ -151,16 +158,7 @@ impl Application {
         // The pollers exist before the Directory (each location actor tells them to track
         // it) and run once the ingest path, which needs the Directory, exists.
         let demand = Arc::new(Demand::default());
-        let forget = Arc::downgrade(&demand);
-        actix_rt::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(300));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(demand) = forget.upgrade() else { return };
-                demand.forget_older_than(Duration::from_secs(6 * 3600));
-            }
-        });
+        every(Duration::from_secs(300), &demand, |d| d.forget_older_than(Duration::from_secs(6 * 3600)));
         let mut pollers = Pollers::create(PollerContext {
             providers: &settings.sources.providers,
             contact: &settings.sources.contact,
