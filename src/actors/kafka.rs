@@ -253,10 +253,6 @@ pub(crate) struct Dead {
     label: &'static str,
 }
 
-fn decode(message: &BorrowedMessage<'_>, max_bytes: usize, max_clock_skew_secs: u64) -> Result<Reading, Dead> {
-    decode_payload(message.payload().unwrap_or_default(), max_bytes, max_clock_skew_secs)
-}
-
 /// A message's payload as a reading, or why it is dead.
 pub(crate) fn decode_payload(payload: &[u8], max_bytes: usize, max_clock_skew_secs: u64) -> Result<Reading, Dead> {
     if payload.len() > max_bytes {
@@ -362,7 +358,8 @@ async fn consume(
             // now: its messages are left to the new owner (nothing was stored for them).
             batch.retain(|m| own.assigned.contains(&m.partition()));
             for (i, message) in batch.iter().enumerate() {
-                match decode(message, settings.max_message_bytes, max_clock_skew_secs) {
+                let payload = message.payload().unwrap_or_default();
+                match decode_payload(payload, settings.max_message_bytes, max_clock_skew_secs) {
                     Ok(reading) => {
                         if !own.locations.contains_key(&reading.location_id) {
                             own.locations.insert(reading.location_id.clone(), message.partition());
