@@ -204,19 +204,8 @@ async fn metrics_and_the_readiness_detail_are_for_an_admin_key_or_loopback() {
     // The test client is on loopback; through a trusted proxy it is a remote client.
     let app =
         spawn_app_with(json!({"http": {"trusted_proxies": ["127.0.0.1/32"]}, "auth": {"keys": [entry, r]}})).await;
-    let get = |path: &'static str, key: Option<&'static str>, from: &'static str| {
-        let mut request = app.client.get(app.url(path)).header("x-forwarded-for", from);
-        if let Some(key) = key {
-            request = request.bearer_auth(key);
-        }
-        async move {
-            let r = request.send().await.unwrap();
-            let status = r.status().as_u16();
-            (status, r.text().await.unwrap())
-        }
-    };
-    let admin: &'static str = Box::leak(admin.into_boxed_str());
-    let reader: &'static str = Box::leak(reader.into_boxed_str());
+    let (admin, reader) = (admin.as_str(), reader.as_str());
+    let get = |path, key, from| text_as(&app, path, from, key);
     let remote = "203.0.113.7";
     let (status, body) = get("/metrics", None, remote).await;
     assert_eq!(status, 401, "{body}");
@@ -235,6 +224,12 @@ async fn metrics_and_the_readiness_detail_are_for_an_admin_key_or_loopback() {
     let direct = spawn_app_with(json!({})).await;
     let r = direct.client.get(direct.url("/metrics")).header("x-forwarded-for", remote).send().await.unwrap();
     assert_eq!(r.status(), 200, "the peer is loopback, whatever the header says");
+}
+
+/// [`get_as`]'s status and body.
+async fn text_as(app: &TestApp, path: &str, from: &str, key: Option<&str>) -> (u16, String) {
+    let r = get_as(app, path, from, key).await;
+    (r.status().as_u16(), r.text().await.unwrap())
 }
 
 /// GET `path` as client `from` (through the trusted proxy on loopback), with an optional key.
