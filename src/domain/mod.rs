@@ -2,6 +2,7 @@
 //!
 //! Nothing here does I/O or knows about actors or HTTP.
 
+pub mod anomaly;
 pub mod current;
 pub mod forecast;
 pub mod id;
@@ -10,6 +11,7 @@ pub mod quantity;
 pub mod reading;
 pub mod units;
 
+pub use anomaly::{Anomaly, AnomalyKind, Band, Severity};
 pub use current::{Current, LocationRef, SourceContribution};
 pub use forecast::{Forecast, ForecastHour, ForecastRun, Spread};
 pub use id::{InvalidLocationId, LOCATION_ID_PATTERN, LocationId};

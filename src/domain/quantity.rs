@@ -169,6 +169,19 @@ impl Quantity {
     }
 }
 
+impl Serialize for Quantity {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Quantity::from_name(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown quantity {name:?}")))
+    }
+}
+
 /// How many quantities count in `quality_score` (the v1 ones).
 pub fn core_count() -> usize {
     QUANTITIES.iter().filter(|s| s.core).count()
