@@ -31,6 +31,8 @@ pub struct Settings {
     pub influx: InfluxSettings,
     pub kafka: KafkaSettings,
     pub consensus: ConsensusConfig,
+    #[serde(default)]
+    pub anomalies: AnomalyConfig,
     pub sources: SourcesSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
@@ -203,6 +205,28 @@ pub struct ConsensusConfig {
     pub trust: std::collections::BTreeMap<String, f64>,
     /// Robust z-score (|value − median| / (1.4826 × MAD)) above which a source is an outlier.
     pub outlier_threshold: f64,
+}
+
+/// Anomaly detection per location (README, Anomalies).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalyConfig {
+    pub enabled: bool,
+    /// Kinds whose flagged readings are left out of the consensus while active.
+    pub exclude_from_consensus: Vec<crate::domain::AnomalyKind>,
+    /// Anomalies kept per location, when InfluxDB does not keep them.
+    pub history: usize,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        use crate::domain::AnomalyKind;
+        Self {
+            enabled: true,
+            exclude_from_consensus: vec![AnomalyKind::Spike, AnomalyKind::Flatline, AnomalyKind::Drift],
+            history: 256,
+        }
+    }
 }
 
 /// One section per source, plus what they share.

@@ -34,11 +34,12 @@ use crate::actors::replay::ReplayFeeder;
 use crate::actors::session::SessionDeps;
 use crate::actors::sinks::{EventSink, History, RedisRelay, Sinks};
 use crate::actors::views::PublishedViews;
+use crate::analytics::anomaly::DetectorSettings;
 use crate::auth::limits::RateLimits;
 use crate::auth::{KeyRing, KeyStore, StationQuota};
 use crate::catalog::{Catalog, Stations};
 use crate::config::Settings;
-use crate::core::{CoreSettings, RENDER_TTL, Retention};
+use crate::core::{AnomalyRules, CoreSettings, RENDER_TTL, Retention};
 use crate::domain::LocationId;
 use crate::http::auth::Access;
 use crate::http::{self, AppState};
@@ -184,6 +185,7 @@ impl Application {
         if history_in_influx {
             sinks.push(Arc::new(History {
                 persister: persister.clone().recipient(),
+                anomalies: persister.clone().recipient(),
                 durable: persister.clone().recipient(),
             }));
         }
@@ -215,6 +217,11 @@ impl Application {
             outlier_threshold: settings.consensus.outlier_threshold,
             render_ttl: RENDER_TTL,
             keep_applied: history_in_influx,
+            anomalies: settings.anomalies.enabled.then(|| AnomalyRules {
+                detectors: DetectorSettings::default(),
+                exclude: settings.anomalies.exclude_from_consensus.clone(),
+                history: settings.anomalies.history,
+            }),
         });
         let stations = Arc::new(Stations::default());
         let trackers: Arc<[_]> = pollers.trackers.clone().into();

@@ -71,6 +71,7 @@ pub struct Metrics {
     pub location_restarts: IntCounter,
     pub readings_ingested: IntCounterVec,
     pub readings_rejected: IntCounterVec,
+    pub anomalies: IntCounterVec,
     pub upstream_requests: IntCounterVec,
     pub upstream_request_duration: HistogramVec,
     pub upstream_cache_hits: IntCounterVec,
@@ -128,6 +129,11 @@ impl Metrics {
         let readings_rejected = IntCounterVec::new(
             Opts::new("isobar_readings_rejected_total", "Readings refused, by source and reason."),
             &["source", "reason"],
+        )
+        .expect("static metric definition");
+        let anomalies = IntCounterVec::new(
+            Opts::new("isobar_anomalies_total", "Anomalies that started, by kind and quantity."),
+            &["kind", "quantity"],
         )
         .expect("static metric definition");
         let upstream_requests = IntCounterVec::new(
@@ -222,6 +228,7 @@ impl Metrics {
             Box::new(location_restarts.clone()),
             Box::new(readings_ingested.clone()),
             Box::new(readings_rejected.clone()),
+            Box::new(anomalies.clone()),
             Box::new(upstream_requests.clone()),
             Box::new(upstream_request_duration.clone()),
             Box::new(upstream_cache_hits.clone()),
@@ -254,6 +261,7 @@ impl Metrics {
             location_restarts,
             readings_ingested,
             readings_rejected,
+            anomalies,
             upstream_requests,
             upstream_request_duration,
             upstream_cache_hits,

@@ -362,6 +362,7 @@ mod tests {
             outlier_threshold: 3.5,
             render_ttl: Duration::from_secs(1),
             keep_applied: false,
+            anomalies: None,
         });
         let (deps_persister, deps_metrics) = (persister.clone(), metrics.clone());
         let directory = Directory::new(

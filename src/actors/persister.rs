@@ -5,8 +5,8 @@
 //!   they start (`LoadSnapshot`: the newer by (epoch, seq) of the local copy — pending or
 //!   in memory — and Redis's). Writes for one location coalesce until the next flush;
 //!   Redis refuses one older than what it holds (see `store::redis`).
-//! - History: applied readings and consensus changes (`StoreReadings`) become InfluxDB
-//!   points.
+//! - History: applied readings and consensus changes (`StoreReadings`) and anomalies
+//!   (`StoreAnomaly`) become InfluxDB points.
 //! - Safety: `Durable` answers once everything handed to a backend before it is written
 //!   or synced to its spool, which is what a 202 and a Kafka offset wait for.
 //! - Live feed: updates are published to Redis (`Publish`) for other instances.
@@ -34,8 +34,8 @@ use tracing::{error, info, warn};
 
 use crate::config::{InfluxSettings, PersistSettings, RedisSettings};
 use crate::core::Update;
-use crate::domain::{Current, Location, LocationId, Reading};
-use crate::store::codec::{consensus_line, reading_line, snapshot_from_json, snapshot_to_json};
+use crate::domain::{Anomaly, Current, Location, LocationId, Reading};
+use crate::store::codec::{anomaly_line, consensus_line, reading_line, snapshot_from_json, snapshot_to_json};
 use crate::store::codec::{location_from_json, location_to_json};
 use crate::store::influx::InfluxStore;
 use crate::store::queue::{DurableQueue, QueueGone, QueueStats, QueueThread, SpoolOptions};
@@ -119,6 +119,25 @@ pub struct LoadSnapshot {
 pub struct StoreReadings {
     pub readings: Arc<[Reading]>,
     pub consensus: Option<Arc<Update>>,
+}
+
+/// An anomaly that started or ended, for measurement `anomalies` (the end overwrites the
+/// start's point). Sent by the `History` sink.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StoreAnomaly {
+    pub location_id: LocationId,
+    pub anomaly: Anomaly,
+}
+
+/// Anomalies of `id` that started in [from, to], oldest first, from InfluxDB; `None`
+/// when it is not configured.
+#[derive(Message)]
+#[rtype(result = "Option<Result<Vec<Anomaly>, StoreError>>")]
+pub struct QueryAnomalies {
+    pub id: LocationId,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
 }
 
 /// Answers once everything handed to `backend` before it (by the same sender: readings
@@ -870,6 +889,25 @@ impl Handler<CheckBackends> for Persister {
             statuses.extend(futures_util::future::join_all(probes).await);
             statuses
         })
+    }
+}
+
+impl Handler<StoreAnomaly> for Persister {
+    type Result = ();
+
+    fn handle(&mut self, msg: StoreAnomaly, ctx: &mut Context<Self>) {
+        if self.influx.is_some() {
+            self.enqueue("influxdb", vec![anomaly_line(&msg.location_id, &msg.anomaly)], ctx);
+        }
+    }
+}
+
+impl Handler<QueryAnomalies> for Persister {
+    type Result = ResponseFuture<Option<Result<Vec<Anomaly>, StoreError>>>;
+
+    fn handle(&mut self, msg: QueryAnomalies, _: &mut Context<Self>) -> Self::Result {
+        let influx = self.influx.clone();
+        Box::pin(async move { Some(influx?.anomalies(&msg.id, msg.from, msg.to).await) })
     }
 }
 

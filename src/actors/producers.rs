@@ -88,8 +88,10 @@ impl UpdatesProducer {
 
 impl EventSink for UpdatesProducer {
     fn deliver(&self, id: &LocationId, event: &LocationEvent) {
-        if let LocationEvent::Update(update) = event {
-            self.publish(id.as_str(), wire::update_message(update).as_bytes());
+        match event {
+            LocationEvent::Update(update) => self.publish(id.as_str(), wire::update_message(update).as_bytes()),
+            LocationEvent::Anomaly(anomaly) => self.publish(id.as_str(), wire::anomaly_message(anomaly).as_bytes()),
+            _ => {}
         }
     }
 }

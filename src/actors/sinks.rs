@@ -12,7 +12,7 @@ use bytestring::ByteString;
 use tracing::debug;
 
 use crate::actors::messages::{Deliver, Payload};
-use crate::actors::persister::{Durable, Publish, StoreReadings};
+use crate::actors::persister::{Durable, Publish, StoreAnomaly, StoreReadings};
 use crate::actors::wire;
 use crate::core::LocationEvent;
 use crate::domain::LocationId;
@@ -55,10 +55,11 @@ impl EventSink for RedisRelay {
     }
 }
 
-/// Hands applied readings and consensus changes to the persister for InfluxDB; its
+/// Hands applied readings, consensus changes and anomalies to the persister for InfluxDB; its
 /// barrier answers once they are written or synced to the spool.
 pub struct History {
     pub persister: Recipient<StoreReadings>,
+    pub anomalies: Recipient<StoreAnomaly>,
     pub durable: Recipient<Durable>,
 }
 
@@ -70,6 +71,10 @@ impl EventSink for History {
             }
             LocationEvent::Update(update) => {
                 self.persister.do_send(StoreReadings { readings: Arc::new([]), consensus: Some(update.clone()) })
+            }
+            LocationEvent::Anomaly(update) => {
+                let (location_id, anomaly) = (update.location_id.clone(), update.anomaly.clone());
+                self.anomalies.do_send(StoreAnomaly { location_id, anomaly })
             }
             _ => {}
         }
@@ -116,6 +121,7 @@ impl Subscribers {
         match event {
             LocationEvent::Update(update) => self.send(wire::update_message(update)),
             LocationEvent::Forecast(forecast) => self.send(wire::forecast_message(forecast)),
+            LocationEvent::Anomaly(anomaly) => self.send(wire::anomaly_message(anomaly)),
             _ => false,
         }
     }

@@ -1,5 +1,5 @@
 //! The wire messages built around a location's events (DESIGN §3, WebSocket protocol):
-//! `snapshot`, `update` and `forecast`. The `update` message is also what goes to other
+//! `snapshot`, `update`, `forecast` and `anomaly`. The `update` message is also what goes to other
 //! instances over Redis and to the Kafka updates topic, so it is encoded once per update
 //! (kept in the event) whoever sends it first.
 //!
@@ -9,7 +9,7 @@
 use bytestring::ByteString;
 use chrono::Utc;
 
-use crate::core::{ForecastUpdate, Update};
+use crate::core::{AnomalyState, AnomalyUpdate, ForecastUpdate, Update};
 use crate::domain::{Current, LocationId, Units};
 
 /// Hours of forecast in the WebSocket `forecast` message.
@@ -39,6 +39,21 @@ pub fn forecast_message(update: &ForecastUpdate) -> &ByteString {
         let window = update.forecast.window(Utc::now(), FORECAST_HOURS);
         let data = serde_json::to_string(&window).unwrap_or_else(|_| "null".to_owned());
         ByteString::from(format!(r#"{{"type":"forecast","location_id":"{}","data":{data}}}"#, update.location_id))
+    })
+}
+
+/// `{"type":"anomaly","location_id":…,"state":"started"|"ended","data":<anomaly, metric>}`.
+pub fn anomaly_message(update: &AnomalyUpdate) -> &ByteString {
+    update.message.get_or_init(|| {
+        let data = serde_json::to_string(&update.anomaly).unwrap_or_else(|_| "null".to_owned());
+        let state = match update.state {
+            AnomalyState::Started => "started",
+            AnomalyState::Ended => "ended",
+        };
+        ByteString::from(format!(
+            r#"{{"type":"anomaly","location_id":"{}","state":"{state}","data":{data}}}"#,
+            update.location_id
+        ))
     })
 }
 

@@ -27,8 +27,8 @@ use std::collections::VecDeque;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::domain::Quantity;
 use crate::domain::units::round2;
+use crate::domain::{Anomaly, Quantity, Reading, SourceName};
 
 pub use crate::domain::{AnomalyKind, Band, Severity};
 
@@ -329,6 +329,121 @@ impl SeriesDetector {
             score: round2(hours),
         }));
     }
+}
+
+/// How old another source's latest value may be to serve as the reference of a reading.
+const REFERENCE_WINDOW: Duration = Duration::hours(2);
+
+/// An anomaly that started or ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Started(Anomaly),
+    /// The anomaly as it was, with `ended_at` set.
+    Ended(Anomaly),
+}
+
+/// The detectors of one location: a [`SeriesDetector`] per source and watched quantity,
+/// and the anomalies active now. Each source is judged against its own past and against
+/// the other sources' latest values of the same quantity (their median), the live
+/// counterpart of the other stations in [`detect_offline`].
+#[derive(Debug, Clone)]
+pub struct Watch {
+    settings: DetectorSettings,
+    detectors: Vec<((SourceName, Quantity), SeriesDetector)>,
+    active: Vec<Anomaly>,
+}
+
+impl Watch {
+    pub fn new(settings: DetectorSettings) -> Self {
+        Self { settings, detectors: Vec::new(), active: Vec::new() }
+    }
+
+    /// The active anomalies, oldest first.
+    pub fn active(&self) -> &[Anomaly] {
+        &self.active
+    }
+
+    /// Judges `reading`, just applied as its source's latest; `latest` is every source's
+    /// latest reading (it included). What started or ended goes to `changes`.
+    pub fn observe(&mut self, reading: &Reading, latest: &[Reading], changes: &mut Vec<Change>) {
+        for (quantity, value) in watched_values(reading) {
+            let reference = reference_of(reading, latest, quantity);
+            let detector = self.detector(&reading.source, quantity);
+            for signal in detector.observe(reading.observed_at, value, reference) {
+                self.apply(&reading.source, quantity, signal, changes);
+            }
+        }
+    }
+
+    /// Feeds stored readings (oldest first) through the detectors without reporting
+    /// anything, so that a restored location judges its next readings against its past.
+    pub fn warm(&mut self, readings: &[Reading]) {
+        for reading in readings {
+            for (quantity, value) in watched_values(reading) {
+                self.detector(&reading.source, quantity).observe(reading.observed_at, value, None);
+            }
+        }
+        self.active.clear();
+    }
+
+    fn detector(&mut self, source: &SourceName, quantity: Quantity) -> &mut SeriesDetector {
+        let i = match self.detectors.iter().position(|((s, q), _)| s == source && *q == quantity) {
+            Some(i) => i,
+            None => {
+                let resolution = watched(quantity).unwrap_or(1.0);
+                let detector = SeriesDetector::new(resolution, settings_for(quantity, &self.settings));
+                self.detectors.push(((source.clone(), quantity), detector));
+                self.detectors.len() - 1
+            }
+        };
+        &mut self.detectors[i].1
+    }
+
+    fn apply(&mut self, source: &SourceName, quantity: Quantity, signal: Signal, changes: &mut Vec<Change>) {
+        match signal {
+            Signal::Start(f) => {
+                let anomaly = Anomaly {
+                    id: Anomaly::make_id(f.kind, source, quantity, f.started_at),
+                    quantity,
+                    kind: f.kind,
+                    source: source.clone(),
+                    started_at: f.started_at,
+                    observed_at: f.observed_at,
+                    ended_at: None,
+                    value: f.value,
+                    expected: f.expected,
+                    severity: f.severity,
+                    score: f.score,
+                };
+                self.active.push(anomaly.clone());
+                changes.push(Change::Started(anomaly));
+            }
+            Signal::End { kind, started_at, at } => {
+                let id = Anomaly::make_id(kind, source, quantity, started_at);
+                if let Some(i) = self.active.iter().position(|a| a.id == id) {
+                    let mut anomaly = self.active.remove(i);
+                    anomaly.ended_at = Some(at);
+                    changes.push(Change::Ended(anomaly));
+                }
+            }
+        }
+    }
+}
+
+/// The watched quantities `reading` reports, with their values.
+fn watched_values(reading: &Reading) -> impl Iterator<Item = (Quantity, f64)> + '_ {
+    reading.values.present().filter(|(spec, _)| watched(spec.quantity).is_some()).map(|(spec, v)| (spec.quantity, v))
+}
+
+/// The median of the other sources' latest values of `quantity` observed within
+/// [`REFERENCE_WINDOW`] of `reading`.
+fn reference_of(reading: &Reading, latest: &[Reading], quantity: Quantity) -> Option<f64> {
+    let mut others: Vec<f64> = latest
+        .iter()
+        .filter(|r| r.source != reading.source && (r.observed_at - reading.observed_at).abs() <= REFERENCE_WINDOW)
+        .filter_map(|r| r.get(quantity))
+        .collect();
+    (!others.is_empty()).then(|| median_of(&mut others))
 }
 
 /// One flagged reading of an offline run (`isobar detect`), as printed.

@@ -13,7 +13,11 @@
 //!    where agreement averages 1 / (1 + mean |deviation| / tolerance) over the quantities
 //!    that two or more sources report. More sources that agree → higher confidence.
 //! 5. `quality_score`: share of the seven core quantities present × an age factor falling from
-//!    1 (fresh) to 0 (twice the stale limit).
+//!    1 (fresh) to 0 (twice the stale limit) × a factor per active anomaly (0.95 low, 0.85
+//!    medium, 0.7 high).
+//! 6. Anomalies: a source's value flagged by an active anomaly of an excluded kind (spike,
+//!    flatline, drift by default) counts nowhere: not in outliers, means or confidence.
+//!    The active anomalies are listed in the document.
 //!
 //! Tolerances, outlier floors and which quantity is circular come from the quantity
 //! table (`domain::quantity`).
@@ -26,7 +30,8 @@ use crate::domain::forecast::describe_weather_code;
 use crate::domain::quantity::core_count;
 use crate::domain::units::round2;
 use crate::domain::{
-    Current, LocationRef, QUANTITIES, Quantity, Reading, SourceContribution, SourceName, Units, Values,
+    Anomaly, AnomalyKind, Current, LocationRef, QUANTITIES, Quantity, Reading, Severity, SourceContribution,
+    SourceName, Units, Values,
 };
 
 /// What the consensus needs from the configuration.
@@ -38,6 +43,10 @@ pub struct ConsensusSettings<'a> {
     pub trust: &'a BTreeMap<String, f64>,
     /// Robust z-score above which a value is an outlier.
     pub outlier_threshold: f64,
+    /// The location's active anomalies, shown in the document.
+    pub anomalies: &'a [Anomaly],
+    /// Kinds of anomaly whose flagged values are left out.
+    pub exclude: &'a [AnomalyKind],
 }
 
 /// Merges `latest` (at most one reading per source, any order) into current conditions.
@@ -55,11 +64,15 @@ pub fn consensus(
     let is_fresh = |r: &Reading| age(r) <= limit && !failing.contains(&r.source);
     let stale = !latest.iter().any(is_fresh);
     let used: Vec<usize> = (0..latest.len()).filter(|i| stale || is_fresh(&latest[*i])).collect();
+    // A source's value flagged by an active anomaly of an excluded kind does not count.
+    let flagged = |r: &Reading, q: Quantity| {
+        settings.anomalies.iter().any(|a| a.source == r.source && a.quantity == q && settings.exclude.contains(&a.kind))
+    };
+    let value = |i: usize, q: Quantity| latest[i].get(q).filter(|_| !flagged(&latest[i], q));
 
     let mut outlier = vec![false; latest.len()];
     for spec in &QUANTITIES {
-        let values: Vec<(usize, f64)> =
-            used.iter().filter_map(|i| Some((*i, latest[*i].get(spec.quantity)?))).collect();
+        let values: Vec<(usize, f64)> = used.iter().filter_map(|i| Some((*i, value(*i, spec.quantity)?))).collect();
         if values.len() < 3 {
             continue;
         }
@@ -85,7 +98,7 @@ pub fn consensus(
     let mut agreements = Vec::new();
     for spec in &QUANTITIES {
         let values: Vec<(f64, f64)> =
-            inliers.iter().filter_map(|i| Some((latest[*i].get(spec.quantity)?, weight(*i)))).collect();
+            inliers.iter().filter_map(|i| Some((value(*i, spec.quantity)?, weight(*i)))).collect();
         let center = if spec.circular { circular_mean(&values) } else { weighted_mean(&values) };
         if let (Some(c), true) = (center, values.len() >= 2) {
             let deviation = values.iter().map(|(v, _)| spec.distance(*v, c)).sum::<f64>() / values.len() as f64;
@@ -130,10 +143,23 @@ pub fn consensus(
         sources_count: n,
         sources,
         confidence,
-        quality_score: round2(present * age_factor),
+        quality_score: round2(present * age_factor * anomaly_factor(settings.anomalies)),
         stale,
-        anomalies: Vec::new(),
+        anomalies: settings.anomalies.to_vec(),
     })
+}
+
+/// What active anomalies take off the quality score: × 0.95 per low one, × 0.85 per
+/// medium one, × 0.7 per high one.
+fn anomaly_factor(anomalies: &[Anomaly]) -> f64 {
+    anomalies
+        .iter()
+        .map(|a| match a.severity {
+            Severity::Low => 0.95,
+            Severity::Medium => 0.85,
+            Severity::High => 0.7,
+        })
+        .product()
 }
 
 pub(crate) fn median(values: &[f64]) -> Option<f64> {
@@ -203,7 +229,7 @@ mod tests {
     }
 
     fn settings(trust: &BTreeMap<String, f64>) -> ConsensusSettings<'_> {
-        ConsensusSettings { stale_after_secs: 3600, trust, outlier_threshold: 3.5 }
+        ConsensusSettings { stale_after_secs: 3600, trust, outlier_threshold: 3.5, anomalies: &[], exclude: &[] }
     }
 
     fn at(t: &str) -> DateTime<Utc> {
@@ -228,6 +254,44 @@ mod tests {
     }
 
     const NOW: &str = "2026-11-26T09:00:00Z";
+
+    #[test]
+    fn a_value_flagged_by_an_excluded_kind_counts_nowhere_and_lowers_the_quality() {
+        let t = trust();
+        let latest = [
+            reading("station", "2026-11-26T08:55:00Z", 25.0, Some(240.0)),
+            reading("open-meteo", "2026-11-26T08:50:00Z", 7.0, Some(250.0)),
+        ];
+        let spike = Anomaly {
+            id: "spike:station:temperature:1795683300".into(),
+            quantity: Quantity::Temperature,
+            kind: AnomalyKind::Spike,
+            source: SourceName::parse("station").unwrap(),
+            started_at: at("2026-11-26T08:55:00Z"),
+            observed_at: at("2026-11-26T08:55:00Z"),
+            ended_at: None,
+            value: 25.0,
+            expected: crate::domain::Band { low: 4.0, high: 10.0 },
+            severity: Severity::High,
+            score: 14.2,
+        };
+        let anomalies = [spike];
+        let both = consensus(location(), &latest, &[], at(NOW), settings(&t)).unwrap();
+        assert_eq!(both.values.get(Quantity::Temperature), Some(16.2));
+        let exclude = [AnomalyKind::Spike];
+        let flagged = ConsensusSettings { anomalies: &anomalies, exclude: &exclude, ..settings(&t) };
+        let c = consensus(location(), &latest, &[], at(NOW), flagged).unwrap();
+        // The station's temperature is out; its wind direction still counts.
+        assert_eq!(c.values.get(Quantity::Temperature), Some(7.0));
+        assert_eq!(c.values.get(Quantity::WindDirection), Some(244.89));
+        assert_eq!(c.anomalies, anomalies);
+        // 2 of 7 quantities, 5 min old: 0.27; × 0.7 for the high-severity anomaly.
+        assert_eq!((both.quality_score, c.quality_score), (0.27, 0.19));
+        // Shown but not excluded: the value counts again, the quality still drops.
+        let shown = ConsensusSettings { anomalies: &anomalies, ..settings(&t) };
+        let c = consensus(location(), &latest, &[], at(NOW), shown).unwrap();
+        assert_eq!((c.values.get(Quantity::Temperature), c.quality_score), (Some(16.2), 0.19));
+    }
 
     #[test]
     fn no_readings_means_no_consensus() {

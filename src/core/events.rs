@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Current, Forecast, LocationId, Reading, Units};
+use crate::domain::{Anomaly, Current, Forecast, LocationId, Reading, Units};
 
 /// One thing that happened to a location.
 #[derive(Debug, Clone)]
@@ -28,6 +28,9 @@ pub enum LocationEvent {
     Applied(Arc<[Reading]>),
     /// The blended forecast changed.
     Forecast(Arc<ForecastUpdate>),
+    /// An anomaly started or ended: subscribers, Kafka, the metrics and the anomaly
+    /// history take it.
+    Anomaly(Arc<AnomalyUpdate>),
 }
 
 /// The consensus of one `seq`.
@@ -94,6 +97,31 @@ pub struct ForecastUpdate {
 impl ForecastUpdate {
     pub fn new(location_id: LocationId, forecast: Arc<Forecast>) -> Self {
         Self { location_id, forecast, message: OnceLock::new() }
+    }
+}
+
+/// Whether an anomaly starts or ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnomalyState {
+    Started,
+    Ended,
+}
+
+/// An anomaly that started or ended.
+#[derive(Debug)]
+pub struct AnomalyUpdate {
+    pub location_id: LocationId,
+    pub state: AnomalyState,
+    /// Metric.
+    pub anomaly: Anomaly,
+    /// The wire message, encoded by the first sink that sends it.
+    pub message: OnceLock<ByteString>,
+}
+
+impl AnomalyUpdate {
+    pub fn new(location_id: LocationId, state: AnomalyState, anomaly: Anomaly) -> Self {
+        Self { location_id, state, anomaly, message: OnceLock::new() }
     }
 }
 

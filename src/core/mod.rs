@@ -12,16 +12,19 @@
 pub mod events;
 pub mod state;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-pub use self::events::{ForecastUpdate, LocationEvent, Update};
+pub use self::events::{AnomalyState, AnomalyUpdate, ForecastUpdate, LocationEvent, Update};
 pub use self::state::{Ingested, LocationState, Retention, Snapshot};
+use crate::analytics::anomaly::{Change, DetectorSettings, Watch};
 use crate::analytics::{ConsensusSettings, blend, consensus};
-use crate::domain::{Current, Forecast, ForecastRun, Location, LocationId, LocationRef, Reading, SourceName};
+use crate::domain::{
+    Anomaly, AnomalyKind, Current, Forecast, ForecastRun, Location, LocationId, LocationRef, Reading, SourceName,
+};
 
 /// How long a consensus on show stays valid without a change before ages and the stale
 /// flag are recomputed (the /current views are served this long without an actor).
@@ -42,6 +45,18 @@ pub struct CoreSettings {
     pub render_ttl: Duration,
     /// Keep applied readings for an [`LocationEvent::Applied`] (a sink stores history).
     pub keep_applied: bool,
+    /// Anomaly detection; `None` when it is off.
+    pub anomalies: Option<AnomalyRules>,
+}
+
+/// How a location core looks for anomalies.
+#[derive(Debug, Clone)]
+pub struct AnomalyRules {
+    pub detectors: DetectorSettings,
+    /// Kinds whose flagged values are left out of the consensus while active.
+    pub exclude: Vec<AnomalyKind>,
+    /// Anomalies kept (started and ended, newest last) for the anomaly history.
+    pub history: usize,
 }
 
 /// A per-location analysis run by the core (anomaly detection, learned forecasts, air
@@ -82,13 +97,16 @@ pub struct LocationCore {
     /// Changed since the last snapshot was taken.
     dirty: bool,
     analyses: Vec<Box<dyn Analysis>>,
+    /// The anomaly detectors, when on.
+    watch: Option<Watch>,
+    /// Recent anomalies, oldest first (an ended one updated in place).
+    anomalies: VecDeque<Anomaly>,
 }
 
 impl LocationCore {
     pub fn new(location: Arc<Location>, settings: Arc<CoreSettings>, analyses: Vec<Box<dyn Analysis>>) -> Self {
         Self {
             location,
-            settings,
             state: LocationState::default(),
             failing: Vec::new(),
             shown: None,
@@ -97,6 +115,9 @@ impl LocationCore {
             forecast: None,
             dirty: false,
             analyses,
+            watch: settings.anomalies.as_ref().map(|rules| Watch::new(rules.detectors.clone())),
+            anomalies: VecDeque::new(),
+            settings,
         }
     }
 
@@ -124,6 +145,11 @@ impl LocationCore {
         self.forecast.as_ref()
     }
 
+    /// Recent anomalies that started in [from, to], oldest first.
+    pub fn anomalies(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Anomaly> {
+        self.anomalies.iter().filter(|a| (from..=to).contains(&a.started_at)).cloned().collect()
+    }
+
     /// Stored readings with `from <= observed_at <= to`, oldest first.
     pub fn history(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Reading> {
         self.state.history(from, to)
@@ -148,6 +174,7 @@ impl LocationCore {
         let keep = self.settings.keep_applied;
         let mut applied = Vec::new();
         let mut latest_changed = false;
+        let mut changes = Vec::new();
         while let Some(reading) = pending.pop() {
             self.failing.retain(|s| *s != reading.source);
             let copy = (keep || !self.analyses.is_empty()).then(|| reading.clone());
@@ -158,6 +185,12 @@ impl LocationCore {
                 continue;
             }
             latest_changed |= outcome == Ingested::Latest;
+            if let (Some(watch), Ingested::Latest) = (self.watch.as_mut(), outcome) {
+                let latest = self.state.latest();
+                if let Some(reading) = latest.iter().find(|r| r.source == source) {
+                    watch.observe(reading, latest, &mut changes);
+                }
+            }
             if let Some(copy) = copy {
                 for analysis in &mut self.analyses {
                     analysis.on_reading(&copy, &self.state, &mut events);
@@ -170,11 +203,34 @@ impl LocationCore {
         if !applied.is_empty() {
             events.insert(0, LocationEvent::Applied(applied.into()));
         }
+        for change in changes {
+            events.push(self.record(change));
+        }
         if latest_changed {
             events.extend(self.recompute(Some(now), now));
         }
         self.after_update(&mut events);
         events
+    }
+
+    /// Keeps an anomaly that started or ended in the history; its event.
+    fn record(&mut self, change: Change) -> LocationEvent {
+        let (state, anomaly) = match change {
+            Change::Started(a) => (AnomalyState::Started, a),
+            Change::Ended(a) => (AnomalyState::Ended, a),
+        };
+        let limit = self.settings.anomalies.as_ref().map_or(0, |rules| rules.history);
+        match self.anomalies.iter_mut().rev().find(|a| a.id == anomaly.id) {
+            Some(kept) => *kept = anomaly.clone(),
+            None if limit > 0 => {
+                if self.anomalies.len() >= limit {
+                    self.anomalies.pop_front();
+                }
+                self.anomalies.push_back(anomaly.clone());
+            }
+            None => {}
+        }
+        LocationEvent::Anomaly(Arc::new(AnomalyUpdate::new(self.id().clone(), state, anomaly)))
     }
 
     /// A provider's new forecast run: re-blends; an event when the blend changed.
@@ -243,6 +299,9 @@ impl LocationCore {
         let local = std::mem::take(&mut self.state);
         let applied_here = !local.is_empty() || !local.latest().is_empty();
         self.state = local.merged_into(snapshot, now, self.settings.retention);
+        if let Some(watch) = &mut self.watch {
+            watch.warm(&self.state.history(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC));
+        }
         if applied_here {
             // The merge is news to the store.
             self.dirty = true;
@@ -268,6 +327,8 @@ impl LocationCore {
             stale_after_secs: self.settings.stale_after_secs,
             trust: &self.settings.trust,
             outlier_threshold: self.settings.outlier_threshold,
+            anomalies: self.watch.as_ref().map_or(&[], |w| w.active()),
+            exclude: self.settings.anomalies.as_ref().map_or(&[], |rules| &rules.exclude),
         };
         let location = LocationRef::from(&*self.location);
         let Some(current) = consensus(location, self.state.latest(), &self.failing, now, settings) else {
@@ -327,6 +388,7 @@ fn same_conditions(a: &Current, b: &Current) -> bool {
         && a.sources_count == b.sources_count
         && a.confidence == b.confidence
         && a.stale == b.stale
+        && a.anomalies == b.anomalies
         && sources_match
 }
 
@@ -345,6 +407,9 @@ fn conditions_hash(c: &Current) -> u64 {
     c.stale.hash(&mut h);
     for s in &c.sources {
         (&s.name, s.observed_at, s.temperature.map(f64::to_bits), s.outlier).hash(&mut h);
+    }
+    for a in &c.anomalies {
+        a.id.hash(&mut h);
     }
     h.finish()
 }
@@ -376,6 +441,7 @@ mod tests {
             outlier_threshold: 3.5,
             render_ttl: Duration::from_secs(1),
             keep_applied,
+            anomalies: None,
         })
     }
 
@@ -401,6 +467,7 @@ mod tests {
                 LocationEvent::Refreshed(_) => "refreshed",
                 LocationEvent::Applied(_) => "applied",
                 LocationEvent::Forecast(_) => "forecast",
+                LocationEvent::Anomaly(_) => "anomaly",
             })
             .collect()
     }
@@ -509,6 +576,49 @@ mod tests {
         assert!(matches!(event, Some(LocationEvent::Refreshed(_))));
         assert_eq!(back.seq(), 1);
         assert_eq!(back.shown().map(|u| u.current.clone()), current);
+    }
+
+    #[test]
+    fn a_spike_starts_an_anomaly_leaves_the_consensus_and_ends_with_the_next_reading() {
+        let rules = AnomalyRules {
+            detectors: DetectorSettings { min_history: 4, ..DetectorSettings::default() },
+            exclude: vec![AnomalyKind::Spike],
+            history: 10,
+        };
+        let settings = Arc::new(CoreSettings { anomalies: Some(rules), ..(*settings(false)).clone() });
+        let mut core = LocationCore::new(location(), settings, Vec::new());
+        // Eight quiet hours at the station, the provider steady beside it.
+        for (hour, t) in [10.0, 10.3, 10.1, 10.4, 10.2, 10.5, 10.3, 10.2].into_iter().enumerate() {
+            let minutes = 60 * (10 - hour as i64);
+            let events = core.ingest(
+                &mut vec![reading("station", minutes, t), reading("open-meteo", minutes, 10.8)],
+                now(),
+                |_, _| {},
+            );
+            assert!(!kinds(&events).contains(&"anomaly"), "{hour}");
+        }
+        let events =
+            core.ingest(&mut vec![reading("open-meteo", 60, 10.8), reading("station", 60, 19.0)], now(), |_, _| {});
+        assert_eq!(kinds(&events), ["anomaly", "update"]);
+        let LocationEvent::Anomaly(started) = &events[0] else { unreachable!() };
+        assert_eq!(started.state, AnomalyState::Started);
+        assert_eq!(started.anomaly.id, "spike:station:temperature:1795680000");
+        let LocationEvent::Update(u) = &events[1] else { unreachable!() };
+        // The spiking station is left out: the consensus is the provider's 10.8.
+        assert_eq!(u.current.values.get(Quantity::Temperature), Some(10.8));
+        assert_eq!(u.current.anomalies, [started.anomaly.clone()]);
+        // Back to normal: the anomaly ends, the station counts again.
+        let events = core.ingest(&mut vec![reading("station", 0, 10.4)], now(), |_, _| {});
+        assert_eq!(kinds(&events), ["anomaly", "update"]);
+        let LocationEvent::Anomaly(ended) = &events[0] else { unreachable!() };
+        assert_eq!((ended.state, ended.anomaly.ended_at), (AnomalyState::Ended, Some(now())));
+        let LocationEvent::Update(u) = &events[1] else { unreachable!() };
+        assert!(u.current.anomalies.is_empty());
+        // (10.4 × 1 + 10.8 × 0.75, the provider an hour old) / 1.75
+        assert_eq!(u.current.values.get(Quantity::Temperature), Some(10.57));
+        // The history keeps it, ended.
+        let kept = core.anomalies(now() - chrono::Duration::hours(2), now());
+        assert_eq!(kept, [ended.anomaly.clone()]);
     }
 
     /// An analysis that records what it saw and answers each change with an event.

@@ -4,7 +4,10 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::domain::{Current, FieldError, Location, LocationKind, LocationRef, SourceContribution, Units, Values};
+use crate::domain::{
+    Anomaly, AnomalyKind, Band, Current, FieldError, Location, LocationKind, LocationRef, Severity, SourceContribution,
+    Units, Values,
+};
 use crate::http::error::Problem;
 use crate::http::routes::{locations, ops, readings};
 use crate::http::ws;
@@ -25,6 +28,7 @@ use crate::http::ws;
         locations::get,
         locations::current,
         locations::history,
+        locations::anomalies,
         locations::forecast,
         readings::post,
         ws::connect,
@@ -42,6 +46,11 @@ use crate::http::ws;
         locations::SearchResponse,
         locations::NearestResponse,
         locations::HistoryResponse,
+        locations::AnomaliesResponse,
+        Anomaly,
+        AnomalyKind,
+        Band,
+        Severity,
         locations::ReadingView,
         Values,
         crate::service::IngestResponse,

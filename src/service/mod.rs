@@ -21,8 +21,8 @@ use crate::actors::demand::Demand;
 use crate::actors::directory::{Describe, Directory, Resolve};
 use crate::actors::ingest::{Ingest, IngestError};
 use crate::actors::kafka::{CheckKafka, KafkaIngest};
-use crate::actors::location::{GetCurrent, GetForecast, GetHistory, LocationActor};
-use crate::actors::persister::{CheckBackends, Persister, QueryHistory};
+use crate::actors::location::{GetAnomalies, GetCurrent, GetForecast, GetHistory, LocationActor};
+use crate::actors::persister::{CheckBackends, Persister, QueryAnomalies, QueryHistory};
 use crate::actors::poller::GetProviderStatus;
 use crate::actors::views::PublishedViews;
 use crate::analytics::history::downsample;
@@ -30,7 +30,7 @@ use crate::auth::StationQuota;
 use crate::catalog::{self, Catalog, Stations};
 use crate::core::Update;
 use crate::domain::reading::{CheckedAt, rejection_reason};
-use crate::domain::{FieldError, Forecast, Location, LocationId, Reading, Units};
+use crate::domain::{Anomaly, FieldError, Forecast, Location, LocationId, Reading, Units};
 use crate::sources::source_label;
 use crate::telemetry::Metrics;
 
@@ -40,6 +40,9 @@ pub const DEFAULT_SEARCH_LIMIT: usize = 10;
 const MAX_QUERY_CHARS: usize = 100;
 pub const DEFAULT_FORECAST_HOURS: usize = 48;
 pub const MAX_FORECAST_HOURS: usize = 240;
+/// Days of anomalies /anomalies answers when `from` is not given.
+const ANOMALY_DAYS: i64 = 7;
+
 /// Most points one history answer may have with a step.
 const MAX_HISTORY_STEPS: i64 = 10_000;
 /// The longest step of history: 31 days.
@@ -307,6 +310,34 @@ impl Service {
             Some(Ok(readings)) => Ok(readings),
             Some(Err(e)) => Err(ServiceError::Unavailable {
                 detail: format!("history store unavailable: {e}"),
+                retry_after_secs: 5,
+            }),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Anomalies of `id` that started in [from, to] (default: the last 7 days), oldest
+    /// first: from InfluxDB when it is configured, else the ones the location keeps.
+    pub async fn anomalies(
+        &self,
+        id: &LocationId,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Anomaly>, ServiceError> {
+        let now = Utc::now();
+        let to = to.unwrap_or(now);
+        let from = from.unwrap_or(to - chrono::Duration::days(ANOMALY_DAYS));
+        if from > to {
+            return Err(ServiceError::invalid("from", "must not be after to"));
+        }
+        if !self.settings.history_in_influx {
+            return self.ask(id, || GetAnomalies { from, to }).await;
+        }
+        self.location(id).await?;
+        match self.deps.persister.send(QueryAnomalies { id: id.clone(), from, to }).await? {
+            Some(Ok(anomalies)) => Ok(anomalies),
+            Some(Err(e)) => Err(ServiceError::Unavailable {
+                detail: format!("anomaly store unavailable: {e}"),
                 retry_after_secs: 5,
             }),
             None => Ok(Vec::new()),

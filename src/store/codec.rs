@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::Snapshot;
-use crate::domain::{Current, Location, LocationId, LocationKind, Reading, SourceName};
+use crate::domain::{Anomaly, Current, Location, LocationId, LocationKind, Reading, Severity, SourceName};
 use crate::domain::{QUANTITIES, Values};
 
 pub fn reading_to_json(r: &Reading) -> Value {
@@ -139,6 +139,45 @@ pub fn consensus_line(c: &Current, at: DateTime<Utc>) -> String {
     fields.push(format!("quality_score={}", c.quality_score));
     fields.push(format!("sources_count={}i", c.sources_count));
     format!("consensus,location={} {} {}", tag(c.location.id.as_str()), fields.join(","), at.timestamp_millis())
+}
+
+/// One point of measurement `anomalies`, at the time the anomaly started: the point of
+/// its end (same tags and time) overwrites that of its start.
+pub fn anomaly_line(location: &LocationId, a: &Anomaly) -> String {
+    let mut fields = vec![
+        format!("id={}", string_field(&a.id)),
+        format!("value={}", a.value),
+        format!("expected_low={}", a.expected.low),
+        format!("expected_high={}", a.expected.high),
+        format!("severity={}", string_field(severity_name(a.severity))),
+        format!("score={}", a.score),
+        format!("observed_at={}i", a.observed_at.timestamp_millis()),
+    ];
+    if let Some(ended) = a.ended_at {
+        fields.push(format!("ended_at={}i", ended.timestamp_millis()));
+    }
+    format!(
+        "anomalies,location={},source={},quantity={},kind={} {} {}",
+        tag(location.as_str()),
+        tag(a.source.as_str()),
+        a.quantity.name(),
+        a.kind.name(),
+        fields.join(","),
+        a.started_at.timestamp_millis()
+    )
+}
+
+pub fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+    }
+}
+
+/// A string field value for line protocol: quoted, with quotes and backslashes escaped.
+fn string_field(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::StoreError;
 use crate::config::InfluxSettings;
-use crate::domain::{LocationId, QUANTITIES, Reading, SourceName};
+use crate::domain::{Anomaly, AnomalyKind, Band, LocationId, QUANTITIES, Quantity, Reading, Severity, SourceName};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -114,6 +114,52 @@ impl InfluxStore {
         }
     }
 
+    /// Anomalies of `id` that started in [from, to], oldest first.
+    pub async fn anomalies(
+        &self,
+        id: &LocationId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Anomaly>, StoreError> {
+        let q = format!(
+            "SELECT * FROM anomalies WHERE location = '{}' AND time >= {}ms AND time <= {}ms ORDER BY time ASC",
+            id.as_str(),
+            from.timestamp_millis(),
+            to.timestamp_millis()
+        );
+        let body = self.query(&q, false).await?;
+        let Some(series) = body.pointer("/results/0/series/0") else { return Ok(Vec::new()) };
+        let columns = columns(series);
+        let column = |name: &str| columns.iter().position(|c| *c == name);
+        let rows = series.get("values").and_then(Value::as_array).cloned().unwrap_or_default();
+        let time = |v: &Value| v.as_i64().and_then(DateTime::from_timestamp_millis);
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let cell = |name: &str| column(name).and_then(|i| row.get(i)).filter(|v| !v.is_null());
+                let text = |name: &str| cell(name).and_then(Value::as_str);
+                let number = |name: &str| cell(name).and_then(Value::as_f64);
+                Some(Anomaly {
+                    id: text("id")?.to_owned(),
+                    quantity: Quantity::from_name(text("quantity")?)?,
+                    kind: AnomalyKind::from_name(text("kind")?)?,
+                    source: SourceName::parse(text("source")?)?,
+                    started_at: time(cell("time")?)?,
+                    observed_at: time(cell("observed_at")?)?,
+                    ended_at: cell("ended_at").and_then(time),
+                    value: number("value")?,
+                    expected: Band { low: number("expected_low")?, high: number("expected_high")? },
+                    severity: match text("severity")? {
+                        "low" => Severity::Low,
+                        "medium" => Severity::Medium,
+                        _ => Severity::High,
+                    },
+                    score: number("score")?,
+                })
+            })
+            .collect())
+    }
+
     /// Readings of `id` in [from, to], oldest first; with `step_secs`, the mean of each
     /// quantity per step (source `mean`).
     pub async fn history(
@@ -139,11 +185,7 @@ impl InfluxStore {
         };
         let body = self.query(&q, false).await?;
         let Some(series) = body.pointer("/results/0/series/0") else { return Ok(Vec::new()) };
-        let columns: Vec<&str> = series
-            .get("columns")
-            .and_then(Value::as_array)
-            .map(|c| c.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+        let columns = columns(series);
         let column = |name: &str| columns.iter().position(|c| *c == name);
         let mean = SourceName::parse("mean").unwrap_or_else(|| unreachable!("static name"));
         let rows = series.get("values").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -166,4 +208,13 @@ impl InfluxStore {
             })
             .collect())
     }
+}
+
+/// The column names of a query's series.
+fn columns(series: &Value) -> Vec<&str> {
+    series
+        .get("columns")
+        .and_then(Value::as_array)
+        .map(|c| c.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::LocationActor;
 use crate::actors::messages::Deliver;
 use crate::core::Update;
-use crate::domain::{Forecast, LocationId, Reading};
+use crate::domain::{Anomaly, Forecast, LocationId, Reading};
 
 /// Readings for this location, already validated. Sent by the ingest path, which waits
 /// for the answer: `Ok` once they are in the location's state and every sink that keeps
@@ -63,6 +63,15 @@ pub struct GetForecast {
 #[derive(Message)]
 #[rtype(result = "Vec<Reading>")]
 pub struct GetHistory {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// Recent anomalies that started in [from, to], oldest first. Sent by /anomalies when
+/// InfluxDB does not keep them.
+#[derive(Message)]
+#[rtype(result = "Vec<Anomaly>")]
+pub struct GetAnomalies {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
 }

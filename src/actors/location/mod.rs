@@ -35,8 +35,8 @@ use crate::actors::messages::{ProviderReport, RelayUpdate, Track, Untrack};
 use crate::actors::persister::{Persister, SaveSnapshot};
 use crate::actors::sinks::{Sinks, Subscribers};
 use crate::actors::wire;
-use crate::core::{Analysis, CoreSettings, LocationCore, LocationEvent, Update};
-use crate::domain::{Forecast, Location, Reading};
+use crate::core::{Analysis, AnomalyState, CoreSettings, LocationCore, LocationEvent, Update};
+use crate::domain::{Anomaly, Forecast, Location, Reading};
 use crate::telemetry::Metrics;
 
 /// Builds the analyses of a location's core (again after every restart).
@@ -125,6 +125,12 @@ impl LocationActor {
     /// Hands `events` to the subscribers and every sink, then answers waiting requests.
     fn emit(&mut self, events: impl IntoIterator<Item = LocationEvent>, ctx: &mut Context<Self>) {
         for event in events {
+            if let LocationEvent::Anomaly(update) = &event
+                && update.state == AnomalyState::Started
+            {
+                let labels = [update.anomaly.kind.name(), update.anomaly.quantity.name()];
+                self.deps.metrics.anomalies.with_label_values(&labels).inc();
+            }
             if self.subscribers.deliver(&event) {
                 self.on_last_subscriber_gone(ctx);
             }
@@ -317,6 +323,15 @@ impl Handler<GetHistory> for LocationActor {
     fn handle(&mut self, msg: GetHistory, _: &mut Context<Self>) -> Self::Result {
         self.touch();
         self.core.history(msg.from, msg.to)
+    }
+}
+
+impl Handler<GetAnomalies> for LocationActor {
+    type Result = Vec<Anomaly>;
+
+    fn handle(&mut self, msg: GetAnomalies, _: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        self.core.anomalies(msg.from, msg.to)
     }
 }
 

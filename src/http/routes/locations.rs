@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::analytics::history::parse_step;
 use crate::core::Update;
-use crate::domain::{Location, LocationId, Reading, SourceName, Units, Values};
+use crate::domain::{Anomaly, Location, LocationId, Reading, SourceName, Units, Values};
 use crate::http::error::Problem;
 use crate::http::{ApiError, AppState};
 use crate::service::{HistoryQuery as History, forecast_hours_error, search_limit_error};
@@ -225,6 +225,53 @@ pub async fn history(
         location_id: id,
         units,
         readings: readings.into_iter().map(|r| ReadingView::new(r, units)).collect(),
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AnomaliesQuery {
+    /// RFC 3339; anomalies that started at or after it. Default: 7 days before `to`.
+    #[param(value_type = Option<String>, format = DateTime)]
+    from: Option<String>,
+    /// RFC 3339; anomalies that started at or before it. Default: now.
+    #[param(value_type = Option<String>, format = DateTime)]
+    to: Option<String>,
+    /// `metric` (default) or `imperial`: the unit of `value` and `expected`.
+    #[param(value_type = Option<Units>)]
+    units: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AnomaliesResponse {
+    #[schema(value_type = String)]
+    location_id: LocationId,
+    units: Units,
+    /// Oldest first; active ones have no `ended_at`.
+    anomalies: Vec<Anomaly>,
+}
+
+/// Anomalies found in the location's readings (spikes, flatlines, drift, …), active and
+/// ended: from InfluxDB when it is configured, else the last `anomalies.history` the
+/// location keeps in memory.
+#[utoipa::path(get, path = "/v1/locations/{id}/anomalies", tag = "locations", security((), ("bearer" = [])),
+    params(("id" = String, Path, description = "Location id", pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"), AnomaliesQuery),
+    responses((status = 200, body = AnomaliesResponse), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json", description = "The anomaly store is unavailable; see Retry-After")))]
+pub async fn anomalies(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<AnomaliesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = AppState::parse_id(&path)?;
+    let units = units(query.units.as_deref())?;
+    let (from, to) = (timestamp(query.from.as_deref(), "from")?, timestamp(query.to.as_deref(), "to")?);
+    let anomalies = state.service.anomalies(&id, from, to).await?;
+    Ok(HttpResponse::Ok().json(AnomaliesResponse {
+        location_id: id,
+        units,
+        anomalies: anomalies.iter().map(|a| a.in_units(units)).collect(),
     }))
 }
 

@@ -19,6 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get("/v1/locations/{id}").route(web::get().to(locations::get)))
         .service(get("/v1/locations/{id}/current").route(web::get().to(locations::current)))
         .service(get("/v1/locations/{id}/history").route(web::get().to(locations::history)))
+        .service(get("/v1/locations/{id}/anomalies").route(web::get().to(locations::anomalies)))
         .service(get("/v1/locations/{id}/forecast").route(web::get().to(locations::forecast)))
         .service(resource("/v1/readings", "POST").route(web::post().to(readings::post)))
         .service(get("/v1/ws").route(web::get().to(ws::connect)))
