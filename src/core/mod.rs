@@ -606,7 +606,7 @@ mod tests {
         let LocationEvent::Update(u) = &events[1] else { unreachable!() };
         // The spiking station is left out: the consensus is the provider's 10.8.
         assert_eq!(u.current.values.get(Quantity::Temperature), Some(10.8));
-        assert_eq!(u.current.anomalies, [started.anomaly.clone()]);
+        assert_eq!(u.current.anomalies, std::slice::from_ref(&started.anomaly));
         // Back to normal: the anomaly ends, the station counts again.
         let events = core.ingest(&mut vec![reading("station", 0, 10.4)], now(), |_, _| {});
         assert_eq!(kinds(&events), ["anomaly", "update"]);
@@ -618,7 +618,7 @@ mod tests {
         assert_eq!(u.current.values.get(Quantity::Temperature), Some(10.57));
         // The history keeps it, ended.
         let kept = core.anomalies(now() - chrono::Duration::hours(2), now());
-        assert_eq!(kept, [ended.anomaly.clone()]);
+        assert_eq!(kept, std::slice::from_ref(&ended.anomaly));
     }
 
     /// An analysis that records what it saw and answers each change with an event.
