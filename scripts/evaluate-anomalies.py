@@ -160,6 +160,7 @@ def main():
 
     found = {id(f): None for f in faults}
     false_alarms = 0
+    false_by_kind = {}
     real_faults = []
     for flag in flags:
         hit = [f for f in faults if matches(flag, f) and f["kind"] != "dropout"]
@@ -177,6 +178,8 @@ def main():
             real_faults.append(flag)
         else:
             false_alarms += 1
+            key = f"{flag['kind']} {flag['quantity']}"
+            false_by_kind[key] = false_by_kind.get(key, 0) + 1
     faulty_hours = sum(
         int((f["end"] - f["start"]).total_seconds() // 3600) + 1 for f in faults
     )
@@ -221,9 +224,18 @@ def main():
     caught = sum(1 for d in delays if d <= 48)
     median_delay = f", median delay {statistics.median(delays):.0f} h" if delays else ""
     lines.append(f"| drift 0.05-0.2 degC/h | {caught}/{len(drift)} within 48 h{median_delay} | | caught within 48 h |")
+
+    def delay(f):
+        return "missed" if found[id(f)] is None else f"{(found[id(f)] - f['start']).total_seconds() / 3600:.0f} h"
+
+    lines.append("| - each (degC/h: delay) | " + ", ".join(
+        f"{f['size']:.2f}: {delay(f)}" for f in sorted(drift, key=lambda f: f["size"])) + " | | |")
     lines.append(
         f"| false alarms | {false_alarms} on {clean_hours:,} clean station-hours = "
         f"**{1000 * false_alarms / clean_hours:.2f} per 1,000** | | <= 1 per 1,000 |"
+    )
+    lines.append(
+        "| - of which | " + ", ".join(f"{k} {n}" for k, n in sorted(false_by_kind.items(), key=lambda kv: -kv[1])) + " | | |"
     )
     for flag in real_faults:
         lines.append(

@@ -3,7 +3,9 @@
 pub mod anomaly;
 pub mod blend;
 pub mod consensus;
+pub mod drift;
 pub mod history;
+pub mod residual;
 
 pub use blend::blend;
 pub use consensus::{ConsensusSettings, consensus};
