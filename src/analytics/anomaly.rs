@@ -162,6 +162,9 @@ pub fn settings_for(quantity: Quantity, base: &DetectorSettings) -> DetectorSett
 
 const HUMIDITY_STRICTNESS: f64 = 1.5;
 
+/// Changes remembered between two computations of their robust scale.
+const RESCALE_EVERY: usize = 8;
+
 #[derive(Debug, Clone, Copy)]
 struct Point {
     at: DateTime<Utc>,
@@ -189,13 +192,19 @@ pub struct SeriesDetector {
     settings: DetectorSettings,
     /// Scaled changes between accepted readings, oldest first.
     changes: VecDeque<f64>,
+    /// Their robust location and scale, as of `since_rescale` changes ago.
+    scale: Option<(f64, f64)>,
+    since_rescale: usize,
     /// The accepted reading before `last`, and the last reading.
     before: Option<Point>,
     last: Option<Point>,
     run: Option<Run>,
     /// A spike flagged on arrival, until the next reading.
     provisional: Option<Finding>,
-    /// The bias against the reference over days, for quantities with a tolerance.
+    /// The quantity's tolerance, for the detectors below; made on the first reading that
+    /// has a reference (a station alone never needs them).
+    tolerance: Option<f64>,
+    /// The bias against the reference over days.
     drift: Option<DriftTracker>,
     /// The residual against the reference: cross-source and unusual for the hour.
     residual: Option<ResidualTracker>,
@@ -207,10 +216,13 @@ impl SeriesDetector {
             resolution,
             settings,
             changes: VecDeque::new(),
+            scale: None,
+            since_rescale: 0,
             before: None,
             last: None,
             run: None,
             provisional: None,
+            tolerance: None,
             drift: None,
             residual: None,
         }
@@ -220,17 +232,31 @@ impl SeriesDetector {
     /// settings, and drift against the reference in units of its tolerance.
     pub fn for_quantity(quantity: Quantity, base: &DetectorSettings) -> Option<Self> {
         let settings = settings_for(quantity, base);
-        let tolerance = quantity.spec().tolerance;
-        let drift = DriftTracker::new(tolerance, settings.drift.clone());
-        let residual = ResidualTracker::new(tolerance, settings.residual.clone());
-        Some(Self { drift: Some(drift), residual: Some(residual), ..Self::new(watched(quantity)?, settings) })
+        Some(Self { tolerance: Some(quantity.spec().tolerance), ..Self::new(watched(quantity)?, settings) })
     }
 
     /// The robust location and scale of recent changes, once there are enough.
     fn scale(&self) -> Option<(f64, f64)> {
+        self.scale
+    }
+
+    /// Recomputes the robust location and scale of recent changes when
+    /// [`RESCALE_EVERY`] changes came since the last time (once enough are kept): over a
+    /// window of hundreds, a few more barely move them, and the detectors run on every
+    /// reading.
+    fn rescale(&mut self) {
         if self.changes.len() < self.settings.min_history {
-            return None;
+            self.scale = None;
+            return;
         }
+        if self.scale.is_some() && self.since_rescale < RESCALE_EVERY {
+            return;
+        }
+        self.since_rescale = 0;
+        self.scale = self.compute_scale();
+    }
+
+    fn compute_scale(&self) -> Option<(f64, f64)> {
         let mut changes: Vec<f64> = self.changes.iter().copied().collect();
         let median = median_of(&mut changes);
         let mut deviations: Vec<f64> = changes.iter().map(|c| (c - median).abs()).collect();
@@ -248,6 +274,7 @@ impl SeriesDetector {
     }
 
     fn remember(&mut self, change: f64) {
+        self.since_rescale += 1;
         self.changes.push_back(change);
         while self.changes.len() > self.settings.window {
             self.changes.pop_front();
@@ -290,6 +317,7 @@ impl SeriesDetector {
                 if let Some(last) = last {
                     if let Some(change) = self.before.and_then(|b| self.scaled(b, last)) {
                         self.remember(change);
+                        self.rescale();
                     }
                     self.before = Some(last);
                 }
@@ -301,6 +329,10 @@ impl SeriesDetector {
             signals.push(Signal::Start(finding));
         }
         self.flatline(point, reference, &mut signals);
+        if let (Some(tolerance), Some(_), None) = (self.tolerance, references.nearest, &self.drift) {
+            self.drift = Some(DriftTracker::new(tolerance, self.settings.drift.clone()));
+            self.residual = Some(ResidualTracker::new(tolerance, self.settings.residual.clone()));
+        }
         match self.drift.as_mut().and_then(|d| d.observe(at, value, references.nearest)) {
             Some(DriftChange::Started(drift)) => signals.push(Signal::Start(Finding {
                 kind: AnomalyKind::Drift,

@@ -51,15 +51,17 @@ pub struct DriftStart {
     pub expected: Band,
 }
 
+/// One hour's bias (16 bytes: ten days of them are 3.8 KiB per series).
 #[derive(Debug, Clone, Copy)]
 struct Hour {
-    index: i64,
+    /// Hours since the Unix epoch.
+    index: i32,
+    count: u16,
     sum: f64,
-    count: u32,
 }
 
 /// Days of hourly bias kept.
-const DAYS: i64 = 10;
+const DAYS: i32 = 10;
 /// Share of a day's hours needed for its mean.
 const MIN_HOURS: usize = 18;
 
@@ -88,7 +90,7 @@ impl DriftTracker {
     /// The next reading with its reference (readings without one do not count).
     pub fn observe(&mut self, at: DateTime<Utc>, value: f64, reference: Option<f64>) -> Option<DriftChange> {
         let reference = reference?;
-        let index = at.timestamp().div_euclid(3600);
+        let Ok(index) = i32::try_from(at.timestamp().div_euclid(3600)) else { return None };
         let change = match self.hours.back() {
             Some(last) if last.index == index => None,
             Some(last) if last.index > index => return None,
@@ -99,7 +101,7 @@ impl DriftTracker {
         match self.hours.back_mut() {
             Some(last) if last.index == index => {
                 last.sum += value - reference;
-                last.count += 1;
+                last.count = last.count.saturating_add(1);
             }
             _ => self.hours.push_back(Hour { index, sum: value - reference, count: 1 }),
         }
@@ -110,7 +112,7 @@ impl DriftTracker {
     }
 
     /// The mean bias over hours [from, to), when enough of them are there.
-    fn mean(&self, from: i64, to: i64) -> Option<f64> {
+    fn mean(&self, from: i32, to: i32) -> Option<f64> {
         let (sum, n) = self
             .hours
             .iter()
@@ -120,7 +122,7 @@ impl DriftTracker {
     }
 
     /// Least-squares slope of the hourly bias over hours [from, to), per hour.
-    fn slope(&self, from: i64, to: i64) -> Option<f64> {
+    fn slope(&self, from: i32, to: i32) -> Option<f64> {
         let points: Vec<(f64, f64)> = self
             .hours
             .iter()
@@ -137,7 +139,7 @@ impl DriftTracker {
     }
 
     /// Judges the complete hours before `now_hour`.
-    fn judge(&mut self, now_hour: i64, at: DateTime<Utc>, reference: f64) -> Option<DriftChange> {
+    fn judge(&mut self, now_hour: i32, at: DateTime<Utc>, reference: f64) -> Option<DriftChange> {
         let last = self.mean(now_hour - 24, now_hour)?;
         if let Some((started_at, base)) = self.active {
             if (last - base).abs() < self.settings.offset * self.tolerance / 2.0 {
