@@ -179,6 +179,39 @@ async fn every_consensus_update_is_produced_to_the_updates_topic() {
 }
 
 #[actix_rt::test]
+async fn an_anomaly_that_starts_is_produced_to_the_updates_topic() {
+    use crate::anomalies::{post_ten_quiet_hours, reading};
+    let kafka = Kafka::start();
+    let app = app(&kafka).await;
+    let ([t, h, p], backup) = post_ten_quiet_hours(&app, "KSPIKE").await;
+    let spike = [reading("KSPIKE", "backup", 5, backup), reading("KSPIKE", "station", 5, [t + 15.0, h, p])];
+    assert_eq!(app.post_readings(&json!(spike)).await.0, 202);
+    // Updates come first (one per applied batch), then the anomaly, keyed by location.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.brokers())
+        .set("group.id", "test-anomalies")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["isobar.updates"]).unwrap();
+    let anomaly = loop {
+        let m = tokio::time::timeout(Duration::from_secs(15), consumer.recv()).await.expect("in time").unwrap();
+        let message: Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
+        if message["type"] == "anomaly" {
+            assert_eq!(m.key(), Some(&b"KSPIKE"[..]));
+            break message;
+        }
+        assert_eq!(message["type"], "update", "{message}");
+    };
+    assert_eq!((anomaly["location_id"].as_str(), anomaly["state"].as_str()), (Some("KSPIKE"), Some("started")));
+    assert_eq!(
+        (anomaly["data"]["kind"].as_str(), anomaly["data"]["source"].as_str()),
+        (Some("spike"), Some("station"))
+    );
+    assert_eq!(anomaly["data"]["value"].as_f64(), Some(t + 15.0));
+}
+
+#[actix_rt::test]
 async fn a_post_goes_through_the_topic_and_is_acknowledged_before_the_202() {
     let kafka = Kafka::start();
     let app = app(&kafka).await;

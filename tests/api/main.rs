@@ -1,7 +1,7 @@
 //! Black-box tests through the public HTTP and WebSocket interface, against a server on
 //! port 0 in this process (and, in `process`, the real binary).
 
-mod anomalies;
+pub mod anomalies;
 mod auth;
 mod detect;
 mod helpers;
