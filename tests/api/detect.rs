@@ -41,7 +41,7 @@ fn a_spike_and_an_impossible_value_in_a_csv_are_printed_one_json_line_each() {
         printed,
         [
             serde_json::json!({"time": "2026-03-07T06:00:00Z", "station": "LAB", "quantity": "temperature",
-                "kind": "spike", "severity": "medium", "value": 27.0}),
+                "kind": "spike", "severity": "high", "value": 27.0}),
             serde_json::json!({"time": "2026-03-09T08:00:00Z", "station": "LAB", "quantity": "humidity",
                 "kind": "range", "severity": "high", "value": 140.0}),
         ]
