@@ -521,11 +521,13 @@ pub struct Watch {
     settings: DetectorSettings,
     detectors: Vec<((SourceName, Quantity), SeriesDetector)>,
     active: Vec<Anomaly>,
+    /// The other sources' values of one quantity, reused from reading to reading.
+    others: Vec<f64>,
 }
 
 impl Watch {
     pub fn new(settings: DetectorSettings) -> Self {
-        Self { settings, detectors: Vec::new(), active: Vec::new() }
+        Self { settings, detectors: Vec::new(), active: Vec::new(), others: Vec::new() }
     }
 
     /// The active anomalies, oldest first.
@@ -537,7 +539,7 @@ impl Watch {
     /// latest reading (it included). What started or ended goes to `changes`.
     pub fn observe(&mut self, reading: &Reading, latest: &[Reading], changes: &mut Vec<Change>) {
         for (quantity, value) in watched_values(reading) {
-            let reference = reference_of(reading, latest, quantity, value);
+            let reference = reference_of(reading, latest, quantity, value, &mut self.others);
             let detector = self.detector(&reading.source, quantity);
             for signal in detector.observe_with(reading.observed_at, value, reference) {
                 self.apply(&reading.source, quantity, signal, changes);
@@ -545,12 +547,19 @@ impl Watch {
         }
     }
 
-    /// Feeds stored readings (oldest first) through the detectors without reporting
-    /// anything, so that a restored location judges its next readings against its past.
+    /// Feeds stored readings (oldest first) through the detectors, each against the other
+    /// sources' latest before it, without reporting anything: a restored location judges
+    /// its next readings against its past.
     pub fn warm(&mut self, readings: &[Reading]) {
+        let mut latest: Vec<Reading> = Vec::new();
         for reading in readings {
+            match latest.iter_mut().find(|r| r.source == reading.source) {
+                Some(kept) => *kept = reading.clone(),
+                None => latest.push(reading.clone()),
+            }
             for (quantity, value) in watched_values(reading) {
-                self.detector(&reading.source, quantity).observe(reading.observed_at, value, None);
+                let reference = reference_of(reading, &latest, quantity, value, &mut self.others);
+                self.detector(&reading.source, quantity).observe_with(reading.observed_at, value, reference);
             }
         }
         self.active.clear();
@@ -606,14 +615,22 @@ fn watched_values(reading: &Reading) -> impl Iterator<Item = (Quantity, f64)> + 
 }
 
 /// The reference of `reading`'s `value` among the other sources' latest values of
-/// `quantity` observed within [`REFERENCE_WINDOW`] of it.
-fn reference_of(reading: &Reading, latest: &[Reading], quantity: Quantity, value: f64) -> Reference {
-    let mut others: Vec<f64> = latest
-        .iter()
-        .filter(|r| r.source != reading.source && (r.observed_at - reading.observed_at).abs() <= REFERENCE_WINDOW)
-        .filter_map(|r| r.get(quantity))
-        .collect();
-    Reference::of(value, &mut others)
+/// `quantity` observed within [`REFERENCE_WINDOW`] of it (gathered in `others`).
+fn reference_of(
+    reading: &Reading,
+    latest: &[Reading],
+    quantity: Quantity,
+    value: f64,
+    others: &mut Vec<f64>,
+) -> Reference {
+    others.clear();
+    others.extend(
+        latest
+            .iter()
+            .filter(|r| r.source != reading.source && (r.observed_at - reading.observed_at).abs() <= REFERENCE_WINDOW)
+            .filter_map(|r| r.get(quantity)),
+    );
+    Reference::of(value, others)
 }
 
 /// One flagged reading of an offline run (`isobar detect`), as printed.

@@ -621,6 +621,34 @@ mod tests {
         assert_eq!(kept, std::slice::from_ref(&ended.anomaly));
     }
 
+    #[test]
+    fn a_restored_location_judges_its_next_reading_against_the_restored_past() {
+        let rules = AnomalyRules {
+            detectors: DetectorSettings { min_history: 4, ..DetectorSettings::default() },
+            exclude: vec![AnomalyKind::Spike],
+            history: 10,
+        };
+        let settings = Arc::new(CoreSettings { anomalies: Some(rules), ..(*settings(false)).clone() });
+        let mut core = LocationCore::new(location(), settings.clone(), Vec::new());
+        for (hour, t) in [10.0, 10.3, 10.1, 10.4, 10.2, 10.5, 10.3, 10.2].into_iter().enumerate() {
+            let minutes = 60 * (10 - hour as i64);
+            core.ingest(
+                &mut vec![reading("station", minutes, t), reading("open-meteo", minutes, 10.8)],
+                now(),
+                |_, _| {},
+            );
+        }
+        let (snapshot, _) = core.take_snapshot();
+        // A new run of the actor: what it restores is what its detectors learn from.
+        let mut back = LocationCore::new(location(), settings, Vec::new());
+        back.restore(&snapshot, now());
+        let events =
+            back.ingest(&mut vec![reading("open-meteo", 60, 10.8), reading("station", 60, 19.0)], now(), |_, _| {});
+        assert_eq!(kinds(&events), ["anomaly", "update"]);
+        // Restoring reports nothing by itself.
+        assert!(back.anomalies(now() - chrono::Duration::hours(12), now() - chrono::Duration::hours(2)).is_empty());
+    }
+
     /// An analysis that records what it saw and answers each change with an event.
     struct Recorder(Arc<std::sync::Mutex<Vec<String>>>);
 
