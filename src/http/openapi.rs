@@ -52,6 +52,7 @@ use crate::http::ws;
         Band,
         Severity,
         locations::ReadingView,
+        locations::ReadingFlag,
         Values,
         crate::service::IngestResponse,
         crate::service::Rejected,

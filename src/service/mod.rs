@@ -344,6 +344,34 @@ impl Service {
         }
     }
 
+    /// For each of `readings` (oldest first, of location `id`), the anomalies that flag
+    /// it: the same source and quantity, started at or before the reading and not ended
+    /// before it (a spike flags its one reading; a flatline or drift every reading of its
+    /// stretch). Empty when there are none or the list cannot be read.
+    pub async fn flags(&self, id: &LocationId, readings: &[Reading]) -> Vec<Vec<Anomaly>> {
+        let mut flags = vec![Vec::new(); readings.len()];
+        let (Some(first), Some(last)) = (readings.first(), readings.last()) else { return flags };
+        let from = first.observed_at - chrono::Duration::days(ANOMALY_DAYS);
+        let Ok(anomalies) = self.anomalies(id, Some(from), Some(last.observed_at)).await else { return flags };
+        if anomalies.is_empty() {
+            return flags;
+        }
+        for (reading, flags) in readings.iter().zip(&mut flags) {
+            flags.extend(
+                anomalies
+                    .iter()
+                    .filter(|a| {
+                        a.source == reading.source
+                            && reading.get(a.quantity).is_some()
+                            && a.started_at <= reading.observed_at
+                            && a.ended_at.is_none_or(|end| reading.observed_at < end)
+                    })
+                    .cloned(),
+            );
+        }
+        flags
+    }
+
     /// Submitted reading items (JSON, DESIGN §3): each is parsed and validated on its
     /// own, the valid ones go the one ingest way, and every item not taken is reported
     /// with its index and the fields at fault.

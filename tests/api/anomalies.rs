@@ -109,6 +109,17 @@ async fn a_station_spike_is_an_anomaly_message_and_current_leaves_the_station_ou
     assert_eq!(anomalies[0]["ended_at"], ended["data"]["ended_at"]);
     let fahrenheit = ((t + 15.0) * 9.0 / 5.0 + 32.0) * 100.0;
     assert_eq!(anomalies[0]["value"].as_f64(), Some(fahrenheit.round() / 100.0));
+
+    // The spiking reading is kept, and marked in /history; the others are not.
+    let (_, history) = app.get_json("/v1/locations/SPIKY/history").await;
+    let marked: Vec<(&str, &Value)> = history["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| Some((r["source"].as_str()?, r.get("anomalies")?)))
+        .collect();
+    assert_eq!(marked, [("station", &json!([{"id": id, "quantity": "temperature", "kind": "spike"}]))]);
+    assert_eq!(history["readings"].as_array().unwrap().len(), 123);
 }
 
 #[actix_rt::test]

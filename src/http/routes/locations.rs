@@ -167,15 +167,33 @@ pub struct ReadingView {
     /// The quantities, in the requested units.
     #[serde(flatten)]
     values: Values,
+    /// The anomalies that flag this reading (kept, marked, and left out of the consensus
+    /// while active when their kind says so); absent when none does.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    anomalies: Vec<ReadingFlag>,
+}
+
+/// An anomaly flagging one quantity of a stored reading; the whole anomaly is in
+/// /anomalies under its id.
+#[derive(Serialize, ToSchema)]
+pub struct ReadingFlag {
+    id: String,
+    #[schema(value_type = String, example = "temperature")]
+    quantity: crate::domain::Quantity,
+    kind: crate::domain::AnomalyKind,
 }
 
 impl ReadingView {
-    fn new(r: Reading, units: Units) -> Self {
+    fn new(r: Reading, units: Units, flags: Vec<Anomaly>) -> Self {
         Self {
             values: r.values.in_units(units),
             location_id: r.location_id,
             source: r.source,
             observed_at: r.observed_at,
+            anomalies: flags
+                .into_iter()
+                .map(|a| ReadingFlag { id: a.id, quantity: a.quantity, kind: a.kind })
+                .collect(),
         }
     }
 }
@@ -221,10 +239,15 @@ pub async fn history(
         step_secs,
     };
     let readings = state.service.history(&id, request).await?;
+    // Means over steps are no source's readings: nothing to mark.
+    let flags = match step_secs {
+        None => state.service.flags(&id, &readings).await,
+        Some(_) => vec![Vec::new(); readings.len()],
+    };
     Ok(HttpResponse::Ok().json(HistoryResponse {
         location_id: id,
         units,
-        readings: readings.into_iter().map(|r| ReadingView::new(r, units)).collect(),
+        readings: readings.into_iter().zip(flags).map(|(r, f)| ReadingView::new(r, units, f)).collect(),
     }))
 }
 
