@@ -62,7 +62,7 @@ pub struct AuthSettings {
     /// proxy not listed in `http.trusted_proxies` are not limited).
     pub limit_loopback: bool,
     /// Keys beyond the store's: name, sha256 (of the key), scope, sources, rate_per_sec.
-    pub keys: Vec<crate::auth::KeyRecord>,
+    pub keys: Vec<crate::auth::key::KeyRecord>,
 }
 
 /// The HTTP server.

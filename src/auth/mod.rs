@@ -12,14 +12,16 @@
 //! optionally the source names it may write as (default `station`), and optionally its
 //! own rate limit. [`StationQuota`] counts the stations each key created.
 
+pub mod key;
 pub mod limits;
+
+pub use self::key::{KeyRecord, Scope};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
@@ -32,53 +34,6 @@ use crate::store::redis::RedisStore;
 pub const RELOAD_EVERY: Duration = Duration::from_millis(500);
 const REDIS_KEYS: &str = "isobar:apikeys";
 const KEYS_FILE: &str = "api-keys.json";
-
-/// What a key may do; each scope includes the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    Read,
-    Write,
-    Admin,
-}
-
-impl std::str::FromStr for Scope {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "read" => Ok(Self::Read),
-            "write" => Ok(Self::Write),
-            "admin" => Ok(Self::Admin),
-            other => Err(format!("unknown scope {other:?}: read, write or admin")),
-        }
-    }
-}
-
-/// A key as stored: never the key itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyRecord {
-    pub name: String,
-    /// SHA-256 of the key, lower-case hex.
-    pub sha256: String,
-    pub scope: Scope,
-    /// Source names the key may write readings as; empty = `station`.
-    #[serde(default)]
-    pub sources: Vec<String>,
-    /// Its own requests per second, instead of `auth.key_rate_per_sec`.
-    #[serde(default)]
-    pub rate_per_sec: Option<u32>,
-    #[serde(default)]
-    pub created_at: Option<String>,
-}
-
-impl KeyRecord {
-    /// The source names this key may write as.
-    pub fn writable_sources(&self) -> Vec<String> {
-        if self.sources.is_empty() { vec!["station".to_owned()] } else { self.sources.clone() }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
