@@ -34,7 +34,7 @@ use crate::actors::replay::ReplayFeeder;
 use crate::actors::session::SessionDeps;
 use crate::actors::sinks::{EventSink, History, RedisRelay, Sinks};
 use crate::actors::views::PublishedViews;
-use crate::analytics::anomaly::DetectorSettings;
+use crate::analytics::anomaly::{DetectorSettings, Profiles};
 use crate::auth::limits::RateLimits;
 use crate::auth::{KeyRing, KeyStore, StationQuota};
 use crate::catalog::{Catalog, Stations};
@@ -218,7 +218,7 @@ impl Application {
             render_ttl: RENDER_TTL,
             keep_applied: history_in_influx,
             anomalies: settings.anomalies.enabled.then(|| AnomalyRules {
-                detectors: DetectorSettings::default(),
+                detectors: Arc::new(Profiles::new(DetectorSettings::default())),
                 exclude: settings.anomalies.exclude_from_consensus.clone(),
                 history: settings.anomalies.history,
             }),

@@ -33,6 +33,7 @@
 //! the same through `isobar detect` (BENCHMARKS.md).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -162,6 +163,29 @@ pub fn settings_for(quantity: Quantity, base: &DetectorSettings) -> DetectorSett
 
 const HUMIDITY_STRICTNESS: f64 = 1.5;
 
+/// The settings of each watched quantity, made once and shared by every detector of every
+/// location (a location holds a few series; 50,000 locations are held at once).
+#[derive(Debug)]
+pub struct Profiles {
+    base: Arc<DetectorSettings>,
+    each: Vec<(Quantity, Arc<DetectorSettings>)>,
+}
+
+impl Profiles {
+    pub fn new(base: DetectorSettings) -> Self {
+        let each = crate::domain::QUANTITIES
+            .iter()
+            .filter(|spec| watched(spec.quantity).is_some())
+            .map(|spec| (spec.quantity, Arc::new(settings_for(spec.quantity, &base))))
+            .collect();
+        Self { base: Arc::new(base), each }
+    }
+
+    fn of(&self, quantity: Quantity) -> Arc<DetectorSettings> {
+        self.each.iter().find(|(q, _)| *q == quantity).map_or_else(|| self.base.clone(), |(_, s)| s.clone())
+    }
+}
+
 /// Changes remembered between two computations of their robust scale.
 const RESCALE_EVERY: usize = 8;
 
@@ -189,7 +213,7 @@ struct Run {
 #[derive(Debug, Clone)]
 pub struct SeriesDetector {
     resolution: f64,
-    settings: DetectorSettings,
+    settings: Arc<DetectorSettings>,
     /// Scaled changes between accepted readings, oldest first.
     changes: VecDeque<f64>,
     /// Their robust location and scale, as of `since_rescale` changes ago.
@@ -204,14 +228,16 @@ pub struct SeriesDetector {
     /// The quantity's tolerance, for the detectors below; made on the first reading that
     /// has a reference (a station alone never needs them).
     tolerance: Option<f64>,
-    /// The bias against the reference over days.
-    drift: Option<DriftTracker>,
+    /// The bias against the reference over days (boxed: most series of a station alone
+    /// never need it).
+    drift: Option<Box<DriftTracker>>,
     /// The residual against the reference: cross-source and unusual for the hour.
-    residual: Option<ResidualTracker>,
+    residual: Option<Box<ResidualTracker>>,
 }
 
 impl SeriesDetector {
-    pub fn new(resolution: f64, settings: DetectorSettings) -> Self {
+    pub fn new(resolution: f64, settings: impl Into<Arc<DetectorSettings>>) -> Self {
+        let settings = settings.into();
         Self {
             resolution,
             settings,
@@ -230,8 +256,8 @@ impl SeriesDetector {
 
     /// The detector of one watched quantity (`None` for the others): its resolution, its
     /// settings, and drift against the reference in units of its tolerance.
-    pub fn for_quantity(quantity: Quantity, base: &DetectorSettings) -> Option<Self> {
-        let settings = settings_for(quantity, base);
+    pub fn for_quantity(quantity: Quantity, profiles: &Profiles) -> Option<Self> {
+        let settings = profiles.of(quantity);
         Some(Self { tolerance: Some(quantity.spec().tolerance), ..Self::new(watched(quantity)?, settings) })
     }
 
@@ -330,8 +356,8 @@ impl SeriesDetector {
         }
         self.flatline(point, reference, &mut signals);
         if let (Some(tolerance), Some(_), None) = (self.tolerance, references.nearest, &self.drift) {
-            self.drift = Some(DriftTracker::new(tolerance, self.settings.drift.clone()));
-            self.residual = Some(ResidualTracker::new(tolerance, self.settings.residual.clone()));
+            self.drift = Some(Box::new(DriftTracker::new(tolerance, self.settings.drift.clone())));
+            self.residual = Some(Box::new(ResidualTracker::new(tolerance, self.settings.residual.clone())));
         }
         match self.drift.as_mut().and_then(|d| d.observe(at, value, references.nearest)) {
             Some(DriftChange::Started(drift)) => signals.push(Signal::Start(Finding {
@@ -518,7 +544,7 @@ pub enum Change {
 /// counterpart of the other stations in [`detect_offline`].
 #[derive(Debug, Clone)]
 pub struct Watch {
-    settings: DetectorSettings,
+    profiles: Arc<Profiles>,
     detectors: Vec<((SourceName, Quantity), SeriesDetector)>,
     active: Vec<Anomaly>,
     /// The other sources' values of one quantity, reused from reading to reading.
@@ -526,8 +552,8 @@ pub struct Watch {
 }
 
 impl Watch {
-    pub fn new(settings: DetectorSettings) -> Self {
-        Self { settings, detectors: Vec::new(), active: Vec::new(), others: Vec::new() }
+    pub fn new(profiles: Arc<Profiles>) -> Self {
+        Self { profiles, detectors: Vec::new(), active: Vec::new(), others: Vec::new() }
     }
 
     /// The active anomalies, oldest first.
@@ -569,8 +595,11 @@ impl Watch {
         let i = match self.detectors.iter().position(|((s, q), _)| s == source && *q == quantity) {
             Some(i) => i,
             None => {
-                let detector = SeriesDetector::for_quantity(quantity, &self.settings)
-                    .unwrap_or_else(|| SeriesDetector::new(1.0, self.settings.clone()));
+                let detector = SeriesDetector::for_quantity(quantity, &self.profiles)
+                    .unwrap_or_else(|| SeriesDetector::new(1.0, self.profiles.base.clone()));
+                // Exactly one more: a location has a handful of series, and 50,000 of them
+                // are held at once.
+                self.detectors.reserve_exact(1);
                 self.detectors.push(((source.clone(), quantity), detector));
                 self.detectors.len() - 1
             }
@@ -648,6 +677,7 @@ pub struct Flag {
 /// each station's readings against its own past, with the other stations' median at the
 /// same time as the reference. Out-of-range values are flagged and left out.
 pub fn detect_offline(rows: &[crate::observations::Row], settings: &DetectorSettings) -> Vec<Flag> {
+    let profiles = Profiles::new(settings.clone());
     use std::collections::{BTreeMap, HashMap};
     let quantities: Vec<(Quantity, f64)> =
         crate::domain::QUANTITIES.iter().filter_map(|s| watched(s.quantity).map(|r| (s.quantity, r))).collect();
@@ -689,8 +719,8 @@ pub fn detect_offline(rows: &[crate::observations::Row], settings: &DetectorSett
                 .unwrap_or_default();
             let reference = Reference::of(value, &mut others);
             let detector = detectors.entry((row.station.as_str(), i)).or_insert_with(|| {
-                SeriesDetector::for_quantity(*q, settings)
-                    .unwrap_or_else(|| SeriesDetector::new(*resolution, settings.clone()))
+                SeriesDetector::for_quantity(*q, &profiles)
+                    .unwrap_or_else(|| SeriesDetector::new(*resolution, profiles.base.clone()))
             });
             for signal in detector.observe_with(row.at, value, reference) {
                 let Signal::Start(finding) = signal else { continue };
@@ -774,7 +804,7 @@ mod tests {
         series: &[(DateTime<Utc>, f64)],
         reference: &BTreeMap<DateTime<Utc>, Vec<f64>>,
     ) -> Vec<Finding> {
-        let mut detector = SeriesDetector::for_quantity(q, &DetectorSettings::default()).unwrap();
+        let mut detector = SeriesDetector::for_quantity(q, &Profiles::new(DetectorSettings::default())).unwrap();
         series
             .iter()
             .flat_map(|(t, v)| {

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 
 pub use self::events::{AnomalyState, AnomalyUpdate, ForecastUpdate, LocationEvent, Update};
 pub use self::state::{Ingested, LocationState, Retention, Snapshot};
-use crate::analytics::anomaly::{Change, DetectorSettings, Watch};
+use crate::analytics::anomaly::{Change, Profiles, Watch};
 use crate::analytics::{ConsensusSettings, blend, consensus};
 use crate::domain::{
     Anomaly, AnomalyKind, Current, Forecast, ForecastRun, Location, LocationId, LocationRef, Reading, SourceName,
@@ -52,7 +52,8 @@ pub struct CoreSettings {
 /// How a location core looks for anomalies.
 #[derive(Debug, Clone)]
 pub struct AnomalyRules {
-    pub detectors: DetectorSettings,
+    /// The detectors' settings per quantity, shared by every location.
+    pub detectors: Arc<Profiles>,
     /// Kinds whose flagged values are left out of the consensus while active.
     pub exclude: Vec<AnomalyKind>,
     /// Anomalies kept (started and ended, newest last) for the anomaly history.
@@ -417,6 +418,7 @@ fn conditions_hash(c: &Current) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analytics::anomaly::DetectorSettings;
     use crate::domain::{ForecastHour, LocationKind, Quantity};
 
     fn location() -> Arc<Location> {
@@ -581,7 +583,7 @@ mod tests {
     #[test]
     fn a_spike_starts_an_anomaly_leaves_the_consensus_and_ends_with_the_next_reading() {
         let rules = AnomalyRules {
-            detectors: DetectorSettings { min_history: 4, ..DetectorSettings::default() },
+            detectors: Arc::new(Profiles::new(DetectorSettings { min_history: 4, ..DetectorSettings::default() })),
             exclude: vec![AnomalyKind::Spike],
             history: 10,
         };
@@ -624,7 +626,7 @@ mod tests {
     #[test]
     fn a_restored_location_judges_its_next_reading_against_the_restored_past() {
         let rules = AnomalyRules {
-            detectors: DetectorSettings { min_history: 4, ..DetectorSettings::default() },
+            detectors: Arc::new(Profiles::new(DetectorSettings { min_history: 4, ..DetectorSettings::default() })),
             exclude: vec![AnomalyKind::Spike],
             history: 10,
         };
