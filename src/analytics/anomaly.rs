@@ -215,7 +215,7 @@ pub struct SeriesDetector {
     resolution: f64,
     settings: Arc<DetectorSettings>,
     /// Scaled changes between accepted readings, oldest first.
-    changes: VecDeque<f64>,
+    changes: VecDeque<f32>,
     /// Their robust location and scale, as of `since_rescale` changes ago.
     scale: Option<(f64, f64)>,
     since_rescale: usize,
@@ -283,7 +283,7 @@ impl SeriesDetector {
     }
 
     fn compute_scale(&self) -> Option<(f64, f64)> {
-        let mut changes: Vec<f64> = self.changes.iter().copied().collect();
+        let mut changes: Vec<f64> = self.changes.iter().map(|c| f64::from(*c)).collect();
         let median = median_of(&mut changes);
         let mut deviations: Vec<f64> = changes.iter().map(|c| (c - median).abs()).collect();
         let mad = median_of(&mut deviations);
@@ -301,7 +301,7 @@ impl SeriesDetector {
 
     fn remember(&mut self, change: f64) {
         self.since_rescale += 1;
-        self.changes.push_back(change);
+        self.changes.push_back(change as f32);
         while self.changes.len() > self.settings.window {
             self.changes.pop_front();
         }
