@@ -580,24 +580,34 @@ mod tests {
         assert_eq!(back.shown().map(|u| u.current.clone()), current);
     }
 
-    #[test]
-    fn a_spike_starts_an_anomaly_leaves_the_consensus_and_ends_with_the_next_reading() {
+    /// Core settings with spikes judged after four changes and left out of the consensus.
+    fn watching_spikes() -> Arc<CoreSettings> {
         let rules = AnomalyRules {
             detectors: Arc::new(Profiles::new(DetectorSettings { min_history: 4, ..DetectorSettings::default() })),
             exclude: vec![AnomalyKind::Spike],
             history: 10,
         };
-        let settings = Arc::new(CoreSettings { anomalies: Some(rules), ..(*settings(false)).clone() });
-        let mut core = LocationCore::new(location(), settings, Vec::new());
-        // Eight quiet hours at the station, the provider steady beside it.
-        for (hour, t) in [10.0, 10.3, 10.1, 10.4, 10.2, 10.5, 10.3, 10.2].into_iter().enumerate() {
-            let minutes = 60 * (10 - hour as i64);
-            let events = core.ingest(
-                &mut vec![reading("station", minutes, t), reading("open-meteo", minutes, 10.8)],
-                now(),
-                |_, _| {},
-            );
-            assert!(!kinds(&events).contains(&"anomaly"), "{hour}");
+        Arc::new(CoreSettings { anomalies: Some(rules), ..(*settings(false)).clone() })
+    }
+
+    /// Eight quiet hours at the station, the provider steady beside it; answers each
+    /// ingest's event kinds.
+    fn eight_quiet_hours(core: &mut LocationCore) -> Vec<Vec<&'static str>> {
+        let quiet = [10.0, 10.3, 10.1, 10.4, 10.2, 10.5, 10.3, 10.2];
+        let at = |hour: usize| 60 * (10 - hour as i64);
+        (0..quiet.len())
+            .map(|h| {
+                let batch = &mut vec![reading("station", at(h), quiet[h]), reading("open-meteo", at(h), 10.8)];
+                kinds(&core.ingest(batch, now(), |_, _| {}))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_spike_starts_an_anomaly_leaves_the_consensus_and_ends_with_the_next_reading() {
+        let mut core = LocationCore::new(location(), watching_spikes(), Vec::new());
+        for (hour, kinds) in eight_quiet_hours(&mut core).iter().enumerate() {
+            assert!(!kinds.contains(&"anomaly"), "{hour}");
         }
         let events =
             core.ingest(&mut vec![reading("open-meteo", 60, 10.8), reading("station", 60, 19.0)], now(), |_, _| {});
@@ -625,21 +635,9 @@ mod tests {
 
     #[test]
     fn a_restored_location_judges_its_next_reading_against_the_restored_past() {
-        let rules = AnomalyRules {
-            detectors: Arc::new(Profiles::new(DetectorSettings { min_history: 4, ..DetectorSettings::default() })),
-            exclude: vec![AnomalyKind::Spike],
-            history: 10,
-        };
-        let settings = Arc::new(CoreSettings { anomalies: Some(rules), ..(*settings(false)).clone() });
+        let settings = watching_spikes();
         let mut core = LocationCore::new(location(), settings.clone(), Vec::new());
-        for (hour, t) in [10.0, 10.3, 10.1, 10.4, 10.2, 10.5, 10.3, 10.2].into_iter().enumerate() {
-            let minutes = 60 * (10 - hour as i64);
-            core.ingest(
-                &mut vec![reading("station", minutes, t), reading("open-meteo", minutes, 10.8)],
-                now(),
-                |_, _| {},
-            );
-        }
+        eight_quiet_hours(&mut core);
         let (snapshot, _) = core.take_snapshot();
         // A new run of the actor: what it restores is what its detectors learn from.
         let mut back = LocationCore::new(location(), settings, Vec::new());
