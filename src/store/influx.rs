@@ -149,11 +149,7 @@ impl InfluxStore {
                     ended_at: cell("ended_at").and_then(time),
                     value: number("value")?,
                     expected: Band { low: number("expected_low")?, high: number("expected_high")? },
-                    severity: match text("severity")? {
-                        "low" => Severity::Low,
-                        "medium" => Severity::Medium,
-                        _ => Severity::High,
-                    },
+                    severity: Severity::from_name(text("severity")?).unwrap_or(Severity::High),
                     score: number("score")?,
                 })
             })
