@@ -197,13 +197,51 @@ struct Point {
     reference: Option<f64>,
 }
 
+/// The two lowest and two highest values seen, and how many: enough for a range with the
+/// single highest and lowest left out, without keeping every value.
+#[derive(Debug, Clone, Copy, Default)]
+struct Extremes {
+    count: usize,
+    low: [f64; 2],
+    high: [f64; 2],
+}
+
+impl Extremes {
+    fn add(&mut self, v: f64) {
+        if self.count == 0 {
+            (self.low, self.high) = ([v, f64::INFINITY], [v, f64::NEG_INFINITY]);
+        } else {
+            if v < self.low[0] {
+                self.low = [v, self.low[0]];
+            } else if v < self.low[1] {
+                self.low[1] = v;
+            }
+            if v > self.high[0] {
+                self.high = [v, self.high[0]];
+            } else if v > self.high[1] {
+                self.high[1] = v;
+            }
+        }
+        self.count += 1;
+    }
+
+    /// The range, its single lowest and highest value left out once there are four.
+    fn trimmed(&self) -> Option<(f64, f64)> {
+        match self.count {
+            0 => None,
+            n if n >= 4 => Some((self.low[1], self.high[1])),
+            _ => Some((self.low[0], self.high[0])),
+        }
+    }
+}
+
 /// A run of equal values.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Run {
     since: DateTime<Utc>,
     value: f64,
-    /// The reference's values during the run.
-    reference: Vec<f64>,
+    /// The reference during the run.
+    reference: Extremes,
     reported: bool,
     /// The run's last reading.
     until: DateTime<Utc>,
@@ -474,39 +512,42 @@ impl SeriesDetector {
     /// is one and ends it when the value moves.
     fn flatline(&mut self, point: Point, reference: Option<f64>, signals: &mut Vec<Signal>) {
         // A gap is not a flat stretch: the same value on both sides of it starts anew.
-        let same = self.run.as_ref().is_some_and(|r| {
+        let same = self.run.is_some_and(|r| {
             (point.value - r.value).abs() < self.resolution / 2.0 && point.at - r.until <= self.settings.max_gap
         });
         if !same {
-            if let Some(run) = self.run.as_ref().filter(|r| r.reported) {
+            if let Some(run) = self.run.filter(|r| r.reported) {
                 signals.push(Signal::End { kind: AnomalyKind::Flatline, started_at: run.since, at: point.at });
             }
-            self.run = Some(Run {
+            let mut run = Run {
                 since: point.at,
                 value: point.value,
-                reference: reference.into_iter().collect(),
+                reference: Extremes::default(),
                 reported: false,
                 until: point.at,
-            });
+            };
+            if let Some(r) = reference {
+                run.reference.add(r);
+            }
+            self.run = Some(run);
             return;
         }
         let Some(run) = self.run.as_mut() else { return };
         run.until = point.at;
-        run.reference.extend(reference);
+        if let Some(r) = reference {
+            run.reference.add(r);
+        }
         let hours = (point.at - run.since).num_seconds() as f64 / 3600.0;
         if run.reported || hours < self.settings.flatline_hours {
             return;
         }
         // How far the reference moved, its highest and lowest value left out: one spike
         // at a neighbour is not the weather moving.
-        let mut sorted = run.reference.clone();
-        sorted.sort_by(f64::total_cmp);
-        let (needed, (low, high)) = match sorted.len() {
-            0 => (self.settings.flatline_hours * 2.0, (run.value, run.value)),
-            n if n >= 4 => (self.settings.flatline_hours, (sorted[1], sorted[n - 2])),
-            n => (self.settings.flatline_hours, (sorted[0], sorted[n - 1])),
+        let (needed, (low, high)) = match run.reference.trimmed() {
+            None => (self.settings.flatline_hours * 2.0, (run.value, run.value)),
+            Some(range) => (self.settings.flatline_hours, range),
         };
-        let moved = sorted.is_empty() || high - low > self.settings.flatline_reference_moves * self.resolution;
+        let moved = run.reference.count == 0 || high - low > self.settings.flatline_reference_moves * self.resolution;
         if hours < needed || !moved {
             return;
         }

@@ -40,6 +40,15 @@ impl Default for ResidualSettings {
 /// flags a reading in every few hundred on real stations, weather included).
 const VALUE_FENCE: f64 = 3.0;
 
+/// One hour of the day: (day, value, residual) of the first reading of that hour, per
+/// day (12 bytes each: two weeks of them are 4 KiB per series), and the fences they give
+/// (value, residual), once there are enough.
+#[derive(Debug, Clone, Default)]
+struct HourOfDay {
+    kept: VecDeque<(i32, f32, f32)>,
+    fences: Option<((f64, f64), (f64, f64))>,
+}
+
 /// What a reading started or ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ResidualChange {
@@ -55,16 +64,15 @@ pub struct ResidualTracker {
     settings: ResidualSettings,
     /// Since when the residual is beyond the cross-source limit, readings so, reported.
     beyond: Option<(DateTime<Utc>, u32, bool)>,
-    /// Per hour of the day: (day, value, residual) of the first reading of that hour,
-    /// per day (12 bytes each: two weeks of them are 4 KiB per series).
-    hours: Vec<VecDeque<(i32, f32, f32)>>,
+    /// Per hour of the day, UTC.
+    hours: Vec<HourOfDay>,
     /// The unusual stretch going on, since.
     unusual: Option<DateTime<Utc>>,
 }
 
 impl ResidualTracker {
     pub fn new(tolerance: f64, settings: ResidualSettings) -> Self {
-        Self { tolerance, settings, beyond: None, hours: vec![VecDeque::new(); 24], unusual: None }
+        Self { tolerance, settings, beyond: None, hours: vec![HourOfDay::default(); 24], unusual: None }
     }
 
     pub fn observe(&mut self, at: DateTime<Utc>, value: f64, reference: Option<f64>, out: &mut Vec<ResidualChange>) {
@@ -99,14 +107,11 @@ impl ResidualTracker {
     fn fence(&mut self, at: DateTime<Utc>, value: f64, reference: f64, out: &mut Vec<ResidualChange>) {
         let residual = value - reference;
         let (day, hour) = (at.timestamp().div_euclid(86_400) as i32, at.hour() as usize);
-        let kept = &self.hours[hour];
-        let enough = kept.len() >= self.settings.fence_days * 2 / 3;
-        let own = self.fence_of(kept.iter().map(|k| f64::from(k.1)), VALUE_FENCE);
-        let against = self.fence_of(kept.iter().map(|k| f64::from(k.2)), self.settings.fence_iqr);
         let outside = |(low, high): (f64, f64), x: f64| x < low || x > high;
-        let unusual = enough && outside(own, value) && outside(against, residual);
-        match (unusual, self.unusual) {
-            (true, None) => {
+        let fences =
+            self.hours[hour].fences.filter(|(own, against)| outside(*own, value) && outside(*against, residual));
+        match (fences, self.unusual) {
+            (Some((_, against)), None) => {
                 self.unusual = Some(at);
                 let (low, high) = against;
                 let score = if residual > high { residual - high } else { low - residual } / self.tolerance;
@@ -115,18 +120,25 @@ impl ResidualTracker {
                     score,
                 });
             }
-            (false, Some(since)) => {
+            (None, Some(since)) => {
                 self.unusual = None;
                 out.push(ResidualChange::UnusualEnded(since));
             }
             _ => {}
         }
-        let kept = &mut self.hours[hour];
+        let kept = &mut self.hours[hour].kept;
         if kept.back().is_none_or(|k| k.0 < day) {
             kept.push_back((day, value as f32, residual as f32));
             while kept.len() > self.settings.fence_days {
                 kept.pop_front();
             }
+            // The fences change only here, once a day per hour: not at every reading.
+            let kept = &self.hours[hour].kept;
+            let fences = (kept.len() >= self.settings.fence_days * 2 / 3).then(|| {
+                let own = self.fence_of(kept.iter().map(|k| f64::from(k.1)), VALUE_FENCE);
+                (own, self.fence_of(kept.iter().map(|k| f64::from(k.2)), self.settings.fence_iqr))
+            });
+            self.hours[hour].fences = fences;
         }
     }
 
