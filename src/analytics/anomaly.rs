@@ -346,14 +346,16 @@ impl SeriesDetector {
     }
 
     /// The next reading (in time order), with the other sources' median for the same time
-    /// when there is one; answers what it revealed, in order.
+    /// when there is one, standing for the nearest one too; answers what it revealed.
+    #[cfg(test)]
     pub fn observe(&mut self, at: DateTime<Utc>, value: f64, reference: Option<f64>) -> Vec<Signal> {
         self.observe_with(at, value, Reference { median: reference, nearest: reference })
     }
 
-    /// [`observe`](Self::observe) with the whole reference: the median for spikes and
-    /// flatlines; for drift the other source nearest the value, so that one drifting
-    /// neighbour does not make every other source look like it drifts the other way.
+    /// The next reading (in time order) with what the other sources say at its time;
+    /// answers what it revealed, in order. Their median serves spikes and flatlines; the
+    /// one nearest the value serves drift and the residual detectors, so that one faulty
+    /// neighbour does not make every other source look faulty the other way.
     pub fn observe_with(&mut self, at: DateTime<Utc>, value: f64, references: Reference) -> Vec<Signal> {
         let reference = references.median;
         if !value.is_finite() || self.last.is_some_and(|l| at <= l.at) {
