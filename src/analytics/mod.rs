@@ -4,6 +4,7 @@ pub mod anomaly;
 pub mod blend;
 pub mod consensus;
 pub mod drift;
+pub mod forecast;
 pub mod history;
 pub mod residual;
 

