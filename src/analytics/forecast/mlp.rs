@@ -32,7 +32,7 @@ pub struct Training {
 
 impl Default for Training {
     fn default() -> Self {
-        Self { epochs: 24, batch: 32, learning_rate: 0.003, seed: 13 }
+        Self { epochs: 16, batch: 32, learning_rate: 0.003, seed: 13 }
     }
 }
 

@@ -17,6 +17,7 @@ pub mod features;
 pub mod hourly;
 pub mod mlp;
 pub mod ridge;
+pub mod skill;
 
 use serde::{Deserialize, Serialize};
 use smartcore::ensemble::random_forest_regressor::{RandomForestRegressor, RandomForestRegressorParameters};
@@ -41,7 +42,8 @@ pub enum Model {
     Ridge,
     RandomForest,
     Mlp,
-    /// The mean of the learned models (offline); weighted by live skill when serving.
+    /// Every model weighted by its live skill (the inverse square of its rolling MAE);
+    /// the learned models' mean until any skill is known.
     Ensemble,
 }
 
@@ -98,8 +100,8 @@ impl Default for Settings {
         Self {
             min_hours: 14 * 24,
             ridge_alpha: 1.0,
-            ridge_iterations: 6,
-            forest_trees: 20,
+            ridge_iterations: 4,
+            forest_trees: 16,
             forest_depth: 12,
             forest_features: 10,
             mlp: mlp::Training::default(),
@@ -253,8 +255,9 @@ pub fn baselines(series: &Hourly, quantity: Quantity, origin: i64) -> Vec<Run> {
 }
 
 impl Trained {
-    /// The learned models' forecasts from `origin`, and their mean (`Ensemble`); empty
-    /// when the quantity was not observed at the origin.
+    /// The learned models' forecasts from `origin` (their blend is
+    /// [`Skill::blend`](skill::Skill::blend)'s); empty when the quantity was not observed
+    /// at the origin.
     pub fn forecast(&self, series: &Hourly, position: Position, origin: i64) -> Vec<Run> {
         let Some(column) = Column::of(self.quantity) else { return Vec::new() };
         let Some(now) = series.get(origin, column) else { return Vec::new() };
@@ -273,19 +276,11 @@ impl Trained {
         let ridge: Vec<f32> = rows.iter().zip(&self.ridge).map(|(x, m)| now + m.predict(x)).collect();
         let forest: Vec<f32> = forest.iter().zip(&self.spread).map(|(&d, s)| now + d as f32 * s).collect();
         let mlp: Vec<f32> = rows.iter().zip(&self.spread).map(|(x, s)| now + self.mlp.predict(x) * s).collect();
-        let ensemble = (0..rows.len())
-            .map(|i| {
-                let all = [ridge.get(i), forest.get(i), mlp.get(i)];
-                let present: Vec<f32> = all.into_iter().flatten().copied().collect();
-                (!present.is_empty()).then(|| present.iter().sum::<f32>() / present.len() as f32)
-            })
-            .collect();
         let some = |v: Vec<f32>| v.into_iter().map(Some).collect::<Vec<_>>();
         vec![
             Run { model: Model::Ridge, values: some(ridge) },
             Run { model: Model::RandomForest, values: some(forest) },
             Run { model: Model::Mlp, values: some(mlp) },
-            Run { model: Model::Ensemble, values: ensemble },
         ]
     }
 }
