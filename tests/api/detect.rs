@@ -1,4 +1,5 @@
-//! `isobar detect`: a file of hourly observations through the anomaly detectors, offline.
+//! `isobar detect` and `isobar eval forecast`: files of hourly observations through the
+//! anomaly detectors and the forecasting models, offline.
 
 use std::process::Command;
 
@@ -54,7 +55,53 @@ fn a_file_that_is_not_readable_as_its_format_is_one_clear_line_and_exit_2() {
     std::fs::write(file.path(), "when,temperature\n2026-01-01,3\n").unwrap();
     let (code, stdout, stderr) = detect(&["--data", file.path().to_str().unwrap()]);
     assert_eq!((code, stdout.as_str()), (2, ""));
-    assert_eq!(stderr.trim(), format!("error: {}: line 1: no `time` column", file.path().display()));
+    assert_eq!(stderr.trim(), format!("error: {}: line 1: no `time` (or `observed_at`) column", file.path().display()));
     let (code, _, stderr) = detect(&["--data", "/nonexistent/weather.csv", "--format", "nycflights13"]);
     assert_eq!((code, stderr.trim()), (2, "error: /nonexistent/weather.csv: No such file or directory (os error 2)"));
+}
+
+fn eval(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(["eval", "forecast"]).args(args).output().expect("isobar eval runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn eval_forecast_scores_every_model_on_the_same_points_or_says_why_it_cannot() {
+    let replay = concat!(env!("CARGO_MANIFEST_DIR"), "/data/replay/nycflights13-weather.csv");
+    // Sixty days of KLGA: enough for one fit (70 % of 60 days > 14) and 18 days of test.
+    let text = std::fs::read_to_string(replay).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .take(1)
+        .chain(text.lines().filter(|l| l.starts_with("KLGA,2013-01") || l.starts_with("KLGA,2013-02")))
+        .collect();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), lines.join("\n")).unwrap();
+    let (code, stdout, stderr) = eval(&["--data", file.path().to_str().unwrap(), "--horizons", "6", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let klga = &report["stations"]["KLGA"];
+    assert_eq!((klga["quantity"].as_str(), klga["refit_hours"].as_u64()), (Some("temperature"), Some(168)));
+    let models: Vec<&str> = klga["models"].as_array().unwrap().iter().map(|m| m["model"].as_str().unwrap()).collect();
+    assert_eq!(models, ["persistence", "yesterday", "climatology", "ridge", "random_forest", "mlp", "ensemble"]);
+    let points: Vec<u64> =
+        klga["models"].as_array().unwrap().iter().map(|m| m["horizons"][0]["n"].as_u64().unwrap()).collect();
+    assert!(points[0] > 300 && points.iter().all(|n| *n == points[0]), "{points:?}");
+    assert_eq!(klga["models"][0]["horizons"][0]["ratio_to_persistence"], 1.0);
+
+    // Ten days: the first fit, on the first 70 % (7 days), has too few hours. A horizon
+    // past 24 h is refused.
+    let short: Vec<&str> = lines.iter().take(241).copied().collect();
+    std::fs::write(file.path(), short.join("\n")).unwrap();
+    let (code, _, stderr) = eval(&["--data", file.path().to_str().unwrap()]);
+    assert_eq!(
+        (code, stderr.trim()),
+        (1, "KLGA: too little history: 142 hours of temperature with a day before them, 336 needed")
+    );
+    let (code, _, stderr) = eval(&["--data", replay, "--horizons", "48"]);
+    assert_eq!((code, stderr.trim()), (2, "error: horizons are hours from 1 to 24"));
 }
