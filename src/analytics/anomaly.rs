@@ -184,6 +184,12 @@ impl Profiles {
     fn of(&self, quantity: Quantity) -> Arc<DetectorSettings> {
         self.each.iter().find(|(q, _)| *q == quantity).map_or_else(|| self.base.clone(), |(_, s)| s.clone())
     }
+
+    /// A new detector for a series of `quantity` (one not watched gets the base settings
+    /// and a resolution of 1).
+    fn detector(&self, quantity: Quantity) -> SeriesDetector {
+        SeriesDetector::for_quantity(quantity, self).unwrap_or_else(|| SeriesDetector::new(1.0, self.base.clone()))
+    }
 }
 
 /// Changes remembered between two computations of their robust scale.
@@ -634,8 +640,7 @@ impl Watch {
         let i = match self.detectors.iter().position(|((s, q), _)| s == source && *q == quantity) {
             Some(i) => i,
             None => {
-                let detector = SeriesDetector::for_quantity(quantity, &self.profiles)
-                    .unwrap_or_else(|| SeriesDetector::new(1.0, self.profiles.base.clone()));
+                let detector = self.profiles.detector(quantity);
                 // Exactly one more: a location has a handful of series, and 50,000 of them
                 // are held at once.
                 self.detectors.reserve_exact(1);
@@ -718,8 +723,8 @@ pub struct Flag {
 pub fn detect_offline(rows: &[crate::observations::Row], settings: &DetectorSettings) -> Vec<Flag> {
     let profiles = Profiles::new(settings.clone());
     use std::collections::{BTreeMap, HashMap};
-    let quantities: Vec<(Quantity, f64)> =
-        crate::domain::QUANTITIES.iter().filter_map(|s| watched(s.quantity).map(|r| (s.quantity, r))).collect();
+    let quantities: Vec<Quantity> =
+        crate::domain::QUANTITIES.iter().map(|s| s.quantity).filter(|q| watched(*q).is_some()).collect();
     let in_range = |q: Quantity, v: f64| {
         let spec = q.spec();
         (spec.min..=spec.max).contains(&v)
@@ -728,7 +733,7 @@ pub fn detect_offline(rows: &[crate::observations::Row], settings: &DetectorSett
     type StationValues<'a> = Vec<(&'a str, f64)>;
     let mut at_time: BTreeMap<(DateTime<Utc>, usize), StationValues<'_>> = BTreeMap::new();
     for row in rows {
-        for (i, (q, _)) in quantities.iter().enumerate() {
+        for (i, q) in quantities.iter().enumerate() {
             if let Some(v) = row.values.get(*q).filter(|v| in_range(*q, *v)) {
                 at_time.entry((row.at, i)).or_default().push((row.station.as_str(), v));
             }
@@ -750,17 +755,14 @@ pub fn detect_offline(rows: &[crate::observations::Row], settings: &DetectorSett
                 });
             }
         }
-        for (i, (q, resolution)) in quantities.iter().enumerate() {
+        for (i, q) in quantities.iter().enumerate() {
             let Some(value) = row.values.get(*q).filter(|v| in_range(*q, *v)) else { continue };
             let mut others: Vec<f64> = at_time
                 .get(&(row.at, i))
                 .map(|all| all.iter().filter(|(s, _)| *s != row.station).map(|(_, v)| *v).collect())
                 .unwrap_or_default();
             let reference = Reference::of(value, &mut others);
-            let detector = detectors.entry((row.station.as_str(), i)).or_insert_with(|| {
-                SeriesDetector::for_quantity(*q, &profiles)
-                    .unwrap_or_else(|| SeriesDetector::new(*resolution, profiles.base.clone()))
-            });
+            let detector = detectors.entry((row.station.as_str(), i)).or_insert_with(|| profiles.detector(*q));
             for signal in detector.observe_with(row.at, value, reference) {
                 let Signal::Start(finding) = signal else { continue };
                 flags.push(Flag {
