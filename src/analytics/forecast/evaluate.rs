@@ -83,14 +83,12 @@ pub fn evaluate(
         for (k, &h) in horizons.iter().enumerate() {
             let Some(truth) = series.get(origin + i64::from(h), column) else { continue };
             let index = usize::from(h) - 1;
-            let predictions: Vec<(Model, Option<f32>)> =
-                runs.iter().map(|r| (r.model, r.values.get(index).copied().flatten())).collect();
-            if predictions.len() != Model::ALL.len() || predictions.iter().any(|(_, p)| p.is_none()) {
-                continue;
-            }
+            let predictions: Option<Vec<(Model, f32)>> =
+                runs.iter().map(|r| Some((r.model, r.values.get(index).copied().flatten()?))).collect();
+            let Some(predictions) = predictions.filter(|p| p.len() == Model::ALL.len()) else { continue };
             for (model, prediction) in predictions {
-                let error = f64::from(prediction.unwrap_or(f32::NAN) - truth);
-                let s = &mut sums[Model::ALL.iter().position(|m| *m == model).unwrap_or(0)][k];
+                let error = f64::from(prediction - truth);
+                let s = &mut sums[model.index()][k];
                 s.n += 1;
                 s.abs += error.abs();
                 s.sq += error * error;
@@ -124,7 +122,7 @@ pub fn evaluate(
     Ok(Evaluation { quantity, hours, train_hours, refit_hours, fits, models })
 }
 
-/// Evaluates every station of `rows` (time-ordered observations), two at a time.
+/// Evaluates every station of `rows` (time-ordered observations), one per core at a time.
 pub fn by_station(
     rows: &[crate::observations::Row],
     positions: &[(String, (f64, f64))],
@@ -145,7 +143,8 @@ pub fn by_station(
         (station.to_owned(), evaluate(&series, quantity, position, horizons, settings, refit_hours))
     };
     let mut results = Vec::new();
-    for pair in stations.chunks(2) {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    for pair in stations.chunks(cores) {
         std::thread::scope(|scope| {
             let handles: Vec<_> = pair.iter().map(|s| scope.spawn(move || one(s))).collect();
             for handle in handles {
@@ -230,6 +229,11 @@ mod tests {
         assert_eq!(ratio(Model::Persistence, 0), 1.0);
         // The same hour yesterday is no forecast for the next hour.
         assert!(ratio(Model::Yesterday, 0) > 2.0);
+    }
+
+    #[test]
+    fn every_model_is_at_its_index_in_all() {
+        assert!(Model::ALL.iter().enumerate().all(|(i, m)| m.index() == i));
     }
 
     #[test]

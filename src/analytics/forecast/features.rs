@@ -4,8 +4,6 @@
 //! that a model learns changes, and the target is the change from the origin to the
 //! target hour. Missing inputs are NaN here; [`Scaler`] puts them at the training mean.
 
-use serde::{Deserialize, Serialize};
-
 use super::hourly::{Column, Hourly};
 
 /// How many features there are.
@@ -115,7 +113,7 @@ pub fn features(
 
 /// Standardizes features with the training set's means and deviations; a missing
 /// feature becomes the mean (0 after scaling).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Scaler {
     mean: Vec<f32>,
     scale: Vec<f32>,

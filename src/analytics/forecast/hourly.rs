@@ -1,7 +1,6 @@
 //! A place's observations as hourly means: the input of the forecasting models.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::domain::{Quantity, Values};
 
@@ -39,15 +38,22 @@ pub fn hour_of(at: DateTime<Utc>) -> i64 {
     at.timestamp().div_euclid(3600)
 }
 
-/// Hourly means from `start` on, one row per hour, NaN where nothing was observed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// One hour: each column's mean (NaN where nothing was observed) and how many readings
+/// made it.
+#[derive(Debug, Clone, Copy)]
+struct Hour {
+    mean: [f32; COLUMNS],
+    count: [u16; COLUMNS],
+}
+
+const EMPTY: Hour = Hour { mean: [f32::NAN; COLUMNS], count: [0; COLUMNS] };
+
+/// Hourly means from `start` on, one row per hour.
+#[derive(Debug, Clone, Default)]
 pub struct Hourly {
     /// Hours since the Unix epoch of the first row.
     pub start: i64,
-    rows: Vec<[f32; COLUMNS]>,
-    /// The open hour's sums and counts (folded into `rows` as each reading arrives).
-    #[serde(skip)]
-    counts: Vec<[u16; COLUMNS]>,
+    rows: Vec<Hour>,
 }
 
 impl Hourly {
@@ -67,7 +73,7 @@ impl Hourly {
     /// The value of a column at an hour (since the epoch), if observed.
     pub fn get(&self, hour: i64, column: Column) -> Option<f32> {
         let i = usize::try_from(hour - self.start).ok()?;
-        let v = self.rows.get(i)?[column as usize];
+        let v = self.rows.get(i)?.mean[column as usize];
         (!v.is_nan()).then_some(v)
     }
 
@@ -81,34 +87,27 @@ impl Hourly {
         if hour < self.start {
             return;
         }
-        let Ok(offset) = usize::try_from(hour - self.start) else { return };
+        let Ok(mut offset) = usize::try_from(hour - self.start) else { return };
         if offset >= self.rows.len() {
-            let gap = offset + 1 - self.rows.len();
-            if gap > max_hours {
-                // Longer ago than anything kept: start over.
+            if offset - self.rows.len() >= max_hours {
+                // Everything kept is older than the hours to keep: start over.
                 self.rows.clear();
-                self.counts.clear();
                 self.start = hour;
-                self.rows.push([f32::NAN; COLUMNS]);
-                self.counts.push([0; COLUMNS]);
-            } else {
-                self.rows.extend(std::iter::repeat_n([f32::NAN; COLUMNS], gap));
+                offset = 0;
             }
+            self.rows.resize(offset + 1, EMPTY);
         }
-        self.counts.resize(self.rows.len(), [0; COLUMNS]);
-        let i = usize::try_from(hour - self.start).unwrap_or(0);
-        let (row, count) = (&mut self.rows[i], &mut self.counts[i]);
+        let row = &mut self.rows[offset];
         for (column, value) in columns(values) {
             let c = column as usize;
             let Some(value) = value else { continue };
-            let n = f32::from(count[c]);
-            row[c] = if count[c] == 0 { value as f32 } else { (row[c] * n + value as f32) / (n + 1.0) };
-            count[c] = count[c].saturating_add(1);
+            let n = f32::from(row.count[c]);
+            row.mean[c] = if n == 0.0 { value as f32 } else { (row.mean[c] * n + value as f32) / (n + 1.0) };
+            row.count[c] = row.count[c].saturating_add(1);
         }
         if self.rows.len() > max_hours {
             let drop = self.rows.len() - max_hours;
             self.rows.drain(..drop);
-            self.counts.drain(..drop.min(self.counts.len()));
             self.start += drop as i64;
         }
     }
@@ -126,7 +125,7 @@ impl Hourly {
 
     /// The first `hours` rows only (for evaluating as of an earlier time).
     pub fn truncated(&self, hours: usize) -> Self {
-        Self { start: self.start, rows: self.rows[..hours.min(self.rows.len())].to_vec(), counts: Vec::new() }
+        Self { start: self.start, rows: self.rows[..hours.min(self.rows.len())].to_vec() }
     }
 }
 

@@ -6,13 +6,11 @@
 //! Hand-written on plain slices, about a hundred lines: `candle-nn` would do it with the
 //! heaviest compile of any dependency, and a network this size gains nothing from it.
 
-use serde::{Deserialize, Serialize};
-
 use super::features::FEATURES;
 
 pub const HIDDEN: usize = 24;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Mlp {
     /// HIDDEN rows of FEATURES weights, then HIDDEN biases.
     w1: Vec<f32>,

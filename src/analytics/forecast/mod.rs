@@ -19,7 +19,7 @@ pub mod mlp;
 pub mod ridge;
 pub mod skill;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use smartcore::ensemble::random_forest_regressor::{RandomForestRegressor, RandomForestRegressorParameters};
 use smartcore::linalg::basic::matrix::DenseMatrix;
 
@@ -33,7 +33,7 @@ use ridge::Ridge;
 pub const HORIZONS: u8 = 24;
 
 /// Every forecaster, learned or not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Model {
     Persistence,
@@ -75,8 +75,9 @@ impl Model {
         Self::ALL.into_iter().find(|m| m.name() == name)
     }
 
-    pub fn is_learned(self) -> bool {
-        Self::LEARNED.contains(&self)
+    /// Its place in [`Model::ALL`] (the order they are declared in).
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -112,7 +113,7 @@ impl Default for Settings {
 type Forest = RandomForestRegressor<f64, f64, DenseMatrix<f64>, Vec<f64>>;
 
 /// A place's learned models for one quantity.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 pub struct Trained {
     pub quantity: Quantity,
     /// The last hour (since the epoch) of the history trained on.

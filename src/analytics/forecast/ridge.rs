@@ -5,12 +5,10 @@
 //! features and one Cholesky solve (about 3 ms for a year of hours), where smartcore's
 //! generic ridge takes about 20 ms per horizon, and 24 horizons are fitted per training.
 
-use serde::{Deserialize, Serialize};
-
 use super::features::FEATURES;
 
 /// Weights and intercept of one horizon's model, over scaled features.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Ridge {
     weights: Vec<f64>,
     intercept: f64,

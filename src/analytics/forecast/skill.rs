@@ -57,8 +57,7 @@ pub struct Skill {
 }
 
 fn slot(model: Model, horizon: u8) -> usize {
-    let m = Model::ALL.iter().position(|x| *x == model).unwrap_or(0);
-    m * usize::from(HORIZONS) + usize::from(horizon.clamp(1, HORIZONS) - 1)
+    model.index() * usize::from(HORIZONS) + usize::from(horizon.clamp(1, HORIZONS) - 1)
 }
 
 impl Skill {
@@ -77,7 +76,8 @@ impl Skill {
                 }
             }
         }
-        // Never more than a day of origins waiting (a place that stops reporting).
+        // A day of origins waits normally; never more than two (a place that stops
+        // reporting).
         let cap = 2 * Model::ALL.len() * usize::from(HORIZONS) * usize::from(HORIZONS);
         while self.pending.len() > cap {
             self.pending.pop_front();
