@@ -262,7 +262,6 @@ fn eval(command: EvalCommand) -> ExitCode {
         eprintln!("error: no observations");
         return ExitCode::from(2);
     }
-    let mut failed = false;
     if json {
         let object: serde_json::Map<String, serde_json::Value> = results
             .iter()
@@ -279,14 +278,12 @@ fn eval(command: EvalCommand) -> ExitCode {
         for (station, result) in &results {
             match result {
                 Ok(evaluation) => println!("{station}\n{}", evaluation.table()),
-                Err(error) => {
-                    failed = true;
-                    eprintln!("{station}: {error}");
-                }
+                Err(error) => eprintln!("{station}: {error}"),
             }
         }
     }
-    if failed || results.iter().all(|(_, r)| r.is_err()) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    // Any station that could not be evaluated fails the run, in either output.
+    if results.iter().any(|(_, r)| r.is_err()) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
 fn detect(path: &std::path::Path, format: Option<isobar::observations::Format>) -> ExitCode {
