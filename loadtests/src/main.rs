@@ -166,6 +166,9 @@ struct ForecastArgs {
     /// The station of the file to train on.
     #[arg(long, default_value = "KEWR")]
     station: String,
+    /// Station positions (`id`, `latitude`, `longitude`) for files that do not give them.
+    #[arg(long, default_value = "data/replay/stations.csv")]
+    positions: String,
     #[arg(long, default_value_t = 5)]
     trainings: usize,
     #[arg(long, default_value_t = 2000)]
@@ -194,15 +197,16 @@ fn forecast(a: ForecastArgs) -> Result<()> {
     let rows =
         isobar::observations::read(&text, isobar::observations::guess(&text)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let series = Hourly::from_observations(rows.iter().filter(|r| r.station == a.station).map(|r| (r.at, &r.values)));
+    let mut positions = isobar::observations::positions(&text, isobar::observations::guess(&text));
+    let listed = std::fs::read_to_string(&a.positions)?;
+    positions.extend(isobar::observations::positions(&listed, isobar::observations::Format::Csv));
+    let position = positions.iter().find(|(s, _)| *s == a.station).map(|(_, p)| *p);
     let settings = Settings::default();
     let mut train_ms = Vec::new();
     let mut trained = None;
     for _ in 0..a.trainings.max(1) {
         let started = Instant::now();
-        trained = Some(
-            train(&series, Quantity::Temperature, Some((40.69, -74.17)), &settings)
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
+        trained = Some(train(&series, Quantity::Temperature, position, &settings).map_err(|e| anyhow::anyhow!("{e}"))?);
         train_ms.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     let trained = trained.ok_or_else(|| anyhow::anyhow!("not trained"))?;
@@ -212,7 +216,7 @@ fn forecast(a: ForecastArgs) -> Result<()> {
     for k in 0..a.forecasts {
         let origin = end - (k % 2000) as i64;
         let started = Instant::now();
-        let runs = trained.forecast(&series, Some((40.69, -74.17)), origin);
+        let runs = trained.forecast(&series, position, origin);
         forecast_us.record(started.elapsed().as_micros() as u64)?;
         produced += usize::from(!runs.is_empty());
     }
