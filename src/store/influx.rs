@@ -121,17 +121,10 @@ impl InfluxStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<Anomaly>, StoreError> {
-        let q = format!(
-            "SELECT * FROM anomalies WHERE location = '{}' AND time >= {}ms AND time <= {}ms ORDER BY time ASC",
-            id.as_str(),
-            from.timestamp_millis(),
-            to.timestamp_millis()
-        );
+        let q = format!("SELECT * FROM anomalies WHERE {} ORDER BY time ASC", range(id, from, to));
         let body = self.query(&q, false).await?;
-        let Some(series) = body.pointer("/results/0/series/0") else { return Ok(Vec::new()) };
-        let columns = columns(series);
+        let (columns, rows) = table(&body);
         let column = |name: &str| columns.iter().position(|c| *c == name);
-        let rows = series.get("values").and_then(Value::as_array).cloned().unwrap_or_default();
         let time = |v: &Value| v.as_i64().and_then(DateTime::from_timestamp_millis);
         Ok(rows
             .iter()
@@ -165,12 +158,7 @@ impl InfluxStore {
         to: DateTime<Utc>,
         step_secs: Option<u64>,
     ) -> Result<Vec<Reading>, StoreError> {
-        let range = format!(
-            "location = '{}' AND time >= {}ms AND time <= {}ms",
-            id.as_str(),
-            from.timestamp_millis(),
-            to.timestamp_millis()
-        );
+        let range = range(id, from, to);
         let q = match step_secs {
             None => format!("SELECT * FROM readings WHERE {range} ORDER BY time ASC"),
             Some(step) => {
@@ -180,11 +168,9 @@ impl InfluxStore {
             }
         };
         let body = self.query(&q, false).await?;
-        let Some(series) = body.pointer("/results/0/series/0") else { return Ok(Vec::new()) };
-        let columns = columns(series);
+        let (columns, rows) = table(&body);
         let column = |name: &str| columns.iter().position(|c| *c == name);
         let mean = SourceName::parse("mean").unwrap_or_else(|| unreachable!("static name"));
-        let rows = series.get("values").and_then(Value::as_array).cloned().unwrap_or_default();
         Ok(rows
             .iter()
             .filter_map(|row| {
@@ -206,11 +192,25 @@ impl InfluxStore {
     }
 }
 
-/// The column names of a query's series.
-fn columns(series: &Value) -> Vec<&str> {
-    series
+/// The points of one location between two times (the `WHERE` of every query here; the id
+/// is a validated location id, which cannot hold a quote).
+fn range(id: &LocationId, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    format!(
+        "location = '{}' AND time >= {}ms AND time <= {}ms",
+        id.as_str(),
+        from.timestamp_millis(),
+        to.timestamp_millis()
+    )
+}
+
+/// The column names and rows of a query's first series (none when it found nothing).
+fn table(body: &Value) -> (Vec<&str>, &[Value]) {
+    let Some(series) = body.pointer("/results/0/series/0") else { return (Vec::new(), &[]) };
+    let columns = series
         .get("columns")
         .and_then(Value::as_array)
         .map(|c| c.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let rows = series.get("values").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    (columns, rows)
 }
