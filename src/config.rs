@@ -33,6 +33,8 @@ pub struct Settings {
     pub consensus: ConsensusConfig,
     #[serde(default)]
     pub anomalies: AnomalyConfig,
+    #[serde(default)]
+    pub forecast: ForecastConfig,
     pub sources: SourcesSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
@@ -229,6 +231,28 @@ impl Default for AnomalyConfig {
     }
 }
 
+/// Forecasts learned per place from its own history (README, Forecasting).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForecastConfig {
+    pub enabled: bool,
+    /// Places this instance learns at most (each keeps `history_hours` of hourly means
+    /// and its fitted models); a place idle for two days makes room for a new one.
+    pub max_locations: usize,
+    /// Hours of hourly means kept per place, and trained on.
+    pub history_hours: usize,
+    /// A place's models are fitted again once this many hours were observed since.
+    pub retrain_hours: u32,
+    /// Places trained at once, each on a thread of the blocking pool.
+    pub train_concurrency: usize,
+}
+
+impl Default for ForecastConfig {
+    fn default() -> Self {
+        Self { enabled: true, max_locations: 256, history_hours: 90 * 24, retrain_hours: 24, train_concurrency: 1 }
+    }
+}
+
 /// One section per source, plus what they share.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SourcesSettings {
@@ -371,6 +395,15 @@ impl Settings {
         }
         if self.locations.history_hours == 0 {
             return bad("locations.history_hours", "must be at least 1");
+        }
+        if self.forecast.train_concurrency == 0 {
+            return bad("forecast.train_concurrency", "must be at least 1");
+        }
+        if self.forecast.history_hours < 15 * 24 {
+            return bad("forecast.history_hours", "must be at least 360 (14 days to train on, and one before them)");
+        }
+        if self.forecast.retrain_hours == 0 {
+            return bad("forecast.retrain_hours", "must be at least 1");
         }
         for id in &self.locations.preload {
             if crate::domain::LocationId::parse(id).is_err() {

@@ -24,9 +24,10 @@ use tracing::{info, warn};
 use crate::actors::demand::Demand;
 use crate::actors::directory::{CheckpointAll, Directory, RegisterStation, Resolve};
 use crate::actors::feed::RedisFeed;
+use crate::actors::forecaster::{Connect, ForecastFeed, Forecaster, ForecasterSettings, SaveAll};
 use crate::actors::ingest::Ingest;
 use crate::actors::kafka::{KafkaIngest, Leave};
-use crate::actors::location::{Feed, LocationDeps, Ownership};
+use crate::actors::location::{Analyses, Feed, LocationDeps, Ownership};
 use crate::actors::persister::{Flush, LoadStations, Persister};
 use crate::actors::poller::{PollerContext, Pollers};
 use crate::actors::producers::{ReadingsProducer, UpdatesProducer};
@@ -75,6 +76,7 @@ pub struct Application {
     directory: Addr<Directory>,
     persister: Addr<Persister>,
     kafka: Option<Addr<KafkaIngest>>,
+    forecaster: Option<Addr<Forecaster>>,
     arbiters: Arbiters,
 }
 
@@ -223,6 +225,34 @@ impl Application {
                 history: settings.anomalies.history,
             }),
         });
+        // The forecaster learns each place from the hours its location core hands it, on
+        // a thread of its own (its files and its bookkeeping never hold up a location).
+        let forecaster_arbiter = settings.forecast.enabled.then(Arbiter::new);
+        let forecaster = forecaster_arbiter.as_ref().map(|arbiter| {
+            let forecaster = Forecaster::new(
+                ForecasterSettings {
+                    max_locations: settings.forecast.max_locations,
+                    history_hours: settings.forecast.history_hours,
+                    retrain_hours: settings.forecast.retrain_hours,
+                    train_concurrency: settings.forecast.train_concurrency,
+                    dir: Some(std::path::Path::new(&settings.persist.data_dir).join("forecast")),
+                    models: crate::analytics::forecast::Settings::default(),
+                },
+                metrics.clone(),
+            );
+            Forecaster::start_in_arbiter(&arbiter.handle(), move |_| forecaster)
+        });
+        let analyses: Analyses = match &forecaster {
+            Some(forecaster) => {
+                let (observed, providers) = (forecaster.clone().recipient(), forecaster.clone().recipient());
+                Arc::new(move |location: &crate::domain::Location| {
+                    let position = Some((location.latitude, location.longitude));
+                    let feed = ForecastFeed::new(location.id.clone(), position, observed.clone(), providers.clone());
+                    vec![Box::new(feed) as Box<dyn crate::core::Analysis>]
+                })
+            }
+            None => Arc::new(|_| Vec::new()),
+        };
         let stations = Arc::new(Stations::default());
         let trackers: Arc<[_]> = pollers.trackers.clone().into();
         let (deps_persister, deps_metrics) = (persister.clone(), metrics.clone());
@@ -236,7 +266,7 @@ impl Application {
             metrics.clone(),
             move |directory| LocationDeps {
                 core,
-                analyses: Arc::new(|_| Vec::new()),
+                analyses,
                 sinks,
                 ownership,
                 snapshot_every,
@@ -248,12 +278,16 @@ impl Application {
             },
         );
         let directory = Directory::start_in_arbiter(&directory_arbiter.handle(), move |_| directory);
+        if let Some(forecaster) = &forecaster {
+            forecaster.do_send(Connect { directory: directory.clone() });
+        }
 
         if let (Some(ctx), Some((client, instance))) = (feed_context, feed) {
             ctx.run(RedisFeed::new(client, instance));
         }
         let mut arbiters = arbiters;
         arbiters.extend([persister_arbiter, directory_arbiter]);
+        arbiters.extend(forecaster_arbiter);
         let (kafka, producer) = if kafka_on {
             let skew = settings.locations.max_clock_skew_secs;
             let ingest = KafkaIngest::new(&settings.kafka, skew, directory.clone(), persister.clone(), metrics.clone())
@@ -313,6 +347,7 @@ impl Application {
                 metrics: metrics.clone(),
                 station_quota: StationQuota::new(redis_store.clone()),
                 demand: demand.clone(),
+                forecaster: forecaster.clone(),
             },
             ServiceSettings {
                 history_hours: settings.locations.history_hours,
@@ -366,6 +401,7 @@ impl Application {
             directory,
             persister,
             kafka,
+            forecaster,
             arbiters: Arbiters(arbiters),
         })
     }
@@ -406,6 +442,9 @@ impl Application {
         }
         let locations = self.directory.send(CheckpointAll).await.unwrap_or(0);
         let written = self.persister.send(Flush).await.unwrap_or(0);
+        if let Some(forecaster) = &self.forecaster {
+            let _ = forecaster.send(SaveAll).await;
+        }
         drop(self.arbiters);
         info!(locations, snapshots_written = written, "stopped");
         Ok(())

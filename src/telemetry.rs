@@ -6,7 +6,8 @@
 //! rejection reasons. Never a location id.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -89,6 +90,10 @@ pub struct Metrics {
     pub kafka_assigned_partitions: IntGauge,
     pub kafka_handed_over: IntCounter,
     pub kafka_dlq_blocked: IntGauge,
+    pub forecast_mae: GaugeVec,
+    pub forecast_places: IntGaugeVec,
+    pub forecast_trainings: IntCounterVec,
+    pub forecast_training_seconds: Histogram,
 }
 
 impl Metrics {
@@ -218,8 +223,38 @@ impl Metrics {
             "Locations flushed and stopped because their partition moved to another instance.",
         )
         .expect("static metric definition");
+        let forecast_mae = GaugeVec::new(
+            Opts::new(
+                "isobar_forecast_mae",
+                "Rolling 14-day mean absolute error of each forecast model, by quantity and hours ahead (metric units), averaged over the places where it is known.",
+            ),
+            &["model", "quantity", "horizon"],
+        )
+        .expect("static metric definition");
+        let forecast_places = IntGaugeVec::new(
+            Opts::new("isobar_forecast_places", "Places the forecaster learns, by status (trained, learning)."),
+            &["status"],
+        )
+        .expect("static metric definition");
+        let forecast_trainings = IntCounterVec::new(
+            Opts::new(
+                "isobar_forecast_trainings_total",
+                "Trainings of a place's models, by quantity and outcome (trained, not_trained).",
+            ),
+            &["quantity", "outcome"],
+        )
+        .expect("static metric definition");
+        let forecast_training_seconds = Histogram::with_opts(
+            HistogramOpts::new("isobar_forecast_training_seconds", "Time to train one place's models.")
+                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]),
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(forecast_mae.clone()),
+            Box::new(forecast_places.clone()),
+            Box::new(forecast_trainings.clone()),
+            Box::new(forecast_training_seconds.clone()),
             Box::new(http_request_duration.clone()),
             Box::new(ws_connections.clone()),
             Box::new(ws_messages_sent.clone()),
@@ -279,6 +314,10 @@ impl Metrics {
             kafka_assigned_partitions,
             kafka_handed_over,
             kafka_dlq_blocked,
+            forecast_mae,
+            forecast_places,
+            forecast_trainings,
+            forecast_training_seconds,
         }
     }
 

@@ -20,6 +20,7 @@
 pub mod demand;
 pub mod directory;
 pub mod feed;
+pub mod forecaster;
 pub mod ingest;
 pub mod kafka;
 pub mod location;

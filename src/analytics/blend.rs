@@ -11,7 +11,7 @@ use chrono::{DateTime, Timelike, Utc};
 
 use super::consensus::{circular_mean, weighted_mode};
 use crate::domain::units::round2;
-use crate::domain::{Forecast, ForecastHour, ForecastRun, LocationRef, Spread, Units};
+use crate::domain::{Forecast, ForecastHour, ForecastRun, Learned, LocationRef, Spread, Units};
 
 pub fn blend(location: LocationRef, runs: &[ForecastRun], now: DateTime<Utc>) -> Forecast {
     let mut hours: BTreeMap<DateTime<Utc>, Vec<&ForecastHour>> = BTreeMap::new();
@@ -56,7 +56,34 @@ pub fn blend(location: LocationRef, runs: &[ForecastRun], now: DateTime<Utc>) ->
         .collect();
     let mut sources = runs.to_vec();
     sources.sort_by(|a, b| a.name.cmp(&b.name));
-    Forecast { location, generated_at: now, units: Units::Metric, hourly, sources }
+    Forecast { location, generated_at: now, units: Units::Metric, hourly, sources, models: None }
+}
+
+/// The providers' blend with the models learned from the place's history: each hour the
+/// models' ensemble forecasts takes the ensemble's temperature, humidity and wind speed
+/// (the ensemble weighs the providers' blend among the models, by each one's skill), and
+/// `models` lists every model's run.
+pub fn with_learned(mut forecast: Forecast, learned: &Learned) -> Forecast {
+    if let Some(ensemble) = learned.runs.iter().find(|r| r.model == "ensemble") {
+        for hour in &ensemble.hourly {
+            if hour.temperature.is_none() && hour.humidity.is_none() && hour.wind_speed.is_none() {
+                continue;
+            }
+            let i = match forecast.hourly.binary_search_by_key(&hour.time, |h| h.time) {
+                Ok(i) => i,
+                Err(i) => {
+                    forecast.hourly.insert(i, ForecastHour::empty(hour.time));
+                    i
+                }
+            };
+            let shown = &mut forecast.hourly[i];
+            shown.temperature = hour.temperature.or(shown.temperature);
+            shown.humidity = hour.humidity.or(shown.humidity);
+            shown.wind_speed = hour.wind_speed.or(shown.wind_speed);
+        }
+    }
+    forecast.models = Some(learned.clone());
+    forecast
 }
 
 #[cfg(test)]

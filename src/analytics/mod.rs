@@ -8,5 +8,5 @@ pub mod forecast;
 pub mod history;
 pub mod residual;
 
-pub use blend::blend;
+pub use blend::{blend, with_learned};
 pub use consensus::{ConsensusSettings, consensus};

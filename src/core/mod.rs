@@ -21,9 +21,10 @@ use chrono::{DateTime, Utc};
 pub use self::events::{AnomalyState, AnomalyUpdate, ForecastUpdate, LocationEvent, Update};
 pub use self::state::{Ingested, LocationState, Retention, Snapshot};
 use crate::analytics::anomaly::{Change, Profiles, Watch};
-use crate::analytics::{ConsensusSettings, blend, consensus};
+use crate::analytics::{ConsensusSettings, blend, consensus, with_learned};
 use crate::domain::{
-    Anomaly, AnomalyKind, Current, Forecast, ForecastRun, Location, LocationId, LocationRef, Reading, SourceName,
+    Anomaly, AnomalyKind, Current, Forecast, ForecastRun, Learned, Location, LocationId, LocationRef, Reading,
+    SourceName,
 };
 
 /// How long a consensus on show stays valid without a change before ages and the stale
@@ -94,6 +95,10 @@ pub struct LocationCore {
     /// The latest run of each forecast provider.
     runs: Vec<ForecastRun>,
     /// Their blend, recomputed when a run arrives.
+    blended: Option<Forecast>,
+    /// What the models learned from this place's history say, when a forecaster learns it.
+    learned: Option<Learned>,
+    /// The forecast on show: the blend with the learned models.
     forecast: Option<Arc<Forecast>>,
     /// Changed since the last snapshot was taken.
     dirty: bool,
@@ -113,6 +118,8 @@ impl LocationCore {
             shown: None,
             remote: false,
             runs: Vec::new(),
+            blended: None,
+            learned: None,
             forecast: None,
             dirty: false,
             analyses,
@@ -141,7 +148,8 @@ impl LocationCore {
         self.shown.as_ref()
     }
 
-    /// The blended forecast (metric, every hour held), once a provider sent a run.
+    /// The forecast (metric, every hour held): the providers' blend with the learned
+    /// models, once a provider sent a run or the models issued one.
     pub fn forecast(&self) -> Option<&Arc<Forecast>> {
         self.forecast.as_ref()
     }
@@ -239,17 +247,46 @@ impl LocationCore {
         self.runs.retain(|r| r.name != run.name);
         self.runs.push(run);
         let blended = blend(LocationRef::from(&*self.location), &self.runs, now);
-        let changed = self.forecast.as_ref().is_none_or(|f| f.hourly != blended.hourly);
-        let blended = Arc::new(blended);
-        self.forecast = Some(blended.clone());
+        let changed = self.blended.as_ref().is_none_or(|f| f.hourly != blended.hourly);
         let mut events = Vec::new();
         if changed {
             for analysis in &mut self.analyses {
                 analysis.on_forecast(&blended, &mut events);
             }
-            events.insert(0, LocationEvent::Forecast(Arc::new(ForecastUpdate::new(self.id().clone(), blended))));
+        }
+        self.blended = Some(blended);
+        if changed {
+            events.insert(0, self.show_forecast(now));
         }
         events
+    }
+
+    /// The learned models' latest runs: an event when they changed.
+    pub fn apply_learned(&mut self, learned: Learned, now: DateTime<Utc>) -> Vec<LocationEvent> {
+        // Runs older than those on show (a message overtaken by a later one) are stale.
+        if self.learned.as_ref().is_some_and(|shown| *shown == learned || shown.issued_at > learned.issued_at) {
+            return Vec::new();
+        }
+        self.learned = Some(learned);
+        vec![self.show_forecast(now)]
+    }
+
+    /// Puts the providers' blend and the learned models together as the forecast on show.
+    fn show_forecast(&mut self, now: DateTime<Utc>) -> LocationEvent {
+        let base = self.blended.clone().unwrap_or_else(|| Forecast {
+            location: LocationRef::from(&*self.location),
+            generated_at: now,
+            units: crate::domain::Units::Metric,
+            hourly: Vec::new(),
+            sources: Vec::new(),
+            models: None,
+        });
+        let shown = Arc::new(match &self.learned {
+            Some(learned) => with_learned(base, learned),
+            None => base,
+        });
+        self.forecast = Some(shown.clone());
+        LocationEvent::Forecast(Arc::new(ForecastUpdate::new(self.id().clone(), shown)))
     }
 
     /// Whether a source's last refresh worked; a failing source stops counting as fresh.

@@ -81,6 +81,136 @@ pub struct Forecast {
     pub units: Units,
     pub hourly: Vec<ForecastHour>,
     pub sources: Vec<ForecastRun>,
+    /// The models learned from this place's own history (absent where forecasting is off
+    /// or the place is not learned by this instance).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models: Option<Learned>,
+}
+
+/// What the learned models say of a place: every model's run from the last complete
+/// hour, with its live skill.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Learned {
+    /// `trained`: the learned models run; `learning`: only the baselines do yet, and
+    /// `detail` says why.
+    pub status: LearnedStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The last complete hour (its start): every run forecasts the hours after it.
+    pub issued_at: DateTime<Utc>,
+    /// Each quantity's learned models: when they were fitted and on how much.
+    pub trained: Vec<TrainedSummary>,
+    pub runs: Vec<ModelRun>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LearnedStatus {
+    Trained,
+    Learning,
+}
+
+/// One quantity's learned models.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct TrainedSummary {
+    pub quantity: String,
+    pub trained_at: DateTime<Utc>,
+    /// The last hour of the history they were fitted on.
+    pub trained_until: DateTime<Utc>,
+    /// Hours of that history used as forecast origins.
+    pub hours: usize,
+}
+
+/// One model's forecast and its skill.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ModelRun {
+    /// persistence, yesterday, climatology, ridge, random_forest, mlp, providers or
+    /// ensemble (every other weighed by its skill).
+    pub model: String,
+    /// 1 to 24 hours ahead of `issued_at`.
+    pub hourly: Vec<ModelHour>,
+    /// Per quantity, the rolling mean absolute error at each horizon.
+    pub skill: Vec<ModelSkill>,
+}
+
+/// One forecast hour of a model (the quantities it learns).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ModelHour {
+    pub time: DateTime<Utc>,
+    pub temperature: Option<f64>,
+    pub humidity: Option<f64>,
+    pub pressure: Option<f64>,
+    pub wind_speed: Option<f64>,
+}
+
+/// A model's live skill for one quantity: every forecast it issued scored against the
+/// hour later observed.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ModelSkill {
+    pub quantity: String,
+    /// `mae[h - 1]`: the mean absolute error h hours ahead over the last 14 days;
+    /// `null` until 48 forecasts at that horizon were verified.
+    pub mae: Vec<Option<f64>>,
+    /// `verified[h - 1]`: how many forecasts h hours ahead were verified (up to 336).
+    pub verified: Vec<u32>,
+}
+
+impl ModelHour {
+    pub fn empty(time: DateTime<Utc>) -> Self {
+        Self { time, temperature: None, humidity: None, pressure: None, wind_speed: None }
+    }
+
+    pub fn get(&self, quantity: super::Quantity) -> Option<f64> {
+        use super::Quantity::*;
+        match quantity {
+            Temperature => self.temperature,
+            Humidity => self.humidity,
+            Pressure => self.pressure,
+            WindSpeed => self.wind_speed,
+            _ => None,
+        }
+    }
+
+    pub fn set(&mut self, quantity: super::Quantity, value: Option<f64>) {
+        use super::Quantity::*;
+        match quantity {
+            Temperature => self.temperature = value,
+            Humidity => self.humidity = value,
+            Pressure => self.pressure = value,
+            WindSpeed => self.wind_speed = value,
+            _ => {}
+        }
+    }
+}
+
+/// The quantities the learned models forecast.
+pub const LEARNED_QUANTITIES: [super::Quantity; 4] =
+    [super::Quantity::Temperature, super::Quantity::Humidity, super::Quantity::Pressure, super::Quantity::WindSpeed];
+
+impl Learned {
+    pub fn in_units(&self, units: Units) -> Self {
+        let mut out = self.clone();
+        for run in &mut out.runs {
+            for hour in &mut run.hourly {
+                for q in LEARNED_QUANTITIES {
+                    hour.set(q, hour.get(q).map(|v| units.convert(q, v)));
+                }
+            }
+            if units == Units::Imperial {
+                for skill in &mut run.skill {
+                    let Some(q) = super::Quantity::from_name(&skill.quantity) else { continue };
+                    let scale = |v: f64| q.spec().imperial.apply_to_difference(v);
+                    skill.mae.iter_mut().for_each(|m| *m = m.map(scale));
+                }
+            }
+        }
+        out
+    }
+
+    /// Only `model`'s run.
+    pub fn only(&self, model: &str) -> Self {
+        Self { runs: self.runs.iter().filter(|r| r.model == model).cloned().collect(), ..self.clone() }
+    }
 }
 
 impl Forecast {
@@ -96,6 +226,7 @@ impl Forecast {
                 .iter()
                 .map(|r| ForecastRun { name: r.name.clone(), issued_at: r.issued_at, hourly: convert(&r.hourly) })
                 .collect(),
+            models: self.models.as_ref().map(|m| m.in_units(units)),
         }
     }
 
@@ -116,6 +247,7 @@ impl Forecast {
                 .iter()
                 .map(|r| ForecastRun { name: r.name.clone(), issued_at: r.issued_at, hourly: cut(&r.hourly) })
                 .collect(),
+            models: self.models.clone(),
         }
     }
 }

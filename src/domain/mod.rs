@@ -13,7 +13,10 @@ pub mod units;
 
 pub use anomaly::{Anomaly, AnomalyKind, Band, Severity};
 pub use current::{Current, LocationRef, SourceContribution};
-pub use forecast::{Forecast, ForecastHour, ForecastRun, Spread};
+pub use forecast::{
+    Forecast, ForecastHour, ForecastRun, LEARNED_QUANTITIES, Learned, LearnedStatus, ModelHour, ModelRun, ModelSkill,
+    Spread, TrainedSummary,
+};
 pub use id::{InvalidLocationId, LOCATION_ID_PATTERN, LocationId};
 pub use location::{Location, LocationKind};
 pub use quantity::{QUANTITIES, Quantity, Values};

@@ -8,7 +8,8 @@
 //!   unless the client is on loopback and `auth.loopback_writes` allows it. A `read` key:
 //!   403. Which sources a key may write as, and how many stations it may create, the
 //!   service checks ([`crate::service::Writer`]).
-//! - Operations (`/metrics`): an `admin` key or loopback. `/ready` answers everyone with
+//! - Operations (`/metrics`, `POST /v1/locations/{id}/forecast/train`): an `admin` key
+//!   or loopback. `/ready` answers everyone with
 //!   its status, but names its dependencies only to them.
 //! - Reads: anyone, unless `auth.anonymous_reads` is off (then any key).
 //!
@@ -201,6 +202,7 @@ fn need(req: &ServiceRequest) -> Need {
     match (req.method(), req.path()) {
         (&Method::POST, "/v1/readings") => Need::Write,
         (_, "/metrics") => Need::Operator,
+        (_, path) if path.starts_with("/v1/locations/") && path.ends_with("/forecast/train") => Need::Operator,
         (_, "/health" | "/ready" | "/api/openapi.json") => Need::Nothing,
         _ => Need::Read,
     }

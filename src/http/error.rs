@@ -147,6 +147,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(detail) => Self::NotFound(detail),
             ServiceError::Unavailable { detail, retry_after_secs } => Self::Unavailable { detail, retry_after_secs },
             ServiceError::Forbidden(detail) => Self::Forbidden(detail),
+            ServiceError::Unprocessable(detail) => Self::Unprocessable { detail, extra: None },
         }
     }
 }

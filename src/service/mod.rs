@@ -19,18 +19,22 @@ use serde_json::{Value, json};
 
 use crate::actors::demand::Demand;
 use crate::actors::directory::{Describe, Directory, Resolve};
+use crate::actors::forecaster::{Forecaster, TrainError, TrainNow};
 use crate::actors::ingest::{Ingest, IngestError};
 use crate::actors::kafka::{CheckKafka, KafkaIngest};
 use crate::actors::location::{GetAnomalies, GetCurrent, GetForecast, GetHistory, LocationActor};
 use crate::actors::persister::{CheckBackends, Persister, QueryAnomalies, QueryHistory};
 use crate::actors::poller::GetProviderStatus;
 use crate::actors::views::PublishedViews;
+use crate::analytics::forecast::Model;
 use crate::analytics::history::downsample;
 use crate::auth::StationQuota;
 use crate::catalog::{self, Catalog, Stations};
 use crate::core::Update;
 use crate::domain::reading::{CheckedAt, rejection_reason};
-use crate::domain::{Anomaly, FieldError, Forecast, Location, LocationId, Reading, Units};
+use crate::domain::{
+    Anomaly, FieldError, Forecast, ForecastHour, Location, LocationId, Reading, TrainedSummary, Units,
+};
 use crate::sources::source_label;
 use crate::telemetry::Metrics;
 
@@ -68,6 +72,9 @@ pub enum ServiceError {
     /// The caller may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// Understood, but it cannot be done with what the location has.
+    #[error("{0}")]
+    Unprocessable(String),
 }
 
 impl ServiceError {
@@ -114,6 +121,8 @@ pub struct ServiceDeps {
     pub station_quota: StationQuota,
     /// When each location was last asked for (the pollers poll the most recent).
     pub demand: Arc<Demand>,
+    /// Learns each place's forecast; `None` when forecasting is off.
+    pub forecaster: Option<Addr<Forecaster>>,
 }
 
 /// Who submits readings, and what that allows.
@@ -244,12 +253,20 @@ impl Service {
         &self,
         id: &LocationId,
         hours: Option<usize>,
+        model: Option<&str>,
         units: Units,
     ) -> Result<Forecast, ServiceError> {
         let hours = match hours {
             None => DEFAULT_FORECAST_HOURS,
             Some(n) if (1..=MAX_FORECAST_HOURS).contains(&n) => n,
             Some(_) => return Err(forecast_hours_error()),
+        };
+        let model = match model {
+            None => None,
+            Some(name) => Some(Model::from_name(name).ok_or_else(|| {
+                let names: Vec<&str> = Model::ALL.iter().map(|m| m.name()).collect();
+                ServiceError::invalid("model", format!("must be one of {}", names.join(", ")))
+            })?),
         };
         self.deps.demand.touch(id);
         let wait = self.settings.cold_wait;
@@ -258,11 +275,62 @@ impl Service {
                 detail: format!("no forecast for location {id} yet: the providers have not answered; retry shortly"),
                 retry_after_secs: COLD_RETRY_AFTER_SECS,
             },
+            None if self.deps.forecaster.is_some() => ServiceError::NotFound(format!(
+                "no forecast for location {id} yet: no upstream provider is enabled, and the models learned from its readings issue a forecast once an hour of them is complete"
+            )),
             None => ServiceError::NotFound(format!(
                 "no forecast for location {id}: forecasts come from upstream providers, and none is enabled"
             )),
         })?;
-        Ok(forecast.window(Utc::now(), hours).in_units(units))
+        let Some(model) = model else {
+            return Ok(forecast.window(Utc::now(), hours).in_units(units));
+        };
+        // One model's run: its hours are the forecast, and only its run is listed.
+        let learned = forecast.models.as_ref().ok_or_else(|| {
+            ServiceError::NotFound(format!(
+                "no learned forecast for location {id}: forecasting is off or no hour of its readings is complete"
+            ))
+        })?;
+        let only = learned.only(model.name());
+        let Some(run) = only.runs.first() else {
+            return Err(ServiceError::NotFound(format!(
+                "model {} has no run for location {id} now ({})",
+                model.name(),
+                learned.detail.as_deref().unwrap_or("it runs only where providers forecast the location")
+            )));
+        };
+        let hourly: Vec<ForecastHour> = run
+            .hourly
+            .iter()
+            .take(hours)
+            .map(|h| ForecastHour {
+                temperature: h.temperature,
+                humidity: h.humidity,
+                wind_speed: h.wind_speed,
+                ..ForecastHour::empty(h.time)
+            })
+            .collect();
+        let chosen = Forecast { hourly, sources: Vec::new(), models: Some(only), ..(*forecast).clone() };
+        Ok(chosen.in_units(units))
+    }
+
+    /// Fits a location's learned models now; answers what was fitted.
+    pub async fn train(&self, id: &LocationId) -> Result<Vec<TrainedSummary>, ServiceError> {
+        let Some(forecaster) = &self.deps.forecaster else {
+            return Err(ServiceError::NotFound("forecasting is off (forecast.enabled)".into()));
+        };
+        self.location(id).await?;
+        match forecaster.send(TrainNow { id: id.clone() }).await? {
+            Ok(trained) => Ok(trained),
+            Err(e @ TrainError::NotLearned(_)) => Err(ServiceError::NotFound(e.to_string())),
+            Err(TrainError::NotTrained(why)) => {
+                Err(ServiceError::Unprocessable(format!("cannot train location {id}: {why}")))
+            }
+            Err(TrainError::Stopped) => Err(ServiceError::Unavailable {
+                detail: "the forecaster is restarting; retry shortly".into(),
+                retry_after_secs: 1,
+            }),
+        }
     }
 
     /// Stored readings of `id`, oldest first: from InfluxDB when it is configured, else

@@ -13,8 +13,8 @@ use tokio_tungstenite::tungstenite::Message;
 pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub struct TestApp {
-    /// Spool directory of this instance, removed with it.
-    pub _data_dir: tempfile::TempDir,
+    /// Spool directory of this instance, removed with it (unless the test keeps it).
+    pub _data_dir: Option<tempfile::TempDir>,
     pub address: String,
     pub client: reqwest::Client,
     pub shutdown: ShutdownHandle,
@@ -29,10 +29,19 @@ pub async fn spawn_app_with(overrides: Value) -> TestApp {
     let mut layered = json!({"http": {"port": 0}, "persist": {"data_dir": data_dir.path()}, "sources": {
         "open_meteo": off, "met_norway": off, "nws": off, "openweathermap": off}});
     merge(&mut layered, overrides);
-    start(Settings::defaults_with(layered).expect("test settings are valid"), data_dir).await
+    start(Settings::defaults_with(layered).expect("test settings are valid"), Some(data_dir)).await
 }
 
-async fn start(settings: Settings, data_dir: tempfile::TempDir) -> TestApp {
+/// Like [`spawn_app_with`], with its data in `dir`, which outlives it (a restart test).
+pub async fn spawn_app_in(dir: &std::path::Path, overrides: Value) -> TestApp {
+    let off = json!({"enabled": false});
+    let mut layered = json!({"http": {"port": 0}, "persist": {"data_dir": dir}, "sources": {
+        "open_meteo": off, "met_norway": off, "nws": off, "openweathermap": off}});
+    merge(&mut layered, overrides);
+    start(Settings::defaults_with(layered).expect("test settings are valid"), None).await
+}
+
+async fn start(settings: Settings, data_dir: Option<tempfile::TempDir>) -> TestApp {
     let app = Application::build(settings).await.expect("app starts");
     let address = format!("127.0.0.1:{}", app.port());
     let shutdown = app.shutdown_handle();
@@ -157,7 +166,7 @@ pub async fn spawn_settings(mut settings: Settings) -> TestApp {
     settings.persist.data_dir = data_dir.path().to_string_lossy().into_owned();
     settings.http.port = 0;
     settings.http.host = "127.0.0.1".into();
-    start(settings, data_dir).await
+    start(settings, Some(data_dir)).await
 }
 
 /// Polls `check` every 50 ms until it returns true or `secs` pass.

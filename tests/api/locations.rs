@@ -291,7 +291,7 @@ async fn forecast_answers_a_clear_404_when_no_provider_is_enabled() {
     assert_eq!(status, 404);
     assert_eq!(
         body["detail"],
-        "no forecast for location 5128581: forecasts come from upstream providers, and none is enabled"
+        "no forecast for location 5128581 yet: no upstream provider is enabled, and the models learned from its readings issue a forecast once an hour of them is complete"
     );
 }
 

@@ -10,6 +10,7 @@ mod helpers;
 mod faults;
 mod kafka;
 mod kafka_broker;
+mod learned;
 mod locations;
 mod ops;
 mod persistence;

@@ -65,6 +65,7 @@ async fn the_openapi_document_lists_every_route() {
             "/v1/locations/{id}/anomalies",
             "/v1/locations/{id}/current",
             "/v1/locations/{id}/forecast",
+            "/v1/locations/{id}/forecast/train",
             "/v1/locations/{id}/history",
             "/v1/readings",
             "/v1/ws",

@@ -59,6 +59,12 @@ pub struct GetForecast {
     pub wait: Option<Duration>,
 }
 
+/// The learned models' runs for this location. Sent by the forecaster at every
+/// completed hour and after each training.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ApplyLearned(pub crate::domain::Learned);
+
 /// Stored readings with `from <= observed_at <= to`, oldest first. Sent by /history.
 #[derive(Message)]
 #[rtype(result = "Vec<Reading>")]

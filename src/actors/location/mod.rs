@@ -317,6 +317,16 @@ impl Handler<ProviderReport> for LocationActor {
     }
 }
 
+impl Handler<ApplyLearned> for LocationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ApplyLearned, ctx: &mut Context<Self>) {
+        if let Ok(events) = self.guarded("learned forecast", ctx, |act| act.core.apply_learned(msg.0, Utc::now())) {
+            self.emit(events, ctx);
+        }
+    }
+}
+
 impl Handler<GetHistory> for LocationActor {
     type Result = Vec<Reading>;
 

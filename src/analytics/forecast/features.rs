@@ -113,7 +113,7 @@ pub fn features(
 
 /// Standardizes features with the training set's means and deviations; a missing
 /// feature becomes the mean (0 after scaling).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Scaler {
     mean: Vec<f32>,
     scale: Vec<f32>,

@@ -1,6 +1,7 @@
 //! A place's observations as hourly means: the input of the forecasting models.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{Quantity, Values};
 
@@ -49,7 +50,8 @@ struct Hour {
 const EMPTY: Hour = Hour { mean: [f32::NAN; COLUMNS], count: [0; COLUMNS] };
 
 /// Hourly means from `start` on, one row per hour.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(into = "Stored", from = "Stored")]
 pub struct Hourly {
     /// Hours since the Unix epoch of the first row.
     pub start: i64,
@@ -126,6 +128,36 @@ impl Hourly {
     /// The first `hours` rows only (for evaluating as of an earlier time).
     pub fn truncated(&self, hours: usize) -> Self {
         Self { start: self.start, rows: self.rows[..hours.min(self.rows.len())].to_vec() }
+    }
+}
+
+/// How a series is stored: missing means as `null` (JSON has no NaN).
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    start: i64,
+    mean: Vec<[Option<f32>; COLUMNS]>,
+    count: Vec<[u16; COLUMNS]>,
+}
+
+impl From<Hourly> for Stored {
+    fn from(h: Hourly) -> Self {
+        Self {
+            start: h.start,
+            mean: h.rows.iter().map(|r| r.mean.map(|v| (!v.is_nan()).then_some(v))).collect(),
+            count: h.rows.iter().map(|r| r.count).collect(),
+        }
+    }
+}
+
+impl From<Stored> for Hourly {
+    fn from(s: Stored) -> Self {
+        let rows = s
+            .mean
+            .iter()
+            .zip(&s.count)
+            .map(|(mean, count)| Hour { mean: mean.map(|v| v.unwrap_or(f32::NAN)), count: *count })
+            .collect();
+        Self { start: s.start, rows }
     }
 }
 

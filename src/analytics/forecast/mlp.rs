@@ -10,7 +10,7 @@ use super::features::FEATURES;
 
 pub const HIDDEN: usize = 24;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Mlp {
     /// HIDDEN rows of FEATURES weights, then HIDDEN biases.
     w1: Vec<f32>,

@@ -19,7 +19,7 @@ pub mod mlp;
 pub mod ridge;
 pub mod skill;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use smartcore::ensemble::random_forest_regressor::{RandomForestRegressor, RandomForestRegressorParameters};
 use smartcore::linalg::basic::matrix::DenseMatrix;
 
@@ -33,7 +33,7 @@ use ridge::Ridge;
 pub const HORIZONS: u8 = 24;
 
 /// Every forecaster, learned or not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Model {
     Persistence,
@@ -42,13 +42,26 @@ pub enum Model {
     Ridge,
     RandomForest,
     Mlp,
+    /// The providers' blend (when providers run for the place), weighed like a model.
+    Providers,
     /// Every model weighted by its live skill (the inverse square of its rolling MAE);
     /// the learned models' mean until any skill is known.
     Ensemble,
 }
 
 impl Model {
-    pub const ALL: [Model; 7] = [
+    pub const ALL: [Model; 8] = [
+        Model::Persistence,
+        Model::Yesterday,
+        Model::Climatology,
+        Model::Ridge,
+        Model::RandomForest,
+        Model::Mlp,
+        Model::Providers,
+        Model::Ensemble,
+    ];
+    /// The models a place's own history gives (all but the providers).
+    pub const OWN: [Model; 7] = [
         Model::Persistence,
         Model::Yesterday,
         Model::Climatology,
@@ -67,6 +80,7 @@ impl Model {
             Model::Ridge => "ridge",
             Model::RandomForest => "random_forest",
             Model::Mlp => "mlp",
+            Model::Providers => "providers",
             Model::Ensemble => "ensemble",
         }
     }
@@ -113,7 +127,7 @@ impl Default for Settings {
 type Forest = RandomForestRegressor<f64, f64, DenseMatrix<f64>, Vec<f64>>;
 
 /// A place's learned models for one quantity.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Trained {
     pub quantity: Quantity,
     /// The last hour (since the epoch) of the history trained on.

@@ -8,7 +8,7 @@
 use super::features::FEATURES;
 
 /// Weights and intercept of one horizon's model, over scaled features.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Ridge {
     weights: Vec<f64>,
     intercept: f64,

@@ -3,6 +3,8 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
+
 use super::{HORIZONS, Model, Run};
 
 /// Verified forecasts kept per model and horizon (14 days of hourly origins).
@@ -15,10 +17,17 @@ pub const MIN_VERIFIED: usize = 48;
 const CONTENDER: f64 = 1.15;
 
 /// The models the blend may weigh (every one but the blend itself).
-const WEIGHED: [Model; 6] =
-    [Model::Persistence, Model::Yesterday, Model::Climatology, Model::Ridge, Model::RandomForest, Model::Mlp];
+const WEIGHED: [Model; 7] = [
+    Model::Persistence,
+    Model::Yesterday,
+    Model::Climatology,
+    Model::Ridge,
+    Model::RandomForest,
+    Model::Mlp,
+    Model::Providers,
+];
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Errors {
     recent: VecDeque<f32>,
     sum: f64,
@@ -41,7 +50,7 @@ impl Errors {
 }
 
 /// One forecast waiting for its hour.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Pending {
     /// Hours since the epoch of the hour forecast.
     hour: i64,
@@ -50,7 +59,7 @@ struct Pending {
     value: f32,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Skill {
     errors: Vec<Errors>,
     pending: VecDeque<Pending>,
@@ -113,7 +122,7 @@ impl Skill {
 
     /// The blend of `runs`: per horizon, the models whose known skill is within 15 % of
     /// the best's, weighted by the inverse square of their MAE; until any skill is known,
-    /// the mean of the learned models.
+    /// the mean of the learned models and the providers' blend.
     pub fn blend(&self, runs: &[Run]) -> Run {
         let values = (0..usize::from(HORIZONS))
             .map(|i| {
@@ -131,7 +140,8 @@ impl Skill {
                     let total: f64 = weighted.iter().map(|(_, w)| w).sum();
                     return Some((weighted.iter().map(|(v, w)| f64::from(*v) * w).sum::<f64>() / total) as f32);
                 }
-                let learned: Vec<f32> = Model::LEARNED.iter().filter_map(|&m| value(m)).collect();
+                let learned: Vec<f32> =
+                    Model::LEARNED.iter().chain(&[Model::Providers]).filter_map(|&m| value(m)).collect();
                 (!learned.is_empty()).then(|| learned.iter().sum::<f32>() / learned.len() as f32)
             })
             .collect();

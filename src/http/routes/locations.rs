@@ -307,10 +307,16 @@ pub struct ForecastQuery {
     /// `metric` (default) or `imperial`.
     #[param(value_type = Option<Units>)]
     units: Option<String>,
+    /// One model's run only: persistence, yesterday, climatology, ridge, random_forest,
+    /// mlp, providers or ensemble.
+    #[param(value_type = Option<crate::analytics::forecast::Model>)]
+    model: Option<String>,
 }
 
 /// Hourly forecast: each provider's run and their blend, whose `spread` is the standard
-/// deviation across providers.
+/// deviation across providers; with forecasting on, `models` has every model learned
+/// from the location's own readings with its live skill, and the hours they forecast
+/// show their skill-weighted ensemble (which weighs the providers' blend too).
 #[utoipa::path(get, path = "/v1/locations/{id}/forecast", tag = "locations", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "Location id", pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"), ForecastQuery),
     responses((status = 200, body = crate::domain::Forecast),
@@ -328,5 +334,28 @@ pub async fn forecast(
         None => None,
         Some(raw) => Some(raw.parse::<usize>().map_err(|_| forecast_hours_error())?),
     };
-    Ok(HttpResponse::Ok().json(state.service.forecast(&id, hours, units).await?))
+    Ok(HttpResponse::Ok().json(state.service.forecast(&id, hours, query.model.as_deref(), units).await?))
+}
+
+/// What a training fitted.
+#[derive(Serialize, ToSchema)]
+pub struct TrainedBody {
+    pub location_id: String,
+    pub trained: Vec<crate::domain::TrainedSummary>,
+}
+
+/// Fits the location's learned forecast models now (they are also refitted on a
+/// schedule, `forecast.retrain_hours`). Operators only: an admin key, or loopback.
+#[utoipa::path(post, path = "/v1/locations/{id}/forecast/train", tag = "locations", security(("bearer" = []), ()),
+    params(("id" = String, Path, description = "Location id", pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")),
+    responses((status = 200, body = TrainedBody),
+              (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 401, body = Problem, content_type = "application/problem+json", description = "Not on loopback and no admin key"),
+              (status = 403, body = Problem, content_type = "application/problem+json", description = "Not an admin key"),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "Unknown location, forecasting off, or no readings learned"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "Too little history to train on")))]
+pub async fn train(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = AppState::parse_id(&path)?;
+    let trained = state.service.train(&id).await?;
+    Ok(HttpResponse::Ok().json(TrainedBody { location_id: id.to_string(), trained }))
 }

@@ -1,0 +1,732 @@
+//! `Forecaster`: learns each place's own forecast from the readings it gets, and serves
+//! every model's run with its live skill.
+//!
+//! Each location core runs a [`ForecastFeed`] analysis: it keeps the readings of the hour
+//! under way and, when a reading of a later hour arrives, hands the completed hour to
+//! the forecaster (one message per place and hour). The forecaster keeps each place's
+//! hourly means (`forecast.history_hours`, for at most `forecast.max_locations` places),
+//! and at every completed hour:
+//! - scores the forecasts issued earlier for the hours now observed (the live skill:
+//!   a rolling 14-day MAE per model, quantity and horizon);
+//! - runs the baselines, the learned models (once trained) and the providers' blend (when
+//!   providers run for the place), blends them by skill, and issues them to be scored;
+//! - hands the runs to the location's actor, which shows them in `/forecast` and sends
+//!   them to its WebSocket subscribers;
+//! - queues the place for training when it has no models yet and enough history, or when
+//!   `forecast.retrain_hours` hours were observed since its models were fitted.
+//!
+//! Training runs on the blocking pool, at most `forecast.train_concurrency` places at
+//! once, never on an actor's thread; `TrainNow` trains a place on demand. Each place's
+//! series and skill, and its fitted models, are kept under `persist.data_dir/forecast`,
+//! so a restart keeps them. The forecaster runs on an arbiter of its own.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use crate::actors::directory::{Directory, Resolve};
+use crate::actors::location::ApplyLearned;
+use crate::analytics::forecast::features::Position;
+use crate::analytics::forecast::hourly::{Column, Hourly, hour_of};
+use crate::analytics::forecast::skill::Skill;
+use crate::analytics::forecast::{self as models, HORIZONS, Model, NotTrained, Run, Trained};
+use crate::core::{Analysis, LocationEvent, LocationState};
+use crate::domain::{
+    Forecast, LEARNED_QUANTITIES, Learned, LearnedStatus, LocationId, ModelHour, ModelRun, ModelSkill, Reading,
+    TrainedSummary, Values,
+};
+use crate::telemetry::Metrics;
+
+/// Readings of one hour a feed keeps before handing them on, whatever the hour.
+const FEED_BUFFER: usize = 256;
+/// A place not heard from for this long makes room for a new one when the forecaster is full.
+const IDLE: Duration = Duration::from_secs(48 * 3600);
+/// After a training that left a quantity without models, hours observed before the
+/// place is tried again.
+const RETRY_HOURS: i64 = 24;
+/// Horizons the MAE metric is exported for.
+const METRIC_HORIZONS: [u8; 5] = [1, 3, 6, 12, 24];
+
+#[derive(Debug, Clone)]
+pub struct ForecasterSettings {
+    pub max_locations: usize,
+    pub history_hours: usize,
+    pub retrain_hours: u32,
+    pub train_concurrency: usize,
+    /// Where each place's series and models are kept; `None`: not kept.
+    pub dir: Option<PathBuf>,
+    pub models: models::Settings,
+}
+
+/// Readings of a place for the forecaster: a completed hour's (`closed`), or late ones.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Observed {
+    pub id: LocationId,
+    pub position: Position,
+    pub readings: Vec<(DateTime<Utc>, Values)>,
+    /// The hour (since the epoch) these readings complete.
+    pub closed: Option<i64>,
+}
+
+/// The providers' blend of a place changed: its hourly values of the learned quantities.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ProvidersBlend {
+    pub id: LocationId,
+    pub hours: Vec<(i64, [Option<f32>; 4])>,
+}
+
+/// Trains a place now (ahead of any queued); answers what was fitted.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<TrainedSummary>, TrainError>")]
+pub struct TrainNow {
+    pub id: LocationId,
+}
+
+/// Where the forecaster sends each place's runs (set once the Directory runs).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Connect {
+    pub directory: Addr<Directory>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TrainError {
+    #[error("location {0} has sent no readings that this instance learns from")]
+    NotLearned(LocationId),
+    #[error("{0}")]
+    NotTrained(String),
+    #[error("the forecaster stopped")]
+    Stopped,
+}
+
+/// The location core's side: hands each completed hour of readings to the forecaster.
+pub struct ForecastFeed {
+    id: LocationId,
+    position: Position,
+    observed: Recipient<Observed>,
+    providers: Recipient<ProvidersBlend>,
+    /// The hour under way.
+    open: Option<i64>,
+    buffer: Vec<(DateTime<Utc>, Values)>,
+}
+
+impl ForecastFeed {
+    pub fn new(
+        id: LocationId,
+        position: Position,
+        observed: Recipient<Observed>,
+        providers: Recipient<ProvidersBlend>,
+    ) -> Self {
+        Self { id, position, observed, providers, open: None, buffer: Vec::new() }
+    }
+
+    fn send(&mut self, readings: Vec<(DateTime<Utc>, Values)>, closed: Option<i64>) {
+        self.observed.do_send(Observed { id: self.id.clone(), position: self.position, readings, closed });
+    }
+}
+
+impl Analysis for ForecastFeed {
+    fn on_reading(&mut self, reading: &Reading, _: &LocationState, _: &mut Vec<LocationEvent>) {
+        let hour = hour_of(reading.observed_at);
+        let item = (reading.observed_at, reading.values);
+        match self.open {
+            Some(open) if hour == open => {
+                self.buffer.push(item);
+                if self.buffer.len() >= FEED_BUFFER {
+                    let readings = std::mem::take(&mut self.buffer);
+                    self.send(readings, None);
+                }
+            }
+            Some(open) if hour < open => self.send(vec![item], None),
+            open => {
+                if let Some(open) = open {
+                    let readings = std::mem::take(&mut self.buffer);
+                    self.send(readings, Some(open));
+                }
+                self.open = Some(hour);
+                self.buffer.push(item);
+            }
+        }
+    }
+
+    fn on_forecast(&mut self, forecast: &Forecast, _: &mut Vec<LocationEvent>) {
+        let f = |v: Option<f64>| v.map(|v| v as f32);
+        let hours = forecast
+            .hourly
+            .iter()
+            .filter(|h| h.time.timestamp() % 3600 == 0)
+            .map(|h| (hour_of(h.time), [f(h.temperature), f(h.humidity), None, f(h.wind_speed)]))
+            .collect();
+        self.providers.do_send(ProvidersBlend { id: self.id.clone(), hours });
+    }
+}
+
+/// A place's models for one quantity, and when they were fitted.
+#[derive(Serialize, Deserialize)]
+struct Fitted {
+    trained_at: DateTime<Utc>,
+    model: Trained,
+}
+
+/// What is kept of a place besides its models.
+#[derive(Serialize, Deserialize)]
+struct Kept {
+    position: Position,
+    series: Hourly,
+    /// Per learned quantity.
+    skill: Vec<Skill>,
+    origin: Option<i64>,
+}
+
+struct Place {
+    kept: Kept,
+    providers: Vec<(i64, [Option<f32>; 4])>,
+    /// Per learned quantity.
+    fitted: Vec<Option<Arc<Fitted>>>,
+    /// Why the last training left quantities without models.
+    not_trained: Option<String>,
+    /// Hour from which a failed training may be tried again.
+    retry_from: i64,
+    training: bool,
+    last_seen: Instant,
+    /// The series or skill changed since they were written.
+    dirty: bool,
+}
+
+impl Place {
+    fn new(kept: Kept) -> Self {
+        Self {
+            kept,
+            providers: Vec::new(),
+            fitted: LEARNED_QUANTITIES.iter().map(|_| None).collect(),
+            not_trained: None,
+            retry_from: i64::MIN,
+            training: false,
+            last_seen: Instant::now(),
+            dirty: false,
+        }
+    }
+
+    fn trained_until(&self) -> Option<i64> {
+        self.fitted.iter().flatten().map(|f| f.model.trained_until).min()
+    }
+
+    /// Runs every model from `origin`, per learned quantity, blended by skill; with
+    /// `score`, scores what earlier runs said of the hours now observed and issues these
+    /// runs to be scored.
+    fn run(&mut self, origin: i64, score: bool) -> Vec<Vec<Run>> {
+        let Kept { position, series, skill, .. } = &mut self.kept;
+        LEARNED_QUANTITIES
+            .iter()
+            .enumerate()
+            .map(|(q, &quantity)| {
+                let column = Column::of(quantity);
+                if score && let Some(column) = column {
+                    skill[q].verify(origin, |hour| series.get(hour, column));
+                }
+                let mut runs = models::baselines(series, quantity, origin);
+                if let Some(fitted) = &self.fitted[q] {
+                    runs.extend(fitted.model.forecast(series, *position, origin));
+                }
+                if !self.providers.is_empty() {
+                    let values = (1..=i64::from(HORIZONS))
+                        .map(|h| {
+                            let hour = origin + h;
+                            let i = self.providers.binary_search_by_key(&hour, |(at, _)| *at).ok()?;
+                            self.providers[i].1[q]
+                        })
+                        .collect();
+                    runs.push(Run { model: Model::Providers, values });
+                }
+                runs.push(skill[q].blend(&runs));
+                if score {
+                    skill[q].issue(origin, &runs);
+                }
+                runs
+            })
+            .collect()
+    }
+
+    /// The document of runs from `origin`.
+    fn learned(&self, origin: i64, runs: &[Vec<Run>]) -> Learned {
+        let time = |hour: i64| Utc.timestamp_opt(hour * 3600, 0).single().unwrap_or_default();
+        let trained: Vec<TrainedSummary> = LEARNED_QUANTITIES
+            .iter()
+            .zip(&self.fitted)
+            .filter_map(|(q, f)| {
+                let f = f.as_ref()?;
+                Some(TrainedSummary {
+                    quantity: q.name().to_owned(),
+                    trained_at: f.trained_at,
+                    trained_until: time(f.model.trained_until),
+                    hours: f.model.origins,
+                })
+            })
+            .collect();
+        let runs = Model::ALL
+            .iter()
+            .filter(|&&model| runs.iter().any(|list| list.iter().any(|r| r.model == model)))
+            .map(|&model| {
+                let mut hourly: Vec<ModelHour> =
+                    (1..=i64::from(HORIZONS)).map(|h| ModelHour::empty(time(origin + h))).collect();
+                let mut skill = Vec::new();
+                for (q, &quantity) in LEARNED_QUANTITIES.iter().enumerate() {
+                    let Some(run) = runs[q].iter().find(|r| r.model == model) else { continue };
+                    for (hour, value) in hourly.iter_mut().zip(&run.values) {
+                        hour.set(quantity, value.map(|v| round2(f64::from(v))));
+                    }
+                    let s = &self.kept.skill[q];
+                    skill.push(ModelSkill {
+                        quantity: quantity.name().to_owned(),
+                        mae: (1..=HORIZONS).map(|h| s.mae(model, h).map(round2)).collect(),
+                        verified: (1..=HORIZONS).map(|h| s.verified(model, h) as u32).collect(),
+                    });
+                }
+                ModelRun { model: model.name().to_owned(), hourly, skill }
+            })
+            .collect();
+        let status = if trained.is_empty() { LearnedStatus::Learning } else { LearnedStatus::Trained };
+        let detail = match status {
+            LearnedStatus::Learning => Some(self.not_trained.clone().unwrap_or_else(|| {
+                let need = 14 * 24;
+                format!(
+                    "not trained yet: the learned models need {need} hours of history with a day before each; until then only the baselines run"
+                )
+            })),
+            LearnedStatus::Trained => self.not_trained.clone(),
+        };
+        Learned { status, detail, issued_at: time(origin), trained, runs }
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    crate::domain::units::round2(v)
+}
+
+/// A finished training.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Done {
+    id: LocationId,
+    fitted: Vec<Result<Arc<Fitted>, NotTrained>>,
+    took: Duration,
+}
+
+type Waiter = oneshot::Sender<Result<Vec<TrainedSummary>, TrainError>>;
+
+pub struct Forecaster {
+    settings: Arc<ForecasterSettings>,
+    places: HashMap<LocationId, Place>,
+    queue: VecDeque<LocationId>,
+    training: usize,
+    /// On-demand trainings waiting for the next training of their place to start.
+    waiters: HashMap<LocationId, Vec<Waiter>>,
+    /// Those waiting for a training under way.
+    running: HashMap<LocationId, Vec<Waiter>>,
+    /// Hands each place's runs to its location actor, in order; `None` until connected.
+    publisher: Option<Publisher>,
+    metrics: Arc<Metrics>,
+    /// Places refused since the last warning (the forecaster was full).
+    refused: u64,
+}
+
+impl Forecaster {
+    pub fn new(settings: ForecasterSettings, metrics: Arc<Metrics>) -> Self {
+        if let Some(dir) = &settings.dir
+            && let Err(e) = std::fs::create_dir_all(dir)
+        {
+            warn!(dir = %dir.display(), error = %e, "cannot create the forecaster's directory: places are not kept");
+        }
+        Self {
+            settings: Arc::new(settings),
+            places: HashMap::new(),
+            queue: VecDeque::new(),
+            training: 0,
+            waiters: HashMap::new(),
+            running: HashMap::new(),
+            publisher: None,
+            metrics,
+            refused: 0,
+        }
+    }
+
+    fn file(&self, id: &LocationId, what: &str) -> Option<PathBuf> {
+        Some(self.settings.dir.as_ref()?.join(format!("{id}.{what}.json")))
+    }
+
+    /// The place of `id`, loaded from its files or new; `None` when the forecaster is full.
+    fn place(&mut self, id: &LocationId, position: Position) -> Option<&mut Place> {
+        if !self.places.contains_key(id) {
+            if self.places.len() >= self.settings.max_locations && !self.evict_idle() {
+                self.refused += 1;
+                return None;
+            }
+            let place = self.load(id, position);
+            self.places.insert(id.clone(), place);
+        }
+        let place = self.places.get_mut(id)?;
+        place.last_seen = Instant::now();
+        Some(place)
+    }
+
+    /// Makes room by dropping the place idle longest, if it was idle for two days.
+    fn evict_idle(&mut self) -> bool {
+        let Some(id) = self
+            .places
+            .iter()
+            .filter(|(_, p)| p.last_seen.elapsed() >= IDLE && !p.training)
+            .min_by_key(|(_, p)| p.last_seen)
+            .map(|(id, _)| id.clone())
+        else {
+            return false;
+        };
+        self.save(&id);
+        self.places.remove(&id);
+        true
+    }
+
+    fn load(&self, id: &LocationId, position: Position) -> Place {
+        let read = |what: &str| -> Option<Vec<u8>> { std::fs::read(self.file(id, what)?).ok() };
+        let kept = read("series")
+            .and_then(|bytes| match serde_json::from_slice::<Kept>(&bytes) {
+                Ok(kept) if kept.skill.len() == LEARNED_QUANTITIES.len() => Some(kept),
+                Ok(_) => None,
+                Err(e) => {
+                    warn!(location = %id, error = %e, "the kept forecast series cannot be read: starting afresh");
+                    None
+                }
+            })
+            .unwrap_or_else(|| Kept {
+                position,
+                series: Hourly::default(),
+                skill: vec![Skill::default(); LEARNED_QUANTITIES.len()],
+                origin: None,
+            });
+        let mut place = Place::new(kept);
+        place.kept.position = position.or(place.kept.position);
+        if let Some(bytes) = read("models") {
+            match serde_json::from_slice::<Vec<Option<Fitted>>>(&bytes) {
+                Ok(fitted) if fitted.len() == LEARNED_QUANTITIES.len() => {
+                    place.fitted = fitted.into_iter().map(|f| f.map(Arc::new)).collect();
+                }
+                Ok(_) => {}
+                Err(e) => warn!(location = %id, error = %e, "the kept models cannot be read: training again"),
+            }
+        }
+        place
+    }
+
+    /// Writes a place's series and skill (its models are written when fitted).
+    fn save(&mut self, id: &LocationId) {
+        let Some(path) = self.file(id, "series") else { return };
+        let Some(place) = self.places.get_mut(id) else { return };
+        if !place.dirty {
+            return;
+        }
+        place.dirty = false;
+        match serde_json::to_vec(&place.kept) {
+            Ok(bytes) => write_atomically(&path, &bytes),
+            Err(e) => warn!(location = %id, error = %e, "cannot encode the forecast series"),
+        }
+    }
+
+    fn observe(&mut self, msg: Observed, ctx: &mut Context<Self>) {
+        let settings = self.settings.clone();
+        let max_hours = settings.history_hours;
+        let Some(place) = self.place(&msg.id, msg.position) else { return };
+        for (at, values) in &msg.readings {
+            place.kept.series.add(*at, values, max_hours);
+        }
+        place.dirty = true;
+        let Some(origin) = msg.closed.filter(|&h| place.kept.origin.is_none_or(|o| h > o)) else { return };
+        place.kept.origin = Some(origin);
+        let runs = place.run(origin, true);
+        let learned = place.learned(origin, &runs);
+        let retrain = settings.retrain_hours;
+        let missing = place.fitted.iter().any(Option::is_none);
+        let due = !place.training
+            && origin >= place.retry_from
+            && (place.trained_until().is_some_and(|until| origin - until >= i64::from(retrain))
+                || (missing && enough_history(&place.kept.series, settings.models.min_hours)));
+        publish(&self.publisher, msg.id.clone(), learned);
+        if due && !self.queue.contains(&msg.id) {
+            self.queue.push_back(msg.id);
+            self.pump(ctx);
+        }
+    }
+
+    /// Starts queued trainings while fewer than `train_concurrency` run.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        while self.training < self.settings.train_concurrency {
+            let Some(id) = self.queue.pop_front() else { return };
+            let Some(place) = self.places.get_mut(&id) else { continue };
+            place.training = true;
+            self.training += 1;
+            if let Some(waiters) = self.waiters.remove(&id) {
+                self.running.insert(id.clone(), waiters);
+            }
+            let series = place.kept.series.clone();
+            let position = place.kept.position;
+            let settings = self.settings.clone();
+            let path = self.file(&id, "models");
+            let addr = ctx.address();
+            actix_rt::spawn(async move {
+                let started = Instant::now();
+                let job = actix_rt::task::spawn_blocking(move || train_place(&series, position, &settings, path));
+                let fitted = job.await.unwrap_or_else(|e| {
+                    LEARNED_QUANTITIES
+                        .iter()
+                        .map(|_| Err(NotTrained::Failed(format!("training panicked: {e}"))))
+                        .collect()
+                });
+                addr.do_send(Done { id, fitted, took: started.elapsed() });
+            });
+        }
+    }
+
+    fn trained(&mut self, done: Done, ctx: &mut Context<Self>) {
+        self.training -= 1;
+        self.metrics.forecast_training_seconds.observe(done.took.as_secs_f64());
+        let answer = match self.places.get_mut(&done.id) {
+            None => Err(TrainError::NotLearned(done.id.clone())),
+            Some(place) => {
+                place.training = false;
+                let mut failures = Vec::new();
+                for ((slot, result), quantity) in place.fitted.iter_mut().zip(done.fitted).zip(LEARNED_QUANTITIES) {
+                    let outcome = match result {
+                        Ok(fitted) => {
+                            *slot = Some(fitted);
+                            "trained"
+                        }
+                        Err(e) => {
+                            failures.push(e.to_string());
+                            "not_trained"
+                        }
+                    };
+                    self.metrics.forecast_trainings.with_label_values(&[quantity.name(), outcome]).inc();
+                }
+                place.not_trained = (!failures.is_empty()).then(|| failures.join("; "));
+                if !failures.is_empty() {
+                    place.retry_from = place.kept.origin.map_or(i64::MIN, |o| o + RETRY_HOURS);
+                }
+                info!(location = %done.id, took_ms = done.took.as_millis() as u64, failures = failures.len(), "forecast models trained");
+                if let Some(origin) = place.kept.origin {
+                    // The runs of this hour again, with the new models (issued already: not scored twice).
+                    let runs = place.run(origin, false);
+                    let learned = place.learned(origin, &runs);
+                    publish(&self.publisher, done.id.clone(), learned);
+                }
+                let trained: Vec<TrainedSummary> = match place.kept.origin {
+                    Some(origin) => place.learned(origin, &[]).trained,
+                    None => Vec::new(),
+                };
+                match (&place.not_trained, trained.is_empty()) {
+                    (Some(why), true) => Err(TrainError::NotTrained(why.clone())),
+                    _ => Ok(trained),
+                }
+            }
+        };
+        for waiter in self.running.remove(&done.id).unwrap_or_default() {
+            let _ = waiter.send(answer.clone());
+        }
+        if self.waiters.contains_key(&done.id) && !self.queue.contains(&done.id) {
+            // Asked for while this one ran, on less than is observed now.
+            self.queue.push_front(done.id);
+        }
+        self.pump(ctx);
+    }
+
+    /// Writes changed series.
+    fn save_all(&mut self) {
+        let ids: Vec<LocationId> = self.places.iter().filter(|(_, p)| p.dirty).map(|(id, _)| id.clone()).collect();
+        for id in ids {
+            self.save(&id);
+        }
+    }
+
+    /// Sets the gauges.
+    fn gauges(&mut self) {
+        let trained = self.places.values().filter(|p| p.fitted.iter().any(Option::is_some)).count();
+        self.metrics.forecast_places.with_label_values(&["trained"]).set(trained as i64);
+        self.metrics.forecast_places.with_label_values(&["learning"]).set((self.places.len() - trained) as i64);
+        for model in Model::ALL {
+            for (q, quantity) in LEARNED_QUANTITIES.iter().enumerate() {
+                for h in METRIC_HORIZONS {
+                    let known: Vec<f64> = self.places.values().filter_map(|p| p.kept.skill[q].mae(model, h)).collect();
+                    let labels = [model.name(), quantity.name(), HORIZON_LABELS[usize::from(h) - 1]];
+                    if known.is_empty() {
+                        let _ = self.metrics.forecast_mae.remove_label_values(&labels);
+                    } else {
+                        self.metrics
+                            .forecast_mae
+                            .with_label_values(&labels)
+                            .set(known.iter().sum::<f64>() / known.len() as f64);
+                    }
+                }
+            }
+        }
+        if self.refused > 0 {
+            warn!(
+                refused = self.refused,
+                max = self.settings.max_locations,
+                "the forecaster is full (forecast.max_locations): readings of new places were not learned"
+            );
+            self.refused = 0;
+        }
+    }
+}
+
+const HORIZON_LABELS: [&str; 24] = [
+    "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16", "17", "18", "19", "20",
+    "21", "22", "23", "24",
+];
+
+type Publisher = tokio::sync::mpsc::UnboundedSender<(LocationId, Learned)>;
+
+/// Starts the task that hands runs to the location actors one after the other, in the
+/// order they were issued.
+fn publisher(directory: Addr<Directory>) -> Publisher {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(LocationId, Learned)>();
+    actix_rt::spawn(async move {
+        while let Some((id, learned)) = rx.recv().await {
+            if let Ok(Ok(actor)) = directory.send(Resolve { id }).await {
+                actor.do_send(ApplyLearned(learned));
+            }
+        }
+    });
+    tx
+}
+
+/// Hands a place's runs to its location actor.
+fn publish(publisher: &Option<Publisher>, id: LocationId, learned: Learned) {
+    if let Some(publisher) = publisher {
+        let _ = publisher.send((id, learned));
+    }
+}
+
+/// Whether a series may have enough hours to train on (the training says for sure): the
+/// origins are its hours after the first day and before the last one.
+fn enough_history(series: &Hourly, min_hours: usize) -> bool {
+    let Some(end) = series.end() else { return false };
+    let observed = (series.start..=end).filter(|&h| series.get(h, Column::Temperature).is_some()).count();
+    observed > min_hours + 24
+}
+
+/// Fits every learned quantity of a place (on the blocking pool) and writes the models.
+fn train_place(
+    series: &Hourly,
+    position: Position,
+    settings: &ForecasterSettings,
+    path: Option<PathBuf>,
+) -> Vec<Result<Arc<Fitted>, NotTrained>> {
+    let fitted: Vec<Result<Arc<Fitted>, NotTrained>> = LEARNED_QUANTITIES
+        .iter()
+        .map(|&quantity| {
+            let model = models::train(series, quantity, position, &settings.models)?;
+            Ok(Arc::new(Fitted { trained_at: Utc::now(), model }))
+        })
+        .collect();
+    if let Some(path) = path {
+        let kept: Vec<Option<&Fitted>> = fitted.iter().map(|f| f.as_ref().ok().map(|f| &**f)).collect();
+        match serde_json::to_vec(&kept) {
+            Ok(bytes) => write_atomically(&path, &bytes),
+            Err(e) => warn!(error = %e, "cannot encode the fitted models"),
+        }
+    }
+    fitted
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("json.tmp");
+    if let Err(e) = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)) {
+        warn!(path = %path.display(), error = %e, "cannot write a forecaster file");
+    }
+}
+
+impl Actor for Forecaster {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(Duration::from_secs(60), |this, _| this.save_all());
+        ctx.run_interval(Duration::from_secs(5), |this, _| this.gauges());
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.save_all();
+    }
+}
+
+impl Handler<Observed> for Forecaster {
+    type Result = ();
+
+    fn handle(&mut self, msg: Observed, ctx: &mut Self::Context) {
+        self.observe(msg, ctx);
+    }
+}
+
+impl Handler<ProvidersBlend> for Forecaster {
+    type Result = ();
+
+    fn handle(&mut self, msg: ProvidersBlend, _: &mut Self::Context) {
+        if let Some(place) = self.places.get_mut(&msg.id) {
+            place.providers = msg.hours;
+        }
+    }
+}
+
+impl Handler<Connect> for Forecaster {
+    type Result = ();
+
+    fn handle(&mut self, msg: Connect, _: &mut Self::Context) {
+        self.publisher = Some(publisher(msg.directory));
+    }
+}
+
+impl Handler<Done> for Forecaster {
+    type Result = ();
+
+    fn handle(&mut self, msg: Done, ctx: &mut Self::Context) {
+        self.trained(msg, ctx);
+    }
+}
+
+impl Handler<TrainNow> for Forecaster {
+    type Result = ResponseFuture<Result<Vec<TrainedSummary>, TrainError>>;
+
+    fn handle(&mut self, msg: TrainNow, ctx: &mut Self::Context) -> Self::Result {
+        let Some(place) = self.places.get_mut(&msg.id) else {
+            return Box::pin(async move { Err(TrainError::NotLearned(msg.id)) });
+        };
+        if !place.training {
+            self.queue.retain(|id| *id != msg.id);
+            self.queue.push_front(msg.id.clone());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.entry(msg.id).or_default().push(tx);
+        self.pump(ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(TrainError::Stopped)) })
+    }
+}
+
+/// Writes every changed series now (at shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SaveAll;
+
+impl Handler<SaveAll> for Forecaster {
+    type Result = ();
+
+    fn handle(&mut self, _: SaveAll, _: &mut Self::Context) {
+        self.save_all();
+    }
+}
