@@ -236,6 +236,7 @@ impl Application {
                     retrain_hours: settings.forecast.retrain_hours,
                     train_concurrency: settings.forecast.train_concurrency,
                     dir: Some(std::path::Path::new(&settings.persist.data_dir).join("forecast")),
+                    history: history_in_influx.then(|| persister.clone().recipient()),
                     models: crate::analytics::forecast::Settings::default(),
                 },
                 metrics.clone(),

@@ -15,6 +15,10 @@
 //! - queues the place for training when it has no models yet and enough history, or when
 //!   `forecast.retrain_hours` hours were observed since its models were fitted.
 //!
+//! A place the forecaster has not kept starts from its stored history when InfluxDB keeps
+//! one (hourly means of every reading stored in `forecast.history_hours`), else from the
+//! readings it gets from now on.
+//!
 //! Training runs on the blocking pool, at most `forecast.train_concurrency` places at
 //! once, never on an actor's thread; `TrainNow` trains a place on demand. Each place's
 //! series and skill, and its fitted models, are kept under `persist.data_dir/forecast`,
@@ -33,6 +37,7 @@ use tracing::{info, warn};
 
 use crate::actors::directory::{Directory, Resolve};
 use crate::actors::location::ApplyLearned;
+use crate::actors::persister::QueryHistory;
 use crate::analytics::forecast::features::Position;
 use crate::analytics::forecast::hourly::{Column, Hourly, hour_of};
 use crate::analytics::forecast::skill::Skill;
@@ -62,6 +67,9 @@ pub struct ForecasterSettings {
     pub train_concurrency: usize,
     /// Where each place's series and models are kept; `None`: not kept.
     pub dir: Option<PathBuf>,
+    /// The stored history (InfluxDB, through the persister) a place new to the forecaster
+    /// starts from; `None` without InfluxDB.
+    pub history: Option<Recipient<QueryHistory>>,
     pub models: models::Settings,
 }
 
@@ -200,6 +208,8 @@ struct Place {
     last_seen: Instant,
     /// The series or skill changed since they were written.
     dirty: bool,
+    /// Its stored history is being read.
+    backfilling: bool,
 }
 
 impl Place {
@@ -213,6 +223,7 @@ impl Place {
             training: false,
             last_seen: Instant::now(),
             dirty: false,
+            backfilling: false,
         }
     }
 
@@ -312,6 +323,14 @@ fn round2(v: f64) -> f64 {
     crate::domain::units::round2(v)
 }
 
+/// A place's stored history, read.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Backfill {
+    id: LocationId,
+    readings: Vec<Reading>,
+}
+
 /// A finished training.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -363,14 +382,39 @@ impl Forecaster {
         Some(self.settings.dir.as_ref()?.join(format!("{id}.{what}.json")))
     }
 
-    /// The place of `id`, loaded from its files or new; `None` when the forecaster is full.
-    fn place(&mut self, id: &LocationId, position: Position) -> Option<&mut Place> {
+    /// The place of `id`, loaded from its files or new (then its stored history is read);
+    /// `None` when the forecaster is full.
+    fn place(&mut self, id: &LocationId, position: Position, ctx: &mut Context<Self>) -> Option<&mut Place> {
         if !self.places.contains_key(id) {
             if self.places.len() >= self.settings.max_locations && !self.evict_idle() {
                 self.refused += 1;
                 return None;
             }
-            let place = self.load(id, position);
+            let mut place = self.load(id, position);
+            if place.kept.series.is_empty()
+                && let Some(history) = self.settings.history.clone()
+            {
+                place.backfilling = true;
+                let now = Utc::now();
+                let query = QueryHistory {
+                    id: id.clone(),
+                    from: now - chrono::Duration::hours(self.settings.history_hours as i64),
+                    to: now,
+                    step_secs: None,
+                };
+                let (id, addr) = (id.clone(), ctx.address());
+                actix_rt::spawn(async move {
+                    let readings = match history.send(query).await {
+                        Ok(Some(Ok(readings))) => readings,
+                        Ok(Some(Err(e))) => {
+                            warn!(location = %id, error = %e, "cannot read the stored history: learning from new readings only");
+                            Vec::new()
+                        }
+                        _ => Vec::new(),
+                    };
+                    addr.do_send(Backfill { id, readings });
+                });
+            }
             self.places.insert(id.clone(), place);
         }
         let place = self.places.get_mut(id)?;
@@ -442,7 +486,7 @@ impl Forecaster {
     fn observe(&mut self, msg: Observed, ctx: &mut Context<Self>) {
         let settings = self.settings.clone();
         let max_hours = settings.history_hours;
-        let Some(place) = self.place(&msg.id, msg.position) else { return };
+        let Some(place) = self.place(&msg.id, msg.position, ctx) else { return };
         for (at, values) in &msg.readings {
             place.kept.series.add(*at, values, max_hours);
         }
@@ -454,6 +498,7 @@ impl Forecaster {
         let retrain = settings.retrain_hours;
         let missing = place.fitted.iter().any(Option::is_none);
         let due = !place.training
+            && !place.backfilling
             && origin >= place.retry_from
             && (place.trained_until().is_some_and(|until| origin - until >= i64::from(retrain))
                 || (missing && enough_history(&place.kept.series, settings.models.min_hours)));
@@ -689,6 +734,27 @@ impl Handler<Connect> for Forecaster {
 
     fn handle(&mut self, msg: Connect, _: &mut Self::Context) {
         self.publisher = Some(publisher(msg.directory));
+    }
+}
+
+impl Handler<Backfill> for Forecaster {
+    type Result = ();
+
+    fn handle(&mut self, msg: Backfill, ctx: &mut Self::Context) {
+        let Some(place) = self.places.get_mut(&msg.id) else { return };
+        place.backfilling = false;
+        let stored = Hourly::from_observations(msg.readings.iter().map(|r| (r.observed_at, &r.values)));
+        let hours = stored.len();
+        place.kept.series.prepend(stored, self.settings.history_hours);
+        place.dirty = true;
+        info!(location = %msg.id, readings = msg.readings.len(), hours, "forecaster: stored history read");
+        if place.fitted.iter().all(Option::is_none)
+            && enough_history(&place.kept.series, self.settings.models.min_hours)
+            && !self.queue.contains(&msg.id)
+        {
+            self.queue.push_back(msg.id);
+            self.pump(ctx);
+        }
     }
 }
 

@@ -457,6 +457,7 @@ mod tests {
     use super::*;
     use crate::analytics::anomaly::DetectorSettings;
     use crate::domain::{ForecastHour, LocationKind, Quantity};
+    use chrono::Timelike;
 
     fn location() -> Arc<Location> {
         Arc::new(Location {
@@ -588,6 +589,57 @@ mod tests {
         assert_eq!(kinds(&core.apply_forecast(run.clone(), now())), ["forecast"]);
         assert!(core.apply_forecast(run, now()).is_empty());
         assert_eq!(core.forecast().unwrap().hourly[0].temperature, Some(8.0));
+    }
+
+    /// Learned runs issued at `issued` (hours after 09:00): the ensemble says 10 + h °C.
+    fn learned(issued: i64) -> Learned {
+        use crate::domain::{LearnedStatus, ModelHour, ModelRun};
+        let at = |h: i64| now() + chrono::Duration::hours(issued + h);
+        let run = |model: &str, offset: f64| ModelRun {
+            model: model.into(),
+            hourly: (1..=3)
+                .map(|h| ModelHour { temperature: Some(offset + h as f64), ..ModelHour::empty(at(h)) })
+                .collect(),
+            skill: Vec::new(),
+        };
+        Learned {
+            status: LearnedStatus::Trained,
+            detail: None,
+            issued_at: at(0),
+            trained: Vec::new(),
+            runs: vec![run("ridge", 20.0), run("ensemble", 10.0)],
+        }
+    }
+
+    #[test]
+    fn learned_runs_show_their_ensemble_in_the_forecasts_hours_and_older_ones_are_ignored() {
+        let mut core = LocationCore::new(location(), settings(false), Vec::new());
+        // The providers cover 10:00 and 11:00; the ensemble 10:00 to 12:00.
+        let hours = ["2026-11-26T10:00:00Z", "2026-11-26T11:00:00Z"].map(|t| {
+            let mut h = ForecastHour::empty(t.parse().unwrap());
+            h.temperature = Some(5.0);
+            h.humidity = Some(80.0);
+            h
+        });
+        let run =
+            ForecastRun { name: SourceName::parse("met-norway").unwrap(), issued_at: now(), hourly: hours.into() };
+        core.apply_forecast(run, now());
+        assert_eq!(kinds(&core.apply_learned(learned(0), now())), ["forecast"]);
+        let shown = core.forecast().unwrap();
+        let temperatures: Vec<_> = shown.hourly.iter().map(|h| (h.time.hour(), h.temperature, h.humidity)).collect();
+        assert_eq!(temperatures, [(10, Some(11.0), Some(80.0)), (11, Some(12.0), Some(80.0)), (12, Some(13.0), None)]);
+        assert_eq!(shown.sources.len(), 1);
+        assert_eq!(shown.models.as_ref().unwrap().runs.len(), 2);
+        // The same runs again, or runs issued before them: nothing changes.
+        assert!(core.apply_learned(learned(0), now()).is_empty());
+        assert!(core.apply_learned(learned(-1), now()).is_empty());
+        assert_eq!(kinds(&core.apply_learned(learned(1), now())), ["forecast"]);
+        // A new provider run keeps the learned runs on show.
+        let mut hour = ForecastHour::empty("2026-11-26T10:00:00Z".parse().unwrap());
+        hour.temperature = Some(6.0);
+        let run = ForecastRun { name: SourceName::parse("nws").unwrap(), issued_at: now(), hourly: vec![hour] };
+        core.apply_forecast(run, now());
+        assert_eq!(core.forecast().unwrap().models.as_ref().unwrap().issued_at, now() + chrono::Duration::hours(1));
     }
 
     #[test]

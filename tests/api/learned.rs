@@ -6,7 +6,8 @@
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, eventually, next_json, send_json, spawn_app_in};
+use crate::helpers::{TestApp, eventually, merge, next_json, send_json, spawn_app_in};
+use crate::servers::Influx;
 
 const HOURS: usize = 22 * 24;
 /// Readings posted before the models are trained: the 362nd closes hour 360, the first
@@ -217,4 +218,45 @@ async fn a_stations_real_history_trains_its_models_and_forecast_shows_their_runs
     assert_eq!(temperature_skill(run(&message["data"], "ridge"))["verified"][0], 166);
     let (_, body) = forecast(&app, "").await;
     assert_eq!(body["models"], *learned);
+}
+
+#[actix_rt::test]
+async fn a_place_new_to_an_instance_learns_from_the_history_influxdb_keeps() {
+    let hours = kewr();
+    let at = |i: usize| hours[i].at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let influx = Influx::start();
+    let mut backends = overrides();
+    merge(&mut backends, json!({"influx": {"url": influx.url()}, "persist": {"flush_interval_ms": 100}}));
+    // One instance, forecasting off, stores 527 hours of KEWR in InfluxDB.
+    let mut off = backends.clone();
+    merge(&mut off, json!({"forecast": {"enabled": false}}));
+    let dir = tempfile::tempdir().unwrap();
+    let first = spawn_app_in(dir.path(), off).await;
+    post(&first, &hours[..527]).await;
+    assert!(eventually(30, || async { influx.count_readings("WHERE location = 'KEWR'").await == 527 }).await);
+    drop(first);
+
+    // Another, which has never seen KEWR, gets its next hours: it reads the stored
+    // history, trains on it at once, and forecasts from the hour just complete.
+    let other = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(other.path(), backends).await;
+    let mut last = hours[527].reading.clone();
+    last["latitude"] = json!(40.6925);
+    last["longitude"] = json!(-74.1687);
+    let mut next = hours[527].reading.clone();
+    next["observed_at"] =
+        json!((hours[527].at + Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let (status, body) = app.post_readings(&json!([last, next])).await;
+    assert_eq!(status, 202, "{body}");
+    assert!(
+        eventually(60, || async { forecast(&app, "").await.1["models"]["status"] == "trained" }).await,
+        "{}",
+        forecast(&app, "").await.1
+    );
+    let (_, body) = forecast(&app, "").await;
+    assert_eq!(body["models"]["issued_at"], json!(at(527)));
+    let trained = &body["models"]["trained"][0];
+    assert_eq!((&trained["quantity"], &trained["hours"]), (&json!("temperature"), &json!(503)));
+    assert_eq!(trained["trained_until"], json!(at(527)));
+    assert_eq!(run(&body, "ridge")["hourly"].as_array().unwrap().len(), 24);
 }

@@ -125,6 +125,28 @@ impl Hourly {
         hourly
     }
 
+    /// Puts the hours of `earlier` before this series' first hour in front of it (a gap
+    /// between them becomes rows of NaN), keeping at most `max_hours` hours.
+    pub fn prepend(&mut self, earlier: Hourly, max_hours: usize) {
+        if self.rows.is_empty() {
+            *self = earlier;
+        } else if earlier.start < self.start {
+            // The hours from the earlier start up to this one's: theirs, or NaN.
+            let span = usize::try_from(self.start - earlier.start).unwrap_or(0);
+            let mut rows = earlier.rows;
+            rows.truncate(span);
+            rows.resize(span, EMPTY);
+            rows.append(&mut self.rows);
+            self.rows = rows;
+            self.start = earlier.start;
+        }
+        if self.rows.len() > max_hours {
+            let drop = self.rows.len() - max_hours;
+            self.rows.drain(..drop);
+            self.start += drop as i64;
+        }
+    }
+
     /// The first `hours` rows only (for evaluating as of an earlier time).
     pub fn truncated(&self, hours: usize) -> Self {
         Self { start: self.start, rows: self.rows[..hours.min(self.rows.len())].to_vec() }
@@ -212,5 +234,26 @@ mod tests {
         // Only the last 2 hours are kept.
         h.add(t("2013-01-01T09:00:00Z"), &values(8.0), 2);
         assert_eq!((h.start, h.len()), (six + 2, 2));
+    }
+
+    #[test]
+    fn earlier_hours_go_in_front_and_what_overlaps_is_left_to_the_later_series() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let six = hour_of(t("2013-01-01T06:00:00Z"));
+        let mut later = Hourly::default();
+        later.add(t("2013-01-01T09:10:00Z"), &values(9.0), 100);
+        let mut earlier = Hourly::default();
+        for (at, v) in [("2013-01-01T06:00:00Z", 6.0), ("2013-01-01T07:00:00Z", 7.0), ("2013-01-01T09:00:00Z", 1.0)] {
+            earlier.add(t(at), &values(v), 100);
+        }
+        later.prepend(earlier, 100);
+        let temperatures: Vec<_> = (six..six + 4).map(|h| later.get(h, Column::Temperature)).collect();
+        assert_eq!((later.start, temperatures), (six, vec![Some(6.0), Some(7.0), None, Some(9.0)]));
+        let mut short = Hourly::default();
+        short.add(t("2013-01-01T09:10:00Z"), &values(9.0), 100);
+        let mut earlier = Hourly::default();
+        earlier.add(t("2013-01-01T06:00:00Z"), &values(6.0), 100);
+        short.prepend(earlier, 2);
+        assert_eq!((short.start, short.len()), (six + 2, 2));
     }
 }

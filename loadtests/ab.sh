@@ -1,26 +1,28 @@
 #!/usr/bin/env bash
-# What the anomaly detectors cost on ingest: the same release build, run alternately with
-# anomalies.enabled true and false, `loadtests ingest` against each (BENCHMARKS.md).
+# What a feature costs on ingest: the same release build, run alternately with its
+# `<section>.enabled` true and false, `loadtests ingest` against each (BENCHMARKS.md).
 #
-#   bash loadtests/anomalies-ab.sh [ROUNDS]
+#   bash loadtests/ab.sh anomalies|forecast [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/isobar-target}"
 cargo build --release -q -p isobar -p loadtests
 bin="$CARGO_TARGET_DIR/release"
+section="${1:?which feature: anomalies or forecast}"
+case "$section" in anomalies | forecast) ;; *) echo "no $section.enabled to compare" >&2; exit 2 ;; esac
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-for _ in $(seq "${1:-2}"); do
+for _ in $(seq "${2:-2}"); do
   for enabled in true false; do
     work=$(mktemp -d /tmp/isobar-ab.XXXXXX)
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     ISOBAR__HTTP__PORT=$port ISOBAR__LOG__LEVEL=warn ISOBAR__LOCATIONS__IDLE_PASSIVATE_SECS=3600 \
     ISOBAR__SOURCES__OPEN_METEO__ENABLED=false ISOBAR__SOURCES__MET_NORWAY__ENABLED=false \
     ISOBAR__SOURCES__NWS__ENABLED=false ISOBAR__SOURCES__OPENWEATHERMAP__ENABLED=false \
-    ISOBAR__ANOMALIES__ENABLED=$enabled ISOBAR__PERSIST__DATA_DIR="$work" "$bin/isobar" serve >/dev/null 2>&1 &
+    env "ISOBAR__${section^^}__ENABLED=$enabled" ISOBAR__PERSIST__DATA_DIR="$work" "$bin/isobar" serve >/dev/null 2>&1 &
     pid=$!
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
     result=$("$bin/loadtests" ingest --base "http://127.0.0.1:$port" --batch 5000 --concurrency 4 --duration-secs 10 | grep 'accepted in')
-    echo "anomalies.enabled=$enabled: $result"
+    echo "$section.enabled=$enabled: $result"
     kill "$pid"; wait "$pid" 2>/dev/null || true; rm -rf "$work"
   done
 done
