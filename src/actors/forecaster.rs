@@ -39,18 +39,16 @@ use crate::actors::directory::{Directory, Resolve};
 use crate::actors::location::ApplyLearned;
 use crate::actors::persister::QueryHistory;
 use crate::analytics::forecast::features::Position;
-use crate::analytics::forecast::hourly::{Column, Hourly, hour_of};
+use crate::analytics::forecast::hourly::{Column, Hour, Hourly, hour_of};
 use crate::analytics::forecast::skill::Skill;
 use crate::analytics::forecast::{self as models, HORIZONS, Model, NotTrained, Run, Trained};
 use crate::core::{Analysis, LocationEvent, LocationState};
 use crate::domain::{
     Forecast, LEARNED_QUANTITIES, Learned, LearnedStatus, LocationId, ModelHour, ModelRun, ModelSkill, Reading,
-    TrainedSummary, Values,
+    TrainedSummary,
 };
 use crate::telemetry::Metrics;
 
-/// Readings of one hour a feed keeps before handing them on, whatever the hour.
-const FEED_BUFFER: usize = 256;
 /// A place not heard from for this long makes room for a new one when the forecaster is full.
 const IDLE: Duration = Duration::from_secs(48 * 3600);
 /// After a training that left a quantity without models, hours observed before the
@@ -73,15 +71,17 @@ pub struct ForecasterSettings {
     pub models: models::Settings,
 }
 
-/// Readings of a place for the forecaster: a completed hour's (`closed`), or late ones.
+/// A place's readings of one hour for the forecaster, as means: a completed hour's
+/// (`closed`), or a late reading's.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Observed {
     pub id: LocationId,
     pub position: Position,
-    pub readings: Vec<(DateTime<Utc>, Values)>,
-    /// The hour (since the epoch) these readings complete.
-    pub closed: Option<i64>,
+    /// Hours since the epoch.
+    pub hour: i64,
+    pub means: Hour,
+    pub closed: bool,
 }
 
 /// The providers' blend of a place changed: its hourly values of the learned quantities.
@@ -116,15 +116,15 @@ pub enum TrainError {
     Stopped,
 }
 
-/// The location core's side: hands each completed hour of readings to the forecaster.
+/// The location core's side: hands each completed hour of readings to the forecaster,
+/// as their means (nothing is kept per reading).
 pub struct ForecastFeed {
     id: LocationId,
     position: Position,
     observed: Recipient<Observed>,
     providers: Recipient<ProvidersBlend>,
-    /// The hour under way.
-    open: Option<i64>,
-    buffer: Vec<(DateTime<Utc>, Values)>,
+    /// The hour under way, and the means of its readings so far.
+    open: Option<(i64, Hour)>,
 }
 
 impl ForecastFeed {
@@ -134,34 +134,30 @@ impl ForecastFeed {
         observed: Recipient<Observed>,
         providers: Recipient<ProvidersBlend>,
     ) -> Self {
-        Self { id, position, observed, providers, open: None, buffer: Vec::new() }
+        Self { id, position, observed, providers, open: None }
     }
 
-    fn send(&mut self, readings: Vec<(DateTime<Utc>, Values)>, closed: Option<i64>) {
-        self.observed.do_send(Observed { id: self.id.clone(), position: self.position, readings, closed });
+    fn send(&self, hour: i64, means: Hour, closed: bool) {
+        self.observed.do_send(Observed { id: self.id.clone(), position: self.position, hour, means, closed });
     }
 }
 
 impl Analysis for ForecastFeed {
     fn on_reading(&mut self, reading: &Reading, _: &LocationState, _: &mut Vec<LocationEvent>) {
         let hour = hour_of(reading.observed_at);
-        let item = (reading.observed_at, reading.values);
-        match self.open {
-            Some(open) if hour == open => {
-                self.buffer.push(item);
-                if self.buffer.len() >= FEED_BUFFER {
-                    let readings = std::mem::take(&mut self.buffer);
-                    self.send(readings, None);
-                }
+        let mut late = Hour::EMPTY;
+        match &mut self.open {
+            Some((open, means)) if hour == *open => means.add(&reading.values),
+            Some((open, _)) if hour < *open => {
+                late.add(&reading.values);
+                self.send(hour, late, false);
             }
-            Some(open) if hour < open => self.send(vec![item], None),
-            open => {
-                if let Some(open) = open {
-                    let readings = std::mem::take(&mut self.buffer);
-                    self.send(readings, Some(open));
+            _ => {
+                if let Some((open, means)) = self.open.take() {
+                    self.send(open, means, true);
                 }
-                self.open = Some(hour);
-                self.buffer.push(item);
+                late.add(&reading.values);
+                self.open = Some((hour, late));
             }
         }
     }
@@ -356,6 +352,8 @@ pub struct Forecaster {
     metrics: Arc<Metrics>,
     /// Places refused since the last warning (the forecaster was full).
     refused: u64,
+    /// While full, when to look for an idle place to drop next (not at every message).
+    next_eviction: Instant,
 }
 
 impl Forecaster {
@@ -375,6 +373,7 @@ impl Forecaster {
             publisher: None,
             metrics,
             refused: 0,
+            next_eviction: Instant::now(),
         }
     }
 
@@ -422,8 +421,13 @@ impl Forecaster {
         Some(place)
     }
 
-    /// Makes room by dropping the place idle longest, if it was idle for two days.
+    /// Makes room by dropping the place idle longest, if it was idle for two days (looked
+    /// for at most once a minute).
     fn evict_idle(&mut self) -> bool {
+        if Instant::now() < self.next_eviction {
+            return false;
+        }
+        self.next_eviction = Instant::now() + Duration::from_secs(60);
         let Some(id) = self
             .places
             .iter()
@@ -487,11 +491,11 @@ impl Forecaster {
         let settings = self.settings.clone();
         let max_hours = settings.history_hours;
         let Some(place) = self.place(&msg.id, msg.position, ctx) else { return };
-        for (at, values) in &msg.readings {
-            place.kept.series.add(*at, values, max_hours);
-        }
+        place.kept.series.merge(msg.hour, &msg.means, max_hours);
         place.dirty = true;
-        let Some(origin) = msg.closed.filter(|&h| place.kept.origin.is_none_or(|o| h > o)) else { return };
+        let Some(origin) = Some(msg.hour).filter(|&h| msg.closed && place.kept.origin.is_none_or(|o| h > o)) else {
+            return;
+        };
         place.kept.origin = Some(origin);
         let runs = place.run(origin, true);
         let learned = place.learned(origin, &runs);

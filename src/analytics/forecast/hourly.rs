@@ -41,13 +41,41 @@ pub fn hour_of(at: DateTime<Utc>) -> i64 {
 
 /// One hour: each column's mean (NaN where nothing was observed) and how many readings
 /// made it.
-#[derive(Debug, Clone, Copy)]
-struct Hour {
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hour {
     mean: [f32; COLUMNS],
     count: [u16; COLUMNS],
 }
 
-const EMPTY: Hour = Hour { mean: [f32::NAN; COLUMNS], count: [0; COLUMNS] };
+const EMPTY: Hour = Hour::EMPTY;
+
+impl Hour {
+    pub const EMPTY: Hour = Hour { mean: [f32::NAN; COLUMNS], count: [0; COLUMNS] };
+
+    /// Folds one reading's values in.
+    pub fn add(&mut self, values: &Values) {
+        for (column, value) in columns(values) {
+            if let Some(value) = value {
+                self.fold(column as usize, value as f32, 1);
+            }
+        }
+    }
+
+    /// Folds another hour's means in, weighted by how many readings made each.
+    pub fn merge(&mut self, other: &Hour) {
+        for c in 0..COLUMNS {
+            if other.count[c] > 0 {
+                self.fold(c, other.mean[c], other.count[c]);
+            }
+        }
+    }
+
+    fn fold(&mut self, c: usize, value: f32, n: u16) {
+        let (have, add) = (f32::from(self.count[c]), f32::from(n));
+        self.mean[c] = if have == 0.0 { value } else { (self.mean[c] * have + value * add) / (have + add) };
+        self.count[c] = self.count[c].saturating_add(n);
+    }
+}
 
 /// Hourly means from `start` on, one row per hour.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -82,14 +110,27 @@ impl Hourly {
     /// Folds one observation in. Readings older than the first hour are ignored; a gap
     /// becomes rows of NaN. Keeps at most `max_hours` hours (the oldest go).
     pub fn add(&mut self, at: DateTime<Utc>, values: &Values, max_hours: usize) {
-        let hour = hour_of(at);
+        if let Some(row) = self.row(hour_of(at), max_hours) {
+            row.add(values);
+        }
+        self.trim(max_hours);
+    }
+
+    /// Folds an hour's means in (see [`Hour::merge`]), as [`add`](Self::add) does readings.
+    pub fn merge(&mut self, hour: i64, means: &Hour, max_hours: usize) {
+        if let Some(row) = self.row(hour, max_hours) {
+            row.merge(means);
+        }
+        self.trim(max_hours);
+    }
+
+    /// The row of `hour`, made (with rows of NaN before it) if needed; `None` before the
+    /// first hour.
+    fn row(&mut self, hour: i64, max_hours: usize) -> Option<&mut Hour> {
         if self.rows.is_empty() {
             self.start = hour;
         }
-        if hour < self.start {
-            return;
-        }
-        let Ok(mut offset) = usize::try_from(hour - self.start) else { return };
+        let mut offset = usize::try_from(hour - self.start).ok()?;
         if offset >= self.rows.len() {
             if offset - self.rows.len() >= max_hours {
                 // Everything kept is older than the hours to keep: start over.
@@ -99,14 +140,10 @@ impl Hourly {
             }
             self.rows.resize(offset + 1, EMPTY);
         }
-        let row = &mut self.rows[offset];
-        for (column, value) in columns(values) {
-            let c = column as usize;
-            let Some(value) = value else { continue };
-            let n = f32::from(row.count[c]);
-            row.mean[c] = if n == 0.0 { value as f32 } else { (row.mean[c] * n + value as f32) / (n + 1.0) };
-            row.count[c] = row.count[c].saturating_add(1);
-        }
+        self.rows.get_mut(offset)
+    }
+
+    fn trim(&mut self, max_hours: usize) {
         if self.rows.len() > max_hours {
             let drop = self.rows.len() - max_hours;
             self.rows.drain(..drop);

@@ -1,5 +1,10 @@
 //! Live skill: every forecast issued is kept until the hour it is for has been observed,
-//! then scored. The rolling mean absolute error per model and horizon weighs the blend.
+//! then scored. The rolling mean absolute error per model and horizon over the last 14
+//! days weighs the blend.
+//!
+//! Lean by design (a forecaster keeps one per place and quantity): errors are summed per
+//! UTC day of the hour verified (14 days of 8 models × 24 horizons: 21 KiB), and a
+//! forecast waits as its whole run (a day of origins: 8 runs × 24 hours).
 
 use std::collections::VecDeque;
 
@@ -7,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{HORIZONS, Model, Run};
 
-/// Verified forecasts kept per model and horizon (14 days of hourly origins).
-pub const WINDOW: usize = 14 * 24;
+/// Days of verified forecasts the skill is measured over.
+pub const DAYS: i64 = 14;
 /// Verified forecasts a model needs at a horizon before its skill counts.
 pub const MIN_VERIFIED: usize = 48;
 
@@ -27,42 +32,33 @@ const WEIGHED: [Model; 7] = [
     Model::Providers,
 ];
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Errors {
-    recent: VecDeque<f32>,
-    sum: f64,
+const SLOTS: usize = Model::ALL.len() * HORIZONS as usize;
+
+/// The errors of the forecasts verified for the hours of one UTC day, per model and
+/// horizon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Day {
+    /// Days since the epoch.
+    day: i64,
+    sum: Vec<f32>,
+    count: Vec<u16>,
 }
 
-impl Errors {
-    fn push(&mut self, error: f32) {
-        self.recent.push_back(error);
-        self.sum += f64::from(error);
-        if self.recent.len() > WINDOW
-            && let Some(old) = self.recent.pop_front()
-        {
-            self.sum -= f64::from(old);
-        }
-    }
-
-    fn mae(&self) -> Option<f64> {
-        (self.recent.len() >= MIN_VERIFIED).then(|| self.sum / self.recent.len() as f64)
-    }
-}
-
-/// One forecast waiting for its hour.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct Pending {
-    /// Hours since the epoch of the hour forecast.
-    hour: i64,
+/// A run waiting for its hours.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Issued {
+    origin: i64,
     model: Model,
-    horizon: u8,
-    value: f32,
+    values: Vec<Option<f32>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Skill {
-    errors: Vec<Errors>,
-    pending: VecDeque<Pending>,
+    /// Newest last; only the last [`DAYS`] count.
+    days: VecDeque<Day>,
+    pending: VecDeque<Issued>,
+    /// Hours up to this one (since the epoch) have been scored.
+    verified_until: Option<i64>,
 }
 
 fn slot(model: Model, horizon: u8) -> usize {
@@ -73,51 +69,77 @@ impl Skill {
     /// Keeps the runs issued at `origin` for scoring.
     pub fn issue(&mut self, origin: i64, runs: &[Run]) {
         for run in runs {
-            for (i, value) in run.values.iter().enumerate() {
-                if let Some(value) = value {
-                    let horizon = (i + 1) as u8;
-                    self.pending.push_back(Pending {
-                        hour: origin + i64::from(horizon),
-                        model: run.model,
-                        horizon,
-                        value: *value,
-                    });
-                }
-            }
+            self.pending.push_back(Issued { origin, model: run.model, values: run.values.clone() });
         }
         // A day of origins waits normally; never more than two (a place that stops
         // reporting).
-        let cap = 2 * Model::ALL.len() * usize::from(HORIZONS) * usize::from(HORIZONS);
+        let cap = 2 * Model::ALL.len() * usize::from(HORIZONS);
         while self.pending.len() > cap {
             self.pending.pop_front();
         }
     }
 
-    /// Scores every waiting forecast for hours up to `now` against `observed(hour)`;
-    /// forecasts whose hour has no observation are dropped.
+    /// Scores every waiting forecast for the hours up to `now` not scored yet against
+    /// `observed(hour)`; forecasts whose hour has no observation are dropped.
     pub fn verify(&mut self, now: i64, observed: impl Fn(i64) -> Option<f32>) {
-        if self.errors.is_empty() {
-            self.errors = vec![Errors::default(); Model::ALL.len() * usize::from(HORIZONS)];
+        let after = self.verified_until.unwrap_or(i64::MIN);
+        if now <= after {
+            return;
         }
-        let mut keep = VecDeque::with_capacity(self.pending.len());
-        for p in self.pending.drain(..) {
-            if p.hour > now {
-                keep.push_back(p);
-            } else if let Some(truth) = observed(p.hour) {
-                self.errors[slot(p.model, p.horizon)].push((p.value - truth).abs());
+        for i in 0..self.pending.len() {
+            let (origin, model) = (self.pending[i].origin, self.pending[i].model);
+            for h in 1..=HORIZONS {
+                let hour = origin + i64::from(h);
+                if hour <= after || hour > now {
+                    continue;
+                }
+                let Some(value) = self.pending[i].values.get(usize::from(h) - 1).copied().flatten() else { continue };
+                let Some(truth) = observed(hour) else { continue };
+                let Some(day) = self.day(hour.div_euclid(24)) else { continue };
+                let k = slot(model, h);
+                day.sum[k] += (value - truth).abs();
+                day.count[k] = day.count[k].saturating_add(1);
             }
         }
-        self.pending = keep;
+        self.pending.retain(|p| p.origin + i64::from(HORIZONS) > now);
+        self.verified_until = Some(now);
+    }
+
+    /// The errors of `day`, made if it is new (days that leave the window go); `None`
+    /// for a day already out of it.
+    fn day(&mut self, day: i64) -> Option<&mut Day> {
+        let newest = self.days.back().map_or(day, |d| d.day.max(day));
+        if day <= newest - DAYS {
+            return None;
+        }
+        while self.days.front().is_some_and(|d| d.day <= newest - DAYS) {
+            self.days.pop_front();
+        }
+        let i = self.days.iter().position(|d| d.day >= day).unwrap_or(self.days.len());
+        if self.days.get(i).is_none_or(|d| d.day != day) {
+            self.days.insert(i, Day { day, sum: vec![0.0; SLOTS], count: vec![0; SLOTS] });
+        }
+        self.days.get_mut(i)
+    }
+
+    /// The days in the window: the last [`DAYS`] up to the newest verified.
+    fn window(&self) -> impl Iterator<Item = &Day> {
+        let newest = self.days.back().map_or(0, |d| d.day);
+        self.days.iter().filter(move |d| d.day > newest - DAYS)
     }
 
     /// The rolling MAE of a model at a horizon, once it has enough verified forecasts.
     pub fn mae(&self, model: Model, horizon: u8) -> Option<f64> {
-        self.errors.get(slot(model, horizon))?.mae()
+        let k = slot(model, horizon);
+        let (sum, count) =
+            self.window().fold((0.0, 0usize), |(s, n), d| (s + f64::from(d.sum[k]), n + usize::from(d.count[k])));
+        (count >= MIN_VERIFIED).then(|| sum / count as f64)
     }
 
-    /// How many forecasts of a model at a horizon have been verified (up to the window).
+    /// How many forecasts of a model at a horizon were verified in the window.
     pub fn verified(&self, model: Model, horizon: u8) -> usize {
-        self.errors.get(slot(model, horizon)).map_or(0, |e| e.recent.len())
+        let k = slot(model, horizon);
+        self.window().map(|d| usize::from(d.count[k])).sum()
     }
 
     /// The blend of `runs`: per horizon, the models whose known skill is within 15 % of
@@ -175,9 +197,11 @@ mod tests {
         assert_eq!(blend.values[0], Some(11.0));
         // Within 15 %: weights 1/1 and 1/1.1²: (11 + 9 / 1.21) / (1 + 1 / 1.21) = 10.095.
         for origin in 100..500 {
-            skill.issue(origin, &[run(Model::Mlp, 8.9)]);
+            skill.issue(origin, &[run(Model::Ridge, 11.0), run(Model::Mlp, 8.9), run(Model::Persistence, 14.0)]);
             skill.verify(origin, |_| Some(10.0));
         }
+        // The last 14 days (hours 168 to 499) count, not the older ones.
+        assert_eq!(skill.verified(Model::Ridge, 1), 499 - 168 + 1);
         let blend = skill.blend(&[run(Model::Ridge, 11.0), run(Model::Mlp, 9.0), run(Model::Persistence, 14.0)]);
         assert!((blend.values[0].unwrap() - 10.095).abs() < 1e-3, "{:?}", blend.values[0]);
         // Without skill yet: the mean of the learned models.
