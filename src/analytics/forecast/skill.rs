@@ -49,7 +49,25 @@ struct Day {
 struct Issued {
     origin: i64,
     model: Model,
-    values: Vec<Option<f32>>,
+    /// `values[h - 1]`, NaN where the run has none (stored as `null`).
+    #[serde(with = "nan_as_null")]
+    values: [f32; HORIZONS as usize],
+}
+
+/// `[f32; 24]` with NaN as `null` (JSON has no NaN).
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::HORIZONS;
+
+    pub fn serialize<S: Serializer>(values: &[f32; HORIZONS as usize], s: S) -> Result<S::Ok, S::Error> {
+        values.map(|v| (!v.is_nan()).then_some(v)).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[f32; HORIZONS as usize], D::Error> {
+        let values = <[Option<f32>; HORIZONS as usize]>::deserialize(d)?;
+        Ok(values.map(|v| v.unwrap_or(f32::NAN)))
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -69,7 +87,11 @@ impl Skill {
     /// Keeps the runs issued at `origin` for scoring.
     pub fn issue(&mut self, origin: i64, runs: &[Run]) {
         for run in runs {
-            self.pending.push_back(Issued { origin, model: run.model, values: run.values.clone() });
+            let mut values = [f32::NAN; HORIZONS as usize];
+            for (slot, value) in values.iter_mut().zip(&run.values) {
+                *slot = value.unwrap_or(f32::NAN);
+            }
+            self.pending.push_back(Issued { origin, model: run.model, values });
         }
         // A day of origins waits normally; never more than two (a place that stops
         // reporting).
@@ -93,7 +115,10 @@ impl Skill {
                 if hour <= after || hour > now {
                     continue;
                 }
-                let Some(value) = self.pending[i].values.get(usize::from(h) - 1).copied().flatten() else { continue };
+                let value = self.pending[i].values[usize::from(h) - 1];
+                if value.is_nan() {
+                    continue;
+                }
                 let Some(truth) = observed(hour) else { continue };
                 let Some(day) = self.day(hour.div_euclid(24)) else { continue };
                 let k = slot(model, h);
