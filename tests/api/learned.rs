@@ -61,6 +61,19 @@ async fn post(app: &TestApp, hours: &[Hour]) {
     }
 }
 
+/// The last hour's reading, with the station's coordinates (for an instance that does
+/// not know KEWR yet), and the same values an hour later (the current hour: it completes
+/// the last one).
+fn last_and_next(hours: &[Hour]) -> (Value, Value) {
+    let last = hours.last().unwrap();
+    let mut first = last.reading.clone();
+    first["latitude"] = json!(40.6925);
+    first["longitude"] = json!(-74.1687);
+    let mut next = last.reading.clone();
+    next["observed_at"] = json!((last.at + Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    (first, next)
+}
+
 fn overrides() -> Value {
     // The ring keeps the 22 days, so that they are applied; no scheduled retraining
     // while the test runs.
@@ -195,12 +208,7 @@ async fn a_stations_real_history_trains_its_models_and_forecast_shows_their_runs
     };
     assert!(eventually(20, || async { written() }).await, "the series is written by the time the instance stops");
     let app = spawn_app_in(dir.path(), overrides()).await;
-    let mut last = hours[527].reading.clone();
-    last["latitude"] = json!(40.6925);
-    last["longitude"] = json!(-74.1687);
-    let mut next = hours[527].reading.clone();
-    next["observed_at"] =
-        json!((hours[527].at + Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let (last, next) = last_and_next(&hours);
     let (status, body) = app.post_readings(&json!([last])).await;
     assert_eq!(status, 202, "{body}");
     // A subscriber gets the runs as soon as the hour is complete.
@@ -243,12 +251,7 @@ async fn a_place_new_to_an_instance_learns_from_the_history_influxdb_keeps() {
     // history, trains on it at once, and forecasts from the hour just complete.
     let other = tempfile::tempdir().unwrap();
     let app = spawn_app_in(other.path(), backends).await;
-    let mut last = hours[527].reading.clone();
-    last["latitude"] = json!(40.6925);
-    last["longitude"] = json!(-74.1687);
-    let mut next = hours[527].reading.clone();
-    next["observed_at"] =
-        json!((hours[527].at + Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let (last, next) = last_and_next(&hours);
     let (status, body) = app.post_readings(&json!([last, next])).await;
     assert_eq!(status, 202, "{body}");
     assert!(

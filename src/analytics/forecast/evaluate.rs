@@ -85,7 +85,7 @@ pub fn evaluate(
             let index = usize::from(h) - 1;
             let predictions: Option<Vec<(Model, f32)>> =
                 runs.iter().map(|r| Some((r.model, r.values.get(index).copied().flatten()?))).collect();
-            let Some(predictions) = predictions.filter(|p| p.len() == Model::OWN.len()) else { continue };
+            let Some(predictions) = predictions.filter(|p| p.len() == Model::ALL.len() - 1) else { continue };
             for (model, prediction) in predictions {
                 let error = f64::from(prediction - truth);
                 let s = &mut sums[model.index()][k];
@@ -96,9 +96,9 @@ pub fn evaluate(
         }
     }
     let persistence: Vec<f64> = sums[0].iter().map(|s| s.abs / s.n.max(1) as f64).collect();
-    let models = Model::OWN
-        .iter()
-        .map(|&model| (model, &sums[model.index()]))
+    // Every model but the providers', which an offline history has none of.
+    let models = (Model::ALL.into_iter().filter(|&m| m != Model::Providers))
+        .map(|model| (model, &sums[model.index()]))
         .map(|(model, per)| ModelScore {
             model,
             horizons: horizons

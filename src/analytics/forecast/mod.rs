@@ -60,16 +60,6 @@ impl Model {
         Model::Providers,
         Model::Ensemble,
     ];
-    /// The models a place's own history gives (all but the providers).
-    pub const OWN: [Model; 7] = [
-        Model::Persistence,
-        Model::Yesterday,
-        Model::Climatology,
-        Model::Ridge,
-        Model::RandomForest,
-        Model::Mlp,
-        Model::Ensemble,
-    ];
     pub const LEARNED: [Model; 3] = [Model::Ridge, Model::RandomForest, Model::Mlp];
 
     pub fn name(self) -> &'static str {

@@ -21,17 +21,6 @@ pub const MIN_VERIFIED: usize = 48;
 /// baseline well behind (yesterday's value at 24 h) would only pull the blend off.
 const CONTENDER: f64 = 1.15;
 
-/// The models the blend may weigh (every one but the blend itself).
-const WEIGHED: [Model; 7] = [
-    Model::Persistence,
-    Model::Yesterday,
-    Model::Climatology,
-    Model::Ridge,
-    Model::RandomForest,
-    Model::Mlp,
-    Model::Providers,
-];
-
 const SLOTS: usize = Model::ALL.len() * HORIZONS as usize;
 
 /// The errors of the forecasts verified for the hours of one UTC day, per model and
@@ -175,8 +164,10 @@ impl Skill {
             .map(|i| {
                 let horizon = (i + 1) as u8;
                 let value = |model: Model| runs.iter().find(|r| r.model == model)?.values.get(i).copied().flatten();
-                let known: Vec<(f32, f64)> =
-                    WEIGHED.iter().filter_map(|&m| Some((value(m)?, self.mae(m, horizon)?.max(0.01)))).collect();
+                // Every model but the blend itself.
+                let known: Vec<(f32, f64)> = (Model::ALL.into_iter().filter(|&m| m != Model::Ensemble))
+                    .filter_map(|m| Some((value(m)?, self.mae(m, horizon)?.max(0.01))))
+                    .collect();
                 let best = known.iter().map(|(_, mae)| *mae).fold(f64::INFINITY, f64::min);
                 let weighted: Vec<(f32, f64)> = known
                     .iter()
