@@ -6,7 +6,7 @@
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, eventually, merge, next_json, send_json, spawn_app_in};
+use crate::helpers::{TestApp, eventually, merge, next_json, next_json_any, send_json, spawn_app_in};
 use crate::servers::Influx;
 
 const HOURS: usize = 22 * 24;
@@ -218,7 +218,7 @@ async fn a_stations_real_history_trains_its_models_and_forecast_shows_their_runs
     let (status, body) = app.post_readings(&json!([next])).await;
     assert_eq!(status, 202, "{body}");
     let message = loop {
-        let message = next_json(&mut ws).await;
+        let message = next_json_any(&mut ws).await;
         if message["type"] == "forecast" {
             break message;
         }
