@@ -1,6 +1,7 @@
 //! Pure analytics over readings and forecasts: no I/O, no actors, heavily unit-tested.
 
 pub mod anomaly;
+pub mod aqi;
 pub mod blend;
 pub mod consensus;
 pub mod drift;
