@@ -263,10 +263,9 @@ impl Place {
             .collect()
     }
 
-    /// The document of runs from `origin`.
-    fn learned(&self, origin: i64, runs: &[Vec<Run>]) -> Learned {
-        let time = |hour: i64| Utc.timestamp_opt(hour * 3600, 0).single().unwrap_or_default();
-        let trained: Vec<TrainedSummary> = LEARNED_QUANTITIES
+    /// What each quantity's models were fitted on.
+    fn trained(&self) -> Vec<TrainedSummary> {
+        LEARNED_QUANTITIES
             .iter()
             .zip(&self.fitted)
             .filter_map(|(q, f)| {
@@ -274,11 +273,18 @@ impl Place {
                 Some(TrainedSummary {
                     quantity: q.name().to_owned(),
                     trained_at: f.trained_at,
-                    trained_until: time(f.model.trained_until),
+                    trained_until: hour_start(f.model.trained_until),
                     hours: f.model.origins,
                 })
             })
-            .collect();
+            .collect()
+    }
+
+    /// The document of `runs` (per learned quantity, as [`Place::run`] gives them) from
+    /// `origin`.
+    fn learned(&self, origin: i64, runs: &[Vec<Run>]) -> Learned {
+        let time = hour_start;
+        let trained = self.trained();
         let runs = Model::ALL
             .iter()
             .filter(|&&model| runs.iter().any(|list| list.iter().any(|r| r.model == model)))
@@ -287,7 +293,9 @@ impl Place {
                     (1..=i64::from(HORIZONS)).map(|h| ModelHour::empty(time(origin + h))).collect();
                 let mut skill = Vec::new();
                 for (q, &quantity) in LEARNED_QUANTITIES.iter().enumerate() {
-                    let Some(run) = runs[q].iter().find(|r| r.model == model) else { continue };
+                    let Some(run) = runs.get(q).and_then(|list| list.iter().find(|r| r.model == model)) else {
+                        continue;
+                    };
                     for (hour, value) in hourly.iter_mut().zip(&run.values) {
                         hour.set(quantity, value.map(|v| round2(f64::from(v))));
                     }
@@ -313,6 +321,11 @@ impl Place {
         };
         Learned { status, detail, issued_at: time(origin), trained, runs }
     }
+}
+
+/// The start of an hour since the epoch.
+fn hour_start(hour: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(hour * 3600, 0).single().unwrap_or_default()
 }
 
 fn round2(v: f64) -> f64 {
@@ -574,10 +587,7 @@ impl Forecaster {
                     let learned = place.learned(origin, &runs);
                     publish(&self.publisher, done.id.clone(), learned);
                 }
-                let trained: Vec<TrainedSummary> = match place.kept.origin {
-                    Some(origin) => place.learned(origin, &[]).trained,
-                    None => Vec::new(),
-                };
+                let trained = place.trained();
                 match (&place.not_trained, trained.is_empty()) {
                     (Some(why), true) => Err(TrainError::NotTrained(why.clone())),
                     _ => Ok(trained),
