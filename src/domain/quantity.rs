@@ -152,6 +152,24 @@ quantity_table! {
     CloudCover { name: "cloud_cover", influx_field: "cloud_cover", metric_unit: "%", imperial_unit: "%",
         imperial: Conversion::Same, min: 0.0, max: 100.0, tolerance: 20.0, min_scale: 10.0, circular: false,
         core: false, description: "Total cloud cover" }
+    Pm25 { name: "pm2_5", influx_field: "pm2_5", metric_unit: "µg/m³", imperial_unit: "µg/m³",
+        imperial: Conversion::Same, min: 0.0, max: 5000.0, tolerance: 5.0, min_scale: 1.0, circular: false,
+        core: false, description: "Fine particulate matter (PM2.5), hourly mean" }
+    Pm10 { name: "pm10", influx_field: "pm10", metric_unit: "µg/m³", imperial_unit: "µg/m³",
+        imperial: Conversion::Same, min: 0.0, max: 10000.0, tolerance: 10.0, min_scale: 2.0, circular: false,
+        core: false, description: "Coarse particulate matter (PM10), hourly mean" }
+    O3 { name: "o3", influx_field: "o3", metric_unit: "µg/m³", imperial_unit: "µg/m³",
+        imperial: Conversion::Same, min: 0.0, max: 2000.0, tolerance: 20.0, min_scale: 5.0, circular: false,
+        core: false, description: "Ozone" }
+    No2 { name: "no2", influx_field: "no2", metric_unit: "µg/m³", imperial_unit: "µg/m³",
+        imperial: Conversion::Same, min: 0.0, max: 5000.0, tolerance: 10.0, min_scale: 2.0, circular: false,
+        core: false, description: "Nitrogen dioxide" }
+    So2 { name: "so2", influx_field: "so2", metric_unit: "µg/m³", imperial_unit: "µg/m³",
+        imperial: Conversion::Same, min: 0.0, max: 5000.0, tolerance: 10.0, min_scale: 2.0, circular: false,
+        core: false, description: "Sulphur dioxide" }
+    Co { name: "co", influx_field: "co", metric_unit: "µg/m³", imperial_unit: "µg/m³",
+        imperial: Conversion::Same, min: 0.0, max: 100000.0, tolerance: 200.0, min_scale: 50.0, circular: false,
+        core: false, description: "Carbon monoxide" }
 }
 
 impl Quantity {

@@ -345,7 +345,7 @@ mod tests {
         assert_eq!(r.source.as_str(), "station");
         assert_eq!(r.observed_at, "2026-11-26T08:55:00Z".parse::<DateTime<Utc>>().unwrap());
         assert_eq!(
-            r.values.to_array(),
+            r.values.to_array()[..9],
             [Some(7.1), Some(64.0), Some(1016.0), Some(3.0), Some(230.0), Some(10.0), Some(0.0), None, None]
         );
         assert_eq!((r.latitude, r.longitude), (Some(40.64), Some(-73.78)));

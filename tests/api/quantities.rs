@@ -1,5 +1,6 @@
 //! The fifth provider (WeatherAPI.com, behind wiremock with its real recorded body) and
-//! the two later quantities, `uv_index` and `cloud_cover`, through every public surface.
+//! the later quantities (`uv_index`, `cloud_cover`, the pollutants) through every public
+//! surface.
 
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
@@ -136,9 +137,15 @@ async fn the_openapi_schema_of_the_quantities_comes_from_the_table() {
         names,
         [
             "cloud_cover",
+            "co",
             "humidity",
+            "no2",
+            "o3",
+            "pm10",
+            "pm2_5",
             "precipitation",
             "pressure",
+            "so2",
             "temperature",
             "uv_index",
             "visibility",
@@ -153,5 +160,39 @@ async fn the_openapi_schema_of_the_quantities_comes_from_the_table() {
     assert_eq!(
         quantities["properties"]["uv_index"]["description"],
         "UV index (WHO scale, 0 at night); null when no source reports it; present only when a source reports it"
+    );
+}
+
+#[actix_rt::test]
+async fn a_station_posts_pollutants_in_micrograms_and_reads_them_back_in_current_and_history() {
+    let app = spawn_app().await;
+    let mut reading = station_reading("AIR1", 5, 21.0);
+    for (name, value) in [("pm2_5", 35.9), ("pm10", 80.0), ("o3", 137.4), ("no2", 40.0), ("so2", 5.0), ("co", 300.0)] {
+        reading[name] = json!(value);
+    }
+    let (status, body) = app.post_readings(&reading).await;
+    assert_eq!((status, body), (202, json!({"accepted": 1, "rejected": []})));
+    let (_, current) = app.get_json("/v1/locations/AIR1/current").await;
+    let shown: Vec<Value> = ["pm2_5", "pm10", "o3", "no2", "so2", "co"].iter().map(|n| current[n].clone()).collect();
+    assert_eq!(shown, [json!(35.9), json!(80.0), json!(137.4), json!(40.0), json!(5.0), json!(300.0)]);
+    // Imperial leaves concentrations as they are.
+    let (_, imperial) = app.get_json("/v1/locations/AIR1/current?units=imperial").await;
+    assert_eq!(imperial["pm2_5"], 35.9);
+    let (_, history) = app.get_json("/v1/locations/AIR1/history").await;
+    assert_eq!(history["readings"][0]["pm2_5"], 35.9, "{history}");
+    // A station that sends none has none in its documents.
+    app.post_readings(&station_reading("AIR2", 5, 21.0)).await;
+    let (_, plain) = app.get_json("/v1/locations/AIR2/current").await;
+    assert!(plain.get("pm2_5").is_none() && plain.get("co").is_none(), "{plain}");
+
+    let mut bad = station_reading("AIR1", 4, 21.0);
+    bad["pm2_5"] = json!(-1);
+    bad["co"] = json!(200_000);
+    let (status, body) = app.post_readings(&bad).await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        body["errors"],
+        json!([{"field": "pm2_5", "message": "must be between 0 and 5000"},
+               {"field": "co", "message": "must be between 0 and 100000"}])
     );
 }
