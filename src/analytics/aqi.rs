@@ -9,10 +9,14 @@
 //! Concentrations go in as EPA's units (ppm for O3 and CO, ppb for SO2 and NO2, µg/m³ for
 //! PM); [`ppb_from_ugm3`] converts the µg/m³ the providers report, at 25 °C and 1 atm.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::Quantity;
 
 /// The pollutants of the US AQI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Pollutant {
     #[serde(rename = "pm2_5")]
@@ -27,6 +31,27 @@ pub enum Pollutant {
 impl Pollutant {
     pub const ALL: [Pollutant; 6] =
         [Pollutant::Pm25, Pollutant::Pm10, Pollutant::O3, Pollutant::Co, Pollutant::So2, Pollutant::No2];
+
+    /// The quantity readings carry it as (µg/m³).
+    pub fn quantity(self) -> Quantity {
+        match self {
+            Pollutant::Pm25 => Quantity::Pm25,
+            Pollutant::Pm10 => Quantity::Pm10,
+            Pollutant::O3 => Quantity::O3,
+            Pollutant::Co => Quantity::Co,
+            Pollutant::So2 => Quantity::So2,
+            Pollutant::No2 => Quantity::No2,
+        }
+    }
+
+    /// EPA's unit for its breakpoints.
+    pub fn epa_unit(self) -> &'static str {
+        match self {
+            Pollutant::Pm25 | Pollutant::Pm10 => "µg/m³",
+            Pollutant::O3 | Pollutant::Co => "ppm",
+            Pollutant::So2 | Pollutant::No2 => "ppb",
+        }
+    }
 
     /// Grams per mole, for converting µg/m³ of a gas to a mixing ratio.
     fn molar_mass(self) -> Option<f64> {
@@ -50,7 +75,7 @@ impl Pollutant {
 }
 
 /// Over how long a concentration was averaged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 pub enum Averaging {
     #[serde(rename = "1h")]
     Hour1,
@@ -64,7 +89,7 @@ pub enum Averaging {
 }
 
 /// The six categories, with EPA's colours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     Good,
@@ -311,6 +336,90 @@ pub fn in_epa_unit(pollutant: Pollutant, ugm3: f64) -> f64 {
 /// listed wins a tie).
 pub fn overall(sub_indices: &[SubIndex]) -> Option<SubIndex> {
     sub_indices.iter().copied().reduce(|best, s| if s.aqi > best.aqi { s } else { best })
+}
+
+/// A location's air quality now (`/air-quality`).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AirQuality {
+    /// The US AQI (EPA, 2024): the highest of the pollutants' sub-indices.
+    pub aqi: u16,
+    pub category: Category,
+    /// The category as EPA words it.
+    pub category_name: String,
+    /// EPA's colour of the category, `#RRGGBB`.
+    pub colour: String,
+    /// The pollutant whose sub-index is the AQI.
+    pub dominant: Pollutant,
+    /// The start of the newest hour of readings used.
+    pub hour: DateTime<Utc>,
+    pub pollutants: Vec<PollutantIndex>,
+}
+
+/// One pollutant's part of the AQI.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PollutantIndex {
+    pub pollutant: Pollutant,
+    /// Its mean over the newest hour, µg/m³ (`null` when that hour has none).
+    pub concentration: Option<f64>,
+    /// What the sub-index was read from: the concentration over `averaging`, truncated,
+    /// in `unit` (ppm for O3 and CO, ppb for SO2 and NO2, µg/m³ for PM).
+    pub averaged: f64,
+    pub unit: String,
+    pub averaging: Averaging,
+    pub aqi: u16,
+    pub category: Category,
+    /// Above the top of the index: shown as 500.
+    pub beyond_index: bool,
+}
+
+/// The mean of the hours present among `hours`, when at least `need` are.
+fn mean_of(hours: &[Option<f64>], need: usize) -> Option<f64> {
+    let present: Vec<f64> = hours.iter().flatten().copied().collect();
+    (present.len() >= need && !present.is_empty()).then(|| present.iter().sum::<f64>() / present.len() as f64)
+}
+
+/// The air quality from each pollutant's hourly means in µg/m³, newest hour first
+/// (`hours[0]` is `hour`; up to 24 are used): PM by NowCast (12 hours), O3 by its 8-hour
+/// mean (6 of 8 hours needed) and its last hour, CO by its 8-hour mean, SO2 by its last
+/// hour (and 24-hour mean, 18 of 24 needed, above 304 ppb), NO2 by its last hour.
+/// `None` when no pollutant gives a sub-index.
+pub fn assess(hour: DateTime<Utc>, hourly: &[(Pollutant, Vec<Option<f64>>)]) -> Option<AirQuality> {
+    let mut pollutants = Vec::new();
+    for (pollutant, hours) in hourly {
+        let p = *pollutant;
+        let epa: Vec<Option<f64>> = hours.iter().take(24).map(|h| h.map(|c| in_epa_unit(p, c))).collect();
+        let at = |n: usize| epa.get(..n.min(epa.len())).unwrap_or(&[]);
+        let last = epa.first().copied().flatten();
+        let sub = match p {
+            Pm25 | Pm10 => nowcast(p, at(12)).and_then(|c| sub_index(p, Averaging::NowCast, c)),
+            O3 => ozone(mean_of(at(8), 6), last),
+            Co => mean_of(at(8), 6).and_then(|c| sub_index(Co, Hour8, c)),
+            So2 => last.and_then(|c| sulphur_dioxide(c, mean_of(at(24), 18))),
+            No2 => last.and_then(|c| sub_index(No2, Hour1, c)),
+        };
+        if let Some(s) = sub {
+            pollutants.push(PollutantIndex {
+                pollutant: p,
+                concentration: hours.first().copied().flatten(),
+                averaged: s.concentration,
+                unit: p.epa_unit().to_owned(),
+                averaging: s.averaging,
+                aqi: s.aqi,
+                category: s.category,
+                beyond_index: s.beyond_index,
+            });
+        }
+    }
+    let top = pollutants.iter().reduce(|best, p| if p.aqi > best.aqi { p } else { best })?;
+    Some(AirQuality {
+        aqi: top.aqi,
+        category: top.category,
+        category_name: top.category.name().to_owned(),
+        colour: top.category.colour().to_owned(),
+        dominant: top.pollutant,
+        hour,
+        pollutants: pollutants.clone(),
+    })
 }
 
 #[cfg(test)]

@@ -62,6 +62,7 @@ async fn the_openapi_document_lists_every_route() {
             "/v1/locations",
             "/v1/locations/nearest",
             "/v1/locations/{id}",
+            "/v1/locations/{id}/air-quality",
             "/v1/locations/{id}/anomalies",
             "/v1/locations/{id}/current",
             "/v1/locations/{id}/forecast",

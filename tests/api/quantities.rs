@@ -2,6 +2,7 @@
 //! the later quantities (`uv_index`, `cloud_cover`, the pollutants) through every public
 //! surface.
 
+use chrono::DurationRound;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -194,5 +195,47 @@ async fn a_station_posts_pollutants_in_micrograms_and_reads_them_back_in_current
         body["errors"],
         json!([{"field": "pm2_5", "message": "must be between 0 and 5000"},
                {"field": "co", "message": "must be between 0 and 100000"}])
+    );
+}
+
+#[actix_rt::test]
+async fn air_quality_is_the_us_aqi_of_a_stations_recent_pollutant_hours() {
+    let app = spawn_app().await;
+    let hour = chrono::Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap();
+    // Ozone at 137.4 µg/m³ (0.06999 ppm, truncated to 0.069) for 8 hours; PM2.5 rising
+    // over the last three: 10, 20, 40.
+    let readings: Vec<Value> = (0..8)
+        .map(|k| {
+            let at = hour - chrono::Duration::hours(k) + chrono::Duration::minutes(1);
+            let mut r = json!({"location_id": "AQ1", "source": "station", "latitude": 40.7, "longitude": -74.0,
+                "observed_at": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "o3": 137.4});
+            if k < 3 {
+                r["pm2_5"] = json!([40.0, 20.0, 10.0][k as usize]);
+            }
+            r
+        })
+        .rev()
+        .collect();
+    let (status, body) = app.post_readings(&json!(readings)).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, aq) = app.get_json("/v1/locations/AQ1/air-quality").await;
+    assert_eq!(status, 200, "{aq}");
+    // NowCast of 40, 20, 10: weight factor 1 − 30/40 → 0.5; (40 + 10 + 2.5) / 1.75 = 30.0,
+    // AQI 49 × 209 / 263 + 51 = 89.9 → 90. Ozone 8-hour 0.069 ppm: 49 × 14 / 15 + 51 → 97.
+    assert_eq!(
+        aq,
+        json!({"aqi": 97, "category": "moderate", "category_name": "Moderate", "colour": "#FFFF00",
+            "dominant": "o3", "hour": hour.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "pollutants": [
+                {"pollutant": "pm2_5", "concentration": 40.0, "averaged": 30.0, "unit": "µg/m³",
+                 "averaging": "nowcast", "aqi": 90, "category": "moderate", "beyond_index": false},
+                {"pollutant": "o3", "concentration": 137.4, "averaged": 0.069, "unit": "ppm",
+                 "averaging": "8h", "aqi": 97, "category": "moderate", "beyond_index": false}]})
+    );
+    app.post_readings(&station_reading("AQ2", 5, 21.0)).await;
+    let (status, problem) = app.get_json("/v1/locations/AQ2/air-quality").await;
+    assert_eq!(
+        (status, problem["detail"].as_str().unwrap()),
+        (404, "no air quality for location AQ2: no source reported pollutants there in the last 24 hours")
     );
 }

@@ -337,6 +337,19 @@ pub async fn forecast(
     Ok(HttpResponse::Ok().json(state.service.forecast(&id, hours, query.model.as_deref(), units).await?))
 }
 
+/// The location's air quality now: the US AQI (EPA, 2024) from the hourly means of the
+/// pollutants its sources reported in the last 24 hours (PM2.5 and PM10 by NowCast),
+/// with each pollutant's sub-index, the dominant pollutant, the category and its colour.
+#[utoipa::path(get, path = "/v1/locations/{id}/air-quality", tag = "locations", security((), ("bearer" = [])),
+    params(("id" = String, Path, description = "Location id", pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")),
+    responses((status = 200, body = crate::analytics::aqi::AirQuality),
+              (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "Unknown location, or no recent pollutant readings")))]
+pub async fn air_quality(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = AppState::parse_id(&path)?;
+    Ok(HttpResponse::Ok().json(state.service.air_quality(&id).await?))
+}
+
 /// What a training fitted.
 #[derive(Serialize, ToSchema)]
 pub struct TrainedBody {

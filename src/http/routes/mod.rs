@@ -21,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get("/v1/locations/{id}/history").route(web::get().to(locations::history)))
         .service(get("/v1/locations/{id}/anomalies").route(web::get().to(locations::anomalies)))
         .service(get("/v1/locations/{id}/forecast").route(web::get().to(locations::forecast)))
+        .service(get("/v1/locations/{id}/air-quality").route(web::get().to(locations::air_quality)))
         .service(resource("/v1/locations/{id}/forecast/train", "POST").route(web::post().to(locations::train)))
         .service(resource("/v1/readings", "POST").route(web::post().to(readings::post)))
         .service(get("/v1/ws").route(web::get().to(ws::connect)))
