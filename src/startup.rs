@@ -40,6 +40,7 @@ use crate::auth::limits::RateLimits;
 use crate::auth::{KeyRing, KeyStore, StationQuota};
 use crate::catalog::{Catalog, Stations};
 use crate::config::Settings;
+use crate::core::air::AirQualityWatch;
 use crate::core::{AnomalyRules, CoreSettings, RENDER_TTL, Retention};
 use crate::domain::LocationId;
 use crate::http::auth::Access;
@@ -243,17 +244,21 @@ impl Application {
             );
             Forecaster::start_in_arbiter(&arbiter.handle(), move |_| forecaster)
         });
-        let analyses: Analyses = match &forecaster {
-            Some(forecaster) => {
-                let (observed, providers) = (forecaster.clone().recipient(), forecaster.clone().recipient());
-                Arc::new(move |location: &crate::domain::Location| {
-                    let position = Some((location.latitude, location.longitude));
-                    let feed = ForecastFeed::new(location.id.clone(), position, observed.clone(), providers.clone());
-                    vec![Box::new(feed) as Box<dyn crate::core::Analysis>]
-                })
+        // Every location watches its air quality, and feeds the forecaster when it runs.
+        let feeds = forecaster.as_ref().map(|f| (f.clone().recipient(), f.clone().recipient()));
+        let analyses: Analyses = Arc::new(move |location: &crate::domain::Location| {
+            let mut analyses: Vec<Box<dyn crate::core::Analysis>> = vec![Box::new(AirQualityWatch::default())];
+            if let Some((observed, providers)) = &feeds {
+                let position = Some((location.latitude, location.longitude));
+                analyses.push(Box::new(ForecastFeed::new(
+                    location.id.clone(),
+                    position,
+                    observed.clone(),
+                    providers.clone(),
+                )));
             }
-            None => Arc::new(|_| Vec::new()),
-        };
+            analyses
+        });
         let stations = Arc::new(Stations::default());
         let trackers: Arc<[_]> = pollers.trackers.clone().into();
         let (deps_persister, deps_metrics) = (persister.clone(), metrics.clone());

@@ -122,6 +122,7 @@ impl Subscribers {
             LocationEvent::Update(update) => self.send(wire::update_message(update)),
             LocationEvent::Forecast(forecast) => self.send(wire::forecast_message(forecast)),
             LocationEvent::Anomaly(anomaly) => self.send(wire::anomaly_message(anomaly)),
+            LocationEvent::AirQuality(update) => self.send(wire::air_quality_message(update)),
             _ => false,
         }
     }

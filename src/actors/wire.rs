@@ -1,5 +1,5 @@
 //! The wire messages built around a location's events (DESIGN §3, WebSocket protocol):
-//! `snapshot`, `update`, `forecast` and `anomaly`. The `update` message is also what goes to other
+//! `snapshot`, `update`, `forecast`, `anomaly` and `air_quality`. The `update` message is also what goes to other
 //! instances over Redis and to the Kafka updates topic, so it is encoded once per update
 //! (kept in the event) whoever sends it first.
 //!
@@ -9,7 +9,7 @@
 use bytestring::ByteString;
 use chrono::Utc;
 
-use crate::core::{AnomalyState, AnomalyUpdate, ForecastUpdate, Update};
+use crate::core::{AirQualityUpdate, AnomalyState, AnomalyUpdate, ForecastUpdate, Update};
 use crate::domain::{Current, LocationId, Units};
 
 /// Hours of forecast in the WebSocket `forecast` message.
@@ -31,6 +31,14 @@ pub fn update_message(update: &Update) -> &ByteString {
 pub fn snapshot_message(id: &LocationId, shown: Option<&Update>) -> ByteString {
     let data = shown.map(|u| u.body(Units::Metric).as_ref()).unwrap_or("null");
     ByteString::from(format!(r#"{{"type":"snapshot","location_id":"{id}","data":{data}}}"#))
+}
+
+/// `{"type":"air_quality","location_id":…,"data":<the air quality now>}`.
+pub fn air_quality_message(update: &AirQualityUpdate) -> &ByteString {
+    update.message.get_or_init(|| {
+        let data = serde_json::to_string(&update.air_quality).unwrap_or_else(|_| "null".to_owned());
+        ByteString::from(format!(r#"{{"type":"air_quality","location_id":"{}","data":{data}}}"#, update.location_id))
+    })
 }
 
 /// `{"type":"forecast","location_id":…,"data":<the next 48 hours of the blend>}`.

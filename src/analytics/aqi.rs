@@ -372,6 +372,47 @@ pub struct PollutantIndex {
     pub beyond_index: bool,
 }
 
+/// Why a location has no air quality now.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NoIndex {
+    #[error("no source reported pollutants there in the last 24 hours")]
+    NoPollutants,
+    #[error("its newest pollutant readings are from the hour of {0}, more than two hours ago")]
+    Stale(String),
+    #[error(
+        "not enough hours yet: PM needs 2 of the last 3 hours, ozone and CO 6 of the last 8, SO2 and NO2 the newest hour"
+    )]
+    TooFewHours,
+}
+
+/// The air quality from readings of the last 24 hours (any sources, any order): each
+/// pollutant's hourly means, back from the newest hour that has one, which must be at
+/// most two hours before `now`'s.
+pub fn from_readings(readings: &[crate::domain::Reading], now: DateTime<Utc>) -> Result<AirQuality, NoIndex> {
+    let hour_of = |at: DateTime<Utc>| at.timestamp().div_euclid(3600);
+    let start = |hour: i64| DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();
+    let reported = |r: &&crate::domain::Reading| Pollutant::ALL.iter().any(|p| r.values.get(p.quantity()).is_some());
+    let newest = readings.iter().filter(reported).map(|r| hour_of(r.observed_at)).max().ok_or(NoIndex::NoPollutants)?;
+    if newest < hour_of(now) - 2 {
+        return Err(NoIndex::Stale(start(newest).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+    }
+    let hourly: Vec<(Pollutant, Vec<Option<f64>>)> = Pollutant::ALL
+        .iter()
+        .map(|&p| {
+            let mut sums = [(0.0, 0u32); 24];
+            for r in readings {
+                let back = newest - hour_of(r.observed_at);
+                if let (Ok(k @ 0..24), Some(v)) = (usize::try_from(back), r.values.get(p.quantity())) {
+                    sums[k].0 += v;
+                    sums[k].1 += 1;
+                }
+            }
+            (p, sums.iter().map(|&(sum, n)| (n > 0).then(|| sum / f64::from(n))).collect())
+        })
+        .collect();
+    assess(start(newest), &hourly).ok_or(NoIndex::TooFewHours)
+}
+
 /// The mean of the hours present among `hours`, when at least `need` are.
 fn mean_of(hours: &[Option<f64>], need: usize) -> Option<f64> {
     let present: Vec<f64> = hours.iter().flatten().copied().collect();

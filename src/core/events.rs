@@ -12,6 +12,7 @@ use std::time::Instant;
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 
+use crate::analytics::aqi::AirQuality;
 use crate::domain::{Anomaly, Current, Forecast, LocationId, Reading, Units};
 
 /// One thing that happened to a location.
@@ -31,6 +32,18 @@ pub enum LocationEvent {
     /// An anomaly started or ended: subscribers, Kafka, the metrics and the anomaly
     /// history take it.
     Anomaly(Arc<AnomalyUpdate>),
+    /// The air quality's category changed, or a new hour of pollutants came: subscribers
+    /// take it.
+    AirQuality(Arc<AirQualityUpdate>),
+}
+
+/// The air quality of a location now.
+#[derive(Debug)]
+pub struct AirQualityUpdate {
+    pub location_id: LocationId,
+    pub air_quality: AirQuality,
+    /// The wire message, encoded by the first sink that sends it.
+    pub message: OnceLock<ByteString>,
 }
 
 /// The consensus of one `seq`.

@@ -9,6 +9,7 @@
 //! Per-location analytics plug in through [`Analysis`]: each gets every applied reading,
 //! every consensus change and every new blend, and may add events of its own.
 
+pub mod air;
 pub mod events;
 pub mod state;
 
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-pub use self::events::{AnomalyState, AnomalyUpdate, ForecastUpdate, LocationEvent, Update};
+pub use self::events::{AirQualityUpdate, AnomalyState, AnomalyUpdate, ForecastUpdate, LocationEvent, Update};
 pub use self::state::{Ingested, LocationState, Retention, Snapshot};
 use crate::analytics::anomaly::{Change, Profiles, Watch};
 use crate::analytics::{ConsensusSettings, blend, consensus, with_learned};
@@ -508,6 +509,7 @@ mod tests {
                 LocationEvent::Applied(_) => "applied",
                 LocationEvent::Forecast(_) => "forecast",
                 LocationEvent::Anomaly(_) => "anomaly",
+                LocationEvent::AirQuality(_) => "air_quality",
             })
             .collect()
     }

@@ -26,7 +26,7 @@ use crate::actors::location::{GetAnomalies, GetCurrent, GetForecast, GetHistory,
 use crate::actors::persister::{CheckBackends, Persister, QueryAnomalies, QueryHistory};
 use crate::actors::poller::GetProviderStatus;
 use crate::actors::views::PublishedViews;
-use crate::analytics::aqi::AirQuality;
+use crate::analytics::aqi::{AirQuality, NoIndex};
 use crate::analytics::forecast::Model;
 use crate::analytics::history::downsample;
 use crate::auth::StationQuota;
@@ -318,43 +318,13 @@ impl Service {
     /// The location's air quality now: the US AQI from the hourly means of the pollutants
     /// its sources reported in the last 24 hours.
     pub async fn air_quality(&self, id: &LocationId) -> Result<AirQuality, ServiceError> {
-        use crate::analytics::aqi::{Pollutant, assess};
-        use crate::analytics::forecast::hourly::hour_of;
         self.location(id).await?;
         let now = Utc::now();
         let day = chrono::Duration::hours((self.settings.history_hours as i64).min(24));
         let readings = self.history(id, HistoryQuery { from: Some(now - day), to: Some(now), step_secs: None }).await?;
-        let reported = |r: &&Reading| Pollutant::ALL.iter().any(|p| r.values.get(p.quantity()).is_some());
-        let Some(newest) = readings.iter().filter(reported).map(|r| hour_of(r.observed_at)).max() else {
-            return Err(ServiceError::NotFound(format!(
-                "no air quality for location {id}: no source reported pollutants there in the last 24 hours"
-            )));
-        };
-        let start = |hour: i64| DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();
-        if newest < hour_of(now) - 2 {
-            return Err(ServiceError::NotFound(format!(
-                "no air quality for location {id}: its newest pollutant readings are from the hour of {}, more than two hours ago",
-                start(newest).to_rfc3339_opts(SecondsFormat::Secs, true)
-            )));
-        }
-        let hourly: Vec<(Pollutant, Vec<Option<f64>>)> = Pollutant::ALL
-            .iter()
-            .map(|&p| {
-                let mut sums = [(0.0, 0u32); 24];
-                for r in &readings {
-                    let back = newest - hour_of(r.observed_at);
-                    if let (Ok(k @ 0..24), Some(v)) = (usize::try_from(back), r.values.get(p.quantity())) {
-                        sums[k].0 += v;
-                        sums[k].1 += 1;
-                    }
-                }
-                (p, sums.iter().map(|&(sum, n)| (n > 0).then(|| sum / f64::from(n))).collect())
-            })
-            .collect();
-        assess(start(newest), &hourly).ok_or_else(|| {
-            ServiceError::NotFound(format!(
-                "no air quality for location {id} yet: PM needs 2 of the last 3 hours, ozone and CO 6 of the last 8, SO2 and NO2 the newest hour"
-            ))
+        crate::analytics::aqi::from_readings(&readings, now).map_err(|why| match why {
+            NoIndex::TooFewHours => ServiceError::NotFound(format!("no air quality for location {id} yet: {why}")),
+            _ => ServiceError::NotFound(format!("no air quality for location {id}: {why}")),
         })
     }
 

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{TestApp, eventually, spawn_app, spawn_app_with, station_reading};
+use crate::helpers::{TestApp, eventually, next_json, send_json, spawn_app, spawn_app_with, station_reading};
 use crate::upstream::{fixture, sources};
 
 /// The recorded body, observed ten minutes ago.
@@ -238,4 +238,38 @@ async fn air_quality_is_the_us_aqi_of_a_stations_recent_pollutant_hours() {
         (status, problem["detail"].as_str().unwrap()),
         (404, "no air quality for location AQ2: no source reported pollutants there in the last 24 hours")
     );
+}
+
+#[actix_rt::test]
+async fn a_websocket_subscriber_gets_the_air_quality_when_a_new_hour_or_category_comes() {
+    let app = spawn_app().await;
+    let hour = chrono::Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap();
+    let pm = |k: i64, value: f64| {
+        let at = hour - chrono::Duration::hours(k) + chrono::Duration::minutes(1);
+        json!({"location_id": "AQ3", "source": "station", "latitude": 40.7, "longitude": -74.0,
+            "observed_at": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "pm2_5": value})
+    };
+    let (status, _) = app.post_readings(&pm(2, 5.0)).await;
+    assert_eq!(status, 202);
+    let mut ws = app.ws("/v1/ws").await;
+    send_json(&mut ws, json!({"type": "subscribe", "locations": ["AQ3"]})).await;
+    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    let mut next_air_quality = async || loop {
+        let message = next_json(&mut ws).await;
+        if message["type"] == "air_quality" {
+            return message;
+        }
+    };
+    // Two hours of 5 µg/m³: a NowCast of 5.0, AQI 50 × 5 / 9 = 27.8 → 28, good.
+    app.post_readings(&pm(1, 5.0)).await;
+    let first = next_air_quality().await;
+    assert_eq!(first["location_id"], "AQ3");
+    let data = &first["data"];
+    assert_eq!((&data["aqi"], &data["category"], &data["dominant"]), (&json!(28), &json!("good"), &json!("pm2_5")));
+    // Then 40: weight factor 0.5, (40 + 2.5 + 1.25) / 1.75 = 25.0 → 49 × 159 / 263 + 51 = 80.6 → 81.
+    app.post_readings(&pm(0, 40.0)).await;
+    let second = next_air_quality().await;
+    let data = &second["data"];
+    assert_eq!((&data["aqi"], &data["category"], &data["colour"]), (&json!(81), &json!("moderate"), &json!("#FFFF00")));
+    assert_eq!(app.get_json("/v1/locations/AQ3/air-quality").await.1, *data);
 }

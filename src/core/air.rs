@@ -1,0 +1,40 @@
+//! The air quality watch: a per-location [`Analysis`] that, when a reading brings
+//! pollutants, computes the US AQI from the location's last 24 hours of readings (as
+//! `/air-quality` does) and tells subscribers when the category changes or a new hour of
+//! pollutants is in.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::{AirQualityUpdate, Analysis, LocationEvent, LocationState};
+use crate::analytics::aqi::{Category, Pollutant, from_readings};
+use crate::domain::Reading;
+
+#[derive(Debug, Default)]
+pub struct AirQualityWatch {
+    /// What was last told: the category and the newest hour it was computed from.
+    told: Option<(Category, DateTime<Utc>)>,
+}
+
+impl Analysis for AirQualityWatch {
+    fn on_reading(&mut self, reading: &Reading, state: &LocationState, out: &mut Vec<LocationEvent>) {
+        if !Pollutant::ALL.iter().any(|p| reading.values.get(p.quantity()).is_some()) {
+            return;
+        }
+        let now = Utc::now();
+        let Ok(air_quality) = from_readings(&state.history(now - chrono::Duration::hours(24), now), now) else {
+            return;
+        };
+        let seen = (air_quality.category, air_quality.hour);
+        if self.told == Some(seen) {
+            return;
+        }
+        self.told = Some(seen);
+        out.push(LocationEvent::AirQuality(Arc::new(AirQualityUpdate {
+            location_id: reading.location_id.clone(),
+            air_quality,
+            message: Default::default(),
+        })));
+    }
+}
