@@ -90,6 +90,7 @@ pub struct Metrics {
     pub kafka_assigned_partitions: IntGauge,
     pub kafka_handed_over: IntCounter,
     pub kafka_dlq_blocked: IntGauge,
+    pub air_quality_updates: IntCounterVec,
     pub forecast_mae: GaugeVec,
     pub forecast_places: IntGaugeVec,
     pub forecast_trainings: IntCounterVec,
@@ -223,6 +224,14 @@ impl Metrics {
             "Locations flushed and stopped because their partition moved to another instance.",
         )
         .expect("static metric definition");
+        let air_quality_updates = IntCounterVec::new(
+            Opts::new(
+                "isobar_air_quality_updates_total",
+                "Air quality told to subscribers (a new category or a new hour of pollutants), by US AQI category.",
+            ),
+            &["category"],
+        )
+        .expect("static metric definition");
         let forecast_mae = GaugeVec::new(
             Opts::new(
                 "isobar_forecast_mae",
@@ -251,6 +260,7 @@ impl Metrics {
         .expect("static metric definition");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(air_quality_updates.clone()),
             Box::new(forecast_mae.clone()),
             Box::new(forecast_places.clone()),
             Box::new(forecast_trainings.clone()),
@@ -314,6 +324,7 @@ impl Metrics {
             kafka_assigned_partitions,
             kafka_handed_over,
             kafka_dlq_blocked,
+            air_quality_updates,
             forecast_mae,
             forecast_places,
             forecast_trainings,

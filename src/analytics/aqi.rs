@@ -112,6 +112,18 @@ impl Category {
         }
     }
 
+    /// As serialized (and as the metrics label).
+    pub fn key(self) -> &'static str {
+        match self {
+            Category::Good => "good",
+            Category::Moderate => "moderate",
+            Category::UnhealthyForSensitiveGroups => "unhealthy_for_sensitive_groups",
+            Category::Unhealthy => "unhealthy",
+            Category::VeryUnhealthy => "very_unhealthy",
+            Category::Hazardous => "hazardous",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Category::Good => "Good",
@@ -580,6 +592,14 @@ mod tests {
         let mut long = vec![Some(10.0); 12];
         long.push(Some(1000.0));
         assert_eq!(nowcast(Pm25, &long), Some(10.0));
+    }
+
+    #[test]
+    fn a_categorys_key_is_its_serialized_name() {
+        for aqi in [0, 51, 101, 151, 201, 301] {
+            let c = Category::of(aqi);
+            assert_eq!(serde_json::to_value(c).unwrap(), c.key());
+        }
     }
 
     #[test]

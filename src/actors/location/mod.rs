@@ -131,6 +131,10 @@ impl LocationActor {
                 let labels = [update.anomaly.kind.name(), update.anomaly.quantity.name()];
                 self.deps.metrics.anomalies.with_label_values(&labels).inc();
             }
+            if let LocationEvent::AirQuality(update) = &event {
+                let label = update.air_quality.category.key();
+                self.deps.metrics.air_quality_updates.with_label_values(&[label]).inc();
+            }
             if self.subscribers.deliver(&event) {
                 self.on_last_subscriber_gone(ctx);
             }
