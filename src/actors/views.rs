@@ -92,6 +92,7 @@ mod tests {
             quality_score: 0.0,
             stale: false,
             anomalies: Vec::new(),
+            air_quality: None,
         };
         Arc::new(Update::new(id, seq, chrono::Utc::now(), current))
     }

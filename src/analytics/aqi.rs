@@ -32,6 +32,11 @@ impl Pollutant {
     pub const ALL: [Pollutant; 6] =
         [Pollutant::Pm25, Pollutant::Pm10, Pollutant::O3, Pollutant::Co, Pollutant::So2, Pollutant::No2];
 
+    /// As serialized: the quantity's name.
+    pub fn key(self) -> &'static str {
+        self.quantity().name()
+    }
+
     /// The quantity readings carry it as (µg/m³).
     pub fn quantity(self) -> Quantity {
         match self {
@@ -365,6 +370,18 @@ pub struct AirQuality {
     /// The start of the newest hour of readings used.
     pub hour: DateTime<Utc>,
     pub pollutants: Vec<PollutantIndex>,
+}
+
+impl AirQuality {
+    /// What `/current` shows of it.
+    pub fn summary(&self) -> crate::domain::AirQualitySummary {
+        crate::domain::AirQualitySummary {
+            aqi: self.aqi,
+            category: self.category.key().to_owned(),
+            dominant: self.dominant.key().to_owned(),
+            hour: self.hour,
+        }
+    }
 }
 
 /// One pollutant's part of the AQI.

@@ -146,6 +146,7 @@ pub fn consensus(
         quality_score: round2(present * age_factor * anomaly_factor(settings.anomalies)),
         stale,
         anomalies: settings.anomalies.to_vec(),
+        air_quality: None,
     })
 }
 

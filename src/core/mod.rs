@@ -24,8 +24,8 @@ pub use self::state::{Ingested, LocationState, Retention, Snapshot};
 use crate::analytics::anomaly::{Change, Profiles, Watch};
 use crate::analytics::{ConsensusSettings, blend, consensus, with_learned};
 use crate::domain::{
-    Anomaly, AnomalyKind, Current, Forecast, ForecastRun, Learned, Location, LocationId, LocationRef, Reading,
-    SourceName,
+    AirQualitySummary, Anomaly, AnomalyKind, Current, Forecast, ForecastRun, Learned, Location, LocationId,
+    LocationRef, Reading, SourceName,
 };
 
 /// How long a consensus on show stays valid without a change before ages and the stale
@@ -108,6 +108,8 @@ pub struct LocationCore {
     watch: Option<Watch>,
     /// Recent anomalies, oldest first (an ended one updated in place).
     anomalies: VecDeque<Anomaly>,
+    /// The air quality the watch last told, shown in the consensus.
+    air_quality: Option<AirQualitySummary>,
 }
 
 impl LocationCore {
@@ -126,6 +128,7 @@ impl LocationCore {
             analyses,
             watch: settings.anomalies.as_ref().map(|rules| Watch::new(rules.detectors.clone())),
             anomalies: VecDeque::new(),
+            air_quality: None,
             settings,
         }
     }
@@ -209,6 +212,12 @@ impl LocationCore {
                     applied.push(copy);
                 }
             }
+        }
+        if let Some(told) = events.iter().rev().find_map(|e| match e {
+            LocationEvent::AirQuality(update) => Some(update.air_quality.summary()),
+            _ => None,
+        }) {
+            self.air_quality = Some(told);
         }
         if !applied.is_empty() {
             events.insert(0, LocationEvent::Applied(applied.into()));
@@ -370,10 +379,11 @@ impl LocationCore {
             exclude: self.settings.anomalies.as_ref().map_or(&[], |rules| &rules.exclude),
         };
         let location = LocationRef::from(&*self.location);
-        let Some(current) = consensus(location, self.state.latest(), &self.failing, now, settings) else {
+        let Some(mut current) = consensus(location, self.state.latest(), &self.failing, now, settings) else {
             self.shown = None;
             return None;
         };
+        current.air_quality = self.air_quality.clone();
         let changed = self.shown.as_ref().is_none_or(|u| !same_conditions(&u.current, &current));
         let new_seq = changed && changed_at.is_some();
         if new_seq {
@@ -428,6 +438,7 @@ fn same_conditions(a: &Current, b: &Current) -> bool {
         && a.confidence == b.confidence
         && a.stale == b.stale
         && a.anomalies == b.anomalies
+        && a.air_quality == b.air_quality
         && sources_match
 }
 
@@ -450,6 +461,7 @@ fn conditions_hash(c: &Current) -> u64 {
     for a in &c.anomalies {
         a.id.hash(&mut h);
     }
+    c.air_quality.hash(&mut h);
     h.finish()
 }
 

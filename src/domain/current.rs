@@ -68,6 +68,23 @@ pub struct Current {
     /// quantity flagged as a spike, flatline or drift is left out of `values` while
     /// the anomaly is active (configurable per kind).
     pub anomalies: Vec<Anomaly>,
+    /// The US AQI of the location's pollutants, when a source reports them (the whole
+    /// is `/air-quality`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub air_quality: Option<AirQualitySummary>,
+}
+
+/// The air quality in `/current`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub struct AirQualitySummary {
+    pub aqi: u16,
+    /// good, moderate, unhealthy_for_sensitive_groups, unhealthy, very_unhealthy or
+    /// hazardous.
+    pub category: String,
+    /// The pollutant whose sub-index is the AQI (pm2_5, pm10, o3, co, so2 or no2).
+    pub dominant: String,
+    /// The start of the newest hour of pollutants it comes from.
+    pub hour: DateTime<Utc>,
 }
 
 impl Current {

@@ -12,7 +12,7 @@ pub mod reading;
 pub mod units;
 
 pub use anomaly::{Anomaly, AnomalyKind, Band, Severity};
-pub use current::{Current, LocationRef, SourceContribution};
+pub use current::{AirQualitySummary, Current, LocationRef, SourceContribution};
 pub use forecast::{
     Forecast, ForecastHour, ForecastRun, LEARNED_QUANTITIES, Learned, LearnedStatus, ModelHour, ModelRun, ModelSkill,
     Spread, TrainedSummary,

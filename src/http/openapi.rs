@@ -52,6 +52,7 @@ use crate::http::ws;
         locations::TrainedBody,
         crate::analytics::forecast::Model,
         crate::analytics::aqi::AirQuality,
+        crate::domain::AirQualitySummary,
         crate::analytics::aqi::PollutantIndex,
         crate::analytics::aqi::Pollutant,
         crate::analytics::aqi::Averaging,

@@ -273,4 +273,11 @@ async fn a_websocket_subscriber_gets_the_air_quality_when_a_new_hour_or_category
     assert_eq!((&data["aqi"], &data["category"], &data["colour"]), (&json!(81), &json!("moderate"), &json!("#FFFF00")));
     assert_eq!(app.get_json("/v1/locations/AQ3/air-quality").await.1, *data);
     assert_eq!(app.metric(r#"isobar_air_quality_updates_total{category="moderate"}"#).await, Some(1.0));
+    // /current carries the summary.
+    let (_, current) = app.get_json("/v1/locations/AQ3/current").await;
+    assert_eq!(
+        current["air_quality"],
+        json!({"aqi": 81, "category": "moderate", "dominant": "pm2_5",
+            "hour": hour.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)})
+    );
 }
