@@ -14,6 +14,7 @@
 pub mod met_norway;
 pub mod nws;
 pub mod open_meteo;
+pub mod open_meteo_air_quality;
 pub mod openweathermap;
 pub mod replay;
 pub mod upstream;
@@ -33,6 +34,7 @@ use crate::domain::{ForecastRun, Location, LocationId, Reading};
 /// Calls `visit::<P>()` for every provider isobar knows: the registry.
 pub fn for_each_provider(visitor: &mut impl ProviderVisitor) {
     visitor.visit::<open_meteo::OpenMeteo>();
+    visitor.visit::<open_meteo_air_quality::OpenMeteoAirQuality>();
     visitor.visit::<met_norway::MetNorway>();
     visitor.visit::<nws::Nws>();
     visitor.visit::<openweathermap::OpenWeatherMap>();

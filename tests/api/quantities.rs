@@ -281,3 +281,28 @@ async fn a_websocket_subscriber_gets_the_air_quality_when_a_new_hour_or_category
             "hour": hour.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)})
     );
 }
+
+#[actix_rt::test]
+async fn open_meteo_air_quality_brings_a_citys_pollutants_to_current() {
+    let server = MockServer::start().await;
+    // The recorded body (Berlin, ozone 82 µg/m³), moved to the hour just past.
+    let mut body = fixture("open-meteo-air-quality-current.json");
+    let recorded: chrono::DateTime<chrono::Utc> = "2021-11-25T00:00:00Z".parse().unwrap();
+    crate::upstream::shift_to_now(&mut body, recorded);
+    Mock::given(method("GET"))
+        .and(path("/v1/air-quality"))
+        .and(query_param("current", "pm2_5,pm10,ozone,nitrogen_dioxide,sulphur_dioxide,carbon_monoxide"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    let app = spawn_app_with(sources(&server, &["open_meteo_air_quality"], json!({}))).await;
+    let (status, current) = app.get_json("/v1/locations/2950159/current").await;
+    assert_eq!(status, 200, "{current}");
+    assert_eq!(current["o3"], 82.0);
+    assert_eq!(current["sources"][0]["name"], "open-meteo-air-quality");
+    assert!(current.get("pm2_5").is_none(), "the recording has ozone only");
+    // One hour of ozone is not enough for its 8-hour index, and the answer says so.
+    let (status, problem) = app.get_json("/v1/locations/2950159/air-quality").await;
+    assert_eq!(status, 404);
+    assert!(problem["detail"].as_str().unwrap().contains("ozone and CO 6 of the last 8"), "{problem}");
+}

@@ -161,8 +161,8 @@ pub fn sources(server: &MockServer, enabled: &[&str], extra: Value) -> Value {
                "api_key": if name == "openweathermap" { "TESTKEY" } else { "" }})
     };
     let mut s = json!({"sources": {"contact": "tests@isobar.invalid", "cold_wait_ms": 3000,
-        "open_meteo": provider("open_meteo"), "met_norway": provider("met_norway"), "nws": provider("nws"),
-        "openweathermap": provider("openweathermap")}});
+        "open_meteo": provider("open_meteo"), "open_meteo_air_quality": provider("open_meteo_air_quality"),
+        "met_norway": provider("met_norway"), "nws": provider("nws"), "openweathermap": provider("openweathermap")}});
     crate::helpers::merge(&mut s, extra);
     s
 }
