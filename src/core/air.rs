@@ -23,7 +23,10 @@ impl Analysis for AirQualityWatch {
             return;
         }
         let now = Utc::now();
-        let Ok(air_quality) = from_readings(&state.history(now - chrono::Duration::hours(24), now), now) else {
+        // Every reading of the last day the ring holds, those a fast clock put a little
+        // ahead of ours included.
+        let recent = state.history(now - chrono::Duration::hours(24), DateTime::<Utc>::MAX_UTC);
+        let Ok(air_quality) = from_readings(&recent, now) else {
             return;
         };
         let seen = (air_quality.category, air_quality.hour);

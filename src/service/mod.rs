@@ -321,7 +321,9 @@ impl Service {
         self.location(id).await?;
         let now = Utc::now();
         let day = chrono::Duration::hours((self.settings.history_hours as i64).min(24));
-        let readings = self.history(id, HistoryQuery { from: Some(now - day), to: Some(now), step_secs: None }).await?;
+        // Up to the allowed clock skew ahead: a reading the location shows is counted.
+        let to = now + chrono::Duration::seconds(self.settings.max_clock_skew_secs as i64);
+        let readings = self.history(id, HistoryQuery { from: Some(now - day), to: Some(to), step_secs: None }).await?;
         crate::analytics::aqi::from_readings(&readings, now).map_err(|why| match why {
             NoIndex::TooFewHours => ServiceError::NotFound(format!("no air quality for location {id} yet: {why}")),
             _ => ServiceError::NotFound(format!("no air quality for location {id}: {why}")),

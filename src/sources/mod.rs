@@ -16,6 +16,7 @@ pub mod nws;
 pub mod open_meteo;
 pub mod open_meteo_air_quality;
 pub mod openweathermap;
+pub mod openweathermap_air_pollution;
 pub mod replay;
 pub mod upstream;
 pub mod weatherapi;
@@ -38,6 +39,7 @@ pub fn for_each_provider(visitor: &mut impl ProviderVisitor) {
     visitor.visit::<met_norway::MetNorway>();
     visitor.visit::<nws::Nws>();
     visitor.visit::<openweathermap::OpenWeatherMap>();
+    visitor.visit::<openweathermap_air_pollution::OpenWeatherMapAirPollution>();
     visitor.visit::<weatherapi::WeatherApi>();
 }
 

@@ -27,7 +27,8 @@ pub async fn spawn_app_with(overrides: Value) -> TestApp {
     let off = json!({"enabled": false});
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut layered = json!({"http": {"port": 0}, "persist": {"data_dir": data_dir.path()}, "sources": {
-        "open_meteo": off, "open_meteo_air_quality": off, "met_norway": off, "nws": off, "openweathermap": off}});
+        "open_meteo": off, "open_meteo_air_quality": off, "met_norway": off, "nws": off, "openweathermap": off,
+        "openweathermap_air_pollution": off}});
     merge(&mut layered, overrides);
     start(Settings::defaults_with(layered).expect("test settings are valid"), Some(data_dir)).await
 }
@@ -36,7 +37,8 @@ pub async fn spawn_app_with(overrides: Value) -> TestApp {
 pub async fn spawn_app_in(dir: &std::path::Path, overrides: Value) -> TestApp {
     let off = json!({"enabled": false});
     let mut layered = json!({"http": {"port": 0}, "persist": {"data_dir": dir}, "sources": {
-        "open_meteo": off, "open_meteo_air_quality": off, "met_norway": off, "nws": off, "openweathermap": off}});
+        "open_meteo": off, "open_meteo_air_quality": off, "met_norway": off, "nws": off, "openweathermap": off,
+        "openweathermap_air_pollution": off}});
     merge(&mut layered, overrides);
     start(Settings::defaults_with(layered).expect("test settings are valid"), None).await
 }

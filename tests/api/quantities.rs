@@ -206,7 +206,7 @@ async fn air_quality_is_the_us_aqi_of_a_stations_recent_pollutant_hours() {
     // over the last three: 10, 20, 40.
     let readings: Vec<Value> = (0..8)
         .map(|k| {
-            let at = hour - chrono::Duration::hours(k) + chrono::Duration::minutes(1);
+            let at = hour - chrono::Duration::hours(k);
             let mut r = json!({"location_id": "AQ1", "source": "station", "latitude": 40.7, "longitude": -74.0,
                 "observed_at": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "o3": 137.4});
             if k < 3 {
@@ -245,7 +245,7 @@ async fn a_websocket_subscriber_gets_the_air_quality_when_a_new_hour_or_category
     let app = spawn_app().await;
     let hour = chrono::Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap();
     let pm = |k: i64, value: f64| {
-        let at = hour - chrono::Duration::hours(k) + chrono::Duration::minutes(1);
+        let at = hour - chrono::Duration::hours(k);
         json!({"location_id": "AQ3", "source": "station", "latitude": 40.7, "longitude": -74.0,
             "observed_at": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "pm2_5": value})
     };
@@ -305,4 +305,51 @@ async fn open_meteo_air_quality_brings_a_citys_pollutants_to_current() {
     let (status, problem) = app.get_json("/v1/locations/2950159/air-quality").await;
     assert_eq!(status, 404);
     assert!(problem["detail"].as_str().unwrap().contains("ozone and CO 6 of the last 8"), "{problem}");
+}
+
+#[actix_rt::test]
+async fn two_air_quality_providers_merge_into_current_and_air_quality_uses_what_an_hour_allows() {
+    let server = MockServer::start().await;
+    let mut open_meteo = fixture("open-meteo-air-quality-current.json");
+    crate::upstream::shift_to_now(&mut open_meteo, "2021-11-25T00:00:00Z".parse().unwrap());
+    Mock::given(method("GET"))
+        .and(path("/v1/air-quality"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(open_meteo))
+        .mount(&server)
+        .await;
+    // The documented example (2020-11-23T16:00Z), moved to the hour just past.
+    let mut owm = fixture("owm-air-pollution.json");
+    crate::upstream::shift_to_now(&mut owm, "2020-11-23T17:00:00Z".parse().unwrap());
+    Mock::given(method("GET"))
+        .and(path("/data/2.5/air_pollution"))
+        .and(query_param("appid", "TESTKEY"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(owm))
+        .mount(&server)
+        .await;
+    let enabled = ["open_meteo_air_quality", "openweathermap_air_pollution"];
+    let app = spawn_app_with(sources(&server, &enabled, json!({}))).await;
+    assert!(
+        eventually(10, || async {
+            let (_, current) = app.get_json("/v1/locations/2950159/current").await;
+            current["sources_count"] == 2
+        })
+        .await
+    );
+    let (_, current) = app.get_json("/v1/locations/2950159/current").await;
+    let names: Vec<&str> = current["sources"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["open-meteo-air-quality", "openweathermap-air-pollution"]);
+    // Only OpenWeather reports PM and the gases other than ozone.
+    assert_eq!((&current["pm2_5"], &current["pm10"], &current["co"]), (&json!(23.25), &json!(92.21), &json!(203.61)));
+    // One hour of each: PM's NowCast needs two, ozone's index eight; SO2 and NO2 (1-hour)
+    // count: 0.648 µg/m³ of SO2 is 0.25 ppb, 0.396 of NO2 0.21 ppb, both AQI 0.
+    let (status, aq) = app.get_json("/v1/locations/2950159/air-quality").await;
+    assert_eq!(status, 200, "{aq}");
+    assert_eq!((&aq["aqi"], &aq["category"], &aq["dominant"]), (&json!(0), &json!("good"), &json!("so2")));
+    let used: Vec<(&str, &str, f64)> = aq["pollutants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["pollutant"].as_str().unwrap(), p["averaging"].as_str().unwrap(), p["averaged"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(used, [("so2", "1h", 0.0), ("no2", "1h", 0.0)]);
 }

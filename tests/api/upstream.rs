@@ -158,11 +158,12 @@ pub fn sources(server: &MockServer, enabled: &[&str], extra: Value) -> Value {
         json!({"enabled": enabled.contains(&name), "base_url": server.uri(), "poll_interval_secs": 1, "timeout_secs": 1,
                "cache_ttl_secs": 60, "rate_limit_per_sec": 1000.0, "max_retries": 1, "backoff_base_ms": 20,
                "circuit_failure_threshold": 50, "circuit_cooldown_secs": 60, "max_retry_after_secs": 5,
-               "api_key": if name == "openweathermap" { "TESTKEY" } else { "" }})
+               "api_key": if name.starts_with("openweathermap") { "TESTKEY" } else { "" }})
     };
     let mut s = json!({"sources": {"contact": "tests@isobar.invalid", "cold_wait_ms": 3000,
         "open_meteo": provider("open_meteo"), "open_meteo_air_quality": provider("open_meteo_air_quality"),
-        "met_norway": provider("met_norway"), "nws": provider("nws"), "openweathermap": provider("openweathermap")}});
+        "met_norway": provider("met_norway"), "nws": provider("nws"), "openweathermap": provider("openweathermap"),
+        "openweathermap_air_pollution": provider("openweathermap_air_pollution")}});
     crate::helpers::merge(&mut s, extra);
     s
 }
