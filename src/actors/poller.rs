@@ -142,14 +142,17 @@ impl<P: Provider> SourcePoller<P> {
                     target.next_due = now + fresh_for.max(self.poll_interval);
                     self.last_error = None;
                     self.ever_answered = true;
-                    match data.reading.map(|r| r.validate(CheckedAt::new(Utc::now(), self.max_clock_skew_secs))) {
-                        Some(Ok(reading)) => readings.push((readings.len(), reading)),
-                        Some(Err(errors)) => {
-                            let reason = rejection_reason(&errors);
-                            self.metrics.readings_rejected.with_label_values(&[source_label(P::NAME), reason]).inc();
-                            debug!(provider = P::NAME, location = %id, ?errors, "provider reading rejected");
+                    let checked = CheckedAt::new(Utc::now(), self.max_clock_skew_secs);
+                    for reading in data.past.into_iter().chain(data.reading) {
+                        match reading.validate(checked) {
+                            Ok(reading) => readings.push((readings.len(), reading)),
+                            Err(errors) => {
+                                let reason = rejection_reason(&errors);
+                                let labels = [source_label(P::NAME), reason];
+                                self.metrics.readings_rejected.with_label_values(&labels).inc();
+                                debug!(provider = P::NAME, location = %id, ?errors, "provider reading rejected");
+                            }
                         }
-                        None => {}
                     }
                     let target = &self.targets[&id];
                     self.report(target, data.forecast, None);

@@ -125,7 +125,7 @@ pub fn combine(
     let run = forecast.and_then(|f| parse_forecast(&f.body));
     let result = match (reading, run) {
         (Err(e), Err(_)) => Err(e),
-        (reading, run) => Ok(ProviderData { reading: reading.ok(), forecast: run.ok() }),
+        (reading, run) => Ok(ProviderData { reading: reading.ok(), forecast: run.ok(), past: Vec::new() }),
     };
     (result, fresh_for)
 }
@@ -226,6 +226,9 @@ pub fn require_api_key(settings: &ProviderSettings, key: &str) -> Result<(), Not
 pub struct ProviderData {
     pub reading: Option<Reading>,
     pub forecast: Option<ForecastRun>,
+    /// Readings of the hours before `reading` (a provider that reports its recent past),
+    /// oldest first.
+    pub past: Vec<Reading>,
 }
 
 /// Why an upstream call gave nothing usable. Messages are written for the operator.

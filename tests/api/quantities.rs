@@ -353,3 +353,31 @@ async fn two_air_quality_providers_merge_into_current_and_air_quality_uses_what_
         .collect();
     assert_eq!(used, [("so2", "1h", 0.0), ("no2", "1h", 0.0)]);
 }
+
+#[actix_rt::test]
+async fn a_city_has_an_air_quality_from_its_first_poll_thanks_to_the_providers_past_hours() {
+    let server = MockServer::start().await;
+    // Beijing's recorded hourly CO (local times, UTC+8), moved so that 2023-01-01T13:00Z
+    // is the current hour.
+    let mut body = fixture("open-meteo-air-quality.json");
+    crate::upstream::shift_to_now(&mut body, "2023-01-01T13:00:00Z".parse().unwrap());
+    Mock::given(method("GET"))
+        .and(path("/v1/air-quality"))
+        .and(query_param("past_days", "1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    let app = spawn_app_with(sources(&server, &["open_meteo_air_quality"], json!({}))).await;
+    let (status, _) = app.get_json("/v1/locations/1816670/current").await;
+    assert_eq!(status, 200);
+    let (status, aq) = app.get_json("/v1/locations/1816670/air-quality").await;
+    assert_eq!(status, 200, "{aq}");
+    // The 8 hours to the current one: 581, 834, 1291, 2255, 3426, 4876, 6223 and 6821
+    // µg/m³, a mean of 3288.4 µg/m³ = 2.87 ppm, truncated to 2.8: AQI 50 × 28 / 44 → 32.
+    assert_eq!(
+        aq["pollutants"],
+        json!([{"pollutant": "co", "concentration": 6821.0, "averaged": 2.8, "unit": "ppm", "averaging": "8h",
+            "aqi": 32, "category": "good", "beyond_index": false}])
+    );
+    assert_eq!((&aq["aqi"], &aq["dominant"], &aq["colour"]), (&json!(32), &json!("co"), &json!("#00E400")));
+}

@@ -2,13 +2,15 @@
 //! in one request (a JSON array in request order), like the forecast API. Data CC BY 4.0.
 //!
 //! isobar asks for the current pollutants in µg/m³ (the API's unit for all of them) and
-//! times in GMT. Values may be `null`; errors are HTTP 400 with `{"error": true,
-//! "reason": …}`.
+//! their hourly values since yesterday, in GMT: the hours of the last day before the
+//! current one become readings too, so that a location has the 12 hours the PM NowCast
+//! and the 8 hours ozone's index need from its first poll. Values may be `null`; errors
+//! are HTTP 400 with `{"error": true, "reason": …}`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::Value;
 
 use super::upstream::Upstream;
@@ -48,7 +50,8 @@ impl Provider for OpenMeteoAirQuality {
         let points: Vec<(f64, f64)> = targets.iter().map(|l| (l.latitude, l.longitude)).collect();
         let ids: Vec<LocationId> = targets.iter().map(|l| l.id.clone()).collect();
         let url = url(upstream.base_url(), &points);
-        match upstream.get_json(&url).await.and_then(|f| Ok((parse(&f.body, &ids)?, f.fresh_for))) {
+        let now = Utc::now();
+        match upstream.get_json(&url).await.and_then(|f| Ok((parse(&f.body, &ids, now)?, f.fresh_for))) {
             Ok((data, fresh)) => (ids.into_iter().zip(data.into_iter().map(Ok)).collect(), fresh),
             Err(e) => (ids.into_iter().map(|id| (id, Err(e.clone()))).collect(), Duration::ZERO),
         }
@@ -58,17 +61,18 @@ impl Provider for OpenMeteoAirQuality {
 /// The request for `points` (latitude, longitude).
 pub fn url(base: &str, points: &[(f64, f64)]) -> String {
     let join = |f: fn(&(f64, f64)) -> f64| points.iter().map(|p| format!("{:.4}", f(p))).collect::<Vec<_>>().join(",");
-    let current = VARIABLES.iter().map(|(_, v)| *v).collect::<Vec<_>>().join(",");
+    let variables = VARIABLES.iter().map(|(_, v)| *v).collect::<Vec<_>>().join(",");
     format!(
-        "{}/v1/air-quality?latitude={}&longitude={}&current={current}&timezone=GMT",
+        "{}/v1/air-quality?latitude={}&longitude={}&current={variables}&hourly={variables}&past_days=1&forecast_days=1&timezone=GMT",
         base.trim_end_matches('/'),
         join(|p| p.0),
         join(|p| p.1)
     )
 }
 
-/// Parses a body (one object, or an array for several points) for `ids`, in order.
-pub fn parse(body: &Value, ids: &[LocationId]) -> Result<Vec<ProviderData>, SourceError> {
+/// Parses a body (one object, or an array for several points) for `ids`, in order: the
+/// current values, and the hourly ones of the day before `now` up to the current time.
+pub fn parse(body: &Value, ids: &[LocationId], now: DateTime<Utc>) -> Result<Vec<ProviderData>, SourceError> {
     if body.get("error").and_then(Value::as_bool) == Some(true) {
         let reason = body.get("reason").and_then(Value::as_str).unwrap_or("no reason given");
         return Err(SourceError::Refused { status: 400, detail: reason.to_owned() });
@@ -89,17 +93,36 @@ pub fn parse(body: &Value, ids: &[LocationId]) -> Result<Vec<ProviderData>, Sour
                 return Err(SourceError::Malformed("expected an object per location".into()));
             }
             let offset = item.get("utc_offset_seconds").and_then(Value::as_i64).unwrap_or(0);
-            let reading = item.get("current").and_then(|c| {
-                let raw = c.get("time")?.as_str()?;
+            let time = |raw: &str| {
                 let naive = NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M").ok()?;
-                let observed_at = Utc.from_utc_datetime(&naive) - chrono::Duration::seconds(offset);
-                let mut r = Reading::new(id.clone(), source.clone(), observed_at);
+                Some(Utc.from_utc_datetime(&naive) - chrono::Duration::seconds(offset))
+            };
+            let reading = item.get("current").and_then(|c| {
+                let mut r = Reading::new(id.clone(), source.clone(), time(c.get("time")?.as_str()?)?);
                 for (quantity, variable) in VARIABLES {
                     r.set(quantity, num(c, &[variable]));
                 }
                 Some(r)
             });
-            Ok(ProviderData { reading, forecast: None })
+            let until = reading.as_ref().map_or(now, |r| r.observed_at.min(now));
+            let since = now - chrono::Duration::hours(24);
+            let past = item
+                .get("hourly")
+                .and_then(|h| {
+                    let times = h.get("time")?.as_array()?;
+                    let column = |name: &str, i: usize| h.get(name).and_then(|c| c.get(i)).and_then(Value::as_f64);
+                    let hours = times.iter().enumerate().filter_map(|(i, t)| {
+                        let at = time(t.as_str()?).filter(|at| *at >= since && *at < until)?;
+                        let mut r = Reading::new(id.clone(), source.clone(), at);
+                        for (quantity, variable) in VARIABLES {
+                            r.set(quantity, column(variable, i));
+                        }
+                        Some(r)
+                    });
+                    Some(hours.collect::<Vec<_>>())
+                })
+                .unwrap_or_default();
+            Ok(ProviderData { reading, forecast: None, past })
         })
         .collect()
 }
@@ -112,7 +135,7 @@ mod tests {
     fn asks_for_every_pollutant_of_many_points_in_one_request() {
         assert_eq!(
             url("http://x/", &[(52.52, 13.41), (40.7128, -74.006)]),
-            "http://x/v1/air-quality?latitude=52.5200,40.7128&longitude=13.4100,-74.0060&current=pm2_5,pm10,ozone,nitrogen_dioxide,sulphur_dioxide,carbon_monoxide&timezone=GMT"
+            "http://x/v1/air-quality?latitude=52.5200,40.7128&longitude=13.4100,-74.0060&current=pm2_5,pm10,ozone,nitrogen_dioxide,sulphur_dioxide,carbon_monoxide&hourly=pm2_5,pm10,ozone,nitrogen_dioxide,sulphur_dioxide,carbon_monoxide&past_days=1&forecast_days=1&timezone=GMT"
         );
     }
 
@@ -122,13 +145,33 @@ mod tests {
             serde_json::from_str(include_str!("../../../tests/fixtures/upstream/open-meteo-air-quality-current.json"))
                 .unwrap();
         let id = LocationId::parse("2950159").unwrap();
-        let data = parse(&body, std::slice::from_ref(&id)).unwrap();
+        let now = "2021-11-24T23:20:00Z".parse::<DateTime<Utc>>().unwrap();
+        let data = parse(&body, std::slice::from_ref(&id), now).unwrap();
         let r = data[0].reading.as_ref().unwrap();
-        assert_eq!(r.observed_at, "2021-11-24T23:00:00Z".parse::<chrono::DateTime<Utc>>().unwrap());
+        assert_eq!(r.observed_at, "2021-11-24T23:00:00Z".parse::<DateTime<Utc>>().unwrap());
         assert_eq!((r.get(O3), r.get(Pm25), r.get(Temperature)), (Some(82.0), None, None));
-        assert_eq!(data[0].forecast, None);
+        assert_eq!((data[0].forecast.as_ref(), data[0].past.len()), (None, 0));
         // A 400 is refused with its reason.
         let error = serde_json::json!({"error": true, "reason": "Cannot initialize WeatherVariable from invalid String value x"});
-        assert!(matches!(parse(&error, &[id]), Err(SourceError::Refused { status: 400, .. })));
+        assert!(matches!(parse(&error, std::slice::from_ref(&id), now), Err(SourceError::Refused { status: 400, .. })));
+    }
+
+    #[test]
+    fn the_recorded_hours_of_the_day_before_now_become_readings() {
+        // Beijing, hourly CO, local times (UTC+8) from 2023-01-01T00:00.
+        let body: Value =
+            serde_json::from_str(include_str!("../../../tests/fixtures/upstream/open-meteo-air-quality.json")).unwrap();
+        let id = LocationId::parse("1816670").unwrap();
+        let now = "2023-01-01T12:30:00Z".parse::<DateTime<Utc>>().unwrap();
+        let data = parse(&body, std::slice::from_ref(&id), now).unwrap();
+        let past = &data[0].past;
+        // From the first recorded hour (2022-12-31T16:00Z) up to 12:00Z.
+        assert_eq!(past.len(), 21);
+        assert_eq!(past[0].observed_at, "2022-12-31T16:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(past[20].observed_at, "2023-01-01T12:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        let hourly = &body["hourly"]["carbon_monoxide"];
+        assert_eq!(past[0].get(Co), hourly[0].as_f64());
+        assert_eq!(past[20].get(Co), hourly[20].as_f64());
+        assert!(past.iter().all(|r| r.get(Pm25).is_none()));
     }
 }

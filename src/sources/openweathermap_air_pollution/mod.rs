@@ -77,7 +77,7 @@ pub fn parse(body: &Value, id: &LocationId) -> Result<ProviderData, SourceError>
     for (quantity, component) in COMPONENTS {
         r.set(quantity, num(entry, &["components", component]));
     }
-    Ok(ProviderData { reading: Some(r), forecast: None })
+    Ok(ProviderData { reading: Some(r), forecast: None, past: Vec::new() })
 }
 
 #[cfg(test)]
