@@ -39,14 +39,45 @@ impl Provider for OpenMeteo {
     }
 
     async fn fetch(&self, upstream: &Upstream, targets: &[Arc<Location>]) -> FetchResult {
-        let points: Vec<(f64, f64)> = targets.iter().map(|l| (l.latitude, l.longitude)).collect();
-        let ids: Vec<LocationId> = targets.iter().map(|l| l.id.clone()).collect();
-        let url = forecast_url(upstream.base_url(), &points);
-        match upstream.get_json(&url).await.and_then(|f| Ok((parse(&f.body, &ids)?, f.fresh_for))) {
-            Ok((data, fresh)) => (ids.into_iter().zip(data.into_iter().map(Ok)).collect(), fresh),
-            Err(e) => (ids.into_iter().map(|id| (id, Err(e.clone()))).collect(), Duration::ZERO),
-        }
+        fetch_batch(upstream, targets, forecast_url, parse).await
     }
+}
+
+/// One request for every target, as Open-Meteo's APIs take many coordinates at once:
+/// `url` builds it from the base URL and the points, `parse` answers per target, in order.
+pub async fn fetch_batch(
+    upstream: &Upstream,
+    targets: &[Arc<Location>],
+    url: fn(&str, &[(f64, f64)]) -> String,
+    parse: impl FnOnce(&Value, &[LocationId]) -> Result<Vec<ProviderData>, SourceError>,
+) -> FetchResult {
+    let points: Vec<(f64, f64)> = targets.iter().map(|l| (l.latitude, l.longitude)).collect();
+    let ids: Vec<LocationId> = targets.iter().map(|l| l.id.clone()).collect();
+    let url = url(upstream.base_url(), &points);
+    match upstream.get_json(&url).await.and_then(|f| Ok((parse(&f.body, &ids)?, f.fresh_for))) {
+        Ok((data, fresh)) => (ids.into_iter().zip(data.into_iter().map(Ok)).collect(), fresh),
+        Err(e) => (ids.into_iter().map(|id| (id, Err(e.clone()))).collect(), Duration::ZERO),
+    }
+}
+
+/// The per-point objects of a body for `ids` (one object, or an array in request order);
+/// Open-Meteo's error body is a refusal with its reason.
+pub fn items<'a>(body: &'a Value, ids: &[LocationId]) -> Result<Vec<&'a Value>, SourceError> {
+    if body.get("error").and_then(Value::as_bool) == Some(true) {
+        let reason = body.get("reason").and_then(Value::as_str).unwrap_or("no reason given");
+        return Err(SourceError::Refused { status: 400, detail: reason.to_owned() });
+    }
+    let items: Vec<&Value> = match body {
+        Value::Array(items) => items.iter().collect(),
+        single => vec![single],
+    };
+    if items.len() != ids.len() {
+        return Err(SourceError::Malformed(format!("{} results for {} locations", items.len(), ids.len())));
+    }
+    if items.iter().any(|item| !item.is_object()) {
+        return Err(SourceError::Malformed("expected an object per location".into()));
+    }
+    Ok(items)
 }
 
 /// The forecast URL for `points` (latitude, longitude), in one request.
@@ -62,30 +93,18 @@ pub fn forecast_url(base: &str, points: &[(f64, f64)]) -> String {
 
 /// Parses a forecast body (one object, or an array for several points) for `ids`, in order.
 pub fn parse(body: &Value, ids: &[LocationId]) -> Result<Vec<ProviderData>, SourceError> {
-    if body.get("error").and_then(Value::as_bool) == Some(true) {
-        let reason = body.get("reason").and_then(Value::as_str).unwrap_or("no reason given");
-        return Err(SourceError::Refused { status: 400, detail: reason.to_owned() });
-    }
-    let items: Vec<&Value> = match body {
-        Value::Array(items) => items.iter().collect(),
-        single => vec![single],
-    };
-    if items.len() != ids.len() {
-        return Err(SourceError::Malformed(format!("{} results for {} locations", items.len(), ids.len())));
-    }
+    let items = items(body, ids)?;
     let source = SourceName::parse(NAME).unwrap_or_else(|| unreachable!("static name"));
     items.into_iter().zip(ids).map(|(item, id)| parse_one(item, id, &source)).collect()
 }
 
-fn local_time(raw: &str, offset_secs: i64) -> Option<DateTime<Utc>> {
+/// A time as Open-Meteo writes it (`YYYY-MM-DDTHH:MM`, at `offset_secs` from UTC).
+pub fn local_time(raw: &str, offset_secs: i64) -> Option<DateTime<Utc>> {
     let naive = NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M").ok()?;
     Some(Utc.from_utc_datetime(&naive) - chrono::Duration::seconds(offset_secs))
 }
 
 fn parse_one(item: &Value, id: &LocationId, source: &SourceName) -> Result<ProviderData, SourceError> {
-    if !item.is_object() {
-        return Err(SourceError::Malformed("expected an object per location".into()));
-    }
     let offset = item.get("utc_offset_seconds").and_then(Value::as_i64).unwrap_or(0);
     let reading = item.get("current").and_then(|c| {
         let observed_at = local_time(c.get("time")?.as_str()?, offset)?;

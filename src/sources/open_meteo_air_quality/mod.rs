@@ -8,11 +8,11 @@
 //! are HTTP 400 with `{"error": true, "reason": …}`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::open_meteo::{fetch_batch, items, local_time};
 use super::upstream::Upstream;
 use super::{FetchResult, Provider, ProviderData, ProviderSettings, SourceError, num};
 use crate::domain::Quantity::*;
@@ -47,14 +47,8 @@ impl Provider for OpenMeteoAirQuality {
     }
 
     async fn fetch(&self, upstream: &Upstream, targets: &[Arc<Location>]) -> FetchResult {
-        let points: Vec<(f64, f64)> = targets.iter().map(|l| (l.latitude, l.longitude)).collect();
-        let ids: Vec<LocationId> = targets.iter().map(|l| l.id.clone()).collect();
-        let url = url(upstream.base_url(), &points);
         let now = Utc::now();
-        match upstream.get_json(&url).await.and_then(|f| Ok((parse(&f.body, &ids, now)?, f.fresh_for))) {
-            Ok((data, fresh)) => (ids.into_iter().zip(data.into_iter().map(Ok)).collect(), fresh),
-            Err(e) => (ids.into_iter().map(|id| (id, Err(e.clone()))).collect(), Duration::ZERO),
-        }
+        fetch_batch(upstream, targets, url, |body, ids| parse(body, ids, now)).await
     }
 }
 
@@ -73,30 +67,14 @@ pub fn url(base: &str, points: &[(f64, f64)]) -> String {
 /// Parses a body (one object, or an array for several points) for `ids`, in order: the
 /// current values, and the hourly ones of the day before `now` up to the current time.
 pub fn parse(body: &Value, ids: &[LocationId], now: DateTime<Utc>) -> Result<Vec<ProviderData>, SourceError> {
-    if body.get("error").and_then(Value::as_bool) == Some(true) {
-        let reason = body.get("reason").and_then(Value::as_str).unwrap_or("no reason given");
-        return Err(SourceError::Refused { status: 400, detail: reason.to_owned() });
-    }
-    let items: Vec<&Value> = match body {
-        Value::Array(items) => items.iter().collect(),
-        single => vec![single],
-    };
-    if items.len() != ids.len() {
-        return Err(SourceError::Malformed(format!("{} results for {} locations", items.len(), ids.len())));
-    }
+    let items = items(body, ids)?;
     let source = SourceName::parse(NAME).unwrap_or_else(|| unreachable!("static name"));
     items
         .into_iter()
         .zip(ids)
         .map(|(item, id)| {
-            if !item.is_object() {
-                return Err(SourceError::Malformed("expected an object per location".into()));
-            }
             let offset = item.get("utc_offset_seconds").and_then(Value::as_i64).unwrap_or(0);
-            let time = |raw: &str| {
-                let naive = NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M").ok()?;
-                Some(Utc.from_utc_datetime(&naive) - chrono::Duration::seconds(offset))
-            };
+            let time = |raw: &str| local_time(raw, offset);
             let reading = item.get("current").and_then(|c| {
                 let mut r = Reading::new(id.clone(), source.clone(), time(c.get("time")?.as_str()?)?);
                 for (quantity, variable) in VARIABLES {
