@@ -43,6 +43,7 @@ use crate::analytics::forecast::hourly::{Column, Hour, Hourly, hour_of};
 use crate::analytics::forecast::skill::Skill;
 use crate::analytics::forecast::{self as models, HORIZONS, Model, NotTrained, Run, Trained};
 use crate::core::{Analysis, LocationEvent, LocationState};
+use crate::domain::units::round2;
 use crate::domain::{
     Forecast, LEARNED_QUANTITIES, Learned, LearnedStatus, LocationId, ModelHour, ModelRun, ModelSkill, Reading,
     TrainedSummary,
@@ -55,7 +56,7 @@ const IDLE: Duration = Duration::from_secs(48 * 3600);
 /// place is tried again.
 const RETRY_HOURS: i64 = 24;
 /// Horizons the MAE metric is exported for.
-const METRIC_HORIZONS: [u8; 5] = [1, 3, 6, 12, 24];
+const METRIC_HORIZONS: [(u8, &str); 5] = [(1, "1"), (3, "3"), (6, "6"), (12, "12"), (24, "24")];
 
 #[derive(Debug, Clone)]
 pub struct ForecasterSettings {
@@ -283,14 +284,13 @@ impl Place {
     /// The document of `runs` (per learned quantity, as [`Place::run`] gives them) from
     /// `origin`.
     fn learned(&self, origin: i64, runs: &[Vec<Run>]) -> Learned {
-        let time = hour_start;
         let trained = self.trained();
         let runs = Model::ALL
             .iter()
             .filter(|&&model| runs.iter().any(|list| list.iter().any(|r| r.model == model)))
             .map(|&model| {
                 let mut hourly: Vec<ModelHour> =
-                    (1..=i64::from(HORIZONS)).map(|h| ModelHour::empty(time(origin + h))).collect();
+                    (1..=i64::from(HORIZONS)).map(|h| ModelHour::empty(hour_start(origin + h))).collect();
                 let mut skill = Vec::new();
                 for (q, &quantity) in LEARNED_QUANTITIES.iter().enumerate() {
                     let Some(run) = runs.get(q).and_then(|list| list.iter().find(|r| r.model == model)) else {
@@ -319,17 +319,13 @@ impl Place {
             })),
             LearnedStatus::Trained => self.not_trained.clone(),
         };
-        Learned { status, detail, issued_at: time(origin), trained, runs }
+        Learned { status, detail, issued_at: hour_start(origin), trained, runs }
     }
 }
 
 /// The start of an hour since the epoch.
 fn hour_start(hour: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(hour * 3600, 0).single().unwrap_or_default()
-}
-
-fn round2(v: f64) -> f64 {
-    crate::domain::units::round2(v)
 }
 
 /// A place's stored history, read.
@@ -619,9 +615,9 @@ impl Forecaster {
         self.metrics.forecast_places.with_label_values(&["learning"]).set((self.places.len() - trained) as i64);
         for model in Model::ALL {
             for (q, quantity) in LEARNED_QUANTITIES.iter().enumerate() {
-                for h in METRIC_HORIZONS {
+                for (h, label) in METRIC_HORIZONS {
                     let known: Vec<f64> = self.places.values().filter_map(|p| p.kept.skill[q].mae(model, h)).collect();
-                    let labels = [model.name(), quantity.name(), HORIZON_LABELS[usize::from(h) - 1]];
+                    let labels = [model.name(), quantity.name(), label];
                     if known.is_empty() {
                         let _ = self.metrics.forecast_mae.remove_label_values(&labels);
                     } else {
@@ -643,11 +639,6 @@ impl Forecaster {
         }
     }
 }
-
-const HORIZON_LABELS: [&str; 24] = [
-    "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16", "17", "18", "19", "20",
-    "21", "22", "23", "24",
-];
 
 type Publisher = tokio::sync::mpsc::UnboundedSender<(LocationId, Learned)>;
 
