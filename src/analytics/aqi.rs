@@ -445,7 +445,7 @@ pub fn from_readings(readings: &[crate::domain::Reading], now: DateTime<Utc>) ->
 /// The mean of the hours present among `hours`, when at least `need` are.
 fn mean_of(hours: &[Option<f64>], need: usize) -> Option<f64> {
     let present: Vec<f64> = hours.iter().flatten().copied().collect();
-    (present.len() >= need && !present.is_empty()).then(|| present.iter().sum::<f64>() / present.len() as f64)
+    (present.len() >= need.max(1)).then(|| present.iter().sum::<f64>() / present.len() as f64)
 }
 
 /// The air quality from each pollutant's hourly means in µg/m³, newest hour first
@@ -454,33 +454,38 @@ fn mean_of(hours: &[Option<f64>], need: usize) -> Option<f64> {
 /// hour (and 24-hour mean, 18 of 24 needed, above 304 ppb), NO2 by its last hour.
 /// `None` when no pollutant gives a sub-index.
 pub fn assess(hour: DateTime<Utc>, hourly: &[(Pollutant, Vec<Option<f64>>)]) -> Option<AirQuality> {
-    let mut pollutants = Vec::new();
-    for (pollutant, hours) in hourly {
-        let p = *pollutant;
-        let epa: Vec<Option<f64>> = hours.iter().take(24).map(|h| h.map(|c| in_epa_unit(p, c))).collect();
-        let at = |n: usize| epa.get(..n.min(epa.len())).unwrap_or(&[]);
-        let last = epa.first().copied().flatten();
-        let sub = match p {
-            Pm25 | Pm10 => nowcast(p, at(12)).and_then(|c| sub_index(p, Averaging::NowCast, c)),
-            O3 => ozone(mean_of(at(8), 6), last),
-            Co => mean_of(at(8), 6).and_then(|c| sub_index(Co, Hour8, c)),
-            So2 => last.and_then(|c| sulphur_dioxide(c, mean_of(at(24), 18))),
-            No2 => last.and_then(|c| sub_index(No2, Hour1, c)),
-        };
-        if let Some(s) = sub {
-            pollutants.push(PollutantIndex {
-                pollutant: p,
-                concentration: hours.first().copied().flatten(),
-                averaged: s.concentration,
-                unit: p.epa_unit().to_owned(),
-                averaging: s.averaging,
-                aqi: s.aqi,
-                category: s.category,
-                beyond_index: s.beyond_index,
-            });
-        }
-    }
-    let top = pollutants.iter().reduce(|best, p| if p.aqi > best.aqi { p } else { best })?;
+    // Each pollutant's sub-index, with its concentration in the newest hour.
+    let subs: Vec<(SubIndex, Option<f64>)> = hourly
+        .iter()
+        .filter_map(|(p, hours)| {
+            let p = *p;
+            let epa: Vec<Option<f64>> = hours.iter().take(24).map(|h| h.map(|c| in_epa_unit(p, c))).collect();
+            let at = |n: usize| &epa[..n.min(epa.len())];
+            let last = epa.first().copied().flatten();
+            let sub = match p {
+                Pm25 | Pm10 => nowcast(p, at(12)).and_then(|c| sub_index(p, Averaging::NowCast, c)),
+                O3 => ozone(mean_of(at(8), 6), last),
+                Co => mean_of(at(8), 6).and_then(|c| sub_index(Co, Hour8, c)),
+                So2 => last.and_then(|c| sulphur_dioxide(c, mean_of(at(24), 18))),
+                No2 => last.and_then(|c| sub_index(No2, Hour1, c)),
+            }?;
+            Some((sub, hours.first().copied().flatten()))
+        })
+        .collect();
+    let top = overall(&subs.iter().map(|(s, _)| *s).collect::<Vec<_>>())?;
+    let pollutants = subs
+        .into_iter()
+        .map(|(s, concentration)| PollutantIndex {
+            pollutant: s.pollutant,
+            concentration,
+            averaged: s.concentration,
+            unit: s.pollutant.epa_unit().to_owned(),
+            averaging: s.averaging,
+            aqi: s.aqi,
+            category: s.category,
+            beyond_index: s.beyond_index,
+        })
+        .collect();
     Some(AirQuality {
         aqi: top.aqi,
         category: top.category,
@@ -488,7 +493,7 @@ pub fn assess(hour: DateTime<Utc>, hourly: &[(Pollutant, Vec<Option<f64>>)]) -> 
         colour: top.category.colour().to_owned(),
         dominant: top.pollutant,
         hour,
-        pollutants: pollutants.clone(),
+        pollutants,
     })
 }
 

@@ -26,7 +26,7 @@ use crate::actors::location::{GetAnomalies, GetCurrent, GetForecast, GetHistory,
 use crate::actors::persister::{CheckBackends, Persister, QueryAnomalies, QueryHistory};
 use crate::actors::poller::GetProviderStatus;
 use crate::actors::views::PublishedViews;
-use crate::analytics::aqi::{AirQuality, NoIndex};
+use crate::analytics::aqi::AirQuality;
 use crate::analytics::forecast::Model;
 use crate::analytics::history::downsample;
 use crate::auth::StationQuota;
@@ -324,10 +324,8 @@ impl Service {
         // Up to the allowed clock skew ahead: a reading the location shows is counted.
         let to = now + chrono::Duration::seconds(self.settings.max_clock_skew_secs as i64);
         let readings = self.history(id, HistoryQuery { from: Some(now - day), to: Some(to), step_secs: None }).await?;
-        crate::analytics::aqi::from_readings(&readings, now).map_err(|why| match why {
-            NoIndex::TooFewHours => ServiceError::NotFound(format!("no air quality for location {id} yet: {why}")),
-            _ => ServiceError::NotFound(format!("no air quality for location {id}: {why}")),
-        })
+        crate::analytics::aqi::from_readings(&readings, now)
+            .map_err(|why| ServiceError::NotFound(format!("no air quality for location {id}: {why}")))
     }
 
     /// Fits a location's learned models now; answers what was fitted.
