@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# What a feature costs on ingest: the same release build, run alternately with its
-# `<section>.enabled` true and false, `loadtests ingest` against each (BENCHMARKS.md).
+# What a feature costs: the same release build, run alternately with its
+# `<section>.enabled` true and false, `loadtests ingest` (throughput) or `loadtests actors`
+# (memory of 50,000 locations × 24 h) against each (BENCHMARKS.md).
 #
-#   bash loadtests/ab.sh anomalies|forecast [ROUNDS]
+#   bash loadtests/ab.sh anomalies|forecast [ROUNDS] [ingest|actors]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/isobar-target}"
@@ -10,6 +11,8 @@ cargo build --release -q -p isobar -p loadtests
 bin="$CARGO_TARGET_DIR/release"
 section="${1:?which feature: anomalies or forecast}"
 case "$section" in anomalies | forecast) ;; *) echo "no $section.enabled to compare" >&2; exit 2 ;; esac
+scenario="${3:-ingest}"
+case "$scenario" in ingest | actors) ;; *) echo "no scenario $scenario: ingest or actors" >&2; exit 2 ;; esac
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 for _ in $(seq "${2:-2}"); do
   for enabled in true false; do
@@ -21,7 +24,11 @@ for _ in $(seq "${2:-2}"); do
     env "ISOBAR__${section^^}__ENABLED=$enabled" ISOBAR__PERSIST__DATA_DIR="$work" "$bin/isobar" serve >/dev/null 2>&1 &
     pid=$!
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
-    result=$("$bin/loadtests" ingest --base "http://127.0.0.1:$port" --batch 5000 --concurrency 4 --duration-secs 10 | grep 'accepted in')
+    if [ "$scenario" = ingest ]; then
+      result=$("$bin/loadtests" ingest --base "http://127.0.0.1:$port" --batch 5000 --concurrency 4 --duration-secs 10 | grep 'accepted in')
+    else
+      result=$("$bin/loadtests" actors --base "http://127.0.0.1:$port" --locations 50000 --hours 24 --pid "$pid" | grep 'server RSS')
+    fi
     echo "$section.enabled=$enabled: $result"
     kill "$pid"; wait "$pid" 2>/dev/null || true; rm -rf "$work"
   done

@@ -3,7 +3,7 @@
 //! days weighs the blend.
 //!
 //! Lean by design (a forecaster keeps one per place and quantity): errors are summed per
-//! UTC day of the hour verified (14 days of 8 models × 24 horizons: 21 KiB), and a
+//! UTC day of the hour verified (14 days of 8 models × 24 horizons, 6 bytes each: 16 KiB), and a
 //! forecast waits as its whole run (a day of origins: 8 runs × 24 hours).
 
 use std::collections::VecDeque;
