@@ -9,7 +9,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytestring::ByteString;
 
-use crate::domain::{ForecastRun, Location, LocationId, SourceName};
+use crate::domain::{AirReport, ForecastRun, Location, LocationId, SourceName};
 
 /// What a location actor sends to a subscribed WebSocket session.
 #[derive(Message)]
@@ -48,13 +48,15 @@ pub struct Untrack {
 }
 
 /// What a provider's last refresh of a location brought besides readings (which go the
-/// one ingest way): its forecast run, and whether the refresh worked. A failing source
+/// one ingest way): its forecast run, an air-quality provider's report, and whether the
+/// refresh worked. A failing source
 /// stops counting as fresh. Sent by a `SourcePoller` to the tracking `LocationActor`.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ProviderReport {
     pub source: SourceName,
     pub forecast: Option<ForecastRun>,
+    pub air: Option<AirReport>,
     /// Why the refresh failed; `None` when it worked.
     pub error: Option<String>,
 }

@@ -96,8 +96,9 @@ pub struct ProviderStatus {
 }
 
 impl<P: Provider> SourcePoller<P> {
-    fn report(&self, target: &Target, forecast: Option<crate::domain::ForecastRun>, error: Option<String>) {
-        target.reports.do_send(ProviderReport { source: self.source.clone(), forecast, error });
+    fn report(&self, target: &Target, data: ProviderData, error: Option<String>) {
+        let (forecast, air) = (data.forecast, data.air);
+        target.reports.do_send(ProviderReport { source: self.source.clone(), forecast, air, error });
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -138,12 +139,12 @@ impl<P: Provider> SourcePoller<P> {
             let Some(target) = self.targets.get_mut(&id) else { continue };
             target.in_flight = false;
             match result {
-                Ok(data) => {
+                Ok(mut data) => {
                     target.next_due = now + fresh_for.max(self.poll_interval);
                     self.last_error = None;
                     self.ever_answered = true;
                     let checked = CheckedAt::new(Utc::now(), self.max_clock_skew_secs);
-                    for reading in data.past.into_iter().chain(data.reading) {
+                    for reading in std::mem::take(&mut data.past).into_iter().chain(data.reading.take()) {
                         match reading.validate(checked) {
                             Ok(reading) => readings.push((readings.len(), reading)),
                             Err(errors) => {
@@ -155,7 +156,7 @@ impl<P: Provider> SourcePoller<P> {
                         }
                     }
                     let target = &self.targets[&id];
-                    self.report(target, data.forecast, None);
+                    self.report(target, data, None);
                 }
                 Err(SourceError::NotCovered(why)) => {
                     debug!(provider = P::NAME, location = %id, why, "location not covered");
@@ -166,7 +167,7 @@ impl<P: Provider> SourcePoller<P> {
                         error!(provider = P::NAME, "{why}; provider switched off");
                     }
                     self.disabled = Some(why.clone());
-                    self.report(&self.targets[&id], None, Some(why));
+                    self.report(&self.targets[&id], ProviderData::default(), Some(why));
                 }
                 Err(e) => {
                     target.next_due = now + self.poll_interval.min(MAX_RETRY_DELAY);
@@ -183,7 +184,7 @@ impl<P: Provider> SourcePoller<P> {
                         warn!(provider = P::NAME, location = %id, error = %message, "fetch failed");
                     }
                     self.last_error = Some(message.clone());
-                    self.report(&self.targets[&id], None, Some(message));
+                    self.report(&self.targets[&id], ProviderData::default(), Some(message));
                 }
             }
         }

@@ -24,7 +24,7 @@ pub use self::state::{Ingested, LocationState, Retention, Snapshot};
 use crate::analytics::anomaly::{Change, Profiles, Watch};
 use crate::analytics::{ConsensusSettings, blend, consensus, with_learned};
 use crate::domain::{
-    AirQualitySummary, Anomaly, AnomalyKind, Current, Forecast, ForecastRun, Learned, Location, LocationId,
+    AirQualitySummary, AirReport, Anomaly, AnomalyKind, Current, Forecast, ForecastRun, Learned, Location, LocationId,
     LocationRef, Reading, SourceName,
 };
 
@@ -110,6 +110,8 @@ pub struct LocationCore {
     anomalies: VecDeque<Anomaly>,
     /// The air quality the watch last told, shown in the consensus.
     air_quality: Option<AirQualitySummary>,
+    /// The latest report of each air-quality provider (its own index and forecast).
+    air_reports: Vec<Arc<AirReport>>,
 }
 
 impl LocationCore {
@@ -129,6 +131,7 @@ impl LocationCore {
             watch: settings.anomalies.as_ref().map(|rules| Watch::new(rules.detectors.clone())),
             anomalies: VecDeque::new(),
             air_quality: None,
+            air_reports: Vec::new(),
             settings,
         }
     }
@@ -269,6 +272,19 @@ impl LocationCore {
             events.insert(0, self.show_forecast(now));
         }
         events
+    }
+
+    /// An air-quality provider's report, in place of its previous one.
+    pub fn apply_air_report(&mut self, report: AirReport) {
+        match self.air_reports.iter_mut().find(|r| r.source == report.source) {
+            Some(kept) => *kept = Arc::new(report),
+            None => self.air_reports.push(Arc::new(report)),
+        }
+    }
+
+    /// The latest report of each air-quality provider, in the order they first came.
+    pub fn air_reports(&self) -> &[Arc<AirReport>] {
+        &self.air_reports
     }
 
     /// The learned models' latest runs: an event when they changed.

@@ -2,6 +2,7 @@
 //!
 //! Nothing here does I/O or knows about actors or HTTP.
 
+pub mod air;
 pub mod anomaly;
 pub mod current;
 pub mod forecast;
@@ -11,6 +12,7 @@ pub mod quantity;
 pub mod reading;
 pub mod units;
 
+pub use air::{AirReport, POLLUTANTS, ReportedIndex};
 pub use anomaly::{Anomaly, AnomalyKind, Band, Severity};
 pub use current::{AirQualitySummary, Current, LocationRef, SourceContribution};
 pub use forecast::{

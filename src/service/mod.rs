@@ -22,19 +22,20 @@ use crate::actors::directory::{Describe, Directory, Resolve};
 use crate::actors::forecaster::{Forecaster, TrainError, TrainNow};
 use crate::actors::ingest::{Ingest, IngestError};
 use crate::actors::kafka::{CheckKafka, KafkaIngest};
-use crate::actors::location::{GetAnomalies, GetCurrent, GetForecast, GetHistory, LocationActor};
+use crate::actors::location::{GetAirReports, GetAnomalies, GetCurrent, GetForecast, GetHistory, LocationActor};
 use crate::actors::persister::{CheckBackends, Persister, QueryAnomalies, QueryHistory};
 use crate::actors::poller::GetProviderStatus;
 use crate::actors::views::PublishedViews;
-use crate::analytics::aqi::AirQuality;
+use crate::analytics::aqi::{self, AirQuality};
 use crate::analytics::forecast::Model;
 use crate::analytics::history::downsample;
 use crate::auth::StationQuota;
 use crate::catalog::{self, Catalog, Stations};
 use crate::core::Update;
+use crate::domain::air::FORECAST_HOURS;
 use crate::domain::reading::{CheckedAt, rejection_reason};
 use crate::domain::{
-    Anomaly, FieldError, Forecast, ForecastHour, Location, LocationId, Reading, TrainedSummary, Units,
+    AirReport, Anomaly, FieldError, Forecast, ForecastHour, Location, LocationId, Reading, TrainedSummary, Units,
 };
 use crate::sources::source_label;
 use crate::telemetry::Metrics;
@@ -316,16 +317,27 @@ impl Service {
     }
 
     /// The location's air quality now: the US AQI from the hourly means of the pollutants
-    /// its sources reported in the last 24 hours.
-    pub async fn air_quality(&self, id: &LocationId) -> Result<AirQuality, ServiceError> {
+    /// its sources reported in the last 24 hours, with the providers' own indices and, for
+    /// `hours` (1 to 48), the hourly AQI forecast from their pollutant forecasts.
+    pub async fn air_quality(&self, id: &LocationId, hours: Option<usize>) -> Result<AirQuality, ServiceError> {
+        if hours.is_some_and(|h| !(1..=FORECAST_HOURS).contains(&h)) {
+            return Err(air_quality_hours_error());
+        }
         self.location(id).await?;
         let now = Utc::now();
         let day = chrono::Duration::hours((self.settings.history_hours as i64).min(24));
         // Up to the allowed clock skew ahead: a reading the location shows is counted.
         let to = now + chrono::Duration::seconds(self.settings.max_clock_skew_secs as i64);
         let readings = self.history(id, HistoryQuery { from: Some(now - day), to: Some(to), step_secs: None }).await?;
-        crate::analytics::aqi::from_readings(&readings, now)
-            .map_err(|why| ServiceError::NotFound(format!("no air quality for location {id}: {why}")))
+        let mut air_quality = aqi::from_readings(&readings, now)
+            .map_err(|why| ServiceError::NotFound(format!("no air quality for location {id}: {why}")))?;
+        let reports = self.ask(id, || GetAirReports).await?;
+        air_quality.providers = reports.iter().flat_map(|r| r.indices.iter().cloned()).collect();
+        if let Some(hours) = hours {
+            let reports: Vec<&AirReport> = reports.iter().map(|r| &**r).collect();
+            air_quality.forecast = Some(aqi::forecast(&readings, &reports, now, hours));
+        }
+        Ok(air_quality)
     }
 
     /// Fits a location's learned models now; answers what was fitted.
@@ -627,6 +639,10 @@ pub fn parse_id(raw: &str) -> Result<LocationId, ServiceError> {
 
 pub fn search_limit_error() -> ServiceError {
     ServiceError::invalid("limit", format!("must be an integer from 1 to {MAX_SEARCH_LIMIT}"))
+}
+
+pub fn air_quality_hours_error() -> ServiceError {
+    ServiceError::invalid("hours", format!("must be an integer from 1 to {FORECAST_HOURS}"))
 }
 
 pub fn forecast_hours_error() -> ServiceError {

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use self::upstream::Upstream;
-use crate::domain::{ForecastRun, Location, LocationId, Reading};
+use crate::domain::{AirReport, ForecastRun, Location, LocationId, Reading};
 
 /// Calls `visit::<P>()` for every provider isobar knows: the registry.
 pub fn for_each_provider(visitor: &mut impl ProviderVisitor) {
@@ -125,7 +125,7 @@ pub fn combine(
     let run = forecast.and_then(|f| parse_forecast(&f.body));
     let result = match (reading, run) {
         (Err(e), Err(_)) => Err(e),
-        (reading, run) => Ok(ProviderData { reading: reading.ok(), forecast: run.ok(), past: Vec::new() }),
+        (reading, run) => Ok(ProviderData { reading: reading.ok(), forecast: run.ok(), ..ProviderData::default() }),
     };
     (result, fresh_for)
 }
@@ -229,6 +229,8 @@ pub struct ProviderData {
     /// Readings of the hours before `reading` (a provider that reports its recent past),
     /// oldest first.
     pub past: Vec<Reading>,
+    /// An air-quality provider's own index and pollutant forecast.
+    pub air: Option<AirReport>,
 }
 
 /// Why an upstream call gave nothing usable. Messages are written for the operator.

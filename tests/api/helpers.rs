@@ -183,6 +183,17 @@ pub async fn spawn_settings(mut settings: Settings) -> TestApp {
     start(settings, Some(data_dir)).await
 }
 
+/// Waits out the last 20 s of a clock hour, for tests whose expected values are hours
+/// computed from the clock at their start.
+pub async fn clear_of_the_hour() {
+    use chrono::Timelike;
+    let now = chrono::Utc::now();
+    let into_hour = now.minute() * 60 + now.second();
+    if into_hour >= 3580 {
+        tokio::time::sleep(Duration::from_secs(u64::from(3601 - into_hour))).await;
+    }
+}
+
 /// Polls `check` every 50 ms until it returns true or `secs` pass.
 pub async fn eventually<F, Fut>(secs: u64, mut check: F) -> bool
 where

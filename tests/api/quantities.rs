@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{TestApp, eventually, next_json, send_json, spawn_app, spawn_app_with, station_reading};
+use crate::helpers::{
+    TestApp, clear_of_the_hour, eventually, next_json, send_json, spawn_app, spawn_app_with, station_reading,
+};
 use crate::upstream::{fixture, sources};
 
 /// The recorded body, observed ten minutes ago.
@@ -200,6 +202,7 @@ async fn a_station_posts_pollutants_in_micrograms_and_reads_them_back_in_current
 
 #[actix_rt::test]
 async fn air_quality_is_the_us_aqi_of_a_stations_recent_pollutant_hours() {
+    clear_of_the_hour().await;
     let app = spawn_app().await;
     let hour = chrono::Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap();
     // Ozone at 137.4 µg/m³ (0.06999 ppm, truncated to 0.069) for 8 hours; PM2.5 rising
@@ -222,16 +225,41 @@ async fn air_quality_is_the_us_aqi_of_a_stations_recent_pollutant_hours() {
     assert_eq!(status, 200, "{aq}");
     // NowCast of 40, 20, 10: weight factor 1 − 30/40 → 0.5; (40 + 10 + 2.5) / 1.75 = 30.0,
     // AQI 49 × 209 / 263 + 51 = 89.9 → 90. Ozone 8-hour 0.069 ppm: 49 × 14 / 15 + 51 → 97.
+    // The European index of the newest hour: PM2.5 40 µg/m³ is moderate, ozone 137.4 poor.
+    let at = hour.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     assert_eq!(
         aq,
         json!({"aqi": 97, "category": "moderate", "category_name": "Moderate", "colour": "#FFFF00",
-            "dominant": "o3", "hour": hour.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "dominant": "o3", "hour": at,
             "pollutants": [
                 {"pollutant": "pm2_5", "concentration": 40.0, "averaged": 30.0, "unit": "µg/m³",
                  "averaging": "nowcast", "aqi": 90, "category": "moderate", "beyond_index": false},
                 {"pollutant": "o3", "concentration": 137.4, "averaged": 0.069, "unit": "ppm",
-                 "averaging": "8h", "aqi": 97, "category": "moderate", "beyond_index": false}]})
+                 "averaging": "8h", "aqi": 97, "category": "moderate", "beyond_index": false}],
+            "advice": {
+                "message": "Air quality is acceptable. However, there may be a risk for some people, particularly those who are unusually sensitive to air pollution.",
+                "sensitive_groups": ["people with lung disease", "children", "older adults",
+                    "people who are active outdoors (including outdoor workers)",
+                    "people with certain genetic variants", "people with diets limited in certain nutrients"],
+                "health_effects": "Unusually sensitive individuals may experience respiratory symptoms.",
+                "cautionary_statement": "Unusually sensitive people should consider reducing prolonged or heavy outdoor exertion.",
+                "for_sensitive_groups": "Unusually sensitive people should consider reducing prolonged or heavy outdoor exertion.",
+                "for_everyone": null},
+            "european": {"level": "poor", "level_name": "Poor", "colour": "#FF5050", "dominant": "o3",
+                "pollutants": [{"pollutant": "pm2_5", "concentration": 40.0, "level": "moderate"},
+                               {"pollutant": "o3", "concentration": 137.4, "level": "poor"}]},
+            "sources": [{"source": "station", "observed_at": at, "pm2_5": 40.0, "o3": 137.4}]})
     );
+    // A forecast needs providers that forecast pollutants: none here.
+    let (status, aq) = app.get_json("/v1/locations/AQ1/air-quality?hours=6").await;
+    assert_eq!((status, &aq["forecast"]), (200, &json!([])));
+    for bad in ["0", "49", "x"] {
+        let (status, problem) = app.get_json(&format!("/v1/locations/AQ1/air-quality?hours={bad}")).await;
+        assert_eq!(
+            (status, problem["errors"].clone()),
+            (400, json!([{"field": "hours", "message": "must be an integer from 1 to 48"}]))
+        );
+    }
     app.post_readings(&station_reading("AQ2", 5, 21.0)).await;
     let (status, problem) = app.get_json("/v1/locations/AQ2/air-quality").await;
     assert_eq!(
@@ -241,7 +269,60 @@ async fn air_quality_is_the_us_aqi_of_a_stations_recent_pollutant_hours() {
 }
 
 #[actix_rt::test]
+async fn a_station_posting_twelve_hours_of_pm2_5_sees_the_nowcast_aqi_its_category_and_epas_advice() {
+    clear_of_the_hour().await;
+    let app = spawn_app().await;
+    let hour = chrono::Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap();
+    // Newest first: 60, 50, then ten hours of 40 µg/m³.
+    let values = [60.0, 50.0, 40.0, 40.0, 40.0, 40.0, 40.0, 40.0, 40.0, 40.0, 40.0, 40.0];
+    let readings: Vec<Value> = values
+        .iter()
+        .enumerate()
+        .map(|(k, value)| {
+            let at = hour - chrono::Duration::hours(k as i64);
+            json!({"location_id": "AQ4", "source": "station", "latitude": 40.7, "longitude": -74.0,
+                "observed_at": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "pm2_5": value})
+        })
+        .collect();
+    let (status, body) = app.post_readings(&json!(readings)).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, aq) = app.get_json("/v1/locations/AQ4/air-quality").await;
+    assert_eq!(status, 200, "{aq}");
+    // Weight factor 1 − (60 − 40) / 60 = 2/3; the weighted mean of the twelve hours is
+    // 48.96, truncated to 48.9: AQI 49 × (489 − 355) / (554 − 355) + 101 = 134.0 → 134.
+    assert_eq!(
+        (&aq["aqi"], &aq["category"], &aq["category_name"], &aq["colour"], &aq["dominant"]),
+        (
+            &json!(134),
+            &json!("unhealthy_for_sensitive_groups"),
+            &json!("Unhealthy for Sensitive Groups"),
+            &json!("#FF7E00"),
+            &json!("pm2_5")
+        )
+    );
+    assert_eq!(
+        aq["pollutants"],
+        json!([{"pollutant": "pm2_5", "concentration": 60.0, "averaged": 48.9, "unit": "µg/m³",
+            "averaging": "nowcast", "aqi": 134, "category": "unhealthy_for_sensitive_groups", "beyond_index": false}])
+    );
+    assert_eq!(
+        aq["advice"],
+        json!({
+            "message": "Members of sensitive groups may experience health effects. The general public is less likely to be affected.",
+            "sensitive_groups": ["people with heart or lung disease", "older adults", "children",
+                "people of lower socioeconomic status"],
+            "health_effects": "Increasing likelihood of respiratory symptoms in sensitive groups including older adults, children, and people of lower socioeconomic status; aggravation of heart or lung disease and premature mortality in people with heart or lung disease.",
+            "cautionary_statement": "People with heart or lung disease, older adults, children, and people of lower socioeconomic status should reduce prolonged or heavy exertion.",
+            "for_sensitive_groups": "People with heart or lung disease, older adults, children, and people of lower socioeconomic status should reduce prolonged or heavy exertion.",
+            "for_everyone": null})
+    );
+    // 60 µg/m³ in the newest hour is "poor" on the European scale.
+    assert_eq!((&aq["european"]["level"], &aq["european"]["dominant"]), (&json!("poor"), &json!("pm2_5")));
+}
+
+#[actix_rt::test]
 async fn a_websocket_subscriber_gets_the_air_quality_when_a_new_hour_or_category_comes() {
+    clear_of_the_hour().await;
     let app = spawn_app().await;
     let hour = chrono::Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap();
     let pm = |k: i64, value: f64| {
@@ -291,7 +372,10 @@ async fn open_meteo_air_quality_brings_a_citys_pollutants_to_current() {
     crate::upstream::shift_to_now(&mut body, recorded);
     Mock::given(method("GET"))
         .and(path("/v1/air-quality"))
-        .and(query_param("current", "pm2_5,pm10,ozone,nitrogen_dioxide,sulphur_dioxide,carbon_monoxide"))
+        .and(query_param(
+            "current",
+            "pm2_5,pm10,ozone,nitrogen_dioxide,sulphur_dioxide,carbon_monoxide,us_aqi,european_aqi",
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_json(body))
         .mount(&server)
         .await;
@@ -309,6 +393,7 @@ async fn open_meteo_air_quality_brings_a_citys_pollutants_to_current() {
 
 #[actix_rt::test]
 async fn two_air_quality_providers_merge_into_current_and_air_quality_uses_what_an_hour_allows() {
+    clear_of_the_hour().await;
     let server = MockServer::start().await;
     let mut open_meteo = fixture("open-meteo-air-quality-current.json");
     crate::upstream::shift_to_now(&mut open_meteo, "2021-11-25T00:00:00Z".parse().unwrap());
@@ -352,10 +437,22 @@ async fn two_air_quality_providers_merge_into_current_and_air_quality_uses_what_
         .map(|p| (p["pollutant"].as_str().unwrap(), p["averaging"].as_str().unwrap(), p["averaged"].as_f64().unwrap()))
         .collect();
     assert_eq!(used, [("so2", "1h", 0.0), ("no2", "1h", 0.0)]);
+    // The European index of that hour: ozone (82 and 75.1) fair, PM2.5 (23.3) and PM10
+    // (92.2) moderate; OpenWeather's own index beside isobar's.
+    assert_eq!((&aq["european"]["level"], &aq["european"]["dominant"]), (&json!("moderate"), &json!("pm2_5")));
+    let sources = aq["sources"].as_array().unwrap();
+    let owm = sources.iter().find(|s| s["source"] == "openweathermap-air-pollution").unwrap();
+    let owm_hour = owm["observed_at"].clone();
+    assert_eq!(
+        aq["providers"],
+        json!([{"source": "openweathermap-air-pollution", "index": "openweathermap_aqi", "value": 4.0,
+            "label": "Poor", "observed_at": owm_hour}])
+    );
 }
 
 #[actix_rt::test]
 async fn a_city_has_an_air_quality_from_its_first_poll_thanks_to_the_providers_past_hours() {
+    clear_of_the_hour().await;
     let server = MockServer::start().await;
     // Beijing's recorded hourly CO (local times, UTC+8), moved so that 2023-01-01T13:00Z
     // is the current hour.
@@ -380,4 +477,73 @@ async fn a_city_has_an_air_quality_from_its_first_poll_thanks_to_the_providers_p
             "aqi": 32, "category": "good", "beyond_index": false}])
     );
     assert_eq!((&aq["aqi"], &aq["dominant"], &aq["colour"]), (&json!(32), &json!("co"), &json!("#00E400")));
+}
+
+#[actix_rt::test]
+async fn a_citys_air_quality_shows_both_providers_isobars_aqi_openweathers_index_and_an_hourly_forecast() {
+    clear_of_the_hour().await;
+    let server = MockServer::start().await;
+    // Beijing's recorded hourly CO, moved so that 2023-01-01T13:00Z is the current hour:
+    // 21 hours before it and 26 after it.
+    let mut open_meteo = fixture("open-meteo-air-quality.json");
+    crate::upstream::shift_to_now(&mut open_meteo, "2023-01-01T13:00:00Z".parse().unwrap());
+    Mock::given(method("GET"))
+        .and(path("/v1/air-quality"))
+        .and(query_param("forecast_days", "3"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(open_meteo))
+        .mount(&server)
+        .await;
+    // OpenWeather's documented example, moved to the hour before the current one.
+    let mut owm = fixture("owm-air-pollution.json");
+    crate::upstream::shift_to_now(&mut owm, "2020-11-23T17:00:00Z".parse().unwrap());
+    Mock::given(method("GET"))
+        .and(path("/data/2.5/air_pollution"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(owm))
+        .mount(&server)
+        .await;
+    let enabled = ["open_meteo_air_quality", "openweathermap_air_pollution"];
+    let app = spawn_app_with(sources(&server, &enabled, json!({}))).await;
+    assert!(
+        eventually(10, || async {
+            let (_, current) = app.get_json("/v1/locations/1816670/current").await;
+            current["sources_count"] == 2
+        })
+        .await
+    );
+    let (status, aq) = app.get_json("/v1/locations/1816670/air-quality?hours=3").await;
+    assert_eq!(status, 200, "{aq}");
+    let hour = chrono::Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap();
+    let at = |k: i64| (hour + chrono::Duration::hours(k)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // Both providers' pollutants: Open-Meteo's CO of the current hour, OpenWeather's six
+    // of the hour before.
+    assert_eq!(
+        aq["sources"],
+        json!([{"source": "open-meteo-air-quality", "observed_at": at(0), "co": 6821.0},
+               {"source": "openweathermap-air-pollution", "observed_at": at(-1), "pm2_5": 23.253, "pm10": 92.214,
+                "o3": 75.102, "co": 203.609, "so2": 0.648, "no2": 0.396}])
+    );
+    // isobar's AQI: CO's 8-hour mean, the hour before averaging both providers (6223 and
+    // 203.6): (6821 + 3213.3 + 4876 + 3426 + 2255 + 1291 + 834 + 581) / 8 = 2912.2 µg/m³
+    // = 2.54 ppm → 2.5: AQI 50 × 25 / 44 → 28. PM needs two of the last three hours and
+    // the gases the current one, which only Open-Meteo's CO has.
+    assert_eq!(
+        (&aq["aqi"], &aq["category"], &aq["dominant"], &aq["hour"]),
+        (&json!(28), &json!("good"), &json!("co"), &json!(at(0)))
+    );
+    assert_eq!(aq["european"], Value::Null, "the current hour has none of the European index's pollutants");
+    // OpenWeather's own index beside it, never instead of it.
+    assert_eq!(
+        aq["providers"],
+        json!([{"source": "openweathermap-air-pollution", "index": "openweathermap_aqi", "value": 4.0,
+            "label": "Poor", "observed_at": at(-1)}])
+    );
+    // The hourly forecast from Open-Meteo's CO (7648, 7900, 6718 µg/m³), each hour's
+    // 8-hour mean over the hours before it: 3795.5 µg/m³ → 3.3 ppm → 38; 4678.8 → 4.0 →
+    // 45; 5357.2 → 4.6 → 49 × 1 / 49 + 51 = 52, moderate.
+    assert_eq!(
+        aq["forecast"],
+        json!([{"time": at(1), "aqi": 38, "category": "good", "dominant": "co", "european": null},
+               {"time": at(2), "aqi": 45, "category": "good", "dominant": "co", "european": null},
+               {"time": at(3), "aqi": 52, "category": "moderate", "dominant": "co", "european": null}])
+    );
 }

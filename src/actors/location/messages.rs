@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::LocationActor;
 use crate::actors::messages::Deliver;
 use crate::core::Update;
-use crate::domain::{Anomaly, Forecast, LocationId, Reading};
+use crate::domain::{AirReport, Anomaly, Forecast, LocationId, Reading};
 
 /// Readings for this location, already validated. Sent by the ingest path, which waits
 /// for the answer: `Ok` once they are in the location's state and every sink that keeps
@@ -72,6 +72,11 @@ pub struct GetHistory {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
 }
+
+/// The latest report of each air-quality provider. Sent by /air-quality.
+#[derive(Message)]
+#[rtype(result = "Vec<Arc<AirReport>>")]
+pub struct GetAirReports;
 
 /// Recent anomalies that started in [from, to], oldest first. Sent by /anomalies when
 /// InfluxDB does not keep them.

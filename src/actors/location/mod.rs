@@ -36,7 +36,7 @@ use crate::actors::persister::{Persister, SaveSnapshot};
 use crate::actors::sinks::{Sinks, Subscribers};
 use crate::actors::wire;
 use crate::core::{Analysis, AnomalyState, CoreSettings, LocationCore, LocationEvent, Update};
-use crate::domain::{Anomaly, Forecast, Location, Reading};
+use crate::domain::{AirReport, Anomaly, Forecast, Location, Reading};
 use crate::telemetry::Metrics;
 
 /// Builds the analyses of a location's core (again after every restart).
@@ -312,6 +312,9 @@ impl Handler<ProviderReport> for LocationActor {
                 Some(run) => act.core.apply_forecast(run, now),
                 None => Vec::new(),
             };
+            if let Some(report) = msg.air {
+                act.core.apply_air_report(report);
+            }
             events.extend(act.core.source_health(msg.source, msg.error.is_none(), now));
             events
         });
@@ -337,6 +340,15 @@ impl Handler<GetHistory> for LocationActor {
     fn handle(&mut self, msg: GetHistory, _: &mut Context<Self>) -> Self::Result {
         self.touch();
         self.core.history(msg.from, msg.to)
+    }
+}
+
+impl Handler<GetAirReports> for LocationActor {
+    type Result = Vec<Arc<AirReport>>;
+
+    fn handle(&mut self, _: GetAirReports, _: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        self.core.air_reports().to_vec()
     }
 }
 

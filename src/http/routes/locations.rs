@@ -14,7 +14,7 @@ use crate::core::Update;
 use crate::domain::{Anomaly, Location, LocationId, Reading, SourceName, Units, Values};
 use crate::http::error::Problem;
 use crate::http::{ApiError, AppState};
-use crate::service::{HistoryQuery as History, forecast_hours_error, search_limit_error};
+use crate::service::{HistoryQuery as History, air_quality_hours_error, forecast_hours_error, search_limit_error};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -337,17 +337,38 @@ pub async fn forecast(
     Ok(HttpResponse::Ok().json(state.service.forecast(&id, hours, query.model.as_deref(), units).await?))
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AirQualityQuery {
+    /// The hourly AQI forecast for this many hours after the current one, 1-48 (default:
+    /// none).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 48)]
+    hours: Option<String>,
+}
+
 /// The location's air quality now: the US AQI (EPA, 2024) from the hourly means of the
 /// pollutants its sources reported in the last 24 hours (PM2.5 and PM10 by NowCast),
-/// with each pollutant's sub-index, the dominant pollutant, the category and its colour.
+/// with each pollutant's sub-index, the dominant pollutant, the category, its colour and
+/// EPA's advice; the European index (EEA) beside it; each source's latest pollutants; the
+/// providers' own indices; and with `?hours=`, the hourly AQI forecast from the
+/// providers' pollutant forecasts.
 #[utoipa::path(get, path = "/v1/locations/{id}/air-quality", tag = "locations", security((), ("bearer" = [])),
-    params(("id" = String, Path, description = "Location id", pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")),
+    params(("id" = String, Path, description = "Location id", pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"),
+           AirQualityQuery),
     responses((status = 200, body = crate::analytics::aqi::AirQuality),
               (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json", description = "Unknown location, or no recent pollutant readings")))]
-pub async fn air_quality(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn air_quality(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<AirQualityQuery>,
+) -> Result<HttpResponse, ApiError> {
     let id = AppState::parse_id(&path)?;
-    Ok(HttpResponse::Ok().json(state.service.air_quality(&id).await?))
+    let hours = match query.hours.as_deref() {
+        None => None,
+        Some(raw) => Some(raw.parse::<usize>().map_err(|_| air_quality_hours_error())?),
+    };
+    Ok(HttpResponse::Ok().json(state.service.air_quality(&id, hours).await?))
 }
 
 /// What a training fitted.

@@ -148,7 +148,7 @@ pub fn parse(body: &Value, id: &LocationId, now: DateTime<Utc>) -> Result<Provid
         .collect();
     let issued_at = time(body, &["properties", "meta", "updated_at"]).or(steps.first().map(|s| s.0));
     let forecast = issued_at.map(|issued_at| ForecastRun { name: source, issued_at, hourly });
-    Ok(ProviderData { reading, forecast, past: Vec::new() })
+    Ok(ProviderData { reading, forecast, ..ProviderData::default() })
 }
 
 #[cfg(test)]

@@ -142,7 +142,7 @@ fn parse_one(item: &Value, id: &LocationId, source: &SourceName) -> Result<Provi
         let issued_at = hourly.first().map(|h| h.time)?;
         Some(ForecastRun { name: source.clone(), issued_at, hourly })
     });
-    Ok(ProviderData { reading, forecast, past: Vec::new() })
+    Ok(ProviderData { reading, forecast, ..ProviderData::default() })
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! OpenWeatherMap Air Pollution API (`/data/2.5/air_pollution`): the current pollutants of
 //! one point per request, in µg/m³. Needs the same kind of API key as the weather API
-//! (`appid`). `main.aqi` is OpenWeather's own 1-5 index, not the US AQI; isobar computes
-//! its own from the concentrations.
+//! (`appid`). `main.aqi` is OpenWeather's own 1-5 index, not the US AQI: it is shown
+//! beside the AQI isobar computes from the concentrations.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use super::{
     FetchResult, NotRunning, Provider, ProviderData, ProviderSettings, SourceError, fetch_each, num, require_api_key,
 };
 use crate::domain::Quantity::*;
-use crate::domain::{Location, LocationId, Reading, SourceName};
+use crate::domain::{AirReport, Location, LocationId, Reading, ReportedIndex, SourceName};
 
 pub const NAME: &str = "openweathermap-air-pollution";
 
@@ -73,12 +73,24 @@ pub fn parse(body: &Value, id: &LocationId) -> Result<ProviderData, SourceError>
         .and_then(|dt| DateTime::from_timestamp(dt, 0))
         .ok_or_else(|| SourceError::Malformed("a measurement without `dt`".into()))?;
     let source = SourceName::parse(NAME).unwrap_or_else(|| unreachable!("static name"));
-    let mut r = Reading::new(id.clone(), source, observed_at);
+    let mut r = Reading::new(id.clone(), source.clone(), observed_at);
     for (quantity, component) in COMPONENTS {
         r.set(quantity, num(entry, &["components", component]));
     }
-    Ok(ProviderData { reading: Some(r), forecast: None, past: Vec::new() })
+    // OpenWeather's own index, 1 (good) to 5 (very poor).
+    let index = num(entry, &["main", "aqi"]).filter(|v| (1.0..=5.0).contains(v)).map(|value| ReportedIndex {
+        source: source.clone(),
+        index: "openweathermap_aqi".into(),
+        value,
+        label: LABELS.get(value as usize - 1).map(|l| (*l).to_owned()),
+        observed_at,
+    });
+    let air = index.map(|i| AirReport::indices_only(source, vec![i]));
+    Ok(ProviderData { reading: Some(r), air, ..ProviderData::default() })
 }
+
+/// The names of OpenWeather's index values 1 to 5 (its API docs).
+const LABELS: [&str; 5] = ["Good", "Fair", "Moderate", "Poor", "Very Poor"];
 
 #[cfg(test)]
 mod tests {
@@ -94,6 +106,10 @@ mod tests {
         let values: Vec<Option<f64>> = [Pm25, Pm10, O3, No2, So2, Co].iter().map(|&q| r.get(q)).collect();
         assert_eq!(values, [Some(23.253), Some(92.214), Some(75.102), Some(0.396), Some(0.648), Some(203.609)]);
         assert_eq!(r.get(Temperature), None);
+        // Its own index, beside the concentrations: 4, "Poor".
+        let indices = parse(&body, &id).unwrap().air.unwrap().indices;
+        assert_eq!((indices[0].index.as_str(), indices[0].value), ("openweathermap_aqi", 4.0));
+        assert_eq!((indices[0].label.as_deref(), indices[0].observed_at), (Some("Poor"), r.observed_at));
         assert!(matches!(parse(&serde_json::json!({"list": []}), &id), Err(SourceError::Malformed(_))));
     }
 

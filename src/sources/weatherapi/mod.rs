@@ -42,11 +42,7 @@ impl Provider for WeatherApi {
             let url = current_url(upstream.base_url(), l.latitude, l.longitude, &self.api_key);
             match upstream.get_json(&url).await {
                 Ok(f) => (
-                    parse_current(&f.body, &l.id).map(|r| ProviderData {
-                        reading: Some(r),
-                        forecast: None,
-                        past: Vec::new(),
-                    }),
+                    parse_current(&f.body, &l.id).map(|r| ProviderData { reading: Some(r), ..ProviderData::default() }),
                     f.fresh_for,
                 ),
                 Err(e) => (Err(explain(e)), Duration::ZERO),

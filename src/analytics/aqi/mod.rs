@@ -8,12 +8,21 @@
 //!
 //! Concentrations go in as EPA's units (ppm for O3 and CO, ppb for SO2 and NO2, µg/m³ for
 //! PM); [`ppb_from_ugm3`] converts the µg/m³ the providers report, at 25 °C and 1 atm.
+//!
+//! Besides: what EPA advises at each category ([`advice`]), the European index as a
+//! second scale ([`european`]), and the hourly AQI forecast from the providers' pollutant
+//! forecasts ([`forecast`]).
+
+pub mod advice;
+pub mod european;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::Quantity;
+use self::advice::Advice;
+use self::european::EuropeanIndex;
+use crate::domain::{AirReport, Quantity, Reading, ReportedIndex, SourceName};
 
 /// The pollutants of the US AQI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
@@ -370,6 +379,52 @@ pub struct AirQuality {
     /// The start of the newest hour of readings used.
     pub hour: DateTime<Utc>,
     pub pollutants: Vec<PollutantIndex>,
+    /// What EPA advises at this category for the dominant pollutant.
+    pub advice: Advice,
+    /// The European index (EEA) of the newest hour's means; `null` when it has none of its
+    /// five pollutants.
+    pub european: Option<EuropeanIndex>,
+    /// Each source's latest pollutants.
+    pub sources: Vec<AirSource>,
+    /// The providers' own indices, beside isobar's (absent when none reports one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ReportedIndex>,
+    /// The hourly AQI forecast, asked for with `?hours=` (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<Vec<AqiHour>>,
+}
+
+/// A source's latest reading of pollutants (µg/m³; a pollutant it did not report is
+/// absent).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AirSource {
+    #[schema(value_type = String)]
+    pub source: SourceName,
+    pub observed_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pm2_5: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pm10: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub o3: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub co: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub so2: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no2: Option<f64>,
+}
+
+/// One hour of the AQI forecast.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AqiHour {
+    /// The hour's start.
+    pub time: DateTime<Utc>,
+    pub aqi: u16,
+    pub category: Category,
+    pub dominant: Pollutant,
+    /// The European index's level that hour (`null` without any of its pollutants).
+    pub european: Option<european::EuropeanLevel>,
 }
 
 impl AirQuality {
@@ -414,32 +469,124 @@ pub enum NoIndex {
     TooFewHours,
 }
 
-/// The air quality from readings of the last 24 hours (any sources, any order): each
-/// pollutant's hourly means, back from the newest hour that has one, which must be at
-/// most two hours before `now`'s.
-pub fn from_readings(readings: &[crate::domain::Reading], now: DateTime<Utc>) -> Result<AirQuality, NoIndex> {
-    let hour_of = |at: DateTime<Utc>| at.timestamp().div_euclid(3600);
-    let start = |hour: i64| DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();
-    let reported = |r: &&crate::domain::Reading| Pollutant::ALL.iter().any(|p| r.values.get(p.quantity()).is_some());
-    let newest = readings.iter().filter(reported).map(|r| hour_of(r.observed_at)).max().ok_or(NoIndex::NoPollutants)?;
-    if newest < hour_of(now) - 2 {
-        return Err(NoIndex::Stale(start(newest).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
-    }
-    let hourly: Vec<(Pollutant, Vec<Option<f64>>)> = Pollutant::ALL
+/// The hour (hours since the epoch) `at` is in.
+fn hour_of(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(3600)
+}
+
+/// The start of an hour since the epoch.
+fn start_of(hour: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default()
+}
+
+fn reports_pollutants(r: &Reading) -> bool {
+    Pollutant::ALL.iter().any(|p| r.values.get(p.quantity()).is_some())
+}
+
+/// Each pollutant's hourly means over `len` hours back from `newest` (index 0), from the
+/// readings of those hours.
+fn hourly_means(readings: &[Reading], newest: i64, len: usize) -> Vec<(Pollutant, Vec<Option<f64>>)> {
+    Pollutant::ALL
         .iter()
         .map(|&p| {
-            let mut sums = [(0.0, 0u32); 24];
+            let mut sums = vec![(0.0, 0u32); len];
             for r in readings {
-                let back = newest - hour_of(r.observed_at);
-                if let (Ok(k @ 0..24), Some(v)) = (usize::try_from(back), r.values.get(p.quantity())) {
+                let back = usize::try_from(newest - hour_of(r.observed_at));
+                if let (Ok(k), Some(v)) = (back, r.values.get(p.quantity()))
+                    && k < len
+                {
                     sums[k].0 += v;
                     sums[k].1 += 1;
                 }
             }
             (p, sums.iter().map(|&(sum, n)| (n > 0).then(|| sum / f64::from(n))).collect())
         })
-        .collect();
-    assess(start(newest), &hourly).ok_or(NoIndex::TooFewHours)
+        .collect()
+}
+
+/// The air quality from readings of the last 24 hours (any sources, any order): each
+/// pollutant's hourly means, back from the newest hour that has one, which must be at
+/// most two hours before `now`'s; with each source's latest pollutants.
+pub fn from_readings(readings: &[Reading], now: DateTime<Utc>) -> Result<AirQuality, NoIndex> {
+    let newest = newest_hour(readings, now)?;
+    let mut air_quality = assess(start_of(newest), &hourly_means(readings, newest, 24)).ok_or(NoIndex::TooFewHours)?;
+    air_quality.sources = latest_by_source(readings);
+    Ok(air_quality)
+}
+
+/// The newest hour with pollutants, unless it is more than two hours before `now`'s.
+fn newest_hour(readings: &[Reading], now: DateTime<Utc>) -> Result<i64, NoIndex> {
+    let newest = readings
+        .iter()
+        .filter(|r| reports_pollutants(r))
+        .map(|r| hour_of(r.observed_at))
+        .max()
+        .ok_or(NoIndex::NoPollutants)?;
+    if newest < hour_of(now) - 2 {
+        return Err(NoIndex::Stale(start_of(newest).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+    }
+    Ok(newest)
+}
+
+/// Each source's newest reading with pollutants, in the order the sources first appear.
+fn latest_by_source(readings: &[Reading]) -> Vec<AirSource> {
+    let mut latest: Vec<&Reading> = Vec::new();
+    for r in readings.iter().filter(|r| reports_pollutants(r)) {
+        match latest.iter_mut().find(|l| l.source == r.source) {
+            Some(l) if l.observed_at <= r.observed_at => *l = r,
+            Some(_) => {}
+            None => latest.push(r),
+        }
+    }
+    latest
+        .into_iter()
+        .map(|r| AirSource {
+            source: r.source.clone(),
+            observed_at: r.observed_at,
+            pm2_5: r.get(Quantity::Pm25),
+            pm10: r.get(Quantity::Pm10),
+            o3: r.get(Quantity::O3),
+            co: r.get(Quantity::Co),
+            so2: r.get(Quantity::So2),
+            no2: r.get(Quantity::No2),
+        })
+        .collect()
+}
+
+/// The AQI of each of the `hours` hours after `now`'s, from the pollutants' hourly means
+/// up to `now`'s hour (`readings`) and, after it, the mean of the providers' forecasts
+/// (`reports`): each hour assessed as the current one is, over the hours before it. An
+/// hour no provider forecasts, or no pollutant gives an index, is left out.
+pub fn forecast(readings: &[Reading], reports: &[&AirReport], now: DateTime<Utc>, hours: usize) -> Vec<AqiHour> {
+    let current = hour_of(now);
+    let last = current + hours as i64;
+    // Index 0 is the last hour asked for; `hours` further on is the current one.
+    let mut series = hourly_means(readings, last, hours + 24);
+    for (p, means) in &mut series {
+        for (k, mean) in means.iter_mut().enumerate().take(hours) {
+            let at = start_of(last - k as i64);
+            let forecasts: Vec<f64> = reports.iter().filter_map(|r| r.forecast(at, p.quantity())).collect();
+            *mean = (!forecasts.is_empty()).then(|| forecasts.iter().sum::<f64>() / forecasts.len() as f64);
+        }
+    }
+    (1..=hours)
+        .filter_map(|ahead| {
+            let from = hours - ahead;
+            if series.iter().all(|(_, means)| means[from].is_none()) {
+                return None;
+            }
+            let window: Vec<(Pollutant, Vec<Option<f64>>)> =
+                series.iter().map(|(p, means)| (*p, means[from..from + 24].to_vec())).collect();
+            let aq = assess(start_of(current + ahead as i64), &window)?;
+            Some(AqiHour {
+                time: aq.hour,
+                aqi: aq.aqi,
+                category: aq.category,
+                dominant: aq.dominant,
+                european: aq.european.map(|e| e.level),
+            })
+        })
+        .collect()
 }
 
 /// The mean of the hours present among `hours`, when at least `need` are.
@@ -473,6 +620,8 @@ pub fn assess(hour: DateTime<Utc>, hourly: &[(Pollutant, Vec<Option<f64>>)]) -> 
         })
         .collect();
     let top = overall(&subs.iter().map(|(s, _)| *s).collect::<Vec<_>>())?;
+    let newest: Vec<(Pollutant, Option<f64>)> =
+        hourly.iter().map(|(p, hours)| (*p, hours.first().copied().flatten())).collect();
     let pollutants = subs
         .into_iter()
         .map(|(s, concentration)| PollutantIndex {
@@ -494,6 +643,11 @@ pub fn assess(hour: DateTime<Utc>, hourly: &[(Pollutant, Vec<Option<f64>>)]) -> 
         dominant: top.pollutant,
         hour,
         pollutants,
+        advice: advice::advice(top.pollutant, top.category),
+        european: european::index(&newest),
+        sources: Vec::new(),
+        providers: Vec::new(),
+        forecast: None,
     })
 }
 
@@ -501,13 +655,49 @@ pub fn assess(hour: DateTime<Utc>, hourly: &[(Pollutant, Vec<Option<f64>>)]) -> 
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_aqi_forecast_joins_the_observed_hours_to_the_mean_of_the_providers_forecasts() {
+        let now: DateTime<Utc> = "2026-11-28T12:20:00Z".parse().unwrap();
+        let hour = |k: i64| start_of(hour_of(now) + k);
+        let source = SourceName::parse("station").unwrap();
+        let id = crate::domain::LocationId::parse("X").unwrap();
+        // Eight observed hours of CO at 2000 µg/m³, up to the current one.
+        let readings: Vec<Reading> = (-7..=0)
+            .map(|k| {
+                let mut r = Reading::new(id.clone(), source.clone(), hour(k) + chrono::Duration::minutes(5));
+                r.set(Quantity::Co, Some(2000.0));
+                r
+            })
+            .collect();
+        // One provider forecasts 20000 for two hours, another 10000 for the first.
+        let report = |name: &str, hours: Vec<f32>| AirReport {
+            source: SourceName::parse(name).unwrap(),
+            indices: Vec::new(),
+            start: hour(1),
+            hours: hours.into_iter().map(|co| [f32::NAN, f32::NAN, f32::NAN, co, f32::NAN, f32::NAN]).collect(),
+        };
+        let (a, b) = (report("a", vec![20000.0, 20000.0]), report("b", vec![10000.0]));
+        let ahead = forecast(&readings, &[&a, &b], now, 3);
+        // +1 h: 8-hour mean (7 × 2000 + 15000) / 8 = 3625 µg/m³ = 3.16 ppm → 3.1: 50 × 31 / 44 → 35.
+        // +2 h: (6 × 2000 + 15000 + 20000) / 8 = 5875 → 5.13 ppm → 5.1: 49 × 6 / 49 + 51 → 57.
+        // +3 h: nobody forecasts it.
+        let expected = |k: i64, aqi: u16, category: Category| AqiHour {
+            time: hour(k),
+            aqi,
+            category,
+            dominant: Co,
+            european: None,
+        };
+        assert_eq!(ahead, [expected(1, 35, Category::Good), expected(2, 57, Category::Moderate)]);
+    }
+
     fn aqi(pollutant: Pollutant, averaging: Averaging, c: f64) -> u16 {
         sub_index(pollutant, averaging, c).unwrap_or_else(|| panic!("{pollutant:?} {c}")).aqi
     }
 
     #[test]
     fn the_table_is_the_bundled_2024_csv() {
-        let csv = include_str!("../../data/epa-aqi/epa_aqi_breakpoints_2024.csv");
+        let csv = include_str!("../../../data/epa-aqi/epa_aqi_breakpoints_2024.csv");
         let rows: Vec<Breakpoint> = csv
             .lines()
             .skip(1)
