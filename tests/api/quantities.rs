@@ -236,6 +236,7 @@ async fn air_quality_is_the_us_aqi_of_a_stations_recent_pollutant_hours() {
                  "averaging": "nowcast", "aqi": 90, "category": "moderate", "beyond_index": false},
                 {"pollutant": "o3", "concentration": 137.4, "averaged": 0.069, "unit": "ppm",
                  "averaging": "8h", "aqi": 97, "category": "moderate", "beyond_index": false}],
+            "day": [],
             "advice": {
                 "message": "Air quality is acceptable. However, there may be a risk for some people, particularly those who are unusually sensitive to air pollution.",
                 "sensitive_groups": ["people with lung disease", "children", "older adults",

@@ -379,6 +379,10 @@ pub struct AirQuality {
     /// The start of the newest hour of readings used.
     pub hour: DateTime<Utc>,
     pub pollutants: Vec<PollutantIndex>,
+    /// PM2.5's and PM10's 24-hour means (the last 24 hours, 18 of them needed) with their
+    /// sub-indices: the day's index as EPA reports it, beside the NowCast of the current
+    /// one.
+    pub day: Vec<PollutantIndex>,
     /// What EPA advises at this category for the dominant pollutant.
     pub advice: Advice,
     /// The European index (EEA) of the newest hour's means; `null` when it has none of its
@@ -622,19 +626,27 @@ pub fn assess(hour: DateTime<Utc>, hourly: &[(Pollutant, Vec<Option<f64>>)]) -> 
     let top = overall(&subs.iter().map(|(s, _)| *s).collect::<Vec<_>>())?;
     let newest: Vec<(Pollutant, Option<f64>)> =
         hourly.iter().map(|(p, hours)| (*p, hours.first().copied().flatten())).collect();
-    let pollutants = subs
-        .into_iter()
-        .map(|(s, concentration)| PollutantIndex {
-            pollutant: s.pollutant,
-            concentration,
-            averaged: s.concentration,
-            unit: s.pollutant.epa_unit().to_owned(),
-            averaging: s.averaging,
-            aqi: s.aqi,
-            category: s.category,
-            beyond_index: s.beyond_index,
+    // PM's 24-hour means, the day's index as EPA reports it (18 of the 24 hours needed).
+    let day: Vec<(SubIndex, Option<f64>)> = hourly
+        .iter()
+        .filter(|(p, _)| matches!(p, Pm25 | Pm10))
+        .filter_map(|(p, hours)| {
+            let sub = mean_of(&hours[..hours.len().min(24)], 18).and_then(|c| sub_index(*p, Hour24, c))?;
+            Some((sub, hours.first().copied().flatten()))
         })
         .collect();
+    let view = |(s, concentration): (SubIndex, Option<f64>)| PollutantIndex {
+        pollutant: s.pollutant,
+        concentration,
+        averaged: s.concentration,
+        unit: s.pollutant.epa_unit().to_owned(),
+        averaging: s.averaging,
+        aqi: s.aqi,
+        category: s.category,
+        beyond_index: s.beyond_index,
+    };
+    let pollutants = subs.into_iter().map(view).collect();
+    let day = day.into_iter().map(view).collect();
     Some(AirQuality {
         aqi: top.aqi,
         category: top.category,
@@ -643,6 +655,7 @@ pub fn assess(hour: DateTime<Utc>, hourly: &[(Pollutant, Vec<Option<f64>>)]) -> 
         dominant: top.pollutant,
         hour,
         pollutants,
+        day,
         advice: advice::advice(top.pollutant, top.category),
         european: european::index(&newest),
         sources: Vec::new(),
@@ -654,6 +667,24 @@ pub fn assess(hour: DateTime<Utc>, hourly: &[(Pollutant, Vec<Option<f64>>)]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_days_pm_index_is_its_24_hour_mean_when_18_hours_have_it() {
+        let hour: DateTime<Utc> = "2026-11-28T12:00:00Z".parse().unwrap();
+        // 36 µg/m³ in 18 of the last 24 hours: 24-hour mean 36.0, AQI 49 × 5 / 199 + 101 → 102.
+        let hours: Vec<Option<f64>> = (0..24).map(|k| (k % 4 != 3).then_some(36.0)).collect();
+        let aq = assess(hour, &[(Pm25, hours.clone())]).unwrap();
+        let day: Vec<(Pollutant, Averaging, f64, u16)> =
+            aq.day.iter().map(|p| (p.pollutant, p.averaging, p.averaged, p.aqi)).collect();
+        assert_eq!(day, [(Pm25, Hour24, 36.0, 102)]);
+        assert_eq!((aq.pollutants[0].averaging, aq.aqi), (Averaging::NowCast, 102));
+        // One hour fewer: no day's index, the NowCast still.
+        let mut fewer = hours;
+        fewer[0] = None;
+        let aq = assess(hour, &[(Pm25, fewer)]).unwrap();
+        assert!(aq.day.is_empty());
+        assert_eq!(aq.pollutants[0].averaging, Averaging::NowCast);
+    }
 
     #[test]
     fn the_aqi_forecast_joins_the_observed_hours_to_the_mean_of_the_providers_forecasts() {
