@@ -451,20 +451,25 @@ async fn two_air_quality_providers_merge_into_current_and_air_quality_uses_what_
     );
 }
 
-#[actix_rt::test]
-async fn a_city_has_an_air_quality_from_its_first_poll_thanks_to_the_providers_past_hours() {
-    clear_of_the_hour().await;
-    let server = MockServer::start().await;
-    // Beijing's recorded hourly CO (local times, UTC+8), moved so that 2023-01-01T13:00Z
-    // is the current hour.
+/// Open-Meteo answering with Beijing's recorded hourly CO (local times, UTC+8), moved so
+/// that 2023-01-01T13:00Z is the current hour: 21 hours before it and 26 after it.
+async fn serve_beijings_hourly_co(server: &MockServer) {
     let mut body = fixture("open-meteo-air-quality.json");
     crate::upstream::shift_to_now(&mut body, "2023-01-01T13:00:00Z".parse().unwrap());
     Mock::given(method("GET"))
         .and(path("/v1/air-quality"))
         .and(query_param("past_days", "1"))
+        .and(query_param("forecast_days", "3"))
         .respond_with(ResponseTemplate::new(200).set_body_json(body))
-        .mount(&server)
+        .mount(server)
         .await;
+}
+
+#[actix_rt::test]
+async fn a_city_has_an_air_quality_from_its_first_poll_thanks_to_the_providers_past_hours() {
+    clear_of_the_hour().await;
+    let server = MockServer::start().await;
+    serve_beijings_hourly_co(&server).await;
     let app = spawn_app_with(sources(&server, &["open_meteo_air_quality"], json!({}))).await;
     let (status, _) = app.get_json("/v1/locations/1816670/current").await;
     assert_eq!(status, 200);
@@ -484,16 +489,7 @@ async fn a_city_has_an_air_quality_from_its_first_poll_thanks_to_the_providers_p
 async fn a_citys_air_quality_shows_both_providers_isobars_aqi_openweathers_index_and_an_hourly_forecast() {
     clear_of_the_hour().await;
     let server = MockServer::start().await;
-    // Beijing's recorded hourly CO, moved so that 2023-01-01T13:00Z is the current hour:
-    // 21 hours before it and 26 after it.
-    let mut open_meteo = fixture("open-meteo-air-quality.json");
-    crate::upstream::shift_to_now(&mut open_meteo, "2023-01-01T13:00:00Z".parse().unwrap());
-    Mock::given(method("GET"))
-        .and(path("/v1/air-quality"))
-        .and(query_param("forecast_days", "3"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(open_meteo))
-        .mount(&server)
-        .await;
+    serve_beijings_hourly_co(&server).await;
     // OpenWeather's documented example, moved to the hour before the current one.
     let mut owm = fixture("owm-air-pollution.json");
     crate::upstream::shift_to_now(&mut owm, "2020-11-23T17:00:00Z".parse().unwrap());
