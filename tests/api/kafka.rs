@@ -96,6 +96,29 @@ async fn readings_from_kafka_reach_current_and_history_and_duplicates_are_droppe
 }
 
 #[actix_rt::test]
+async fn a_stations_pollutants_from_kafka_give_its_air_quality() {
+    use chrono::DurationRound;
+    crate::helpers::clear_of_the_hour().await;
+    let kafka = Kafka::start();
+    let app = app(&kafka).await;
+    let hour = chrono::Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap();
+    for k in [1, 0] {
+        let at = (hour - chrono::Duration::hours(k)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let r = json!({"location_id": "KAFAQ", "source": "station", "latitude": 40.7, "longitude": -74.0,
+            "observed_at": at, "pm2_5": 20.0});
+        kafka.produce("KAFAQ", r.to_string().as_bytes()).await;
+    }
+    assert!(
+        eventually(15, || async { app.get("/v1/locations/KAFAQ/air-quality").await.status() == 200 }).await,
+        "the second hour makes the NowCast"
+    );
+    // Two hours of 20 µg/m³: NowCast 20.0, AQI 49 × (200 − 91) / (354 − 91) + 51 → 71.
+    let (_, aq) = app.get_json("/v1/locations/KAFAQ/air-quality").await;
+    assert_eq!((&aq["aqi"], &aq["category"], &aq["dominant"]), (&json!(71), &json!("moderate"), &json!("pm2_5")));
+    assert_eq!(aq["pollutants"][0]["averaged"], 20.0);
+}
+
+#[actix_rt::test]
 async fn bad_messages_go_to_the_dead_letter_topic_with_the_reason_and_the_consumer_goes_on() {
     let kafka = Kafka::start();
     let app = app(&kafka).await;
