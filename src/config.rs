@@ -35,6 +35,8 @@ pub struct Settings {
     pub anomalies: AnomalyConfig,
     #[serde(default)]
     pub forecast: ForecastConfig,
+    #[serde(default)]
+    pub graphql: GraphqlSettings,
     pub sources: SourcesSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
@@ -245,6 +247,36 @@ pub struct ForecastConfig {
     pub retrain_hours: u32,
     /// Places trained at once, each on a thread of the blocking pool.
     pub train_concurrency: usize,
+}
+
+/// The GraphQL API at `/graphql` (README, GraphQL).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphqlSettings {
+    pub enabled: bool,
+    /// GraphiQL at `GET /graphql` (from a CDN, in the browser).
+    pub playground: bool,
+    /// Deepest selection a query may nest.
+    pub max_depth: usize,
+    /// Most fields a query may select, each counted once and lists by their length.
+    pub max_complexity: usize,
+    /// Operations in one batched request.
+    pub max_batch: usize,
+    /// Subscriptions one WebSocket connection may hold at once.
+    pub max_subscriptions: usize,
+}
+
+impl Default for GraphqlSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            playground: false,
+            max_depth: 8,
+            max_complexity: 200,
+            max_batch: 10,
+            max_subscriptions: 20,
+        }
+    }
 }
 
 impl Default for ForecastConfig {

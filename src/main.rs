@@ -37,6 +37,8 @@ enum Command {
         #[command(subcommand)]
         command: EvalCommand,
     },
+    /// Print the GraphQL schema (SDL); the committed `schema.graphql` is this output.
+    GraphqlSchema,
     /// Manage API keys (kept in Redis when redis.url is set, else under persist.data_dir).
     Keys {
         #[command(subcommand)]
@@ -118,6 +120,10 @@ fn main() -> ExitCode {
         Some(Command::Keys { command, config }) => return keys(command, &config),
         Some(Command::Detect { data, format }) => return detect(&data, format),
         Some(Command::Eval { command }) => return eval(command),
+        Some(Command::GraphqlSchema) => {
+            print!("{}", isobar::http::graphql::sdl());
+            return ExitCode::SUCCESS;
+        }
         None => (false, ConfigArgs::default()),
     };
     let settings = match Settings::load(args.profile.as_deref(), args.config.as_deref()) {

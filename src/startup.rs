@@ -379,8 +379,10 @@ impl Application {
             settings: settings.clone(),
             next_session_id: AtomicU64::new(1),
             access,
+            graphql: crate::http::graphql::schema(&settings.graphql),
         });
         let cors_origins = settings.http.cors_origins.clone();
+        let graphql = settings.graphql.enabled;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -389,6 +391,11 @@ impl Application {
                 .wrap(from_fn(http::record_metrics))
                 .wrap(http::security_headers())
                 .configure(http::configure)
+                .configure(|cfg| {
+                    if graphql {
+                        http::routes::configure_graphql(cfg);
+                    }
+                })
         })
         .workers(cores)
         .client_request_timeout(Duration::from_secs(settings.http.request_head_timeout_secs.max(1)))

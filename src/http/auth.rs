@@ -109,6 +109,28 @@ impl Access {
             .collect()
     }
 
+    /// Whether the caller may write readings (POST /v1/readings, GraphQL's
+    /// `submitReadings`): a key of scope write or admin, or loopback without a key when
+    /// `auth.loopback_writes` allows it.
+    pub fn may_write(&self, caller: &Caller) -> Result<(), ApiError> {
+        match &caller.key {
+            Some(key) if key.scope >= Scope::Write => Ok(()),
+            Some(key) => Err(ApiError::Forbidden(format!(
+                "key {:?} has scope read; writing readings needs a write key",
+                key.name
+            ))),
+            None if caller.loopback() && self.settings.loopback_writes => {
+                if !self.loopback_noted.swap(true, Ordering::Relaxed) {
+                    info!("a write from loopback without an API key was allowed (auth.loopback_writes)");
+                }
+                Ok(())
+            }
+            None => Err(ApiError::Unauthorized(
+                "writing readings needs an API key of scope write (Authorization: Bearer <key>)".into(),
+            )),
+        }
+    }
+
     fn trusted(&self, ip: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
@@ -177,7 +199,11 @@ fn presented(req: &ServiceRequest) -> Result<Option<String>, ApiError> {
         };
         return Ok(Some(key.to_owned()));
     }
-    let websocket = req.path().starts_with("/ws/") || req.path() == "/v1/ws";
+    let upgrade = req
+        .headers()
+        .get(actix_web::http::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let websocket = req.path().starts_with("/ws/") || req.path() == "/v1/ws" || (req.path() == "/graphql" && upgrade);
     if websocket {
         let query = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string());
         if let Ok(query) = query
@@ -286,25 +312,7 @@ fn check(state: &AppState, req: &ServiceRequest) -> Result<Caller, ApiError> {
                 return Err(ApiError::Unauthorized("reads need an API key (Authorization: Bearer <key>)".into()));
             }
         }
-        Need::Write => match &caller.key {
-            Some(key) if key.scope >= Scope::Write => {}
-            Some(key) => {
-                return Err(ApiError::Forbidden(format!(
-                    "key {:?} has scope read; writing readings needs a write key",
-                    key.name
-                )));
-            }
-            None if caller.loopback() && access.settings.loopback_writes => {
-                if !access.loopback_noted.swap(true, Ordering::Relaxed) {
-                    info!("a write from loopback without an API key was allowed (auth.loopback_writes)");
-                }
-            }
-            None => {
-                return Err(ApiError::Unauthorized(
-                    "writing readings needs an API key of scope write (Authorization: Bearer <key>)".into(),
-                ));
-            }
-        },
+        Need::Write => access.may_write(&caller)?,
         Need::Operator => {
             if !caller.operator() {
                 return Err(match caller.key {

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod graphql;
 pub mod openapi;
 pub mod routes;
 pub mod ws;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub next_session_id: AtomicU64,
     /// Keys and the access policy.
     pub access: auth::Access,
+    /// The GraphQL schema (`/graphql`).
+    pub graphql: graphql::IsobarSchema,
 }
 
 impl AppState {

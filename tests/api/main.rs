@@ -8,6 +8,7 @@ mod helpers;
 
 #[cfg(feature = "failpoints")]
 mod faults;
+mod graphql;
 mod kafka;
 mod kafka_broker;
 mod learned;

@@ -87,15 +87,15 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<
     Ok(HttpResponse::Ok().json(state.service.location(&id).await?))
 }
 
-#[derive(Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct UnitsQuery {
     /// `metric` (default) or `imperial`.
     #[param(value_type = Option<Units>)]
-    units: Option<String>,
+    pub units: Option<String>,
 }
 
-fn units(raw: Option<&str>) -> Result<Units, ApiError> {
+pub fn units(raw: Option<&str>) -> Result<Units, ApiError> {
     Units::parse(raw).map_err(|e| ApiError::invalid_param("units", e.to_string()))
 }
 
@@ -139,21 +139,21 @@ fn render_current(req: &HttpRequest, update: &Update, units: Units, max_age_secs
     response.content_type("application/json").body(update.body(units).clone().into_bytes())
 }
 
-#[derive(Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// RFC 3339; default: the start of retention (`locations.history_hours` ago).
     #[param(value_type = Option<String>, format = DateTime)]
-    from: Option<String>,
+    pub from: Option<String>,
     /// RFC 3339; default: now.
     #[param(value_type = Option<String>, format = DateTime)]
-    to: Option<String>,
+    pub to: Option<String>,
     /// Mean per step (`30s`, `15m`, `1h`, `1d`; 1 s to 31 days); default: every reading.
     #[param(value_type = Option<String>, pattern = r"^[1-9][0-9]{0,6}[smhd]$")]
-    step: Option<String>,
+    pub step: Option<String>,
     /// `metric` (default) or `imperial`.
     #[param(value_type = Option<Units>)]
-    units: Option<String>,
+    pub units: Option<String>,
 }
 
 /// A stored reading as /history shows it.
@@ -226,6 +226,15 @@ pub async fn history(
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = AppState::parse_id(&path)?;
+    Ok(HttpResponse::Ok().json(history_document(&state.service, &id, &query).await?))
+}
+
+/// /history's document: one path for REST and GraphQL.
+pub async fn history_document(
+    service: &crate::service::Service,
+    id: &LocationId,
+    query: &HistoryQuery,
+) -> Result<HistoryResponse, ApiError> {
     let units = units(query.units.as_deref())?;
     let step_secs = match query.step.as_deref() {
         None => None,
@@ -238,31 +247,31 @@ pub async fn history(
         to: timestamp(query.to.as_deref(), "to")?,
         step_secs,
     };
-    let readings = state.service.history(&id, request).await?;
+    let readings = service.history(id, request).await?;
     // Means over steps are no source's readings: nothing to mark.
     let flags = match step_secs {
-        None => state.service.flags(&id, &readings).await,
+        None => service.flags(id, &readings).await,
         Some(_) => vec![Vec::new(); readings.len()],
     };
-    Ok(HttpResponse::Ok().json(HistoryResponse {
-        location_id: id,
+    Ok(HistoryResponse {
+        location_id: id.clone(),
         units,
         readings: readings.into_iter().zip(flags).map(|(r, f)| ReadingView::new(r, units, f)).collect(),
-    }))
+    })
 }
 
-#[derive(Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct AnomaliesQuery {
     /// RFC 3339; anomalies that started at or after it. Default: 7 days before `to`.
     #[param(value_type = Option<String>, format = DateTime)]
-    from: Option<String>,
+    pub from: Option<String>,
     /// RFC 3339; anomalies that started at or before it. Default: now.
     #[param(value_type = Option<String>, format = DateTime)]
-    to: Option<String>,
+    pub to: Option<String>,
     /// `metric` (default) or `imperial`: the unit of `value` and `expected`.
     #[param(value_type = Option<Units>)]
-    units: Option<String>,
+    pub units: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -288,29 +297,38 @@ pub async fn anomalies(
     query: web::Query<AnomaliesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = AppState::parse_id(&path)?;
-    let units = units(query.units.as_deref())?;
-    let (from, to) = (timestamp(query.from.as_deref(), "from")?, timestamp(query.to.as_deref(), "to")?);
-    let anomalies = state.service.anomalies(&id, from, to).await?;
-    Ok(HttpResponse::Ok().json(AnomaliesResponse {
-        location_id: id,
-        units,
-        anomalies: anomalies.iter().map(|a| a.in_units(units)).collect(),
-    }))
+    Ok(HttpResponse::Ok().json(anomalies_document(&state.service, &id, &query).await?))
 }
 
-#[derive(Deserialize, IntoParams)]
+/// /anomalies' document: one path for REST and GraphQL.
+pub async fn anomalies_document(
+    service: &crate::service::Service,
+    id: &LocationId,
+    query: &AnomaliesQuery,
+) -> Result<AnomaliesResponse, ApiError> {
+    let units = units(query.units.as_deref())?;
+    let (from, to) = (timestamp(query.from.as_deref(), "from")?, timestamp(query.to.as_deref(), "to")?);
+    let anomalies = service.anomalies(id, from, to).await?;
+    Ok(AnomaliesResponse {
+        location_id: id.clone(),
+        units,
+        anomalies: anomalies.iter().map(|a| a.in_units(units)).collect(),
+    })
+}
+
+#[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct ForecastQuery {
     /// 1-240, default 48.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 240)]
-    hours: Option<String>,
+    pub hours: Option<String>,
     /// `metric` (default) or `imperial`.
     #[param(value_type = Option<Units>)]
-    units: Option<String>,
+    pub units: Option<String>,
     /// One model's run only: persistence, yesterday, climatology, ridge, random_forest,
     /// mlp, providers or ensemble.
     #[param(value_type = Option<crate::analytics::forecast::Model>)]
-    model: Option<String>,
+    pub model: Option<String>,
 }
 
 /// Hourly forecast: each provider's run and their blend, whose `spread` is the standard
@@ -329,21 +347,30 @@ pub async fn forecast(
     query: web::Query<ForecastQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = AppState::parse_id(&path)?;
+    Ok(HttpResponse::Ok().json(forecast_document(&state.service, &id, &query).await?))
+}
+
+/// /forecast's document: one path for REST and GraphQL.
+pub async fn forecast_document(
+    service: &crate::service::Service,
+    id: &LocationId,
+    query: &ForecastQuery,
+) -> Result<crate::domain::Forecast, ApiError> {
     let units = units(query.units.as_deref())?;
     let hours = match query.hours.as_deref() {
         None => None,
         Some(raw) => Some(raw.parse::<usize>().map_err(|_| forecast_hours_error())?),
     };
-    Ok(HttpResponse::Ok().json(state.service.forecast(&id, hours, query.model.as_deref(), units).await?))
+    Ok(service.forecast(id, hours, query.model.as_deref(), units).await?)
 }
 
-#[derive(Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct AirQualityQuery {
     /// The hourly AQI forecast for this many hours after the current one, 1-48 (default:
     /// none).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 48)]
-    hours: Option<String>,
+    pub hours: Option<String>,
 }
 
 /// The location's air quality now: the US AQI (EPA, 2024) from the hourly means of the
@@ -364,11 +391,20 @@ pub async fn air_quality(
     query: web::Query<AirQualityQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = AppState::parse_id(&path)?;
+    Ok(HttpResponse::Ok().json(air_quality_document(&state.service, &id, &query).await?))
+}
+
+/// /air-quality's document: one path for REST and GraphQL.
+pub async fn air_quality_document(
+    service: &crate::service::Service,
+    id: &LocationId,
+    query: &AirQualityQuery,
+) -> Result<crate::analytics::aqi::AirQuality, ApiError> {
     let hours = match query.hours.as_deref() {
         None => None,
         Some(raw) => Some(raw.parse::<usize>().map_err(|_| air_quality_hours_error())?),
     };
-    Ok(HttpResponse::Ok().json(state.service.air_quality(&id, hours).await?))
+    Ok(service.air_quality(id, hours).await?)
 }
 
 /// What a training fitted.
