@@ -104,6 +104,9 @@ half=$((max / 2))
 run rest --label current_half_rate --url "$base/v1/locations/BENCH1/current" --connections "$CONNS" --duration-secs "$DUR" --rate "$half"
 # Control: nginx at the same fixed rate shows what the generator's own timing adds.
 run rest --label nginx_half_rate --url "http://127.0.0.1:$nginx_port/current.json" --connections "$CONNS" --duration-secs "$DUR" --rate "$half"
+# The same document through GraphQL: a POST, parsed, validated and resolved per request.
+run rest --label graphql_current --url "$base/graphql" --connections "$CONNS" --duration-secs "$DUR" \
+  --post-json '{"query":"{ location(id: \"BENCH1\") { current } }"}'
 stop_isobar
 
 echo "== WebSocket fan-out ($WS_CLIENTS clients over $WS_LOCS locations, $WS_RATE updates/s)"
@@ -142,11 +145,14 @@ nh = rows.get("nginx_half_rate", {})
 ws, c, a, i = rows.get("ws", {}), rows.get("conns", {}), rows.get("actors", {}), rows.get("ingest", {})
 k = rows.get("kafka", {})
 f = rows.get("forecast", {})
+g = rows.get("graphql_current", {})
+gratio = (g.get("rps", 0) / m["rps"]) if m.get("rps") else 0
 ratio = (m.get("rps", 0) / n["rps"]) if n.get("rps") else 0
 table = [
     ("/current throughput vs nginx static", f"{m.get('rps', 0):.0f} req/s vs {n.get('rps', 0):.0f} req/s = {ratio:.2f}×", "≥ 0.5×"),
     ("/current p99 at half of max rate", f"{h.get('service_latency', {}).get('p99_ms', '?')} ms send→response, {h.get('latency', {}).get('p99_ms', '?')} ms from schedule, at {h.get('rate', 0):.0f} req/s", "≤ 2 ms"),
     ("  control: nginx at the same rate", f"{nh.get('service_latency', {}).get('p99_ms', '?')} ms send→response, {nh.get('latency', {}).get('p99_ms', '?')} ms from schedule", ""),
+    ("GraphQL current query throughput", f"{g.get('rps', 0):.0f} req/s ({g.get('errors', '?')} errors) = {gratio:.2f}× REST /current, p99 {g.get('latency', {}).get('p99_ms', '?')} ms", "(reported)"),
     ("WebSocket ingest→client p99", f"{ws.get('latency', {}).get('p99_ms', '?')} ms ({ws.get('clients', 0)} clients, {ws.get('locations', 0)} locations, {ws.get('delivered_per_sec', 0):.0f} deliveries/s)", "≤ 10 ms"),
     ("WebSocket lost updates", f"{ws.get('lost', '?')} of {ws.get('expected', '?')} (closed: {ws.get('closed', '?')})", "0"),
     ("memory per idle connection", f"{c.get('bytes_per_connection', 0) / 1024:.1f} KiB ({c.get('count', 0)} held, {c.get('still_open', 0)} open at end)", "≤ 16 KiB"),

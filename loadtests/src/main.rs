@@ -22,7 +22,7 @@ use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -95,6 +95,10 @@ struct RestArgs {
     warmup_secs: f64,
     #[arg(long, default_value = "rest")]
     label: String,
+    /// POST this JSON body instead of GET (a GraphQL request); an answer carrying
+    /// `"errors"` counts as an error.
+    #[arg(long)]
+    post_json: Option<String>,
 }
 
 #[derive(Args)]
@@ -305,14 +309,16 @@ async fn rest(args: RestArgs) -> Result<()> {
     let measure_from = start + warmup;
     let end = measure_from + measure;
     let mut tasks = Vec::new();
+    let body = args.post_json.clone().map(Bytes::from);
     for c in 0..connections {
         let targets = targets.clone();
         let rate = args.rate;
+        let body = body.clone();
         tasks.push(tokio::spawn(async move {
             let mut h = histogram();
             let mut service = histogram();
             let (mut ok, mut errors) = (0u64, 0u64);
-            let mut sender = connect::<Empty<Bytes>>(&targets[0].authority).await?;
+            let mut sender = connect::<Full<Bytes>>(&targets[0].authority).await?;
             // Open model: this connection's share of the schedule, offset from the others.
             let interval = (rate > 0.0).then(|| Duration::from_secs_f64(connections as f64 / rate));
             let mut next = start + interval.map_or(Duration::ZERO, |i| i.mul_f64(c as f64 / connections as f64));
@@ -327,13 +333,25 @@ async fn rest(args: RestArgs) -> Result<()> {
                 }
                 let t = &targets[i % targets.len()];
                 i += 1;
-                let req = Request::get(&t.path).header("host", &t.authority).body(Empty::<Bytes>::new())?;
+                let req = match &body {
+                    Some(body) => Request::post(&t.path)
+                        .header("host", &t.authority)
+                        .header("content-type", "application/json")
+                        .body(Full::new(body.clone()))?,
+                    None => Request::get(&t.path).header("host", &t.authority).body(Full::new(Bytes::new()))?,
+                };
                 let sent = Instant::now();
                 let outcome = match sender.send_request(req).await {
                     Ok(res) => {
                         let good = res.status().is_success() || res.status() == 304;
-                        let drained = res.into_body().collect().await.is_ok();
-                        good && drained
+                        match res.into_body().collect().await {
+                            // A GraphQL answer with errors is a 200 that failed.
+                            Ok(read) if body.is_some() => {
+                                good && !read.to_bytes().windows(8).any(|w| w == b"\"errors\"")
+                            }
+                            Ok(_) => good,
+                            Err(_) => false,
+                        }
                     }
                     Err(_) => false,
                 };
@@ -348,7 +366,7 @@ async fn rest(args: RestArgs) -> Result<()> {
                     }
                 }
                 if !outcome {
-                    sender = connect::<Empty<Bytes>>(&t.authority).await?;
+                    sender = connect::<Full<Bytes>>(&t.authority).await?;
                 }
                 if let Some(interval) = interval {
                     next += interval;

@@ -246,6 +246,16 @@ impl LocationNode {
         serde_json::from_str(update.body(units)).map(Json).map_err(|e| Error::new(e.to_string()))
     }
 
+    /// The consensus current conditions as typed fields: the same update `current` shows.
+    async fn conditions(&self, ctx: &Context<'_>, units: Option<String>) -> async_graphql::Result<Conditions> {
+        let units = self::units(units.as_deref()).map_err(gql)?;
+        let update = state(ctx).service.current(self.0.id.as_str()).await.map_err(|e| gql(e.into()))?;
+        Ok(Conditions(match units {
+            crate::domain::Units::Metric => update.current.clone(),
+            crate::domain::Units::Imperial => update.current.in_units(units),
+        }))
+    }
+
     /// GET /v1/locations/{id}/forecast's document.
     async fn forecast(
         &self,
@@ -287,6 +297,78 @@ impl LocationNode {
     ) -> async_graphql::Result<Json<Value>> {
         let query = AnomaliesQuery { from, to, units };
         anomalies_document(&state(ctx).service, &self.0.id, &query).await.map(|d| json(&d)).map_err(gql)
+    }
+}
+
+/// Consensus current conditions, typed (GET /current's document has every field).
+pub struct Conditions(crate::domain::Current);
+
+/// One quantity's consensus value.
+#[derive(SimpleObject)]
+pub struct QuantityValue {
+    /// As in the REST documents: `temperature`, `humidity`, `pm2_5`, …
+    quantity: &'static str,
+    value: f64,
+    /// In the requested units.
+    unit: &'static str,
+}
+
+#[Object]
+impl Conditions {
+    /// RFC 3339, as the REST documents write it.
+    async fn observed_at(&self) -> String {
+        self.0.observed_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    }
+
+    /// `metric` or `imperial`.
+    async fn units(&self) -> &'static str {
+        self.0.units.as_str()
+    }
+
+    /// One quantity's value (`null` when no source reports it).
+    async fn value(&self, quantity: String) -> async_graphql::Result<Option<f64>> {
+        let q = crate::domain::Quantity::from_name(&quantity)
+            .ok_or_else(|| gql(ApiError::invalid_param("quantity", format!("unknown quantity {quantity:?}"))))?;
+        Ok(self.0.values.get(q))
+    }
+
+    /// The quantities some source reports, in table order.
+    async fn values(&self) -> Vec<QuantityValue> {
+        let imperial = self.0.units == crate::domain::Units::Imperial;
+        self.0
+            .values
+            .present()
+            .map(|(spec, value)| QuantityValue {
+                quantity: spec.name,
+                value,
+                unit: if imperial { spec.imperial_unit } else { spec.metric_unit },
+            })
+            .collect()
+    }
+
+    /// WMO weather code.
+    async fn weather_code(&self) -> Option<u8> {
+        self.0.weather_code
+    }
+
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+
+    async fn sources_count(&self) -> usize {
+        self.0.sources_count
+    }
+
+    async fn confidence(&self) -> f64 {
+        self.0.confidence
+    }
+
+    async fn quality_score(&self) -> f64 {
+        self.0.quality_score
+    }
+
+    async fn stale(&self) -> bool {
+        self.0.stale
     }
 }
 

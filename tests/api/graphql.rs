@@ -54,6 +54,10 @@ async fn a_query_returns_exactly_what_rest_returns_for_the_same_location() {
             id name country timezone latitude longitude kind
             current
             imperial: current(units: "imperial")
+            conditions(units: "imperial") {
+                observedAt units temperature: value(quantity: "temperature") stale confidence sourcesCount
+                values { quantity value unit }
+            }
             history
             airQuality
             anomalies
@@ -76,6 +80,28 @@ async fn a_query_returns_exactly_what_rest_returns_for_the_same_location() {
     assert_eq!(location["airQuality"], rest("/v1/locations/GQL1/air-quality").await);
     assert_eq!(location["anomalies"], rest("/v1/locations/GQL1/anomalies").await);
     assert_eq!(location["current"]["temperature"], 6.5);
+    // The typed conditions are the same update.
+    let (imperial, conditions) = (&location["imperial"], &location["conditions"]);
+    assert_eq!(conditions["temperature"], imperial["temperature"]);
+    for field in [
+        ("observedAt", "observed_at"),
+        ("stale", "stale"),
+        ("confidence", "confidence"),
+        ("sourcesCount", "sources_count"),
+    ] {
+        assert_eq!(conditions[field.0], imperial[field.1], "{field:?}");
+    }
+    assert_eq!(conditions["units"], "imperial");
+    assert_eq!(
+        conditions["values"][0],
+        json!({"quantity": "temperature", "value": imperial["temperature"], "unit": "°F"})
+    );
+    let present =
+        conditions["values"].as_array().unwrap().iter().map(|v| v["quantity"].as_str().unwrap()).collect::<Vec<_>>();
+    assert_eq!(
+        present,
+        ["temperature", "humidity", "pressure", "wind_speed", "wind_direction", "visibility", "precipitation", "pm2_5"]
+    );
     // Without a query or GraphiQL (graphql.playground), GET /graphql says what it takes.
     let (status, problem) = app.get_json("/graphql").await;
     assert_eq!(
