@@ -393,7 +393,7 @@ impl Application {
                 .configure(http::configure)
                 .configure(|cfg| {
                     if graphql {
-                        http::routes::configure_graphql(cfg);
+                        http::graphql::configure(cfg);
                     }
                 })
         })

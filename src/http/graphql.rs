@@ -39,8 +39,8 @@ use crate::config::GraphqlSettings;
 use crate::domain::{Location, LocationId};
 use crate::http::auth::{Caller, caller};
 use crate::http::routes::locations::{
-    AirQualityQuery, AnomaliesQuery, ForecastQuery, HistoryQuery, air_quality_document, anomalies_document,
-    forecast_document, history_document, units,
+    AirQualityQuery, AnomaliesQuery, AnomaliesResponse, ForecastQuery, HistoryQuery, HistoryResponse,
+    air_quality_document, anomalies_document, forecast_document, history_document, units,
 };
 use crate::http::routes::readings::MAX_ITEMS;
 use crate::http::{ApiError, AppState};
@@ -50,27 +50,46 @@ pub type IsobarSchema = Schema<Query, Mutation, LiveUpdates>;
 /// Largest request body (a `submitReadings` of 1 MiB of readings, with room for the query).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
+/// `/graphql` (when `graphql.enabled`): POST for queries and mutations, GET for queries,
+/// subscriptions (WebSocket) and GraphiQL.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        crate::http::routes::resource("/graphql", "GET, POST")
+            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+            .route(web::post().to(post))
+            .route(web::get().to(get)),
+    );
+}
+
 /// The schema with its limits; requests bring the application state and the caller.
 pub fn schema(settings: &GraphqlSettings) -> IsobarSchema {
     Schema::build(Query, Mutation, LiveUpdates)
         .limit_depth(settings.max_depth)
         .limit_complexity(settings.max_complexity)
-        .extension(Codes)
+        .extension(Prepared::default())
         .finish()
 }
 
-/// Gives the errors async-graphql raises itself (a query that does not parse, or breaks a
-/// rule or a limit) an `extensions.code`, as the resolvers' errors have.
-struct Codes;
+/// Queries parsed once: a dashboard sends the same few documents over and over.
+const PARSED_QUERIES: usize = 256;
 
-impl ExtensionFactory for Codes {
+/// Keeps the last [`PARSED_QUERIES`] parsed documents (all of them dropped when full, so
+/// the cache cannot grow), and gives the errors async-graphql raises itself (a query that
+/// does not parse, or breaks a rule or a limit) an `extensions.code`, as the resolvers'
+/// errors have.
+#[derive(Default)]
+struct Prepared {
+    parsed: Arc<std::sync::Mutex<std::collections::HashMap<String, ExecutableDocument>>>,
+}
+
+impl ExtensionFactory for Prepared {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Codes)
+        Arc::new(Prepared { parsed: self.parsed.clone() })
     }
 }
 
 #[async_graphql::async_trait::async_trait]
-impl Extension for Codes {
+impl Extension for Prepared {
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -78,7 +97,18 @@ impl Extension for Codes {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables).await.map_err(|e| coded(e, "GRAPHQL_PARSE_FAILED"))
+        let cached = self.parsed.lock().ok().and_then(|parsed| parsed.get(query).cloned());
+        if let Some(document) = cached {
+            return Ok(document);
+        }
+        let document = next.run(ctx, query, variables).await.map_err(|e| coded(e, "GRAPHQL_PARSE_FAILED"))?;
+        if let Ok(mut parsed) = self.parsed.lock() {
+            if parsed.len() >= PARSED_QUERIES {
+                parsed.clear();
+            }
+            parsed.insert(query.to_owned(), document.clone());
+        }
+        Ok(document)
     }
 
     async fn validation(
@@ -148,11 +178,6 @@ fn state<'a>(ctx: &Context<'a>) -> &'a web::Data<AppState> {
     ctx.data_unchecked::<web::Data<AppState>>()
 }
 
-/// A document as the JSON scalar REST would send.
-fn json<T: serde::Serialize>(document: &T) -> Json<Value> {
-    Json(serde_json::to_value(document).unwrap_or(Value::Null))
-}
-
 pub struct Query;
 
 #[Object]
@@ -192,6 +217,18 @@ impl Query {
 pub struct Nearest {
     location: LocationNode,
     distance_km: f64,
+}
+
+/// /current's document of an update in some units, serialized straight into the answer.
+pub struct CurrentDocument(Arc<crate::core::Update>, crate::domain::Units);
+
+impl serde::Serialize for CurrentDocument {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.1 {
+            crate::domain::Units::Metric => self.0.current.serialize(serializer),
+            units => self.0.current.in_units(units).serialize(serializer),
+        }
+    }
 }
 
 /// A location, with its documents.
@@ -240,10 +277,10 @@ impl LocationNode {
     }
 
     /// GET /v1/locations/{id}/current's document.
-    async fn current(&self, ctx: &Context<'_>, units: Option<String>) -> async_graphql::Result<Json<Value>> {
+    async fn current(&self, ctx: &Context<'_>, units: Option<String>) -> async_graphql::Result<Json<CurrentDocument>> {
         let units = self::units(units.as_deref()).map_err(gql)?;
         let update = state(ctx).service.current(self.0.id.as_str()).await.map_err(|e| gql(e.into()))?;
-        serde_json::from_str(update.body(units)).map(Json).map_err(|e| Error::new(e.to_string()))
+        Ok(Json(CurrentDocument(update, units)))
     }
 
     /// The consensus current conditions as typed fields: the same update `current` shows.
@@ -263,9 +300,9 @@ impl LocationNode {
         hours: Option<i32>,
         units: Option<String>,
         model: Option<String>,
-    ) -> async_graphql::Result<Json<Value>> {
+    ) -> async_graphql::Result<Json<crate::domain::Forecast>> {
         let query = ForecastQuery { hours: hours.map(|h| h.to_string()), units, model };
-        forecast_document(&state(ctx).service, &self.0.id, &query).await.map(|d| json(&d)).map_err(gql)
+        forecast_document(&state(ctx).service, &self.0.id, &query).await.map(Json).map_err(gql)
     }
 
     /// GET /v1/locations/{id}/history's document.
@@ -276,15 +313,19 @@ impl LocationNode {
         to: Option<String>,
         step: Option<String>,
         units: Option<String>,
-    ) -> async_graphql::Result<Json<Value>> {
+    ) -> async_graphql::Result<Json<HistoryResponse>> {
         let query = HistoryQuery { from, to, step, units };
-        history_document(&state(ctx).service, &self.0.id, &query).await.map(|d| json(&d)).map_err(gql)
+        history_document(&state(ctx).service, &self.0.id, &query).await.map(Json).map_err(gql)
     }
 
     /// GET /v1/locations/{id}/air-quality's document.
-    async fn air_quality(&self, ctx: &Context<'_>, hours: Option<i32>) -> async_graphql::Result<Json<Value>> {
+    async fn air_quality(
+        &self,
+        ctx: &Context<'_>,
+        hours: Option<i32>,
+    ) -> async_graphql::Result<Json<crate::analytics::aqi::AirQuality>> {
         let query = AirQualityQuery { hours: hours.map(|h| h.to_string()) };
-        air_quality_document(&state(ctx).service, &self.0.id, &query).await.map(|d| json(&d)).map_err(gql)
+        air_quality_document(&state(ctx).service, &self.0.id, &query).await.map(Json).map_err(gql)
     }
 
     /// GET /v1/locations/{id}/anomalies' document.
@@ -294,9 +335,9 @@ impl LocationNode {
         from: Option<String>,
         to: Option<String>,
         units: Option<String>,
-    ) -> async_graphql::Result<Json<Value>> {
+    ) -> async_graphql::Result<Json<AnomaliesResponse>> {
         let query = AnomaliesQuery { from, to, units };
-        anomalies_document(&state(ctx).service, &self.0.id, &query).await.map(|d| json(&d)).map_err(gql)
+        anomalies_document(&state(ctx).service, &self.0.id, &query).await.map(Json).map_err(gql)
     }
 }
 
@@ -382,7 +423,7 @@ impl Mutation {
         &self,
         ctx: &Context<'_>,
         readings: Vec<Json<Value>>,
-    ) -> async_graphql::Result<Json<Value>> {
+    ) -> async_graphql::Result<Json<crate::service::IngestResponse>> {
         let state = state(ctx);
         let caller = ctx.data_unchecked::<Caller>();
         state.access.may_write(caller).map_err(gql)?;
@@ -403,7 +444,7 @@ impl Mutation {
             let rejected = serde_json::to_value(&report.rejected).unwrap_or_default();
             return Err(gql(ApiError::Unprocessable { detail, extra: Some(("rejected", rejected)) }));
         }
-        Ok(json(&report))
+        Ok(Json(report))
     }
 }
 

@@ -28,23 +28,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get("/ws/weather/{id}").route(web::get().to(ws::connect_to_location)));
 }
 
-/// `/graphql` (when `graphql.enabled`): POST for queries and mutations, GET for queries,
-/// subscriptions (WebSocket) and GraphiQL.
-pub fn configure_graphql(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/graphql", "GET, POST")
-            .app_data(web::PayloadConfig::new(super::graphql::MAX_BODY_BYTES))
-            .route(web::post().to(super::graphql::post))
-            .route(web::get().to(super::graphql::get)),
-    );
-}
-
 fn get(path: &str) -> actix_web::Resource {
     resource(path, "GET")
 }
 
 /// A resource answering other methods than `allow` with 405 and an `Allow` header.
-fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(move |req: HttpRequest| method_not_allowed(req, allow)))
 }
 
