@@ -13,11 +13,12 @@ use actix::prelude::*;
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use tracing::{info, warn};
 
-use crate::actors::directory::{Directory, RegisterStation};
+use crate::actors::directory::{Directory, RegisterStation, Resolve};
 use crate::actors::ingest::Ingest;
+use crate::actors::messages::ProviderReport;
 use crate::config::ReplaySettings;
 use crate::domain::reading::{CheckedAt, rejection_reason};
-use crate::domain::{Reading, SourceName};
+use crate::domain::{ForecastHour, ForecastRun, Quantity, Reading, SourceName};
 use crate::sources::replay::{self, Observation};
 use crate::telemetry::Metrics;
 
@@ -38,7 +39,13 @@ pub struct ReplayFeeder {
     wall_start: DateTime<Utc>,
     /// Dataset time elapsed in earlier passes over the whole dataset (it loops).
     loop_offset: chrono::Duration,
+    /// When the replay's forecast runs were last published.
+    forecast_at: Option<DateTime<Utc>>,
 }
+
+/// Hours in the replay's forecast run, and how often (wall clock) it is published again.
+const FORECAST_HOURS: usize = 48;
+const FORECAST_EVERY_SECS: i64 = 30;
 
 impl ReplayFeeder {
     pub fn new(settings: &ReplaySettings, directory: Addr<Directory>, ingest: Ingest, metrics: Arc<Metrics>) -> Self {
@@ -59,6 +66,46 @@ impl ReplayFeeder {
             data_start,
             wall_start: now,
             loop_offset: chrono::Duration::zero(),
+            forecast_at: None,
+        }
+    }
+
+    /// The demo's forecast: each airport's next [`FORECAST_HOURS`] recorded hours after the
+    /// replay's position, one per wall-clock hour from the next one, as the `replay`
+    /// source's run (the demo has no forecast provider; the learned models need complete
+    /// wall-clock hours). Sent to the airports' actors every [`FORECAST_EVERY_SECS`].
+    fn publish_forecasts(&mut self, now: DateTime<Utc>) {
+        if self.forecast_at.is_some_and(|at| (now - at).num_seconds() < FORECAST_EVERY_SECS) {
+            return;
+        }
+        self.forecast_at = Some(now);
+        let hour = DateTime::from_timestamp(now.timestamp().div_euclid(3600) * 3600, 0).unwrap_or(now);
+        let first_hour = hour + chrono::Duration::hours(1);
+        for location in replay::stations() {
+            let hourly: Vec<ForecastHour> = self.rows[self.next.min(self.rows.len())..]
+                .iter()
+                .filter(|r| r.station == location.id)
+                .take(FORECAST_HOURS)
+                .enumerate()
+                .map(|(k, r)| ForecastHour {
+                    temperature: r.values.get(Quantity::Temperature),
+                    humidity: r.values.get(Quantity::Humidity),
+                    precipitation: r.values.get(Quantity::Precipitation),
+                    wind_speed: r.values.get(Quantity::WindSpeed),
+                    wind_direction: r.values.get(Quantity::WindDirection),
+                    ..ForecastHour::empty(first_hour + chrono::Duration::hours(k as i64))
+                })
+                .collect();
+            if hourly.is_empty() {
+                continue;
+            }
+            let run = ForecastRun { name: self.source.clone(), issued_at: now, hourly };
+            let (directory, source) = (self.directory.clone(), self.source.clone());
+            actix::spawn(async move {
+                if let Ok(Ok(actor)) = directory.send(Resolve { id: location.id.clone() }).await {
+                    actor.do_send(ProviderReport { source, forecast: Some(run), air: None, error: None });
+                }
+            });
         }
     }
 
@@ -101,6 +148,7 @@ impl ReplayFeeder {
                 }
             }
         }
+        self.publish_forecasts(now);
         if !readings.is_empty() {
             let ingest = self.ingest.clone();
             let submit = async move {

@@ -54,7 +54,12 @@ fn cell_of(latitude: f64, longitude: f64) -> (i32, i32) {
 pub enum MatchRank {
     Exact,
     Prefix,
+    /// A station near a city whose name matched ("new york" finds KJFK).
+    Near,
 }
+
+/// How far from a matched city a station is still "near" it.
+pub const NEAR_KM: f64 = 50.0;
 
 /// Lower-case ASCII form of a name, so that "zurich" finds "Zürich".
 pub fn fold(name: &str) -> String {
@@ -191,7 +196,14 @@ impl Catalog {
 /// specific answer), then by population; at most `limit`.
 pub fn search(catalog: &Catalog, stations: &Stations, query: &str, limit: usize) -> Vec<Location> {
     let mut hits = catalog.search(query, limit);
-    hits.extend(stations.search(query, limit));
+    let mut named = stations.search(query, limit);
+    // Then the stations within NEAR_KM of the best matched city, nearest first.
+    if let Some((_, city)) = hits.first() {
+        let near = stations.near(city.latitude, city.longitude, NEAR_KM, limit);
+        let fresh: Vec<Location> = near.into_iter().filter(|l| !named.iter().any(|(_, n)| n.id == l.id)).collect();
+        named.extend(fresh.into_iter().map(|l| (MatchRank::Near, l)));
+    }
+    hits.extend(named);
     // Both lists are ranked; a stable sort keeps each one's order within a tie.
     hits.sort_by(|a, b| {
         a.0.cmp(&b.0)
@@ -301,6 +313,32 @@ mod tests {
             let fast = CATALOG.nearest(lat, lon).map(|(l, _)| l.id.as_str().parse::<u32>().unwrap());
             assert_eq!(fast, full_scan(lat, lon), "at {lat},{lon}");
         }
+    }
+
+    #[test]
+    fn a_city_brings_the_stations_near_it_after_the_names_that_match() {
+        let stations = Stations::default();
+        let station = |id: &str, name: &str, latitude: f64, longitude: f64| Location {
+            id: LocationId::parse(id).unwrap(),
+            name: name.into(),
+            country: "US".into(),
+            latitude,
+            longitude,
+            timezone: "America/New_York".into(),
+            population: None,
+            elevation: None,
+            kind: LocationKind::Station,
+        };
+        stations.insert(station("KJFK", "John F Kennedy Intl", 40.639751, -73.778925));
+        stations.insert(station("KEWR", "Newark Liberty Intl", 40.6925, -74.168667));
+        stations.insert(station("KBOS", "Boston Logan", 42.3656, -71.0096));
+        stations.insert(station("NEWYORK1", "new york roof", 40.7, -74.0));
+        let found: Vec<String> = search(&CATALOG, &stations, "new york", 10).iter().map(|l| l.id.to_string()).collect();
+        // The names that match (a station before a city on a tie, as before), then the
+        // stations within 50 km of the city, nearest first.
+        assert_eq!(found[..2], ["NEWYORK1".to_owned(), "5128581".to_owned()]);
+        let near: Vec<&str> = found.iter().map(String::as_str).filter(|id| id.starts_with('K')).collect();
+        assert_eq!(near, ["KEWR", "KJFK"]);
     }
 
     #[test]

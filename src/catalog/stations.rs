@@ -41,6 +41,18 @@ impl Stations {
         self.by_id.read().unwrap_or_else(|p| p.into_inner()).contains_key(id)
     }
 
+    /// Stations within `km` of a point, nearest first; at most `limit`.
+    pub fn near(&self, latitude: f64, longitude: f64, km: f64, limit: usize) -> Vec<Location> {
+        let stations = self.by_id.read().unwrap_or_else(|p| p.into_inner());
+        let mut near: Vec<(f64, &Arc<Location>)> = stations
+            .values()
+            .map(|s| (super::haversine_km(latitude, longitude, s.location.latitude, s.location.longitude), &s.location))
+            .filter(|(d, _)| *d <= km)
+            .collect();
+        near.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        near.into_iter().take(limit).map(|(_, l)| (**l).clone()).collect()
+    }
+
     /// Stations whose folded id or name equals or starts with the folded `query`, exact
     /// matches first, then by id; at most `limit`.
     pub fn search(&self, query: &str, limit: usize) -> Vec<(MatchRank, Location)> {

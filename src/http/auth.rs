@@ -229,7 +229,9 @@ fn need(req: &ServiceRequest) -> Need {
         (&Method::POST, "/v1/readings") => Need::Write,
         (_, "/metrics") => Need::Operator,
         (_, path) if path.starts_with("/v1/locations/") && path.ends_with("/forecast/train") => Need::Operator,
-        (_, "/health" | "/ready" | "/api/openapi.json") => Need::Nothing,
+        (_, "/health" | "/ready" | "/api/openapi.json" | "/") => Need::Nothing,
+        // The dashboard's files and the API's documentation page: static.
+        (_, path) if path.starts_with("/assets/") || path.starts_with("/api/docs") => Need::Nothing,
         _ => Need::Read,
     }
 }

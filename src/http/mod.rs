@@ -3,6 +3,7 @@
 //! WebSockets, the sessions it starts).
 
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod graphql;
 pub mod openapi;

@@ -3,6 +3,7 @@
 
 pub mod anomalies;
 mod auth;
+mod dashboard;
 mod detect;
 mod helpers;
 

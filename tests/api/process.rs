@@ -24,7 +24,12 @@ fn isobar(args: &[&str]) -> Command {
 
 /// Starts `serve` with JSON logs on port 0; returns the child, its address, and its log lines.
 pub fn serve(extra_env: &[(&str, &str)]) -> (Child, String, mpsc::Receiver<Value>) {
-    let mut child = isobar(&["serve"])
+    serve_with(&["serve"], extra_env)
+}
+
+/// As [`serve`], with these arguments (`["serve", "--profile", "demo"]`).
+pub fn serve_with(args: &[&str], extra_env: &[(&str, &str)]) -> (Child, String, mpsc::Receiver<Value>) {
+    let mut child = isobar(args)
         .env("ISOBAR__HTTP__PORT", "0")
         .env("ISOBAR__LOG__FORMAT", "json")
         .envs(extra_env.iter().copied())
