@@ -403,24 +403,7 @@ async fn two_air_quality_providers_merge_into_current_and_air_quality_uses_what_
         .respond_with(ResponseTemplate::new(200).set_body_json(open_meteo))
         .mount(&server)
         .await;
-    // The documented example (2020-11-23T16:00Z), moved to the hour just past.
-    let mut owm = fixture("owm-air-pollution.json");
-    crate::upstream::shift_to_now(&mut owm, "2020-11-23T17:00:00Z".parse().unwrap());
-    Mock::given(method("GET"))
-        .and(path("/data/2.5/air_pollution"))
-        .and(query_param("appid", "TESTKEY"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(owm))
-        .mount(&server)
-        .await;
-    let enabled = ["open_meteo_air_quality", "openweathermap_air_pollution"];
-    let app = spawn_app_with(sources(&server, &enabled, json!({}))).await;
-    assert!(
-        eventually(10, || async {
-            let (_, current) = app.get_json("/v1/locations/2950159/current").await;
-            current["sources_count"] == 2
-        })
-        .await
-    );
+    let app = with_both_air_quality_providers(&server, "2950159").await;
     let (_, current) = app.get_json("/v1/locations/2950159/current").await;
     let names: Vec<&str> = current["sources"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["open-meteo-air-quality", "openweathermap-air-pollution"]);
@@ -449,6 +432,29 @@ async fn two_air_quality_providers_merge_into_current_and_air_quality_uses_what_
         json!([{"source": "openweathermap-air-pollution", "index": "openweathermap_aqi", "value": 4.0,
             "label": "Poor", "observed_at": owm_hour}])
     );
+}
+
+/// An instance with both air-quality providers on, OpenWeather answering with its
+/// documented example (2020-11-23T16:00Z) moved to the hour before the current one, once
+/// `id` shows both providers.
+async fn with_both_air_quality_providers(server: &MockServer, id: &str) -> TestApp {
+    let mut owm = fixture("owm-air-pollution.json");
+    crate::upstream::shift_to_now(&mut owm, "2020-11-23T17:00:00Z".parse().unwrap());
+    Mock::given(method("GET"))
+        .and(path("/data/2.5/air_pollution"))
+        .and(query_param("appid", "TESTKEY"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(owm))
+        .mount(server)
+        .await;
+    let enabled = ["open_meteo_air_quality", "openweathermap_air_pollution"];
+    let app = spawn_app_with(sources(server, &enabled, json!({}))).await;
+    let both = eventually(10, || async {
+        let (_, current) = app.get_json(&format!("/v1/locations/{id}/current")).await;
+        current["sources_count"] == 2
+    })
+    .await;
+    assert!(both, "both air-quality providers reach {id}");
+    app
 }
 
 /// Open-Meteo answering with Beijing's recorded hourly CO (local times, UTC+8), moved so
@@ -490,23 +496,7 @@ async fn a_citys_air_quality_shows_both_providers_isobars_aqi_openweathers_index
     clear_of_the_hour().await;
     let server = MockServer::start().await;
     serve_beijings_hourly_co(&server).await;
-    // OpenWeather's documented example, moved to the hour before the current one.
-    let mut owm = fixture("owm-air-pollution.json");
-    crate::upstream::shift_to_now(&mut owm, "2020-11-23T17:00:00Z".parse().unwrap());
-    Mock::given(method("GET"))
-        .and(path("/data/2.5/air_pollution"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(owm))
-        .mount(&server)
-        .await;
-    let enabled = ["open_meteo_air_quality", "openweathermap_air_pollution"];
-    let app = spawn_app_with(sources(&server, &enabled, json!({}))).await;
-    assert!(
-        eventually(10, || async {
-            let (_, current) = app.get_json("/v1/locations/1816670/current").await;
-            current["sources_count"] == 2
-        })
-        .await
-    );
+    let app = with_both_air_quality_providers(&server, "1816670").await;
     let (status, aq) = app.get_json("/v1/locations/1816670/air-quality?hours=3").await;
     assert_eq!(status, 200, "{aq}");
     let hour = chrono::Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap();
