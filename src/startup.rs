@@ -386,7 +386,6 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .wrap(from_fn(http::dashboard::docs_policy))
                 .wrap(from_fn(http::auth::authorize))
                 .wrap(Condition::new(!cors_origins.is_empty(), http::cors(&cors_origins)))
                 .wrap(from_fn(http::record_metrics))

@@ -34,8 +34,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(web::redirect("/api/docs", "/api/docs/"))
     .service(
-        utoipa_swagger_ui::SwaggerUi::new("/api/docs/{_:.*}")
-            .config(utoipa_swagger_ui::Config::from("/api/openapi.json")),
+        // Swagger UI's pages get their policy here (the API's would block its scripts), so
+        // that no other request pays for a middleware.
+        web::scope("/api/docs")
+            .wrap(actix_web::middleware::DefaultHeaders::new().add((header::CONTENT_SECURITY_POLICY, DOCS_POLICY)))
+            .service(
+                utoipa_swagger_ui::SwaggerUi::new("/{_:.*}")
+                    .config(utoipa_swagger_ui::Config::from("/api/openapi.json")),
+            ),
     );
 }
 
@@ -66,17 +72,4 @@ async fn asset(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
         .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
         .insert_header((header::ETAG, format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..8]))))
         .body(file.data.into_owned()))
-}
-
-/// Gives Swagger UI's pages their policy (the API's would block its scripts).
-pub async fn docs_policy(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    let docs = req.path().starts_with("/api/docs");
-    let mut response = next.call(req).await?;
-    if docs {
-        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static(DOCS_POLICY));
-    }
-    Ok(response)
 }
