@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::{AirQualityUpdate, Analysis, LocationEvent, LocationState};
-use crate::analytics::aqi::{Category, Pollutant, from_readings};
+use crate::analytics::aqi::{Category, Pollutant, category_at, from_readings};
 use crate::domain::Reading;
 
 #[derive(Debug, Default)]
@@ -26,13 +26,15 @@ impl Analysis for AirQualityWatch {
         // Every reading of the last day the ring holds, those a fast clock put a little
         // ahead of ours included.
         let recent = state.history(now - chrono::Duration::hours(24), DateTime::<Utc>::MAX_UTC);
-        let Ok(air_quality) = from_readings(&recent, now) else {
+        let Ok(seen) = category_at(&recent, now) else {
             return;
         };
-        let seen = (air_quality.category, air_quality.hour);
         if self.told == Some(seen) {
             return;
         }
+        let Ok(air_quality) = from_readings(&recent, now) else {
+            return;
+        };
         self.told = Some(seen);
         out.push(LocationEvent::AirQuality(Arc::new(AirQualityUpdate {
             location_id: reading.location_id.clone(),

@@ -518,6 +518,16 @@ pub fn from_readings(readings: &[Reading], now: DateTime<Utc>) -> Result<AirQual
     Ok(air_quality)
 }
 
+/// The category and hour of the air quality [`from_readings`] would give, without
+/// building its document (the watch asks on every pollutant reading, and builds the
+/// document only when one of them changed).
+pub fn category_at(readings: &[Reading], now: DateTime<Utc>) -> Result<(Category, DateTime<Utc>), NoIndex> {
+    let newest = newest_hour(readings, now)?;
+    let subs = sub_indices(&hourly_means(readings, newest, 24));
+    let top = highest(&subs).ok_or(NoIndex::TooFewHours)?;
+    Ok((top.category, start_of(newest)))
+}
+
 /// The newest hour with pollutants, unless it is more than two hours before `now`'s.
 fn newest_hour(readings: &[Reading], now: DateTime<Utc>) -> Result<i64, NoIndex> {
     let newest = readings
@@ -581,13 +591,16 @@ pub fn forecast(readings: &[Reading], reports: &[&AirReport], now: DateTime<Utc>
             }
             let window: Vec<(Pollutant, Vec<Option<f64>>)> =
                 series.iter().map(|(p, means)| (*p, means[from..from + 24].to_vec())).collect();
-            let aq = assess(start_of(current + ahead as i64), &window)?;
+            // The index as `assess` finds it, without the document around it.
+            let top = highest(&sub_indices(&window))?;
+            let newest: Vec<(Pollutant, Option<f64>)> =
+                window.iter().map(|(p, means)| (*p, means.first().copied().flatten())).collect();
             Some(AqiHour {
-                time: aq.hour,
-                aqi: aq.aqi,
-                category: aq.category,
-                dominant: aq.dominant,
-                european: aq.european.map(|e| e.level),
+                time: start_of(current + ahead as i64),
+                aqi: top.aqi,
+                category: top.category,
+                dominant: top.pollutant,
+                european: european::index(&newest).map(|e| e.level),
             })
         })
         .collect()
@@ -599,14 +612,17 @@ fn mean_of(hours: &[Option<f64>], need: usize) -> Option<f64> {
     (present.len() >= need.max(1)).then(|| present.iter().sum::<f64>() / present.len() as f64)
 }
 
-/// The air quality from each pollutant's hourly means in µg/m³, newest hour first
-/// (`hours[0]` is `hour`; up to 24 are used): PM by NowCast (12 hours), O3 by its 8-hour
-/// mean (6 of 8 hours needed) and its last hour, CO by its 8-hour mean, SO2 by its last
-/// hour (and 24-hour mean, 18 of 24 needed, above 304 ppb), NO2 by its last hour.
-/// `None` when no pollutant gives a sub-index.
-pub fn assess(hour: DateTime<Utc>, hourly: &[(Pollutant, Vec<Option<f64>>)]) -> Option<AirQuality> {
-    // Each pollutant's sub-index, with its concentration in the newest hour.
-    let subs: Vec<(SubIndex, Option<f64>)> = hourly
+/// The highest of the sub-indices [`sub_indices`] found.
+fn highest(subs: &[(SubIndex, Option<f64>)]) -> Option<SubIndex> {
+    overall(&subs.iter().map(|(s, _)| *s).collect::<Vec<_>>())
+}
+
+/// Each pollutant's sub-index from its hourly means in µg/m³ (newest first), with its
+/// concentration in the newest hour: PM by NowCast, O3 by its 8-hour mean (6 of 8 hours)
+/// and its last hour, CO by its 8-hour mean, SO2 by its last hour (and 24-hour mean), NO2
+/// by its last hour.
+fn sub_indices(hourly: &[(Pollutant, Vec<Option<f64>>)]) -> Vec<(SubIndex, Option<f64>)> {
+    hourly
         .iter()
         .filter_map(|(p, hours)| {
             let p = *p;
@@ -622,8 +638,17 @@ pub fn assess(hour: DateTime<Utc>, hourly: &[(Pollutant, Vec<Option<f64>>)]) -> 
             }?;
             Some((sub, hours.first().copied().flatten()))
         })
-        .collect();
-    let top = overall(&subs.iter().map(|(s, _)| *s).collect::<Vec<_>>())?;
+        .collect()
+}
+
+/// The air quality from each pollutant's hourly means in µg/m³, newest hour first
+/// (`hours[0]` is `hour`; up to 24 are used): PM by NowCast (12 hours), O3 by its 8-hour
+/// mean (6 of 8 hours needed) and its last hour, CO by its 8-hour mean, SO2 by its last
+/// hour (and 24-hour mean, 18 of 24 needed, above 304 ppb), NO2 by its last hour.
+/// `None` when no pollutant gives a sub-index.
+pub fn assess(hour: DateTime<Utc>, hourly: &[(Pollutant, Vec<Option<f64>>)]) -> Option<AirQuality> {
+    let subs = sub_indices(hourly);
+    let top = highest(&subs)?;
     let newest: Vec<(Pollutant, Option<f64>)> =
         hourly.iter().map(|(p, hours)| (*p, hours.first().copied().flatten())).collect();
     // PM's 24-hour means, the day's index as EPA reports it (18 of the 24 hours needed).

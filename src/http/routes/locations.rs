@@ -37,10 +37,7 @@ pub struct SearchResponse {
 #[utoipa::path(get, path = "/v1/locations", tag = "locations", security((), ("bearer" = [])), params(SearchQuery),
     responses((status = 200, body = SearchResponse), (status = 400, body = Problem, content_type = "application/problem+json")))]
 pub async fn search(state: web::Data<AppState>, query: web::Query<SearchQuery>) -> Result<HttpResponse, ApiError> {
-    let limit = match query.limit.as_deref() {
-        None => None,
-        Some(raw) => Some(raw.parse::<usize>().map_err(|_| search_limit_error())?),
-    };
+    let limit = count(query.limit.as_deref(), search_limit_error)?;
     let locations = state.service.search(query.q.as_deref().unwrap_or_default(), limit)?;
     Ok(HttpResponse::Ok().json(SearchResponse { locations }))
 }
@@ -60,6 +57,11 @@ pub struct NearestQuery {
 pub struct NearestResponse {
     location: Location,
     distance_km: f64,
+}
+
+/// An optional whole-number parameter; `invalid` says what it must be.
+fn count(raw: Option<&str>, invalid: fn() -> crate::service::ServiceError) -> Result<Option<usize>, ApiError> {
+    raw.map(|raw| raw.parse::<usize>().map_err(|_| ApiError::from(invalid()))).transpose()
 }
 
 fn number(raw: Option<&str>, field: &'static str) -> Result<f64, ApiError> {
@@ -357,10 +359,7 @@ pub async fn forecast_document(
     query: &ForecastQuery,
 ) -> Result<crate::domain::Forecast, ApiError> {
     let units = units(query.units.as_deref())?;
-    let hours = match query.hours.as_deref() {
-        None => None,
-        Some(raw) => Some(raw.parse::<usize>().map_err(|_| forecast_hours_error())?),
-    };
+    let hours = count(query.hours.as_deref(), forecast_hours_error)?;
     Ok(service.forecast(id, hours, query.model.as_deref(), units).await?)
 }
 
@@ -400,10 +399,7 @@ pub async fn air_quality_document(
     id: &LocationId,
     query: &AirQualityQuery,
 ) -> Result<crate::analytics::aqi::AirQuality, ApiError> {
-    let hours = match query.hours.as_deref() {
-        None => None,
-        Some(raw) => Some(raw.parse::<usize>().map_err(|_| air_quality_hours_error())?),
-    };
+    let hours = count(query.hours.as_deref(), air_quality_hours_error)?;
     Ok(service.air_quality(id, hours).await?)
 }
 

@@ -38,18 +38,19 @@ impl Provider for OpenWeatherMap {
     async fn fetch(&self, upstream: &Upstream, targets: &[Arc<Location>]) -> FetchResult {
         fetch_each(targets, |l| async move {
             let (result, fresh) = self.fetch_one(upstream, l).await;
-            (result.map_err(explain), fresh)
+            (result.map_err(|e| explain(e, Self::KEY)), fresh)
         })
         .await
     }
 }
 
-/// A 401 is a bad key: name the setting to fix.
-fn explain(error: SourceError) -> SourceError {
+/// A 401 is a bad key: name the setting to fix (`sources.<key>.api_key`; the air
+/// pollution API takes the same kind of key).
+pub(super) fn explain(error: SourceError, key: &str) -> SourceError {
     match error {
-        SourceError::Refused { status: 401, .. } => SourceError::Misconfigured(
-            "OpenWeatherMap rejected the API key (HTTP 401): check sources.openweathermap.api_key (a new key can take a while to activate)".into(),
-        ),
+        SourceError::Refused { status: 401, .. } => SourceError::Misconfigured(format!(
+            "OpenWeatherMap rejected the API key (HTTP 401): check sources.{key}.api_key (a new key can take a while to activate)"
+        )),
         other => other,
     }
 }

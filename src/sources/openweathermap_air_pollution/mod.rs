@@ -43,13 +43,7 @@ impl Provider for OpenWeatherMapAirPollution {
             let url = url(upstream.base_url(), l.latitude, l.longitude, &self.api_key);
             match upstream.get_json(&url).await {
                 Ok(fetched) => (parse(&fetched.body, &l.id), fetched.fresh_for),
-                Err(SourceError::Refused { status: 401, .. }) => (
-                    Err(SourceError::Misconfigured(
-                        "OpenWeatherMap rejected the API key (HTTP 401): check sources.openweathermap_air_pollution.api_key".into(),
-                    )),
-                    Duration::ZERO,
-                ),
-                Err(e) => (Err(e), Duration::ZERO),
+                Err(e) => (Err(super::openweathermap::explain(e, Self::KEY)), Duration::ZERO),
             }
         })
         .await
