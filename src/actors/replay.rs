@@ -41,6 +41,8 @@ pub struct ReplayFeeder {
     loop_offset: chrono::Duration,
     /// When the replay's forecast runs were last published.
     forecast_at: Option<DateTime<Utc>>,
+    /// The airports, registered at start and forecast every [`FORECAST_EVERY_SECS`].
+    stations: Vec<crate::domain::Location>,
 }
 
 /// Hours in the replay's forecast run, and how often (wall clock) it is published again.
@@ -67,6 +69,7 @@ impl ReplayFeeder {
             wall_start: now,
             loop_offset: chrono::Duration::zero(),
             forecast_at: None,
+            stations: replay::stations(),
         }
     }
 
@@ -81,7 +84,7 @@ impl ReplayFeeder {
         self.forecast_at = Some(now);
         let hour = DateTime::from_timestamp(now.timestamp().div_euclid(3600) * 3600, 0).unwrap_or(now);
         let first_hour = hour + chrono::Duration::hours(1);
-        for location in replay::stations() {
+        for location in &self.stations {
             let hourly: Vec<ForecastHour> = self.rows[self.next.min(self.rows.len())..]
                 .iter()
                 .filter(|r| r.station == location.id)
@@ -100,9 +103,9 @@ impl ReplayFeeder {
                 continue;
             }
             let run = ForecastRun { name: self.source.clone(), issued_at: now, hourly };
-            let (directory, source) = (self.directory.clone(), self.source.clone());
+            let (directory, source, id) = (self.directory.clone(), self.source.clone(), location.id.clone());
             actix::spawn(async move {
-                if let Ok(Ok(actor)) = directory.send(Resolve { id: location.id.clone() }).await {
+                if let Ok(Ok(actor)) = directory.send(Resolve { id }).await {
                     actor.do_send(ProviderReport { source, forecast: Some(run), air: None, error: None });
                 }
             });
@@ -173,8 +176,8 @@ impl Actor for ReplayFeeder {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        for location in replay::stations() {
-            self.directory.do_send(RegisterStation { location });
+        for location in &self.stations {
+            self.directory.do_send(RegisterStation { location: location.clone() });
         }
         info!(start = %self.data_start, speed = self.speed, "replay started");
         ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
