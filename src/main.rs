@@ -39,6 +39,15 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL); the committed `schema.graphql` is this output.
     GraphqlSchema,
+    /// GET a URL (default: this host's /health) and exit 0 on a 2xx, 1 otherwise: the
+    /// container's HEALTHCHECK, where the image has no curl.
+    Probe {
+        #[arg(default_value = "http://127.0.0.1:8080/health")]
+        url: String,
+        /// Seconds before giving up.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
     /// Manage API keys (kept in Redis when redis.url is set, else under persist.data_dir).
     Keys {
         #[command(subcommand)]
@@ -124,6 +133,7 @@ fn main() -> ExitCode {
             print!("{}", isobar::http::graphql::sdl());
             return ExitCode::SUCCESS;
         }
+        Some(Command::Probe { url, timeout_secs }) => return probe(&url, timeout_secs),
         None => (false, ConfigArgs::default()),
     };
     let settings = match Settings::load(args.profile.as_deref(), args.config.as_deref()) {
@@ -161,6 +171,26 @@ fn main() -> ExitCode {
         }
     });
     ExitCode::SUCCESS
+}
+
+/// `isobar probe [URL]`.
+fn probe(url: &str, timeout_secs: u64) -> ExitCode {
+    let result = actix_web::rt::System::new().block_on(async move {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(timeout_secs.max(1)))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        if status.is_success() { Ok(()) } else { Err(format!("{url} answered {status}")) }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("unhealthy: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `isobar keys …`: talks to the key store directly (a running instance picks changes up

@@ -95,6 +95,8 @@ pub struct Metrics {
     pub forecast_places: IntGaugeVec,
     pub forecast_trainings: IntCounterVec,
     pub forecast_training_seconds: Histogram,
+    pub ready: IntGauge,
+    pub dependency_up: IntGaugeVec,
 }
 
 impl Metrics {
@@ -258,8 +260,23 @@ impl Metrics {
                 .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]),
         )
         .expect("static metric definition");
+        let ready = IntGauge::new(
+            "isobar_ready",
+            "1 while /ready would answer 200 (every component and configured backend answers), as of the last check.",
+        )
+        .expect("static metric definition");
+        let dependency_up = IntGaugeVec::new(
+            Opts::new(
+                "isobar_dependency_up",
+                "1 while a dependency /ready checks answers (directory, persister, memory, redis, influx, kafka, kafka-dlq), as of the last check.",
+            ),
+            &["dependency"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(ready.clone()),
+            Box::new(dependency_up.clone()),
             Box::new(air_quality_updates.clone()),
             Box::new(forecast_mae.clone()),
             Box::new(forecast_places.clone()),
@@ -329,6 +346,8 @@ impl Metrics {
             forecast_places,
             forecast_trainings,
             forecast_training_seconds,
+            ready,
+            dependency_up,
         }
     }
 

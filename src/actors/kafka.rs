@@ -46,7 +46,7 @@ use crate::actors::ingest::{IngestError, apply};
 use crate::actors::persister::{Persister, SyncSnapshots};
 use crate::actors::producers::base_config;
 use crate::config::KafkaSettings;
-use crate::domain::reading::{CheckedAt, rejection_reason};
+use crate::domain::reading::{CheckedAt, REJECTION_REASONS, rejection_reason};
 use crate::domain::{LocationId, Reading};
 use crate::telemetry::Metrics;
 
@@ -234,6 +234,11 @@ impl KafkaIngest {
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", "5000")
             .create()?;
+        // Every reason at 0 from the start, so the first dead letter is an increase an
+        // alert sees rather than a series appearing.
+        for reason in ["too_large", "not_json", "unknown_location"].into_iter().chain(REJECTION_REASONS) {
+            metrics.kafka_dlq.with_label_values(&[reason]);
+        }
         // The ingest path's: a reading the broker has not acknowledged within
         // `ack_timeout_ms` fails (librdkafka gives it up too), so the POST answers 503.
         Ok(Self {

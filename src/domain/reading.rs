@@ -299,6 +299,10 @@ fn required_str<'a>(
 }
 
 /// Why a reading was rejected, as a bounded metric label.
+/// Every value `rejection_reason` gives (a metrics label set).
+pub const REJECTION_REASONS: [&str; 6] =
+    ["unknown_field", "out_of_range", "future", "too_old", "missing_field", "malformed"];
+
 pub fn rejection_reason(errors: &[FieldError]) -> &'static str {
     let first = errors.first().map(|e| e.message.as_ref()).unwrap_or_default();
     if first == "unknown field" {

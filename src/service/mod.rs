@@ -590,6 +590,8 @@ impl Service {
                 if let Some(detail) = health.dlq_blocked {
                     all_up = false;
                     dependencies.push(json!({"name": "kafka-dlq", "state": "down", "detail": detail}));
+                } else {
+                    self.deps.metrics.dependency_up.with_label_values(&["kafka-dlq"]).set(1);
                 }
             }
             Some(_) => {
@@ -597,6 +599,7 @@ impl Service {
                 dependencies.push(json!({"name": "kafka", "state": "down", "detail": "kafka: no answer"}));
             }
         }
+        self.record_readiness(all_up, &dependencies);
         let body = json!({
             "status": if all_up { "ready" } else { "not ready" },
             "dependencies": dependencies,
@@ -605,6 +608,21 @@ impl Service {
             "sources": sources,
         });
         Readiness { ready: all_up, body }
+    }
+
+    /// `isobar_ready` and `isobar_dependency_up`, for the alert on an instance that stays
+    /// unready (scraping `/metrics` runs this check). Dependency names are a fixed set.
+    fn record_readiness(&self, ready: bool, dependencies: &[Value]) {
+        let metrics = &self.deps.metrics;
+        metrics.ready.set(i64::from(ready));
+        for d in dependencies {
+            if let (Some(name), Some(state)) = (d["name"].as_str(), d["state"].as_str()) {
+                metrics.dependency_up.with_label_values(&[name]).set(i64::from(state == "up"));
+            }
+        }
+        // The persister is listed only when it did not answer.
+        let persister_down = dependencies.iter().any(|d| d["name"] == "persister");
+        metrics.dependency_up.with_label_values(&["persister"]).set(i64::from(!persister_down));
     }
 
     /// The actor of `id`; `NotFound` when the id is neither a catalog city nor a station.

@@ -84,6 +84,7 @@ impl Upstream {
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         metrics.upstream_circuit_open.with_label_values(&[provider]).set(0);
+        metrics.upstream_cache_hits.with_label_values(&[provider]);
         Self { provider, shared: None, client, settings, state: Mutex::new(State::default()), metrics }
     }
 

@@ -33,5 +33,8 @@ pub async fn ready(state: web::Data<AppState>, req: actix_web::HttpRequest) -> H
               (status = 401, body = crate::http::error::Problem, content_type = "application/problem+json", description = "Not on loopback and no admin key"),
               (status = 403, body = crate::http::error::Problem, content_type = "application/problem+json", description = "Not an admin key")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // Refreshes `isobar_ready` and `isobar_dependency_up`, so an alert sees an instance
+    // that stays unready even where nothing probes /ready (Compose).
+    state.service.readiness().await;
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())
 }
