@@ -268,7 +268,7 @@ impl Metrics {
         let dependency_up = IntGaugeVec::new(
             Opts::new(
                 "isobar_dependency_up",
-                "1 while a dependency /ready checks answers (directory, persister, memory, redis, influx, kafka, kafka-dlq), as of the last check.",
+                "1 while a dependency /ready checks answers (directory, persister, memory, redis, influxdb, kafka, kafka-dlq), as of the last check.",
             ),
             &["dependency"],
         )

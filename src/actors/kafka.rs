@@ -44,7 +44,7 @@ use tracing::{error, info, warn};
 use crate::actors::directory::{Directory, HandOverLocations};
 use crate::actors::ingest::{IngestError, apply};
 use crate::actors::persister::{Persister, SyncSnapshots};
-use crate::actors::producers::base_config;
+use crate::actors::producers::{base_config, count_from_zero};
 use crate::config::KafkaSettings;
 use crate::domain::reading::{CheckedAt, REJECTION_REASONS, rejection_reason};
 use crate::domain::{LocationId, Reading};
@@ -239,6 +239,7 @@ impl KafkaIngest {
         for reason in ["too_large", "not_json", "unknown_location"].into_iter().chain(REJECTION_REASONS) {
             metrics.kafka_dlq.with_label_values(&[reason]);
         }
+        count_from_zero(&metrics, "dlq");
         // The ingest path's: a reading the broker has not acknowledged within
         // `ack_timeout_ms` fails (librdkafka gives it up too), so the POST answers 503.
         Ok(Self {

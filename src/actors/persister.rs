@@ -595,6 +595,11 @@ impl Actor for Persister {
         for b in &self.backends {
             self.metrics.persist_queue_depth.with_label_values(&[b.name]).set(b.stats.len as i64);
             self.metrics.persist_spool_bytes.with_label_values(&[b.name]).set(b.stats.spool_bytes as i64);
+            // The counters at 0 from the start: the first failure is an increase alerts see.
+            for counter in [&self.metrics.persist_written, &self.metrics.persist_errors, &self.metrics.persist_spilled]
+            {
+                counter.with_label_values(&[b.name]);
+            }
         }
         // Create the InfluxDB database up front, so the first writes do not find it missing.
         if let Some(influx) = self.influx.clone() {

@@ -39,6 +39,13 @@ pub fn base_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
+/// `topic`'s produced and failed counters at 0 from the start, so the first failure is
+/// an increase alerts see rather than a series appearing.
+pub fn count_from_zero(metrics: &Metrics, topic: &str) {
+    metrics.kafka_produced.with_label_values(&[topic]);
+    metrics.kafka_produce_errors.with_label_values(&[topic]);
+}
+
 /// Counts delivery reports of the updates producer.
 pub struct DeliveryCounter {
     metrics: Arc<Metrics>,
@@ -74,6 +81,7 @@ impl UpdatesProducer {
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .create_with_context(DeliveryCounter { metrics: metrics.clone() })?;
+        count_from_zero(&metrics, "updates");
         Ok(Self { producer, topic: settings.updates_topic.clone(), metrics })
     }
 
@@ -116,6 +124,7 @@ impl ReadingsProducer {
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", settings.ack_timeout_ms.max(1).to_string())
             .create()?;
+        count_from_zero(&metrics, "readings");
         Ok(Self {
             producer,
             topic: Arc::from(settings.readings_topic.as_str()),

@@ -12,13 +12,13 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, eventually, spawn_app_with, station_reading};
 
-struct Kafka {
+pub struct Kafka {
     cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     producer: FutureProducer,
 }
 
 impl Kafka {
-    fn start() -> Self {
+    pub fn start() -> Self {
         let cluster = MockCluster::new(1).expect("mock cluster");
         for (topic, partitions) in [("isobar.readings", 3), ("isobar.readings.dlq", 1), ("isobar.updates", 3)] {
             cluster.create_topic(topic, partitions, 1).expect("topic");
@@ -28,7 +28,7 @@ impl Kafka {
         Self { cluster, producer }
     }
 
-    fn brokers(&self) -> String {
+    pub fn brokers(&self) -> String {
         self.cluster.bootstrap_servers()
     }
 

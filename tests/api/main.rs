@@ -4,6 +4,7 @@
 pub mod anomalies;
 mod auth;
 mod dashboard;
+mod deploy;
 mod detect;
 mod helpers;
 
