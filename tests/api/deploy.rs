@@ -9,17 +9,13 @@ use serde_json::json;
 use wiremock::MockServer;
 
 use crate::anomalies::{post_ten_quiet_hours, reading};
-use crate::helpers::{eventually, spawn_app_with};
+use crate::helpers::{eventually, python, spawn_app_with};
 use crate::kafka::Kafka;
 use crate::servers::{Influx, Redis};
 use crate::upstream::{mount_open_meteo, sources};
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
 const BIN: &str = env!("CARGO_BIN_EXE_isobar");
-
-fn python() -> String {
-    std::env::var("ISOBAR_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
 
 /// The metric names the dashboard's and the rules' PromQL select, from deploy/check.py
 /// (which parses each expression with promql-parser).

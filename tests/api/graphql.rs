@@ -8,13 +8,9 @@ use std::process::{Child, Command, Stdio};
 use chrono::DurationRound;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, clear_of_the_hour, spawn_app, spawn_app_with, station_reading};
+use crate::helpers::{TestApp, clear_of_the_hour, python, spawn_app, spawn_app_with, station_reading};
 
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/graphql_client.py");
-
-fn python() -> String {
-    std::env::var("ISOBAR_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
 
 /// Starts the client in `mode` with `request` on its stdin.
 fn client(mode: &str, app: &TestApp, request: Value) -> Child {

@@ -195,6 +195,12 @@ pub async fn clear_of_the_hour() {
 }
 
 /// Polls `check` every 50 ms until it returns true or `secs` pass.
+/// The Python with the test tools (`scripts/test` sets ISOBAR_TEST_PYTHON to its
+/// virtualenv's).
+pub fn python() -> String {
+    std::env::var("ISOBAR_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
 pub async fn eventually<F, Fut>(secs: u64, mut check: F) -> bool
 where
     F: FnMut() -> Fut,

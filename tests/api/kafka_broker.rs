@@ -10,16 +10,12 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, eventually, spawn_app_with, station_reading};
+use crate::helpers::{TestApp, eventually, python, spawn_app_with, station_reading};
 use crate::servers::{Influx, Tansu};
 
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka_client.py");
 
 /// The Python with kafka-python installed (`scripts/test` sets it up).
-fn python() -> String {
-    std::env::var("ISOBAR_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
 /// Runs the client; returns its stdout as JSON lines.
 fn run_client(args: &[String], stdin: String) -> Vec<Value> {
     let mut child = Command::new(python())

@@ -14,7 +14,7 @@ const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis/sc
 
 /// `schemathesis` beside the test Python (`scripts/test` installs it there).
 fn schemathesis() -> String {
-    let python = std::env::var("ISOBAR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = crate::helpers::python();
     let dir = std::path::Path::new(&python).parent().map(std::path::Path::to_path_buf).unwrap_or_default();
     dir.join("schemathesis").to_string_lossy().into_owned()
 }
