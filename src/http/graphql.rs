@@ -767,8 +767,9 @@ async fn websocket(
                     let _ = session.close(Some(reason)).await;
                     return;
                 }
+                // The client closed (or its stream ended): answer its close with 1000.
                 None => {
-                    let _ = session.close(None).await;
+                    let _ = session.close(Some(actix_ws::CloseCode::Normal.into())).await;
                     return;
                 }
             };

@@ -198,3 +198,48 @@ async fn a_client_that_does_not_read_is_closed_with_1013_and_counted() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(app.metric("isobar_ws_connections").await, Some(0.0));
 }
+
+/// Sends a close frame and answers the server's close code, once the server has dropped
+/// the TCP connection (RFC 6455 §7.1.1: the server closes it first; clients wait for that).
+async fn close_and_wait_for_the_disconnect(mut ws: crate::helpers::Ws) -> Option<u16> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncReadExt;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    ws.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "done".into() }))).await.unwrap();
+    let code = loop {
+        match ws.next().await {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("expected the server's close frame, got {other:?}"),
+        }
+    };
+    let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_mut() else { panic!("plain TCP") };
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0))), "the server closes the connection after the handshake: {read:?}");
+    code
+}
+
+#[actix_rt::test]
+async fn a_client_close_is_answered_with_1000_and_the_connection_dropped_on_every_websocket_endpoint() {
+    let app = spawn_app().await;
+    app.post_readings(&station_reading("BYE1", 5, 4.0)).await;
+    let mut feed = app.ws("/ws/weather/BYE1").await;
+    assert_eq!(next_json(&mut feed).await["type"], "snapshot");
+    let mut graphql = {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{}/graphql", app.address).into_client_request().unwrap();
+        request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
+        tokio_tungstenite::connect_async(request).await.expect("graphql ws connects").0
+    };
+    send_json(&mut graphql, json!({"type": "connection_init"})).await;
+    assert_eq!(next_json(&mut graphql).await["type"], "connection_ack");
+
+    for (path, ws) in [("/v1/ws", app.ws("/v1/ws").await), ("/ws/weather/BYE1", feed), ("/graphql", graphql)] {
+        assert_eq!(close_and_wait_for_the_disconnect(ws).await, Some(1000), "{path}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(app.metric("isobar_ws_connections").await, Some(0.0));
+}
