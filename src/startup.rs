@@ -401,6 +401,11 @@ impl Application {
         .workers(cores)
         .client_request_timeout(Duration::from_secs(settings.http.request_head_timeout_secs.max(1)))
         .keep_alive(Duration::from_secs(settings.http.keep_alive_secs))
+        // No lingering after a response whose request body is still open. A WebSocket's
+        // inbound stream never ends, so with actix-web's default (1 s) every closing
+        // handshake waited a second for the client to drop the TCP connection, while
+        // the client (RFC 6455 §7.1.1) waits for the server to drop it first.
+        .client_disconnect_timeout(Duration::ZERO)
         .disable_signals()
         .shutdown_timeout(settings.http.shutdown_timeout_secs)
         .listen(listener)
