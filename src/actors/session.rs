@@ -73,7 +73,7 @@ impl WsSession {
         session: Session,
         stream: actix_ws::MessageStream,
         deps: SessionDeps,
-        initial: Option<LocationId>,
+        initial: Option<(LocationId, Option<u64>)>,
         slot: Option<Slot>,
     ) -> Addr<Self> {
         let max = deps.settings.max_message_bytes;
@@ -201,7 +201,24 @@ impl WsSession {
                         );
                     }
                 };
-                if kind == "subscribe" { self.subscribe(ids, ctx) } else { self.unsubscribe(ids) }
+                if kind == "unsubscribe" {
+                    return self.unsubscribe(ids);
+                }
+                let Some(since) = parse_since(&value) else {
+                    return self.send_error(
+                        "invalid_message",
+                        r#""since" must be an object of location id to the last seq seen, e.g. {"KJFK": 41}"#,
+                        ctx,
+                    );
+                };
+                let ids = ids
+                    .into_iter()
+                    .map(|id| {
+                        let seq = since.get(id.as_str()).copied();
+                        (id, seq)
+                    })
+                    .collect();
+                self.subscribe(ids, ctx)
             }
             Some(other) => self.send_error(
                 "unknown_type",
@@ -212,9 +229,11 @@ impl WsSession {
         }
     }
 
-    fn subscribe(&mut self, ids: Vec<LocationId>, ctx: &mut Context<Self>) {
-        let mut new: Vec<LocationId> = ids.into_iter().filter(|id| !self.subscriptions.contains_key(id)).collect();
-        new.dedup();
+    /// Subscribes to each location not followed yet, resuming from the `seq` given with it.
+    fn subscribe(&mut self, ids: Vec<(LocationId, Option<u64>)>, ctx: &mut Context<Self>) {
+        let mut new: Vec<(LocationId, Option<u64>)> =
+            ids.into_iter().filter(|(id, _)| !self.subscriptions.contains_key(id)).collect();
+        new.dedup_by(|a, b| a.0 == b.0);
         let max = self.deps.settings.max_subscriptions;
         if self.subscriptions.len() + new.len() > max {
             let message = format!(
@@ -227,19 +246,19 @@ impl WsSession {
         let directory = self.deps.directory.clone();
         let resolve = async move {
             let mut out = Vec::with_capacity(new.len());
-            for id in new {
+            for (id, since) in new {
                 let result = directory.send(Resolve { id: id.clone() }).await;
-                out.push((id, result));
+                out.push((id, since, result));
             }
             out
         };
         // `wait`: later client messages (an unsubscribe) and deliveries apply after this.
         ctx.wait(resolve.into_actor(self).map(|results, act, ctx| {
-            for (id, result) in results {
+            for (id, since, result) in results {
                 match result {
                     Ok(Ok(addr)) => {
                         act.deps.demand.touch(&id);
-                        addr.do_send(Subscribe { session_id: act.id, recipient: ctx.address().recipient() });
+                        addr.do_send(Subscribe { session_id: act.id, recipient: ctx.address().recipient(), since });
                         act.subscriptions.insert(id, addr);
                     }
                     Ok(Err(unknown)) => act.send_error("unknown_location", &unknown.to_string(), ctx),
@@ -271,6 +290,13 @@ pub(crate) fn parse_locations(value: &Value) -> Option<Result<Vec<LocationId>, S
         }
     }
     Some(Ok(ids))
+}
+
+/// The optional `since` of a subscribe message: location id → the last `seq` the client
+/// saw. `None` when it is there but not such an object.
+pub(crate) fn parse_since(value: &Value) -> Option<HashMap<&str, u64>> {
+    let Some(since) = value.get("since") else { return Some(HashMap::new()) };
+    since.as_object()?.iter().map(|(id, seq)| Some((id.as_str(), seq.as_u64()?))).collect()
 }
 
 /// Sends one message on the connection.
@@ -359,7 +385,7 @@ impl Handler<Deliver> for WsSession {
             }
             Payload::LocationStopped(id) => {
                 if self.subscriptions.remove(&id).is_some() {
-                    self.subscribe(vec![id], ctx);
+                    self.subscribe(vec![(id, None)], ctx);
                 }
             }
         }

@@ -27,10 +27,23 @@ pub fn update_message(update: &Update) -> &ByteString {
     })
 }
 
-/// `{"type":"snapshot","location_id":…,"data":<current, metric, or null>}`.
-pub fn snapshot_message(id: &LocationId, shown: Option<&Update>) -> ByteString {
+/// What a subscriber is told first: `{"type":"snapshot","location_id":…,"seq":…,"data":
+/// <current, metric, or null>}`. A client resuming from `since` (the last `seq` it saw)
+/// gets `{"type":"resumed","location_id":…,"seq":…}` when it missed nothing; else the
+/// snapshot with `"missed"`: how many updates it replaces, or `"reset":true` when `since`
+/// is ahead of this location's history (its state was lost, e.g. a restart without Redis).
+pub fn snapshot_message(id: &LocationId, shown: Option<&Update>, since: Option<u64>) -> ByteString {
+    let seq = shown.map_or(0, |u| u.seq);
+    let gap = match since {
+        Some(since) if since == seq => {
+            return ByteString::from(format!(r#"{{"type":"resumed","location_id":"{id}","seq":{seq}}}"#));
+        }
+        Some(since) if since < seq => format!(r#","missed":{}"#, seq - since),
+        Some(_) => r#","reset":true"#.to_owned(),
+        None => String::new(),
+    };
     let data = shown.map(|u| u.body(Units::Metric).as_ref()).unwrap_or("null");
-    ByteString::from(format!(r#"{{"type":"snapshot","location_id":"{id}","data":{data}}}"#))
+    ByteString::from(format!(r#"{{"type":"snapshot","location_id":"{id}","seq":{seq}{gap},"data":{data}}}"#))
 }
 
 /// `{"type":"air_quality","location_id":…,"data":<the air quality now>}`.

@@ -577,7 +577,8 @@ impl Relay {
                 match result {
                     Ok(Ok(addr)) => {
                         act.demand.touch(&id);
-                        addr.do_send(Subscribe { session_id: act.session_id, recipient: ctx.address().recipient() });
+                        let recipient = ctx.address().recipient();
+                        addr.do_send(Subscribe { session_id: act.session_id, recipient, since: None });
                         act.followed.push(addr);
                     }
                     _ => ctx.stop(),

@@ -50,7 +50,7 @@ async fn every_subscriber_gets_the_same_update_and_unsubscribed_ones_do_not() {
 async fn a_location_without_data_yet_gets_a_null_snapshot_and_a_first_update() {
     let app = spawn_app().await;
     let mut ws = app.ws("/ws/weather/5128581").await;
-    assert_eq!(next_json(&mut ws).await, json!({"type": "snapshot", "location_id": "5128581", "data": null}));
+    assert_eq!(next_json(&mut ws).await, json!({"type": "snapshot", "location_id": "5128581", "seq": 0, "data": null}));
     let mut r = station_reading("5128581", 1, 3.0);
     r.as_object_mut().unwrap().remove("latitude");
     r.as_object_mut().unwrap().remove("longitude");
@@ -199,14 +199,16 @@ async fn a_client_that_does_not_read_is_closed_with_1013_and_counted() {
     assert_eq!(app.metric("isobar_ws_connections").await, Some(0.0));
 }
 
-/// Sends a close frame and answers the server's close code, once the server has dropped
-/// the TCP connection (RFC 6455 §7.1.1: the server closes it first; clients wait for that).
-async fn close_and_wait_for_the_disconnect(mut ws: crate::helpers::Ws) -> Option<u16> {
+/// Sends a close frame and answers the server's close code and how long until the server
+/// dropped the TCP connection (RFC 6455 §7.1.1: the server closes it first; clients wait
+/// for that).
+async fn close_and_time_the_disconnect(mut ws: crate::helpers::Ws) -> (Option<u16>, Duration) {
     use futures_util::StreamExt;
     use tokio::io::AsyncReadExt;
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+    let started = Instant::now();
     ws.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "done".into() }))).await.unwrap();
     let code = loop {
         match ws.next().await {
@@ -219,11 +221,11 @@ async fn close_and_wait_for_the_disconnect(mut ws: crate::helpers::Ws) -> Option
     let mut buf = [0u8; 64];
     let read = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
     assert!(matches!(read, Ok(Ok(0))), "the server closes the connection after the handshake: {read:?}");
-    code
+    (code, started.elapsed())
 }
 
 #[actix_rt::test]
-async fn a_client_close_is_answered_with_1000_and_the_connection_dropped_on_every_websocket_endpoint() {
+async fn a_client_close_is_answered_with_1000_and_the_connection_dropped_within_milliseconds() {
     let app = spawn_app().await;
     app.post_readings(&station_reading("BYE1", 5, 4.0)).await;
     let mut feed = app.ws("/ws/weather/BYE1").await;
@@ -237,9 +239,67 @@ async fn a_client_close_is_answered_with_1000_and_the_connection_dropped_on_ever
     send_json(&mut graphql, json!({"type": "connection_init"})).await;
     assert_eq!(next_json(&mut graphql).await["type"], "connection_ack");
 
+    // actix-web's default lingered a second after each close, waiting for the client to
+    // drop the connection while the client waited for the server (0.8-1.0 s per close).
     for (path, ws) in [("/v1/ws", app.ws("/v1/ws").await), ("/ws/weather/BYE1", feed), ("/graphql", graphql)] {
-        assert_eq!(close_and_wait_for_the_disconnect(ws).await, Some(1000), "{path}");
+        let (code, took) = close_and_time_the_disconnect(ws).await;
+        assert_eq!(code, Some(1000), "{path}");
+        assert!(took < Duration::from_millis(250), "{path}: the close took {took:?}");
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(app.metric("isobar_ws_connections").await, Some(0.0));
+}
+
+#[actix_rt::test]
+async fn a_client_that_reconnects_with_its_last_seq_gets_what_it_missed_or_is_told_nothing_was() {
+    let app = spawn_app().await;
+    app.post_readings(&station_reading("RESUME1", 30, 1.0)).await;
+    let mut ws = app.ws("/v1/ws").await;
+    send_json(&mut ws, json!({"type": "subscribe", "locations": ["RESUME1"]})).await;
+    let snapshot = next_json(&mut ws).await;
+    assert_eq!((snapshot["type"].as_str(), snapshot["data"]["temperature"].as_f64()), (Some("snapshot"), Some(1.0)));
+    let first = snapshot["seq"].as_u64().expect("a snapshot carries the seq of what it shows");
+    app.post_readings(&station_reading("RESUME1", 20, 2.0)).await;
+    let update = next_json(&mut ws).await;
+    assert_eq!((update["type"].as_str(), update["seq"].as_u64()), (Some("update"), Some(first + 1)));
+    drop(ws);
+
+    // Two updates while the client is away.
+    app.post_readings(&station_reading("RESUME1", 10, 3.0)).await;
+    app.post_readings(&station_reading("RESUME1", 5, 4.0)).await;
+    let last_seen = first + 1;
+    let mut ws = app.ws("/v1/ws").await;
+    send_json(&mut ws, json!({"type": "subscribe", "locations": ["RESUME1"], "since": {"RESUME1": last_seen}})).await;
+    let caught_up = next_json(&mut ws).await;
+    assert_eq!(caught_up["type"], "snapshot");
+    assert_eq!(caught_up["seq"].as_u64(), Some(last_seen + 2));
+    assert_eq!(caught_up["missed"], 2, "{caught_up}");
+    assert_eq!(caught_up["data"]["temperature"].as_f64(), Some(4.0));
+    drop(ws);
+
+    // Nothing new: no snapshot to re-read, just where it stands.
+    let mut ws = app.ws(&format!("/ws/weather/RESUME1?since={}", last_seen + 2)).await;
+    assert_eq!(next_json(&mut ws).await, json!({"type": "resumed", "location_id": "RESUME1", "seq": last_seen + 2}));
+    app.post_readings(&station_reading("RESUME1", 1, 5.0)).await;
+    let update = next_json(&mut ws).await;
+    assert_eq!((update["seq"].as_u64(), update["data"]["temperature"].as_f64()), (Some(last_seen + 3), Some(5.0)));
+    drop(ws);
+
+    // A seq from a history this location no longer has (its state was lost): a fresh
+    // snapshot, said to be one.
+    let mut ws = app.ws("/v1/ws").await;
+    send_json(&mut ws, json!({"type": "subscribe", "locations": ["RESUME1"], "since": {"RESUME1": 1000}})).await;
+    let fresh = next_json(&mut ws).await;
+    assert_eq!((fresh["type"].as_str(), fresh["reset"].as_bool()), (Some("snapshot"), Some(true)), "{fresh}");
+    assert_eq!(fresh["seq"].as_u64(), Some(last_seen + 3));
+
+    // A malformed since is an error message, and the connection stays open.
+    send_json(&mut ws, json!({"type": "subscribe", "locations": ["RESUME1"], "since": {"RESUME1": -1}})).await;
+    let error = next_json(&mut ws).await;
+    assert_eq!((error["type"].as_str(), error["code"].as_str()), (Some("error"), Some("invalid_message")));
+    send_json(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(next_json(&mut ws).await["type"], "pong");
+    let (status, problem) = app.get_json("/ws/weather/RESUME1?since=yesterday").await;
+    assert_eq!((status, problem["errors"][0]["field"].as_str()), (400, Some("since")), "{problem}");
+    assert_eq!(problem["detail"], "invalid since: must be the last seq seen, a whole number; got \"yesterday\"");
 }

@@ -93,6 +93,8 @@ pub struct GetAnomalies {
 pub struct Subscribe {
     pub session_id: u64,
     pub recipient: Recipient<Deliver>,
+    /// The last `seq` the client saw of this location (a resume after a reconnect).
+    pub since: Option<u64>,
 }
 
 /// Sent by a `WsSession` that no longer follows this location (or is closing).
