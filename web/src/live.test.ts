@@ -77,6 +77,25 @@ describe('the live feed', () => {
     expect(states.slice(0, 3)).toEqual(['connecting', 'open', 'closed'])
   })
 
+  it('resumes each location from the last seq it saw when it reconnects', () => {
+    const { live, sockets, timers, messages } = harness()
+    live.follow(['KJFK', 'KEWR', 'KLGA'])
+    sockets[0].open()
+    const deliver = (m: object) => sockets[0].onmessage?.({ data: JSON.stringify(m) })
+    deliver({ type: 'snapshot', location_id: 'KJFK', seq: 40, data: {} })
+    deliver({ type: 'update', location_id: 'KJFK', seq: 41, data: {} })
+    deliver({ type: 'snapshot', location_id: 'KEWR', seq: 7, data: {} })
+    live.unfollow(['KEWR'])
+    live.follow(['KEWR']) // followed again: its old seq no longer says what it has seen
+    sockets[0].close()
+    timers[0].f()
+    sockets[1].open()
+    expect(sockets[1].sent).toEqual([
+      { type: 'subscribe', locations: ['KJFK', 'KLGA', 'KEWR'], since: { KJFK: 41 } },
+    ])
+    expect(messages).toHaveLength(3)
+  })
+
   it('passes messages on, ignores malformed ones, and stops for good when closed', () => {
     const { live, sockets, timers, messages } = harness()
     sockets[0].open()

@@ -1,6 +1,8 @@
 // The live feed: one WebSocket to /v1/ws following a set of locations. It reconnects
 // with exponential backoff (with jitter, capped) and subscribes again to everything it
-// followed; every message goes to `onMessage`.
+// followed, resuming from the last `seq` it saw of each (the server then answers
+// `resumed`, or a snapshot saying how many updates it missed); every message goes to
+// `onMessage`.
 
 export type LiveMessage = { type: string; location_id?: string; data?: unknown; [key: string]: unknown }
 
@@ -39,6 +41,8 @@ export function backoff(attempt: number, base: number, max: number, random: () =
 export class LiveSocket {
   private socket: SocketLike | null = null
   private followed = new Set<string>()
+  /** The last `seq` seen of each followed location (snapshots and updates carry it). */
+  private seen = new Map<string, number>()
   private attempt = 0
   private timer: unknown = null
   private stopped = false
@@ -70,6 +74,7 @@ export class LiveSocket {
 
   unfollow(ids: string[]): void {
     const known = ids.filter((id) => this.followed.delete(id))
+    known.forEach((id) => this.seen.delete(id))
     if (known.length > 0) this.send({ type: 'unsubscribe', locations: known })
   }
 
@@ -84,6 +89,13 @@ export class LiveSocket {
     if (this.socket && this.socket.readyState === OPEN) this.socket.send(JSON.stringify(message))
   }
 
+  /** Subscribe again to everything followed, from the last `seq` seen where there is one. */
+  private resubscription(): object {
+    const locations = [...this.followed]
+    const since = Object.fromEntries(locations.filter((id) => this.seen.has(id)).map((id) => [id, this.seen.get(id)]))
+    return Object.keys(since).length > 0 ? { type: 'subscribe', locations, since } : { type: 'subscribe', locations }
+  }
+
   private connect(): void {
     this.timer = null
     this.o.onState('connecting')
@@ -92,7 +104,7 @@ export class LiveSocket {
     socket.onopen = () => {
       this.attempt = 0
       this.o.onState('open')
-      if (this.followed.size > 0) socket.send(JSON.stringify({ type: 'subscribe', locations: [...this.followed] }))
+      if (this.followed.size > 0) socket.send(JSON.stringify(this.resubscription()))
     }
     socket.onmessage = (event) => {
       let message: LiveMessage
@@ -100,6 +112,10 @@ export class LiveSocket {
         message = JSON.parse(event.data)
       } catch {
         return
+      }
+      const id = message.location_id
+      if (typeof id === 'string' && typeof message.seq === 'number' && this.followed.has(id)) {
+        this.seen.set(id, message.seq)
       }
       this.o.onMessage(message)
     }
