@@ -91,6 +91,11 @@ impl EventSink for History {
 pub struct Subscribers {
     /// Each subscribed session, by session id.
     list: Vec<(u64, Recipient<Deliver>)>,
+    /// The `seq` of the last state every subscriber was told (a snapshot on subscribing,
+    /// then each update): an update that does not follow it (the actor restored a newer
+    /// state from the store, or a new owner's history went back) goes out as a snapshot
+    /// saying so, never as an update with a silent gap.
+    told: Option<u64>,
 }
 
 impl Subscribers {
@@ -98,9 +103,15 @@ impl Subscribers {
         self.list.is_empty()
     }
 
-    /// Adds (or replaces) a session after sending it `snapshot`; true when it is the first.
-    pub fn add(&mut self, session_id: u64, recipient: Recipient<Deliver>, snapshot: ByteString) -> bool {
+    /// Adds (or replaces) a session after sending it `snapshot`, which shows the state of
+    /// `seq`; true when it is the first.
+    pub fn add(&mut self, session_id: u64, recipient: Recipient<Deliver>, snapshot: ByteString, seq: u64) -> bool {
         recipient.do_send(Deliver { payload: Payload::Text(snapshot) });
+        // Those already subscribed were told what they were told: a state that moved on
+        // since (restored, not updated) reaches them as a snapshot with the next update.
+        if self.list.is_empty() {
+            self.told = Some(seq);
+        }
         self.list.retain(|(id, _)| *id != session_id);
         self.list.push((session_id, recipient));
         self.list.len() == 1
@@ -119,7 +130,16 @@ impl Subscribers {
             return false;
         }
         match event {
-            LocationEvent::Update(update) => self.send(wire::update_message(update)),
+            LocationEvent::Update(update) => {
+                let told = self.told.replace(update.seq);
+                match told {
+                    Some(told) if update.seq == told => false,
+                    Some(told) if update.seq != told + 1 => {
+                        self.send(&wire::snapshot_message(&update.location_id, Some(update), Some(told)))
+                    }
+                    _ => self.send(wire::update_message(update)),
+                }
+            }
             LocationEvent::Forecast(forecast) => self.send(wire::forecast_message(forecast)),
             LocationEvent::Anomaly(anomaly) => self.send(wire::anomaly_message(anomaly)),
             LocationEvent::AirQuality(update) => self.send(wire::air_quality_message(update)),
@@ -150,5 +170,59 @@ impl Subscribers {
         for (_, recipient) in self.list.drain(..) {
             recipient.do_send(Deliver { payload: Payload::LocationStopped(id.clone()) });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::actors::views::tests::update;
+
+    /// Keeps the text of every message delivered to it.
+    struct Collector(Arc<Mutex<Vec<String>>>);
+
+    impl Actor for Collector {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Deliver> for Collector {
+        type Result = ();
+
+        fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+            if let Payload::Text(text) = msg.payload {
+                self.0.lock().unwrap().push(text.to_string());
+            }
+        }
+    }
+
+    #[actix_rt::test]
+    async fn an_update_that_does_not_follow_what_subscribers_were_told_goes_out_as_a_snapshot_saying_so() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut subscribers = Subscribers::default();
+        subscribers.add(1, Collector(seen.clone()).start().recipient(), "the snapshot of 5".into(), 5);
+        for seq in [6, 6, 9, 10, 2] {
+            subscribers.deliver(&LocationEvent::Update(update(seq)));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let seen = seen.lock().unwrap().clone();
+        let told: Vec<serde_json::Value> = seen[1..].iter().map(|t| serde_json::from_str(t).unwrap()).collect();
+        let summary: Vec<_> = told
+            .iter()
+            .map(|m| (m["type"].as_str().unwrap(), m["seq"].as_u64(), m["missed"].as_u64(), m["reset"].as_bool()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                // 6 follows 5; told 6 again: nothing.
+                ("update", Some(6), None, None),
+                // 7 and 8 never came (a newer state restored from the store): said.
+                ("snapshot", Some(9), Some(3), None),
+                ("update", Some(10), None, None),
+                // A history that went back (a new owner from an older snapshot): said.
+                ("snapshot", Some(2), None, Some(true)),
+            ]
+        );
     }
 }

@@ -71,11 +71,12 @@ impl EventSink for PublishedViews {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::{Current, LocationRef, Units, Values};
 
-    fn update(seq: u64) -> Arc<Update> {
+    /// An update of KJFK with `seq` and an empty document.
+    pub(crate) fn update(seq: u64) -> Arc<Update> {
         let id = LocationId::parse("KJFK").unwrap();
         let location =
             LocationRef { id: id.clone(), name: "x".into(), latitude: 0.0, longitude: 0.0, timezone: "UTC".into() };

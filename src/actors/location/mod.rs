@@ -367,8 +367,10 @@ impl Handler<Subscribe> for LocationActor {
     fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) {
         self.touch();
         self.refresh(ctx);
-        let snapshot = wire::snapshot_message(&self.location.id, self.core.shown().map(|u| &**u), msg.since);
-        if self.subscribers.add(msg.session_id, msg.recipient, snapshot) && self.deps.ownership.relays() {
+        let shown = self.core.shown().map(|u| &**u);
+        let snapshot = wire::snapshot_message(&self.location.id, shown, msg.since);
+        let seq = shown.map_or(0, |u| u.seq);
+        if self.subscribers.add(msg.session_id, msg.recipient, snapshot, seq) && self.deps.ownership.relays() {
             self.follow(true, ctx);
         }
     }
