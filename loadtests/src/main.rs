@@ -12,6 +12,10 @@
 //! - `ingest`: batched POST /v1/readings, readings/s accepted (and, with `--influx`, the
 //!   rate at which they reach InfluxDB).
 //! - `actors`: K locations with H hourly readings each, then the server's RSS.
+//! - `cluster-clients`, `cluster-produce`: the roles of `loadtests/cluster.sh` (several
+//!   instances behind nginx sharing Kafka, Redis and InfluxDB; one killed mid-run).
+
+mod cluster;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +60,34 @@ enum Command {
     /// Readings/s from a Kafka topic to applied in the location actors: fills a topic on
     /// librdkafka's mock cluster, then starts isobar consuming it.
     Kafka(KafkaArgs),
+    /// WebSocket clients through a load balancer that reconnect and resume like real ones.
+    ClusterClients(cluster::ClientsArgs),
+    /// Readings produced to the readings topic at a steady rate.
+    ClusterProduce(cluster::ProduceArgs),
+    /// Creates the stations the cluster scenario follows (one reading each, via REST).
+    ClusterStations(StationsArgs),
+    /// Runs librdkafka's mock cluster (a Kafka protocol implementation, group coordination
+    /// included) with isobar's three topics until killed; prints its bootstrap servers.
+    MockBroker(MockBrokerArgs),
+}
+
+#[derive(Args)]
+struct MockBrokerArgs {
+    #[arg(long, default_value_t = 12)]
+    partitions: i32,
+    /// Where to write the bootstrap servers once the topics exist.
+    #[arg(long)]
+    out: String,
+}
+
+#[derive(Args)]
+struct StationsArgs {
+    #[arg(long)]
+    base: String,
+    #[arg(long, default_value = "CLU")]
+    prefix: String,
+    #[arg(long, default_value_t = 1000)]
+    count: usize,
 }
 
 #[derive(Args)]
@@ -189,6 +221,25 @@ async fn main() -> Result<()> {
         Command::Actors(a) => actors(a).await,
         Command::Kafka(a) => kafka(a).await,
         Command::Forecast(a) => forecast(a),
+        Command::ClusterClients(a) => cluster::clients(a).await,
+        Command::ClusterProduce(a) => cluster::produce(a).await,
+        Command::MockBroker(a) => {
+            let cluster = rdkafka::mocking::MockCluster::new(1)?;
+            for (topic, partitions) in
+                [("isobar.readings", a.partitions), ("isobar.readings.dlq", 1), ("isobar.updates", a.partitions)]
+            {
+                cluster.create_topic(topic, partitions, 1)?;
+            }
+            std::fs::write(&a.out, cluster.bootstrap_servers())?;
+            loop {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+        }
+        Command::ClusterStations(a) => {
+            create_stations(&a.base, &a.prefix, a.count).await?;
+            println!("cluster-stations: {} stations {}0..{} created", a.count, a.prefix, a.count);
+            Ok(())
+        }
     }
 }
 
