@@ -3,7 +3,7 @@
 # InfluxDB on this machine, behind nginx for REST and WebSocket; WebSocket clients that
 # reconnect and resume like real ones, spread over processes (a process holds at most
 # 20,000 open files); readings produced to Kafka at a steady rate; and, halfway, one
-# instance SIGKILLed. Reports ingest→client latency, deliveries per second, updates lost
+# instance SIGKILLed (and restarted 20 s later, as an orchestrator would). Reports ingest→client latency, deliveries per second, updates lost
 # without notice, how long the killed instance's clients went without updates, RSS per
 # instance, and whether every reading the broker acked reached InfluxDB.
 #
@@ -166,8 +166,12 @@ produce_from=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 producer=$!; pids+=($!)
 sleep $((SECONDS_ / 2))
 rss_before=$(for i in $(seq 0 $((INSTANCES - 1))); do ps -o rss= -p "${ipids[$i]}" | tr -d ' '; done | paste -sd, -)
-echo "   SIGKILL instance 0 (pid ${ipids[0]}) at $(date -u +%T)"
+echo "   SIGKILL instance 0 (pid ${ipids[0]}) at $(date -u +%T); restarted ${RESTART_AFTER:-20} s later on its own spool"
 kill -9 "${ipids[0]}"
+# An orchestrator restarts it (Kubernetes, on the same emptyDir): it replays what its
+# spool held for a backend, and rejoins the group. Its clients went elsewhere meanwhile.
+sleep "${RESTART_AFTER:-20}"
+start_instance 0 "${ports[0]}"
 wait "$producer" || { cat "$work/produce.out"; exit 1; }
 for p in "${cpids[@]}"; do wait "$p" || true; done
 cat "$work/produce.out" | grep -v '^RESULT' || true

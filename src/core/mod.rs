@@ -197,6 +197,18 @@ impl LocationCore {
             let source = reading.source.clone();
             let outcome = self.state.ingest(reading, now, self.settings.retention);
             observe(&source, outcome);
+            // A reading delivered again (Kafka's redelivery after a crash, a client's
+            // retry) goes to the history again: the instance that first applied it may
+            // have died before its write, and its state (restored here) already holding
+            // the reading says nothing of the history. InfluxDB keeps one point per
+            // location, source and time, so the rewrite changes nothing when it was there.
+            if outcome == Ingested::Duplicate
+                && keep
+                && let Some(copy) = copy
+            {
+                applied.push(copy);
+                continue;
+            }
             if !matches!(outcome, Ingested::Latest | Ingested::Stored) {
                 continue;
             }
