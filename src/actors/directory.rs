@@ -449,6 +449,19 @@ mod tests {
     }
 
     #[actix::test]
+    async fn a_location_handed_over_while_someone_holds_its_address_is_not_counted_as_a_restart() {
+        let (directory, metrics) = start_directory_with(Arc::new(|_| Vec::new()));
+        apply(&directory, vec![(0, reading("HAND1", true))], Vec::new()).await.unwrap();
+        // A WebSocket session holds the address, so the supervisor restarts the actor.
+        let held = directory.send(Resolve { id: LocationId::parse("HAND1").unwrap() }).await.unwrap().unwrap();
+        let handed = directory.send(HandOverLocations { ids: vec![LocationId::parse("HAND1").unwrap()] }).await;
+        assert_eq!(handed.unwrap(), 1);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(held.connected(), "restarted by its supervisor");
+        assert_eq!(metrics.location_restarts.get(), 0, "a hand-over is no failure");
+    }
+
+    #[actix::test]
     async fn a_location_that_panics_while_applying_restarts_and_still_applies_every_reading() {
         let (directory, metrics) = start_directory_with(Arc::new(|_| vec![Box::new(PanicsOnce)]));
         let mut readings: Vec<(usize, Reading)> = (0..3)

@@ -89,6 +89,9 @@ pub struct LocationActor {
     restored: bool,
     /// Failed attempts to read the store in a row, for the backoff.
     restore_failures: u32,
+    /// Set when the actor stops to hand its location over (a partition moved): the
+    /// supervisor's restart that follows (someone still holds its address) is no error.
+    handed_over: bool,
     /// Requests waiting for the first current conditions (cold location).
     current_waiters: Vec<oneshot::Sender<Option<Arc<Update>>>>,
     /// Requests waiting for the first forecast.
@@ -112,6 +115,7 @@ impl LocationActor {
             following: false,
             restored: false,
             restore_failures: 0,
+            handed_over: false,
             current_waiters: Vec::new(),
             forecast_waiters: Vec::new(),
         }
@@ -259,8 +263,12 @@ impl Actor for LocationActor {
 
 impl Supervised for LocationActor {
     fn restarting(&mut self, _: &mut Context<Self>) {
-        warn!(location = %self.location.id, "location actor restarting; restoring from the store");
-        self.deps.metrics.location_restarts.inc();
+        if std::mem::take(&mut self.handed_over) {
+            debug!(location = %self.location.id, "handed over; following the new owner from the store");
+        } else {
+            warn!(location = %self.location.id, "location actor restarting; restoring from the store");
+            self.deps.metrics.location_restarts.inc();
+        }
         let analyses = (self.deps.analyses)(&self.location);
         self.core = LocationCore::new(self.location.clone(), self.deps.core.clone(), analyses);
         self.restored = false;
@@ -420,6 +428,7 @@ impl Handler<HandOver> for LocationActor {
     fn handle(&mut self, _: HandOver, ctx: &mut Context<Self>) {
         debug!(location = %self.location.id, "handing over");
         self.save_snapshot_if_dirty();
+        self.handed_over = true;
         ctx.stop();
     }
 }
