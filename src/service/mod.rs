@@ -561,17 +561,20 @@ impl Service {
         }
         let up = |ok: bool| if ok { "up" } else { "down" };
         let directory_up = matches!(directory, Ok(Ok(_)));
+        // Each dependency checked and whether it answered: the status and the metrics
+        // come from this; the body lists what an operator needs to read.
+        let mut checked: Vec<(&'static str, bool)> = vec![("directory", directory_up)];
         let mut dependencies = vec![json!({"name": "directory", "state": up(directory_up)})];
-        let mut all_up = directory_up;
         match backends {
             Ok(Ok(statuses)) => {
+                checked.push(("persister", true));
                 for s in statuses {
-                    all_up &= s.state == "up";
+                    checked.push((s.name, s.state == "up"));
                     dependencies.push(serde_json::to_value(s).unwrap_or_default());
                 }
             }
             _ => {
-                all_up = false;
+                checked.push(("persister", false));
                 dependencies
                     .push(json!({"name": "persister", "state": "down", "detail": "the persister did not answer"}));
             }
@@ -579,27 +582,24 @@ impl Service {
         match kafka {
             None => {}
             Some(Ok(Ok(health))) => {
+                checked.push(("kafka", health.brokers.is_ok()));
                 match health.brokers {
                     Ok(()) => dependencies.push(json!({"name": "kafka", "state": "up"})),
-                    Err(detail) => {
-                        all_up = false;
-                        dependencies.push(json!({"name": "kafka", "state": "down", "detail": detail}));
-                    }
+                    Err(detail) => dependencies.push(json!({"name": "kafka", "state": "down", "detail": detail})),
                 }
                 // The consumer waits on a dead letter the DLQ refuses: not ready.
+                checked.push(("kafka-dlq", health.dlq_blocked.is_none()));
                 if let Some(detail) = health.dlq_blocked {
-                    all_up = false;
                     dependencies.push(json!({"name": "kafka-dlq", "state": "down", "detail": detail}));
-                } else {
-                    self.deps.metrics.dependency_up.with_label_values(&["kafka-dlq"]).set(1);
                 }
             }
             Some(_) => {
-                all_up = false;
+                checked.push(("kafka", false));
                 dependencies.push(json!({"name": "kafka", "state": "down", "detail": "kafka: no answer"}));
             }
         }
-        self.record_readiness(all_up, &dependencies);
+        let all_up = checked.iter().all(|(_, up)| *up);
+        self.record_readiness(all_up, &checked);
         let body = json!({
             "status": if all_up { "ready" } else { "not ready" },
             "dependencies": dependencies,
@@ -612,17 +612,12 @@ impl Service {
 
     /// `isobar_ready` and `isobar_dependency_up`, for the alert on an instance that stays
     /// unready (scraping `/metrics` runs this check). Dependency names are a fixed set.
-    fn record_readiness(&self, ready: bool, dependencies: &[Value]) {
+    fn record_readiness(&self, ready: bool, checked: &[(&'static str, bool)]) {
         let metrics = &self.deps.metrics;
         metrics.ready.set(i64::from(ready));
-        for d in dependencies {
-            if let (Some(name), Some(state)) = (d["name"].as_str(), d["state"].as_str()) {
-                metrics.dependency_up.with_label_values(&[name]).set(i64::from(state == "up"));
-            }
+        for (name, up) in checked {
+            metrics.dependency_up.with_label_values(&[name]).set(i64::from(*up));
         }
-        // The persister is listed only when it did not answer.
-        let persister_down = dependencies.iter().any(|d| d["name"] == "persister");
-        metrics.dependency_up.with_label_values(&["persister"]).set(i64::from(!persister_down));
     }
 
     /// The actor of `id`; `NotFound` when the id is neither a catalog city nor a station.
