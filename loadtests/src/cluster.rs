@@ -86,13 +86,7 @@ struct Tally {
 /// Backoff before reconnect attempt `n`: 100 ms doubling to 3.2 s, with up to 50 % jitter.
 fn backoff(n: u32) -> Duration {
     let base = 100u64 << n.min(5);
-    Duration::from_millis(base / 2 + fastrand_u64(base / 2 + 1))
-}
-
-fn fastrand_u64(bound: u64) -> u64 {
-    // Jitter only: the clock's nanoseconds are random enough to spread reconnects.
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    u64::from(nanos) % bound.max(1)
+    Duration::from_millis(base / 2 + fastrand::u64(..=base / 2))
 }
 
 type Shared = Arc<Mutex<Histogram<u64>>>;

@@ -270,7 +270,8 @@ async fn a_connection_holds_at_most_graphql_max_subscriptions() {
     );
 }
 
-fn tungstenite_request(app: &TestApp) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+/// A WebSocket request to `/graphql` speaking graphql-transport-ws.
+pub fn tungstenite_request(app: &TestApp) -> tokio_tungstenite::tungstenite::handshake::client::Request {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut request = format!("ws://{}/graphql", app.address).into_client_request().unwrap();
     request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());

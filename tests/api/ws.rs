@@ -230,12 +230,8 @@ async fn a_client_close_is_answered_with_1000_and_the_connection_dropped_within_
     app.post_readings(&station_reading("BYE1", 5, 4.0)).await;
     let mut feed = app.ws("/ws/weather/BYE1").await;
     assert_eq!(next_json(&mut feed).await["type"], "snapshot");
-    let mut graphql = {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut request = format!("ws://{}/graphql", app.address).into_client_request().unwrap();
-        request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
-        tokio_tungstenite::connect_async(request).await.expect("graphql ws connects").0
-    };
+    let request = crate::graphql::tungstenite_request(&app);
+    let mut graphql = tokio_tungstenite::connect_async(request).await.expect("graphql ws connects").0;
     send_json(&mut graphql, json!({"type": "connection_init"})).await;
     assert_eq!(next_json(&mut graphql).await["type"], "connection_ack");
 
