@@ -36,7 +36,8 @@ pub struct Directory {
     persister: Addr<Persister>,
     /// Handed to every location actor; `None` until this actor has started (it holds our
     /// own address).
-    deps: Option<LocationDeps>,
+    /// Shared by every location actor (one Arc, not a copy of each address per location).
+    deps: Option<Arc<LocationDeps>>,
     make_deps: Option<Box<dyn FnOnce(Recipient<RequestPassivation>) -> LocationDeps + Send>>,
     metrics: Arc<Metrics>,
 }
@@ -216,7 +217,7 @@ impl Actor for Directory {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if let Some(make) = self.make_deps.take() {
-            self.deps = Some(make(ctx.address().recipient()));
+            self.deps = Some(Arc::new(make(ctx.address().recipient())));
         }
     }
 }

@@ -345,6 +345,12 @@ impl SeriesDetector {
 
     fn remember(&mut self, change: f64) {
         self.since_rescale += 1;
+        if self.changes.len() == self.changes.capacity() {
+            // By a quarter up to the window, not doubled: every series of 50,000 places.
+            let more =
+                (self.changes.len() / 4).max(4).min(self.settings.window.saturating_sub(self.changes.len()).max(1));
+            self.changes.reserve_exact(more);
+        }
         self.changes.push_back(change as f32);
         while self.changes.len() > self.settings.window {
             self.changes.pop_front();
@@ -667,6 +673,8 @@ impl Watch {
                     severity: f.severity,
                     score: f.score,
                 };
+                // One more at a time: most places have none or one.
+                self.active.reserve_exact(1);
                 self.active.push(anomaly.clone());
                 changes.push(Change::Started(anomaly));
             }

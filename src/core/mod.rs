@@ -96,7 +96,8 @@ pub struct LocationCore {
     /// The latest run of each forecast provider.
     runs: Vec<ForecastRun>,
     /// Their blend, recomputed when a run arrives.
-    blended: Option<Forecast>,
+    /// Boxed: most locations (stations) never get a provider's run, and 50,000 are held.
+    blended: Option<Box<Forecast>>,
     /// What the models learned from this place's history say, when a forecaster learns it.
     learned: Option<Learned>,
     /// The forecast on show: the blend with the learned models.
@@ -260,6 +261,10 @@ impl LocationCore {
                 if self.anomalies.len() >= limit {
                     self.anomalies.pop_front();
                 }
+                if self.anomalies.len() == self.anomalies.capacity() {
+                    // By a quarter, not doubled: most places keep none or one.
+                    self.anomalies.reserve_exact((self.anomalies.len() / 4).max(1));
+                }
                 self.anomalies.push_back(anomaly.clone());
             }
             None => {}
@@ -279,7 +284,7 @@ impl LocationCore {
                 analysis.on_forecast(&blended, &mut events);
             }
         }
-        self.blended = Some(blended);
+        self.blended = Some(Box::new(blended));
         if changed {
             events.insert(0, self.show_forecast(now));
         }
@@ -311,7 +316,7 @@ impl LocationCore {
 
     /// Puts the providers' blend and the learned models together as the forecast on show.
     fn show_forecast(&mut self, now: DateTime<Utc>) -> LocationEvent {
-        let base = self.blended.clone().unwrap_or_else(|| Forecast {
+        let base = self.blended.as_deref().cloned().unwrap_or_else(|| Forecast {
             location: LocationRef::from(&*self.location),
             generated_at: now,
             units: crate::domain::Units::Metric,

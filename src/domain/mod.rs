@@ -21,6 +21,6 @@ pub use forecast::{
 };
 pub use id::{InvalidLocationId, LOCATION_ID_PATTERN, LocationId};
 pub use location::{Location, LocationKind};
-pub use quantity::{QUANTITIES, Quantity, Values};
+pub use quantity::{PackedValues, QUANTITIES, Quantity, Values};
 pub use reading::{FieldError, Reading, SourceName};
 pub use units::Units;

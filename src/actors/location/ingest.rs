@@ -25,6 +25,9 @@ impl Handler<IngestBatch> for LocationActor {
                     Ingested::Latest | Ingested::Stored => metrics.readings_ingested.with_label_values(&[label]).inc(),
                     Ingested::Duplicate => metrics.readings_rejected.with_label_values(&[label, "duplicate"]).inc(),
                     Ingested::TooOld => metrics.readings_rejected.with_label_values(&[label, "too_old"]).inc(),
+                    Ingested::TooManySources => {
+                        metrics.readings_rejected.with_label_values(&[label, "too_many_sources"]).inc()
+                    }
                 }
             })
         });

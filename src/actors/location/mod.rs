@@ -72,7 +72,7 @@ impl LocationDeps {
 
 pub struct LocationActor {
     location: Arc<Location>,
-    deps: LocationDeps,
+    deps: Arc<LocationDeps>,
     core: LocationCore,
     subscribers: Subscribers,
     /// This run of the actor (new after each restart), for the pollers.
@@ -102,7 +102,7 @@ pub struct LocationActor {
 static RUNS: AtomicU64 = AtomicU64::new(1);
 
 impl LocationActor {
-    pub fn new(location: Arc<Location>, deps: LocationDeps) -> Self {
+    pub fn new(location: Arc<Location>, deps: Arc<LocationDeps>) -> Self {
         let core = LocationCore::new(location.clone(), deps.core.clone(), (deps.analyses)(&location));
         Self {
             location,
