@@ -42,61 +42,17 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx-light >/dev/null
 fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# start_isobar NAME: a fresh instance with the demo replay off, logs to $work/NAME.log.
-start_isobar() {
-  local port; port=$(free_port)
-  ISOBAR__HTTP__PORT=$port ISOBAR__LOG__LEVEL=warn ISOBAR__LOCATIONS__IDLE_PASSIVATE_SECS=3600 \
-  ISOBAR__SOURCES__OPEN_METEO__ENABLED=false ISOBAR__SOURCES__MET_NORWAY__ENABLED=false \
-  ISOBAR__SOURCES__NWS__ENABLED=false ISOBAR__SOURCES__OPENWEATHERMAP__ENABLED=false \
-  ISOBAR__PERSIST__DATA_DIR="$work/spool-$1" \
-    "$bin/isobar" serve >"$work/$1.log" 2>&1 &
-  local pid=$!
-  pids+=("$pid")
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
-  ISOBAR_PORT=$port; ISOBAR_PID=$pid
-}
-
-stop_isobar() { kill "$ISOBAR_PID" 2>/dev/null || true; wait "$ISOBAR_PID" 2>/dev/null || true; }
-
-# run ARGS…: one scenario; its human lines are shown, its RESULT line collected. A
-# scenario that fails stops the run with its output.
-run() {
-  if ! "$bin/loadtests" "$@" >"$work/last" 2>&1; then
-    cat "$work/last"
-    echo "scenario failed: loadtests $*" >&2
-    exit 1
-  fi
-  grep -v '^RESULT' "$work/last" || true
-  grep '^RESULT' "$work/last" | tail -1 | cut -c8- >>"$results"
-}
+source loadtests/common.sh
 
 echo "== /current vs nginx ($CONNS connections, ${DUR} s each)"
 start_isobar rest
 base="http://127.0.0.1:$ISOBAR_PORT"
-curl -fs -XPOST "$base/v1/readings" -H 'content-type: application/json' -d "{\"location_id\":\"BENCH1\",\"source\":\"station\",\"observed_at\":\"$(date -u +%FT%TZ)\",\"temperature\":7.1,\"humidity\":64,\"pressure\":1016,\"wind_speed\":3,\"wind_direction\":230,\"visibility\":10,\"precipitation\":0,\"latitude\":40.64,\"longitude\":-73.78}" >/dev/null
+post_bench_reading "$base"
 mkdir -p "$work/www"
 curl -fs "$base/v1/locations/BENCH1/current" >"$work/www/current.json"
-nginx_port=$(free_port)
-cat >"$work/nginx.conf" <<CONF
-worker_processes 2;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$nginx_port;
-    location / { root $work/www; default_type application/json; }
-  }
-}
-CONF
-"$NGINX" -c "$work/nginx.conf"
-sleep 0.3
+start_nginx "$work/www"
+nginx_port=$NGINX_PORT
 run rest --label nginx --url "http://127.0.0.1:$nginx_port/current.json" --connections "$CONNS" --duration-secs "$DUR"
 run rest --label current_max --url "$base/v1/locations/BENCH1/current" --connections "$CONNS" --duration-secs "$DUR"
 max=$(python3 -c "import json,sys; r=[json.loads(l) for l in open('$results')]; print(int(r[-1]['rps']))")

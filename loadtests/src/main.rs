@@ -177,6 +177,10 @@ struct IngestArgs {
     stations: usize,
     #[arg(long, default_value_t = 10.0)]
     duration_secs: f64,
+    /// Readings per second over all connections (an open model: each batch leaves at
+    /// its time, late or not); as fast as the server takes them when unset.
+    #[arg(long)]
+    rate: Option<f64>,
     /// InfluxDB base URL: also measure how fast the readings land there.
     #[arg(long)]
     influx: Option<String>,
@@ -732,12 +736,26 @@ async fn ingest(args: IngestArgs) -> Result<()> {
     let started = Instant::now();
     let end = started + Duration::from_secs_f64(args.duration_secs);
     let mut tasks = Vec::new();
-    for _ in 0..args.concurrency.max(1) {
-        let (counter, accepted, base) = (counter.clone(), accepted.clone(), args.base.clone());
+    let concurrency = args.concurrency.max(1);
+    // Each connection's share of the schedule: a batch every `interval`, offset from the others.
+    let interval = args.rate.map(|rate| Duration::from_secs_f64((concurrency * args.batch) as f64 / rate.max(0.001)));
+    let latency = Arc::new(std::sync::Mutex::new(histogram()));
+    for c in 0..concurrency {
+        let (counter, accepted, base, latency) =
+            (counter.clone(), accepted.clone(), args.base.clone(), latency.clone());
         let (batch, stations) = (args.batch, args.stations.max(1));
+        let mut next = started + interval.map_or(Duration::ZERO, |i| i.mul_f64(c as f64 / concurrency as f64));
         tasks.push(tokio::spawn(async move {
             let mut poster = Poster::new(&base).await?;
-            while Instant::now() < end {
+            loop {
+                if interval.is_some() {
+                    tokio::time::sleep_until(next.into()).await;
+                }
+                let scheduled = if interval.is_some() { next } else { Instant::now() };
+                if scheduled >= end {
+                    break;
+                }
+                next += interval.unwrap_or(Duration::ZERO);
                 let first = counter.fetch_add(batch as u64, Ordering::Relaxed);
                 let mut body = String::with_capacity(batch * 100);
                 body.push('[');
@@ -760,6 +778,9 @@ async fn ingest(args: IngestArgs) -> Result<()> {
                 if status != 202 {
                     bail!("ingest: HTTP {status}: {}", String::from_utf8_lossy(&response));
                 }
+                if let Ok(mut h) = latency.lock() {
+                    h.record(scheduled.elapsed().as_micros().max(1) as u64).ok();
+                }
                 let v: Value = serde_json::from_slice(&response)?;
                 accepted.fetch_add(v["accepted"].as_u64().unwrap_or(0), Ordering::Relaxed);
             }
@@ -772,9 +793,10 @@ async fn ingest(args: IngestArgs) -> Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     let total = accepted.load(Ordering::Relaxed);
     let rate = total as f64 / elapsed;
+    let post = latency.lock().map(|h| percentiles(&h)).unwrap_or(Value::Null);
     println!(
-        "ingest: {total} readings accepted in {elapsed:.1} s: {rate:.0} readings/s (batches of {}, {} concurrent)",
-        args.batch, args.concurrency
+        "ingest: {total} readings accepted in {elapsed:.1} s: {rate:.0} readings/s (batches of {}, {} concurrent); POST p50 {} ms p99 {} ms",
+        args.batch, args.concurrency, post["p50_ms"], post["p99_ms"]
     );
     // Accepted is not applied: wait until the location actors have applied everything.
     let applied_target = total + args.stations as u64;
@@ -821,7 +843,8 @@ async fn ingest(args: IngestArgs) -> Result<()> {
         }
     }
     result(json!({"scenario": "ingest", "accepted": total, "seconds": elapsed, "readings_per_sec": rate.round(),
-        "applied": applied, "applied_per_sec": applied_rate.round(), "influx_points_per_sec": influx_rate}));
+        "applied": applied, "applied_per_sec": applied_rate.round(), "influx_points_per_sec": influx_rate,
+        "post_latency": post}));
     Ok(())
 }
 
