@@ -792,7 +792,9 @@ async fn ingest(args: IngestArgs) -> Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let total = accepted.load(Ordering::Relaxed);
-    let rate = total as f64 / elapsed;
+    // At a set rate the last batch leaves before `duration_secs` is up: that is the time
+    // the readings were sent in.
+    let rate = total as f64 / if args.rate.is_some() { args.duration_secs } else { elapsed };
     let post = latency.lock().map(|h| percentiles(&h)).unwrap_or(Value::Null);
     println!(
         "ingest: {total} readings accepted in {elapsed:.1} s: {rate:.0} readings/s (batches of {}, {} concurrent); POST p50 {} ms p99 {} ms",
