@@ -1,6 +1,24 @@
-# Helpers shared by run.sh and single.sh (sourced, not run). The caller sets `work` (a
-# scratch directory), `results` (a file collecting RESULT lines), `pids` (an array) and
-# `bin` (the release directory holding `loadtests`).
+# Helpers shared by run.sh and single.sh (sourced, not run). `make_work` sets `work` (a
+# scratch directory), `results` (a file collecting RESULT lines) and `pids` (the
+# processes to stop at exit); the caller sets `bin` (the release directory holding
+# `loadtests` and `isobar`).
+
+# make_work PREFIX: a scratch directory under /tmp, removed at exit with every process
+# started (nginx included).
+make_work() {
+  work=$(mktemp -d "/tmp/$1.XXXXXX")
+  chmod 755 "$work"
+  results="$work/results"
+  : >"$results"
+  pids=()
+  trap cleanup EXIT
+}
+
+cleanup() {
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

@@ -12,17 +12,8 @@ cd "$(dirname "$0")/.."
 mode=full
 [ "${1:-}" = "--smoke" ] && mode=smoke
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/isobar-target}"
-work=$(mktemp -d /tmp/isobar-load.XXXXXX)
-chmod 755 "$work"
-results="$work/results"
-: >"$results"
-pids=()
-cleanup() {
-  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source loadtests/common.sh
+make_work isobar-load
 
 if [ "$mode" = smoke ]; then
   DUR=2; CONNS=16; WS_CLIENTS=200; WS_LOCS=20; WS_RATE=100; IDLE=500; IDLE_HOLD=3
@@ -42,8 +33,6 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx-light >/dev/null
 fi
-
-source loadtests/common.sh
 
 echo "== /current vs nginx ($CONNS connections, ${DUR} s each)"
 start_isobar rest

@@ -37,18 +37,8 @@ else
   DUR=15; CONNS=64; IDLE=19000; IDLE_HOLD=60; LOCS=50000; MIX_SECS=30; MIX_WS=10000; MIX_REST=20000; MIX_INGEST=49000
 fi
 
-work=$(mktemp -d /tmp/isobar-single.XXXXXX)
-chmod 755 "$work"
-results="$work/results"
-: >"$results"
-pids=()
-cleanup() {
-  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
 source loadtests/common.sh
+make_work isobar-single
 
 # The document nginx serves: /current of the warm location, as the after binary shows it.
 start_isobar doc "$after"
