@@ -298,6 +298,108 @@ fn required_str<'a>(
     }
 }
 
+/// A body of POST /v1/readings (one item or an array) in which every item is well-formed
+/// and valid, parsed straight into readings: no `serde_json::Value` per item, the strings
+/// borrowed from the body. `None` as soon as anything is off (an unknown or repeated
+/// field, a wrong type, a value out of range), and [`Reading::from_json`] reports it field
+/// by field. Whatever this returns, `from_json` would have made the same of it.
+pub fn parse_valid_batch(body: &[u8], at: CheckedAt) -> Option<Vec<Reading>> {
+    let items = match serde_json::from_slice::<Vec<Item<'_>>>(body) {
+        Ok(items) => items,
+        Err(_) => vec![serde_json::from_slice::<Item<'_>>(body).ok()?],
+    };
+    items.into_iter().map(|item| item.into_reading(at)).collect()
+}
+
+/// One well-typed input item, as [`parse_valid_batch`] reads it.
+struct Item<'a> {
+    location_id: Cow<'a, str>,
+    source: Cow<'a, str>,
+    observed_at: Cow<'a, str>,
+    values: Values,
+    weather_code: Option<u64>,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+}
+
+impl Item<'_> {
+    fn into_reading(self, at: CheckedAt) -> Option<Reading> {
+        let weather_code = match self.weather_code {
+            Some(code) => Some(u8::try_from(code).ok().filter(|c| *c <= 99)?),
+            None => None,
+        };
+        let reading = Reading {
+            location_id: LocationId::parse(&self.location_id).ok()?,
+            source: SourceName::parse(&self.source)?,
+            observed_at: DateTime::parse_from_rfc3339(&self.observed_at).ok()?.with_timezone(&Utc),
+            values: self.values,
+            weather_code,
+            latitude: self.latitude,
+            longitude: self.longitude,
+        };
+        reading.validate(at).ok()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Item<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Item<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a reading")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Item<'de>, A::Error> {
+                use serde::de::Error;
+                let (mut location_id, mut source, mut observed_at) = (None, None, None);
+                let (mut latitude, mut longitude, mut weather_code) = (None, None, None);
+                let mut values = Values::EMPTY;
+                // Each field at most once (a repeated one goes to `from_json`'s report).
+                let mut seen = 0u32;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let bit = match OTHER_FIELDS.iter().position(|f| *f == key) {
+                        Some(i) => 1 << i,
+                        None => match Quantity::from_name(&key) {
+                            Some(q) => 1 << (OTHER_FIELDS.len() + q as usize),
+                            None => return Err(A::Error::custom("unknown field")),
+                        },
+                    };
+                    if seen & bit != 0 {
+                        return Err(A::Error::custom("repeated field"));
+                    }
+                    seen |= bit;
+                    match key.as_ref() {
+                        "location_id" => location_id = Some(map.next_value::<Cow<'de, str>>()?),
+                        "source" => source = Some(map.next_value::<Cow<'de, str>>()?),
+                        "observed_at" => observed_at = Some(map.next_value::<Cow<'de, str>>()?),
+                        "latitude" => latitude = map.next_value::<Option<f64>>()?,
+                        "longitude" => longitude = map.next_value::<Option<f64>>()?,
+                        "weather_code" => weather_code = map.next_value::<Option<u64>>()?,
+                        name => {
+                            let value = map.next_value::<Option<f64>>()?;
+                            if let Some(q) = Quantity::from_name(name) {
+                                values.set(q, value);
+                            }
+                        }
+                    }
+                }
+                Ok(Item {
+                    location_id: location_id.ok_or_else(|| A::Error::missing_field("location_id"))?,
+                    source: source.ok_or_else(|| A::Error::missing_field("source"))?,
+                    observed_at: observed_at.ok_or_else(|| A::Error::missing_field("observed_at"))?,
+                    values,
+                    weather_code,
+                    latitude,
+                    longitude,
+                })
+            }
+        }
+        d.deserialize_map(Fields)
+    }
+}
+
 /// Why a reading was rejected, as a bounded metric label.
 /// Every value `rejection_reason` gives (a metrics label set).
 pub const REJECTION_REASONS: [&str; 6] =
@@ -333,6 +435,64 @@ mod tests {
     /// Checked at 09:00 with the default 300 s of clock skew.
     fn at() -> CheckedAt {
         CheckedAt::new(now(), 300)
+    }
+
+    #[test]
+    fn a_valid_batch_parses_straight_to_what_from_json_makes() {
+        let items = json!([
+            {"location_id": "KJFK", "source": "station", "observed_at": "2026-11-26T08:55:00Z",
+             "temperature": 7.1, "humidity": 64, "pressure": null, "weather_code": 61,
+             "latitude": 40.64, "longitude": -73.78},
+            {"location_id": "KLGA", "source": "replay", "observed_at": "2026-11-26T09:55:00+01:00",
+             "pm2_5": 12.5, "co": 230, "wind_direction": 359.9},
+            {"location_id": "EGLL", "source": "station", "observed_at": "2026-11-26T08:00:00Z", "weather_code": 0}
+        ]);
+        let body = serde_json::to_vec(&items).unwrap();
+        let fast = parse_valid_batch(&body, at()).expect("every item is valid");
+        let slow: Vec<Reading> =
+            items.as_array().unwrap().iter().map(|v| Reading::from_json(v, at()).unwrap()).collect();
+        assert_eq!(fast, slow);
+        let one = serde_json::to_vec(&items[2]).unwrap();
+        assert_eq!(parse_valid_batch(&one, at()), Some(vec![slow[2].clone()]));
+        // An escaped string is unescaped, not borrowed.
+        let escaped = br#"{"location_id": "K\u004aFK", "source": "station", "observed_at": "2026-11-26T08:55:00Z", "temperature": 1}"#;
+        let parsed = parse_valid_batch(escaped, at()).unwrap();
+        assert_eq!(parsed[0].location_id.as_str(), "KJFK");
+    }
+
+    #[test]
+    fn anything_off_goes_to_the_field_by_field_report() {
+        let good = json!({"location_id": "KJFK", "source": "station", "observed_at": "2026-11-26T08:55:00Z", "temperature": 7.1});
+        let variants = [
+            json!({"temprature": 7.1}),
+            json!({"temperature": "7.1"}),
+            json!({"location_id": null}),
+            json!({"location_id": "bad id!"}),
+            json!({"source": "Station"}),
+            json!({"observed_at": "yesterday"}),
+            json!({"observed_at": "2026-11-27T08:55:00Z"}),
+            json!({"temperature": 99.0}),
+            json!({"weather_code": 100}),
+            json!({"weather_code": 3.0}),
+            json!({"weather_code": -1}),
+            json!({"latitude": 40.6}),
+            json!({"temperature": null}),
+        ];
+        for variant in variants {
+            let mut item = good.clone();
+            for (k, v) in variant.as_object().unwrap() {
+                item[k] = v.clone();
+            }
+            let body = serde_json::to_vec(&json!([good, item])).unwrap();
+            assert_eq!(parse_valid_batch(&body, at()), None, "{item}");
+            assert!(Reading::from_json(&item, at()).is_err(), "{item}");
+        }
+        let repeated = br#"{"location_id": "KJFK", "source": "station", "observed_at": "2026-11-26T08:55:00Z", "temperature": 7.1, "temperature": 8}"#;
+        assert_eq!(parse_valid_batch(repeated, at()), None);
+        for body in [&b"[1]"[..], b"7", b"{", b"[{}]"] {
+            assert_eq!(parse_valid_batch(body, at()), None);
+        }
+        assert_eq!(parse_valid_batch(b"[]", at()), Some(vec![]));
     }
 
     #[test]

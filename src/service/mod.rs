@@ -33,7 +33,7 @@ use crate::auth::StationQuota;
 use crate::catalog::{self, Catalog, Stations};
 use crate::core::Update;
 use crate::domain::air::FORECAST_HOURS;
-use crate::domain::reading::{CheckedAt, rejection_reason};
+use crate::domain::reading::{CheckedAt, parse_valid_batch, rejection_reason};
 use crate::domain::{
     AirReport, Anomaly, FieldError, Forecast, ForecastHour, Location, LocationId, Reading, TrainedSummary, Units,
 };
@@ -162,6 +162,15 @@ pub struct HistoryQuery {
 pub struct Rejected {
     pub index: usize,
     pub errors: Vec<FieldError>,
+}
+
+/// What the writer checks need of a submitted item, valid or not.
+#[derive(Clone, Copy)]
+struct ItemFacts<'a> {
+    source: Option<&'a str>,
+    location_id: Option<&'a str>,
+    /// It carries a latitude (a station's first reading registers it).
+    gives_coordinates: bool,
 }
 
 /// What became of submitted readings.
@@ -470,7 +479,12 @@ impl Service {
     /// own, the valid ones go the one ingest way, and every item not taken is reported
     /// with its index and the fields at fault.
     pub async fn submit_readings(&self, items: &[Value], writer: &Writer) -> Result<IngestResponse, ServiceError> {
-        self.check_writer(items, writer).await?;
+        let facts = items.iter().map(|item| ItemFacts {
+            source: item.get("source").and_then(Value::as_str),
+            location_id: item.get("location_id").and_then(Value::as_str),
+            gives_coordinates: item.get("latitude").is_some_and(|v| !v.is_null()),
+        });
+        self.check_writer(facts, writer).await?;
         let now = Utc::now();
         let mut valid = Vec::with_capacity(items.len());
         let mut rejected = Vec::new();
@@ -484,6 +498,43 @@ impl Service {
                 }
             }
         }
+        self.ingest_valid(valid, items.len(), rejected, now).await
+    }
+
+    /// A body of readings (one or an array of up to `max_items`) when every one is
+    /// well-formed and valid, the usual case: parsed straight into readings, with no
+    /// `serde_json::Value` per item. `None` when the body is anything else, for
+    /// [`Service::submit_readings`] to report item by item.
+    pub async fn submit_valid_body(
+        &self,
+        body: &[u8],
+        max_items: usize,
+        writer: &Writer,
+    ) -> Option<Result<IngestResponse, ServiceError>> {
+        let now = Utc::now();
+        let readings = parse_valid_batch(body, CheckedAt::new(now, self.settings.max_clock_skew_secs))
+            .filter(|r| !r.is_empty() && r.len() <= max_items)?;
+        let facts = readings.iter().map(|r| ItemFacts {
+            source: Some(r.source.as_str()),
+            location_id: Some(r.location_id.as_str()),
+            gives_coordinates: r.latitude.is_some(),
+        });
+        if let Err(e) = self.check_writer(facts, writer).await {
+            return Some(Err(e));
+        }
+        let count = readings.len();
+        Some(self.ingest_valid(readings.into_iter().enumerate().collect(), count, Vec::new(), now).await)
+    }
+
+    /// Hands valid readings (with their item indexes) to the one ingest way; `rejected`
+    /// holds the items already refused.
+    async fn ingest_valid(
+        &self,
+        valid: Vec<(usize, Reading)>,
+        items: usize,
+        mut rejected: Vec<Rejected>,
+        now: DateTime<Utc>,
+    ) -> Result<IngestResponse, ServiceError> {
         let refused = self.deps.ingest.submit(valid, now).await.map_err(|e| match e {
             IngestError::Kafka(_) => ServiceError::Unavailable {
                 detail: format!("{e}; retry (a repeated reading is dropped as a duplicate)"),
@@ -497,13 +548,17 @@ impl Service {
         })?;
         rejected.extend(refused.into_iter().map(|(index, error)| Rejected { index, errors: vec![error] }));
         rejected.sort_by_key(|r| r.index);
-        Ok(IngestResponse { accepted: items.len() - rejected.len(), rejected })
+        Ok(IngestResponse { accepted: items - rejected.len(), rejected })
     }
 
     /// 403 when an item is written as a source the writer may not use, or would create
     /// more stations than its key may.
-    async fn check_writer(&self, items: &[Value], writer: &Writer) -> Result<(), ServiceError> {
-        let sources = items.iter().filter_map(|item| item.get("source").and_then(Value::as_str));
+    async fn check_writer<'a>(
+        &self,
+        items: impl Iterator<Item = ItemFacts<'a>> + Clone,
+        writer: &Writer,
+    ) -> Result<(), ServiceError> {
+        let sources = items.clone().filter_map(|item| item.source);
         for source in sources {
             if reserved_source(source) {
                 return Err(ServiceError::Forbidden(format!(
@@ -522,9 +577,8 @@ impl Service {
         let Writer::Key { name, max_new_stations, .. } = writer else { return Ok(()) };
         // A station is new when an item gives coordinates for an id nobody knows yet.
         let mut new: Vec<LocationId> = items
-            .iter()
-            .filter(|item| item.get("latitude").is_some_and(|v| !v.is_null()))
-            .filter_map(|item| item.get("location_id").and_then(Value::as_str))
+            .filter(|item| item.gives_coordinates)
+            .filter_map(|item| item.location_id)
             .filter_map(|raw| LocationId::parse(raw).ok())
             .filter(|id| self.deps.stations.get(id).is_none() && self.deps.catalog.get(id).is_none())
             .collect();

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::http::error::Problem;
 use crate::http::{ApiError, AppState};
+use crate::service::IngestResponse;
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const MAX_ITEMS: usize = 10_000;
@@ -60,6 +61,10 @@ pub async fn post(
     tokio::time::timeout(body_timeout, read).await.map_err(|_| {
         ApiError::RequestTimeout(format!("the request body did not arrive within {} s", body_timeout.as_secs()))
     })??;
+    let writer = crate::http::auth::caller(&req).writer(&state.access.settings);
+    if let Some(report) = state.service.submit_valid_body(&body, MAX_ITEMS, &writer).await {
+        return answer(report?);
+    }
     let value: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
     let items = match value {
@@ -76,17 +81,22 @@ pub async fn post(
         return Err(ApiError::Unprocessable { detail: "the array holds no readings".into(), extra: None });
     }
 
-    let writer = crate::http::auth::caller(&req).writer(&state.access.settings);
     let report = state.service.submit_readings(&items, &writer).await?;
+    answer(report)
+}
+
+/// 202 with the report, or 422 when no reading was taken.
+fn answer(report: IngestResponse) -> Result<HttpResponse, ApiError> {
+    let items = report.accepted + report.rejected.len();
     if report.accepted == 0 {
         let mut rejected = report.rejected;
-        let detail = if items.len() == 1 {
+        let detail = if items == 1 {
             "the reading was rejected; see errors".to_owned()
         } else {
-            format!("all {} readings were rejected; see rejected", items.len())
+            format!("all {items} readings were rejected; see rejected")
         };
         let extra = serde_json::to_value(&rejected).unwrap_or_default();
-        let errors = if items.len() == 1 { rejected.pop().map(|r| r.errors) } else { None };
+        let errors = if items == 1 { rejected.pop().map(|r| r.errors) } else { None };
         return Err(match errors {
             Some(errors) => ApiError::Unprocessable {
                 detail,
