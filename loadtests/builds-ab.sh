@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Two builds, BEFORE and AFTER, alternately, ROUNDS times (default 3): figures move from
+# run to run on this machine, so one run of each says little.
+#
+#   bash loadtests/builds-ab.sh current|ingest BEFORE_BINARY [AFTER_BINARY] [ROUNDS]
+#
+# current: /current against nginx's static file, nginx measured right before each build
+#          (64 connections, 15 s each); each line gives both and the ratio.
+# ingest:  batched POST /v1/readings as fast as the server takes them (batches of 5,000,
+#          4 concurrent, 10 s); each line gives readings/s and the POST p50/p99.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/isobar-target}"
+cargo build --release -q -p isobar -p loadtests
+bin="$CARGO_TARGET_DIR/release"
+usage="usage: builds-ab.sh current|ingest BEFORE_BINARY [AFTER_BINARY] [ROUNDS]"
+scenario="${1:?$usage}"
+case "$scenario" in current | ingest) ;; *) echo "$usage" >&2; exit 2 ;; esac
+before=$(realpath "${2:?$usage}")
+after=$(realpath "${3:-$bin/isobar}")
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+source loadtests/common.sh
+make_work isobar-builds-ab
+rps() { "$bin/loadtests" rest --url "$1" --connections 64 --duration-secs 15 | grep -o '[0-9]* req/s' | head -1 | cut -d' ' -f1; }
+
+if [ "$scenario" = current ]; then
+  start_isobar doc "$after"
+  post_bench_reading "http://127.0.0.1:$ISOBAR_PORT"
+  mkdir -p "$work/www"
+  curl -fs "http://127.0.0.1:$ISOBAR_PORT/v1/locations/BENCH1/current" >"$work/www/current.json"
+  stop_isobar
+  start_nginx "$work/www"
+fi
+for round in $(seq "${4:-3}"); do
+  for which in before after; do
+    binary=$before; [ "$which" = after ] && binary=$after
+    if [ "$scenario" = current ]; then
+      n=$(rps "http://127.0.0.1:$NGINX_PORT/current.json")
+      start_isobar "$which-$round" "$binary"
+      post_bench_reading "http://127.0.0.1:$ISOBAR_PORT"
+      c=$(rps "http://127.0.0.1:$ISOBAR_PORT/v1/locations/BENCH1/current")
+      stop_isobar
+      python3 -c "print(f'round $round, $which: {$c} vs nginx {$n} req/s = {$c / $n:.2f}×')"
+    else
+      start_isobar "$which-$round" "$binary"
+      line=$("$bin/loadtests" ingest --base "http://127.0.0.1:$ISOBAR_PORT" --batch 5000 --concurrency 4 \
+        --duration-secs 10 | grep 'accepted in')
+      stop_isobar
+      echo "round $round, $which: $line"
+    fi
+  done
+done
