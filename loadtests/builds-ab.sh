@@ -23,14 +23,7 @@ source loadtests/common.sh
 make_work isobar-builds-ab
 rps() { "$bin/loadtests" rest --url "$1" --connections 64 --duration-secs 15 | grep -o '[0-9]* req/s' | head -1 | cut -d' ' -f1; }
 
-if [ "$scenario" = current ]; then
-  start_isobar doc "$after"
-  post_bench_reading "http://127.0.0.1:$ISOBAR_PORT"
-  mkdir -p "$work/www"
-  curl -fs "http://127.0.0.1:$ISOBAR_PORT/v1/locations/BENCH1/current" >"$work/www/current.json"
-  stop_isobar
-  start_nginx "$work/www"
-fi
+[ "$scenario" = current ] && nginx_serving_current "$after"
 for round in $(seq "${4:-3}"); do
   for which in before after; do
     binary=$before; [ "$which" = after ] && binary=$after

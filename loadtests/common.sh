@@ -83,3 +83,14 @@ CONF
 post_bench_reading() {
   curl -fs -XPOST "$1/v1/readings" -H 'content-type: application/json' -d "{\"location_id\":\"BENCH1\",\"source\":\"station\",\"observed_at\":\"$(date -u +%FT%TZ)\",\"temperature\":7.1,\"humidity\":64,\"pressure\":1016,\"wind_speed\":3,\"wind_direction\":230,\"visibility\":10,\"precipitation\":0,\"latitude\":40.64,\"longitude\":-73.78}" >/dev/null
 }
+
+# nginx_serving_current BINARY: nginx serving /current of the warm location as BINARY
+# shows it (the reference the /current scenarios compare with); sets NGINX_PORT.
+nginx_serving_current() {
+  start_isobar doc "$1"
+  post_bench_reading "http://127.0.0.1:$ISOBAR_PORT"
+  mkdir -p "$work/www"
+  curl -fs "http://127.0.0.1:$ISOBAR_PORT/v1/locations/BENCH1/current" >"$work/www/current.json"
+  stop_isobar
+  start_nginx "$work/www"
+}

@@ -40,13 +40,7 @@ fi
 source loadtests/common.sh
 make_work isobar-single
 
-# The document nginx serves: /current of the warm location, as the after binary shows it.
-start_isobar doc "$after"
-post_bench_reading "http://127.0.0.1:$ISOBAR_PORT"
-mkdir -p "$work/www"
-curl -fs "http://127.0.0.1:$ISOBAR_PORT/v1/locations/BENCH1/current" >"$work/www/current.json"
-stop_isobar
-start_nginx "$work/www"
+nginx_serving_current "$after"
 
 for which in before after; do
   binary=$before; [ "$which" = after ] && binary=$after
