@@ -403,7 +403,8 @@ mod tests {
 
     #[test]
     fn a_day_of_hourly_readings_takes_little_room() {
-        assert!(std::mem::size_of::<Held>() <= 56, "{}", std::mem::size_of::<Held>());
+        assert_eq!(std::mem::size_of::<PackedValues>(), 40);
+        assert_eq!(std::mem::size_of::<Held>(), 56);
         let mut s = LocationState::default();
         for hour in 0..24 {
             let t = (now() - Duration::hours(24) + Duration::minutes(5) + Duration::hours(hour)).to_rfc3339();
