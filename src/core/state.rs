@@ -27,13 +27,11 @@ pub struct Snapshot {
 /// Recent readings of one location and the latest reading of each source.
 #[derive(Debug, Default, Clone)]
 pub struct LocationState {
-    /// The location's id, shared by every reading this state gives back (set by the
-    /// first reading or the snapshot).
-    id: Option<LocationId>,
     /// Sorted by (observed_at, source); bounded by the retention window and a count cap.
     readings: VecDeque<Held>,
     /// One reading per source: the newest it sent. Kept apart from `readings` so that
-    /// eviction never loses a source's current value.
+    /// eviction never loses a source's current value. Its first reading's location id is
+    /// the one every reading this state gives back shares.
     latest: Vec<Reading>,
     /// Incremented on every change that subscribers are told about.
     pub seq: u64,
@@ -94,7 +92,6 @@ pub struct Retention {
 impl LocationState {
     pub fn from_snapshot(snapshot: &Snapshot) -> Self {
         let mut state = Self {
-            id: Some(snapshot.location_id.clone()),
             readings: VecDeque::with_capacity(snapshot.readings.len()),
             latest: Vec::with_capacity(snapshot.latest.len()),
             seq: snapshot.seq,
@@ -102,14 +99,16 @@ impl LocationState {
         };
         for reading in snapshot.latest.iter().take(MAX_SOURCES) {
             let mut reading = reading.clone();
-            state.share_ids(&mut reading);
+            let index = state.source_index(&reading.source);
+            state.share_ids(&mut reading, index);
             state.latest.push(reading);
         }
         let given = state.latest.len();
         for reading in &snapshot.readings {
             let mut reading = reading.clone();
-            state.share_ids(&mut reading);
-            let source = match state.latest.iter().position(|r| r.source == reading.source) {
+            let index = state.source_index(&reading.source);
+            state.share_ids(&mut reading, index);
+            let source = match index {
                 // A snapshot that lacks a source's latest (written by hand, or damaged):
                 // its newest reading in the ring stands in.
                 Some(i) if i >= given && state.latest[i].observed_at < reading.observed_at => {
@@ -128,15 +127,25 @@ impl LocationState {
         state
     }
 
-    /// Makes `reading` name its location and source with the Arcs this state already
-    /// holds, so a day of readings shares one of each instead of one per reading.
-    fn share_ids(&mut self, reading: &mut Reading) {
-        match &self.id {
-            Some(id) if *id == reading.location_id => reading.location_id = id.clone(),
-            Some(_) => {}
-            None => self.id = Some(reading.location_id.clone()),
+    /// Where `source`'s latest reading is in `latest`.
+    fn source_index(&self, source: &SourceName) -> Option<usize> {
+        self.latest.iter().position(|r| r.source == *source)
+    }
+
+    /// The location id every reading this state gives back shares; `None` while it holds
+    /// none.
+    fn id(&self) -> Option<&LocationId> {
+        self.latest.first().map(|r| &r.location_id)
+    }
+
+    /// Makes `reading` name its location and source (its latest reading at `index`) with
+    /// the Arcs this state already holds, so a day of readings shares one of each instead
+    /// of one per reading.
+    fn share_ids(&self, reading: &mut Reading, index: Option<usize>) {
+        if let Some(id) = self.id().filter(|id| **id == reading.location_id) {
+            reading.location_id = id.clone();
         }
-        if let Some(latest) = self.latest.iter().find(|r| r.source == reading.source) {
+        if let Some(latest) = index.and_then(|i| self.latest.get(i)) {
             reading.source = latest.source.clone();
         }
     }
@@ -173,7 +182,7 @@ impl LocationState {
     pub fn merged_into(self, snapshot: &Snapshot, now: DateTime<Utc>, retention: Retention) -> Self {
         let mut merged = Self::from_snapshot(snapshot);
         merged.seq = merged.seq.max(self.seq);
-        let held: Vec<Reading> = match &self.id {
+        let held: Vec<Reading> = match self.id() {
             Some(id) => self.readings.iter().map(|held| self.unpack(held, id)).collect(),
             None => Vec::new(),
         };
@@ -200,11 +209,11 @@ impl LocationState {
             Ok(_) => return Ingested::Duplicate,
             Err(position) => position,
         };
-        let index = self.latest.iter().position(|r| r.source == reading.source);
+        let index = self.source_index(&reading.source);
         if index.is_none() && self.latest.len() >= MAX_SOURCES {
             return Ingested::TooManySources;
         }
-        self.share_ids(&mut reading);
+        self.share_ids(&mut reading, index);
         let index = index.unwrap_or(self.latest.len());
         let held = Held::new(&reading, index);
         let outcome = match self.latest.get_mut(index) {
@@ -249,7 +258,7 @@ impl LocationState {
 
     /// Readings with `from <= observed_at <= to`, oldest first.
     pub fn history(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Reading> {
-        let Some(id) = &self.id else { return Vec::new() };
+        let Some(id) = self.id() else { return Vec::new() };
         let start = self.readings.partition_point(|r| r.observed_at < from);
         self.readings.iter().skip(start).take_while(|r| r.observed_at <= to).map(|held| self.unpack(held, id)).collect()
     }
