@@ -27,6 +27,7 @@
 //! - [`service`]: what every API asks of isobar (search, location, current, forecast,
 //!   history, submitting readings, readiness); REST handlers call it.
 //! - [`http`]: routes, problem+json errors, WebSocket endpoints, OpenAPI document.
+//! - [`growth`]: how the queues each location keeps grow (by a quarter, not doubled).
 //! - [`config`]: the settings tree; each component receives its own slice.
 //! - [`telemetry`]: tracing set-up and the Prometheus metrics every component reports to.
 //! - [`startup`]: chooses the sinks and ownership from the configuration, wires actors,
@@ -41,6 +42,7 @@ pub mod core;
 pub mod domain;
 #[cfg(test)]
 mod fuzz;
+pub mod growth;
 pub mod http;
 pub mod observations;
 pub mod service;

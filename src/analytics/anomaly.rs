@@ -345,12 +345,8 @@ impl SeriesDetector {
 
     fn remember(&mut self, change: f64) {
         self.since_rescale += 1;
-        if self.changes.len() == self.changes.capacity() {
-            // By a quarter up to the window, not doubled: every series of 50,000 places.
-            let more =
-                (self.changes.len() / 4).max(4).min(self.settings.window.saturating_sub(self.changes.len()).max(1));
-            self.changes.reserve_exact(more);
-        }
+        // Up to the window: every series of 50,000 places.
+        crate::growth::grow_by_quarter(&mut self.changes, 1, 4, self.settings.window);
         self.changes.push_back(change as f32);
         while self.changes.len() > self.settings.window {
             self.changes.pop_front();

@@ -261,10 +261,8 @@ impl LocationCore {
                 if self.anomalies.len() >= limit {
                     self.anomalies.pop_front();
                 }
-                if self.anomalies.len() == self.anomalies.capacity() {
-                    // By a quarter, not doubled: most places keep none or one.
-                    self.anomalies.reserve_exact((self.anomalies.len() / 4).max(1));
-                }
+                // Most places keep none or one.
+                crate::growth::grow_by_quarter(&mut self.anomalies, 1, 1, usize::MAX);
                 self.anomalies.push_back(anomaly.clone());
             }
             None => {}

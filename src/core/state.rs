@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::{LocationId, PackedValues, Reading, SourceName};
+use crate::growth::grow_by_quarter;
 
 /// What a location actor needs to come back after a restart, a passivation or (with a
 /// durable backend) a process restart: its recent readings and update sequence. The
@@ -234,11 +235,8 @@ impl LocationState {
                 Ingested::Latest
             }
         };
-        if self.readings.len() == self.readings.capacity() {
-            // Grown by a quarter, not doubled: a day of hourly readings takes 25 slots,
-            // not 32.
-            self.readings.reserve_exact((self.readings.len() / 4).max(4));
-        }
+        // A day of hourly readings takes 25 slots, not 32.
+        grow_by_quarter(&mut self.readings, 1, 4, usize::MAX);
         self.readings.insert(position, held);
         self.evict(now, retention);
         outcome

@@ -75,10 +75,8 @@ fn slot(model: Model, horizon: u8) -> usize {
 impl Skill {
     /// Keeps the runs issued at `origin` for scoring.
     pub fn issue(&mut self, origin: i64, runs: &[Run]) {
-        if self.pending.capacity() - self.pending.len() < runs.len() {
-            // By a quarter, not doubled: 112 bytes a run, per place and quantity.
-            self.pending.reserve_exact(runs.len().max(self.pending.len() / 4));
-        }
+        // 112 bytes a run, per place and quantity.
+        crate::growth::grow_by_quarter(&mut self.pending, runs.len(), 0, usize::MAX);
         for run in runs {
             let mut values = [f32::NAN; HORIZONS as usize];
             for (slot, value) in values.iter_mut().zip(&run.values) {
