@@ -359,17 +359,22 @@ impl<'de> serde::Deserialize<'de> for Item<'de> {
                 // Each field at most once (a repeated one goes to `from_json`'s report).
                 let mut seen = 0u32;
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    let bit = match OTHER_FIELDS.iter().position(|f| *f == key) {
-                        Some(i) => 1 << i,
+                    // The field's place in OTHER_FIELDS then the quantity table: found once.
+                    let (slot, quantity) = match OTHER_FIELDS.iter().position(|f| *f == key) {
+                        Some(i) => (i, None),
                         None => match Quantity::from_name(&key) {
-                            Some(q) => 1 << (OTHER_FIELDS.len() + q as usize),
+                            Some(q) => (OTHER_FIELDS.len() + q as usize, Some(q)),
                             None => return Err(A::Error::custom("unknown field")),
                         },
                     };
-                    if seen & bit != 0 {
+                    if seen & (1 << slot) != 0 {
                         return Err(A::Error::custom("repeated field"));
                     }
-                    seen |= bit;
+                    seen |= 1 << slot;
+                    if let Some(q) = quantity {
+                        values.set(q, map.next_value::<Option<f64>>()?);
+                        continue;
+                    }
                     match key.as_ref() {
                         "location_id" => location_id = Some(map.next_value::<Cow<'de, str>>()?),
                         "source" => source = Some(map.next_value::<Cow<'de, str>>()?),
@@ -377,12 +382,7 @@ impl<'de> serde::Deserialize<'de> for Item<'de> {
                         "latitude" => latitude = map.next_value::<Option<f64>>()?,
                         "longitude" => longitude = map.next_value::<Option<f64>>()?,
                         "weather_code" => weather_code = map.next_value::<Option<u64>>()?,
-                        name => {
-                            let value = map.next_value::<Option<f64>>()?;
-                            if let Some(q) = Quantity::from_name(name) {
-                                values.set(q, value);
-                            }
-                        }
+                        _ => return Err(A::Error::custom("unknown field")),
                     }
                 }
                 Ok(Item {

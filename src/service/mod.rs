@@ -498,7 +498,7 @@ impl Service {
                 }
             }
         }
-        self.ingest_valid(valid, items.len(), rejected, now).await
+        self.ingest_valid(valid, rejected, now).await
     }
 
     /// A body of readings (one or an array of up to `max_items`) when every one is
@@ -522,19 +522,18 @@ impl Service {
         if let Err(e) = self.check_writer(facts, writer).await {
             return Some(Err(e));
         }
-        let count = readings.len();
-        Some(self.ingest_valid(readings.into_iter().enumerate().collect(), count, Vec::new(), now).await)
+        Some(self.ingest_valid(readings.into_iter().enumerate().collect(), Vec::new(), now).await)
     }
 
     /// Hands valid readings (with their item indexes) to the one ingest way; `rejected`
-    /// holds the items already refused.
+    /// holds the items already refused (together, every item submitted).
     async fn ingest_valid(
         &self,
         valid: Vec<(usize, Reading)>,
-        items: usize,
         mut rejected: Vec<Rejected>,
         now: DateTime<Utc>,
     ) -> Result<IngestResponse, ServiceError> {
+        let items = valid.len() + rejected.len();
         let refused = self.deps.ingest.submit(valid, now).await.map_err(|e| match e {
             IngestError::Kafka(_) => ServiceError::Unavailable {
                 detail: format!("{e}; retry (a repeated reading is dropped as a duplicate)"),
