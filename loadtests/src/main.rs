@@ -304,6 +304,31 @@ fn result(value: Value) {
     println!("RESULT {value}");
 }
 
+/// Open model: when one of `of` connections sends, every `interval` from its own offset
+/// (the connections' sends spread evenly), late or not; without an interval, as soon as
+/// the last answer is in.
+struct Schedule {
+    next: Instant,
+    interval: Option<Duration>,
+}
+
+impl Schedule {
+    fn new(start: Instant, interval: Option<Duration>, index: usize, of: usize) -> Self {
+        let offset = interval.map_or(Duration::ZERO, |i| i.mul_f64(index as f64 / of as f64));
+        Self { next: start + offset, interval }
+    }
+
+    /// Waits for the next send; its scheduled time (now, without an interval), from which
+    /// its latency counts.
+    async fn tick(&mut self) -> Instant {
+        let Some(interval) = self.interval else { return Instant::now() };
+        tokio::time::sleep_until(self.next.into()).await;
+        let at = self.next;
+        self.next += interval;
+        at
+    }
+}
+
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds")
 }
@@ -374,15 +399,11 @@ async fn rest(args: RestArgs) -> Result<()> {
             let mut service = histogram();
             let (mut ok, mut errors) = (0u64, 0u64);
             let mut sender = connect::<Full<Bytes>>(&targets[0].authority).await?;
-            // Open model: this connection's share of the schedule, offset from the others.
             let interval = (rate > 0.0).then(|| Duration::from_secs_f64(connections as f64 / rate));
-            let mut next = start + interval.map_or(Duration::ZERO, |i| i.mul_f64(c as f64 / connections as f64));
+            let mut schedule = Schedule::new(start, interval, c, connections);
             let mut i = c;
             loop {
-                if interval.is_some() {
-                    tokio::time::sleep_until(next.into()).await;
-                }
-                let scheduled = if interval.is_some() { next } else { Instant::now() };
+                let scheduled = schedule.tick().await;
                 if scheduled >= end {
                     break;
                 }
@@ -422,9 +443,6 @@ async fn rest(args: RestArgs) -> Result<()> {
                 }
                 if !outcome {
                     sender = connect::<Full<Bytes>>(&t.authority).await?;
-                }
-                if let Some(interval) = interval {
-                    next += interval;
                 }
             }
             anyhow::Ok((h, service, ok, errors))
@@ -737,25 +755,21 @@ async fn ingest(args: IngestArgs) -> Result<()> {
     let end = started + Duration::from_secs_f64(args.duration_secs);
     let mut tasks = Vec::new();
     let concurrency = args.concurrency.max(1);
-    // Each connection's share of the schedule: a batch every `interval`, offset from the others.
+    // A batch every `interval` on each connection.
     let interval = args.rate.map(|rate| Duration::from_secs_f64((concurrency * args.batch) as f64 / rate.max(0.001)));
     let latency = Arc::new(std::sync::Mutex::new(histogram()));
     for c in 0..concurrency {
         let (counter, accepted, base, latency) =
             (counter.clone(), accepted.clone(), args.base.clone(), latency.clone());
         let (batch, stations) = (args.batch, args.stations.max(1));
-        let mut next = started + interval.map_or(Duration::ZERO, |i| i.mul_f64(c as f64 / concurrency as f64));
+        let mut schedule = Schedule::new(started, interval, c, concurrency);
         tasks.push(tokio::spawn(async move {
             let mut poster = Poster::new(&base).await?;
             loop {
-                if interval.is_some() {
-                    tokio::time::sleep_until(next.into()).await;
-                }
-                let scheduled = if interval.is_some() { next } else { Instant::now() };
+                let scheduled = schedule.tick().await;
                 if scheduled >= end {
                     break;
                 }
-                next += interval.unwrap_or(Duration::ZERO);
                 let first = counter.fetch_add(batch as u64, Ordering::Relaxed);
                 let mut body = String::with_capacity(batch * 100);
                 body.push('[');
