@@ -187,19 +187,28 @@ impl Directory {
         self.stations.insert(station);
     }
 
-    /// `id` as a station another instance registered (in Redis), registered here too;
-    /// then `then` with the result of the lookup.
-    fn look_up_station<R: 'static>(
+    /// The ids among `unknown` that are stations another instance registered (in Redis),
+    /// registered here too; then `then`. A location whose Kafka partition moved here, or
+    /// a reading posted to an instance that never saw its station, is known this way
+    /// rather than refused for want of coordinates. Nothing to look up answers at once.
+    fn look_up_stations<R: 'static>(
         &self,
-        id: LocationId,
-        then: impl FnOnce(&mut Self, &LocationId) -> R + 'static,
+        mut unknown: Vec<LocationId>,
+        then: impl FnOnce(&mut Self) -> R + 'static,
     ) -> ResponseActFuture<Self, R> {
-        let load = self.persister.send(LoadStation { id: id.clone() });
-        Box::pin(async move { load.await.ok().flatten() }.into_actor(self).map(move |found, act, _| {
-            if let Some(location) = found.filter(|_| !act.is_known(&id)) {
-                act.stations.insert(location);
+        unknown.sort_unstable();
+        unknown.dedup();
+        if unknown.is_empty() {
+            return Box::pin(actix::fut::ready(()).map(move |(), act: &mut Self, _| then(act)));
+        }
+        let loads = join_all(unknown.into_iter().map(|id| self.persister.send(LoadStation { id })));
+        Box::pin(loads.into_actor(self).map(move |found, act, _| {
+            for location in found.into_iter().filter_map(|f| f.ok().flatten()) {
+                if !act.is_known(&location.id) {
+                    act.stations.insert(location);
+                }
             }
-            then(act, &id)
+            then(act)
         }))
     }
 }
@@ -229,7 +238,7 @@ impl Handler<Resolve> for Directory {
         if self.is_known(&msg.id) {
             return Box::pin(actix::fut::ready(self.resolve(&msg.id)));
         }
-        self.look_up_station(msg.id, |act, id| act.resolve(id))
+        self.look_up_stations(vec![msg.id.clone()], move |act| act.resolve(&msg.id))
     }
 }
 
@@ -240,43 +249,50 @@ impl Handler<Describe> for Directory {
         if let Some(location) = self.describe(&msg.id) {
             return Box::pin(actix::fut::ready(Some((*location).clone())));
         }
-        self.look_up_station(msg.id, |act, id| act.describe(id).map(|l| (*l).clone()))
+        self.look_up_stations(vec![msg.id.clone()], move |act| act.describe(&msg.id).map(|l| (*l).clone()))
     }
 }
 
 impl Handler<ResolveForReadings> for Directory {
-    type Result = MessageResult<ResolveForReadings>;
+    type Result = ResponseActFuture<Self, Vec<Result<(Addr<LocationActor>, usize), FieldError>>>;
 
     fn handle(&mut self, msg: ResolveForReadings, _: &mut Context<Self>) -> Self::Result {
-        let resolved = msg
-            .ids
-            .into_iter()
-            .map(|(id, coordinates)| {
-                let mut first = 0;
-                if !self.is_known(&id) {
-                    let fix = coordinates.ok_or_else(|| needs_coordinates(&id))?;
-                    self.register_from_reading(&id, fix.latitude, fix.longitude);
-                    first = fix.position;
-                }
-                let addr = self.resolve(&id).map_err(|e| FieldError::new("location_id", e.to_string()))?;
-                Ok((addr, first))
-            })
-            .collect();
-        MessageResult(resolved)
+        let unknown = msg.ids.iter().map(|(id, _)| id).filter(|id| !self.is_known(id)).cloned().collect();
+        self.look_up_stations(unknown, move |act| {
+            msg.ids
+                .into_iter()
+                .map(|(id, coordinates)| {
+                    let mut first = 0;
+                    if !act.is_known(&id) {
+                        let fix = coordinates.ok_or_else(|| needs_coordinates(&id))?;
+                        act.register_from_reading(&id, fix.latitude, fix.longitude);
+                        first = fix.position;
+                    }
+                    let addr = act.resolve(&id).map_err(|e| FieldError::new("location_id", e.to_string()))?;
+                    Ok((addr, first))
+                })
+                .collect()
+        })
     }
 }
 
 impl Handler<CheckRoutable> for Directory {
-    type Result = MessageResult<CheckRoutable>;
+    type Result = ResponseActFuture<Self, Vec<(usize, FieldError)>>;
 
     fn handle(&mut self, msg: CheckRoutable, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(
+        let unknown = msg
+            .readings
+            .iter()
+            .filter(|(_, id, has_coordinates)| !has_coordinates && !self.is_known(id))
+            .map(|(_, id, _)| id.clone())
+            .collect();
+        self.look_up_stations(unknown, move |act| {
             msg.readings
                 .into_iter()
-                .filter(|(_, id, has_coordinates)| !has_coordinates && !self.is_known(id))
+                .filter(|(_, id, has_coordinates)| !has_coordinates && !act.is_known(id))
                 .map(|(index, id, _)| (index, needs_coordinates(&id)))
-                .collect(),
-        )
+                .collect()
+        })
     }
 }
 

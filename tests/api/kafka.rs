@@ -407,3 +407,78 @@ async fn two_instances_split_the_partitions_and_a_revoked_location_is_handed_ove
         assert!(ok, "{id} continues on the second instance: {:?}", sources(b.get_json(&path).await.1));
     }
 }
+
+/// `reading` without its coordinates: a known station's readings need none.
+fn without_coordinates(mut reading: Value) -> Value {
+    if let Some(fields) = reading.as_object_mut() {
+        fields.remove("latitude");
+        fields.remove("longitude");
+    }
+    reading
+}
+
+#[actix_rt::test]
+async fn a_station_registered_on_another_instance_is_known_from_redis_when_its_partition_moves_here() {
+    let kafka = Kafka::start();
+    let redis = crate::servers::Redis::start();
+    let config = json!({"kafka": {"brokers": kafka.brokers()}, "redis": {"url": redis.url()}});
+    let a = spawn_app_with(config.clone()).await;
+    let b = spawn_app_with(config).await;
+    assert!(
+        eventually(40, || async {
+            let (pa, pb) = (
+                a.metric("isobar_kafka_assigned_partitions").await.unwrap_or(0.0),
+                b.metric("isobar_kafka_assigned_partitions").await.unwrap_or(0.0),
+            );
+            pa > 0.0 && pb > 0.0 && pa + pb == 3.0
+        })
+        .await,
+        "the partitions are split between the two instances"
+    );
+    // Twelve new stations, each registered by its owner from its first reading (one at a
+    // time, to see whose it is). The other instance started before them and is never
+    // asked about them.
+    let ids: Vec<String> = (0..12).map(|i| format!("FAR{i:02}")).collect();
+    let mut on_a = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let was = applied(&a).await;
+        kafka.produce(id, station_reading(id, 10, i as f64).to_string().as_bytes()).await;
+        assert!(eventually(30, || async { applied(&a).await + applied(&b).await == i as f64 + 1.0 }).await);
+        if applied(&a).await > was {
+            on_a.push(id.clone());
+        }
+    }
+    let far = on_a.first().expect("the first instance owns some of the stations").clone();
+
+    // A reading without coordinates posted to the instance that never saw the station:
+    // accepted (it knows the station from Redis), and applied by the owner.
+    let was = applied(&a).await + applied(&b).await;
+    let (status, body) = b.post_readings(&without_coordinates(station_reading(&far, 8, 9.5))).await;
+    assert_eq!(status, 202, "{body}");
+    assert!(eventually(30, || async { applied(&a).await + applied(&b).await == was + 1.0 }).await);
+
+    // The first instance goes; the second owns every partition, the first's stations too.
+    drop(a);
+    assert!(
+        eventually(25, || async { b.metric("isobar_kafka_assigned_partitions").await == Some(3.0) }).await,
+        "the second instance owns every partition"
+    );
+    // Readings without coordinates for every station: each is applied by the second
+    // instance, none dead-lettered as an unknown location.
+    let before = applied(&b).await;
+    for (i, id) in ids.iter().enumerate() {
+        let reading = without_coordinates(station_reading(id, 5, 20.0 + i as f64));
+        kafka.produce(id, reading.to_string().as_bytes()).await;
+    }
+    assert!(
+        eventually(30, || async { applied(&b).await == before + 12.0 }).await,
+        "applied {} of 12; dead letters {:?}",
+        applied(&b).await - before,
+        b.metric("isobar_kafka_dlq_total{reason=\"unknown_location\"}").await
+    );
+    assert_eq!(b.metric("isobar_kafka_dlq_total{reason=\"unknown_location\"}").await, Some(0.0));
+    for (i, id) in ids.iter().enumerate() {
+        let (_, current) = b.get_json(&format!("/v1/locations/{id}/current")).await;
+        assert_eq!(current["temperature"], json!(20.0 + i as f64), "{id}");
+    }
+}
