@@ -10,6 +10,9 @@
 #   bash loadtests/cluster.sh [INSTANCES] [CLIENTS] [LOCATIONS] [RATE] [SECONDS]
 #   (defaults: 6 100000 10000 500 180; `--smoke` runs 2 instances, 200 clients, 20 s)
 #
+# KEEP_WORK=1 keeps the work directory (logs, spools, InfluxDB's data); HOLD=SECONDS keeps
+# everything running that long after the run, for a look at the instances' /metrics.
+#
 # Needs what scripts/test installs (redis-server, influxd, tansu) and nginx (run.sh
 # installs nginx-light).
 set -euo pipefail
@@ -128,14 +131,26 @@ for p in "${ports[@]}"; do wait_port "$p"; done
 echo "== nginx in front"
 lb_port=$(free_port)
 workers=$(( (CLIENTS * 2) / 18000 + 1 ))
+# A connection from 127.0.0.1 to one address and port takes one of the kernel's ~28,000
+# ephemeral ports (32768-60999): past that, connect() spins looking for a free one (perf:
+# __inet_check_established) and the clients starve. So nginx listens on one loopback
+# address per 12,000 clients (127.0.0.1, .2, ...), and the clients spread over them.
+addresses=$(( CLIENTS / 12000 + 1 ))
+urls=$(for a in $(seq 1 "$addresses"); do printf 'ws://127.0.0.%s:%s/v1/ws\n' "$a" "$lb_port"; done | paste -sd, -)
 {
   echo "worker_processes $workers; worker_rlimit_nofile 20000; pid $work/nginx.pid; error_log $work/nginx-error.log warn;"
   echo "events { worker_connections 19000; }"
   echo "http { access_log off; map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }"
-  echo "  upstream isobar { least_conn;"
-  for p in "${ports[@]}"; do echo "    server 127.0.0.1:$p max_fails=1 fail_timeout=2s;"; done
+  # zone: least_conn counts across every worker, not each its own. max_conns: an instance
+  # holds at most ~19,900 sockets (20,000 open files), so with one killed the others do
+  # not take more than they can; a client turned away backs off and tries again.
+  echo "  upstream isobar { least_conn; zone isobar 256k;"
+  for p in "${ports[@]}"; do echo "    server 127.0.0.1:$p max_fails=1 fail_timeout=2s max_conns=19000;"; done
   echo "    keepalive 64; }"
-  echo "  server { listen 127.0.0.1:$lb_port; location / { proxy_pass http://isobar; proxy_http_version 1.1;"
+  echo "  server {"
+  # reuseport: the kernel spreads connections evenly over the workers.
+  for a in $(seq 1 "$addresses"); do echo "    listen 127.0.0.$a:$lb_port reuseport;"; done
+  echo "    location / { proxy_pass http://isobar; proxy_http_version 1.1;"
   echo "    proxy_set_header Upgrade \$http_upgrade; proxy_set_header Connection \$connection_upgrade;"
   echo "    proxy_set_header X-Forwarded-For \$remote_addr; proxy_read_timeout 1h; proxy_next_upstream error timeout http_502 http_503; } } }"
 } >"$work/nginx.conf"
@@ -154,7 +169,7 @@ cpids=()
 for j in $(seq 0 $((procs - 1))); do
   first=$((j * PER_PROCESS)); n=$PER_PROCESS
   [ $((first + n)) -gt "$CLIENTS" ] && n=$((CLIENTS - first))
-  "$bin/loadtests" cluster-clients --url "ws://127.0.0.1:$lb_port/v1/ws" --clients "$n" --first "$first" \
+  "$bin/loadtests" cluster-clients --url "$urls" --clients "$n" --first "$first" \
     --locations "$LOCATIONS" --duration-secs $((ramp + SECONDS_ + 10)) --split-at-unix-ms "$split_ms" \
     >"$work/clients-$j.out" 2>&1 &
   cpids+=($!); pids+=($!)
@@ -178,7 +193,7 @@ cat "$work/produce.out" | grep -v '^RESULT' || true
 
 # Every reading the broker acked must be in InfluxDB (the survivors took the killed
 # instance's partitions over and re-consumed what it had not committed).
-sleep 5
+sleep 5; [ -n "${HOLD:-}" ] && { echo "holding: $work ports ${ports[*]} redis $redis_port influx $influx_port"; sleep "$HOLD"; }
 stored=0
 for _ in $(seq 30); do
   stored=$(curl -s -G "http://127.0.0.1:$influx_port/query" --data-urlencode "db=isobar" \

@@ -25,9 +25,12 @@ use crate::{histogram, percentiles, result, small_ws_config};
 
 #[derive(Args)]
 pub struct ClientsArgs {
-    /// ws://host:port/v1/ws (the load balancer).
-    #[arg(long)]
-    pub url: String,
+    /// ws://host:port/v1/ws (the load balancer), or several separated by commas: client i
+    /// connects to the (first + i) % n-th. A connection from 127.0.0.1 to one address and
+    /// port takes one of the kernel's ~28,000 ephemeral ports, so past that many clients
+    /// the load balancer must listen on several loopback addresses.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub url: Vec<String>,
     #[arg(long, default_value_t = 1000)]
     pub clients: usize,
     /// Client i follows location `{prefix}{(first + i) % locations}`.
@@ -198,8 +201,9 @@ pub async fn clients(args: ClientsArgs) -> Result<()> {
     for batch in (0..args.clients).collect::<Vec<_>>().chunks(args.ramp_batch.max(1)) {
         for &i in batch {
             let location = format!("{}{}", args.prefix, (args.first + i) % m);
+            let url = args.url[(args.first + i) % args.url.len()].clone();
             let split = args.split_at_unix_ms;
-            tasks.push(tokio::spawn(client(args.url.clone(), location, end, tally.clone(), shared.clone(), split)));
+            tasks.push(tokio::spawn(client(url, location, end, tally.clone(), shared.clone(), split)));
         }
         // Let a batch connect before the next: nginx and the instances accept in bursts.
         let target = tally.subscribed.load(Ordering::Relaxed) + batch.len() as u64;
