@@ -341,7 +341,8 @@ mod tests {
 
     use super::*;
     use crate::actors::ingest::apply;
-    use crate::actors::location::{GetHistory, LocationDeps, Ownership};
+    use crate::actors::location::{Feed, GetCurrent, GetHistory, LocationDeps, Ownership, Subscribe};
+    use crate::actors::messages::{Deliver, Follow, Payload, RelayUpdate, Unfollow};
     use crate::config::{InfluxSettings, PersistSettings, RedisSettings};
     use crate::core::{CoreSettings, Retention};
     use crate::domain::{Quantity, Reading, SourceName};
@@ -351,6 +352,13 @@ mod tests {
     }
 
     fn start_directory_with(analyses: crate::actors::location::Analyses) -> (Addr<Directory>, Arc<Metrics>) {
+        start_directory_owned(Ownership::Alone, analyses)
+    }
+
+    fn start_directory_owned(
+        ownership: Ownership,
+        analyses: crate::actors::location::Analyses,
+    ) -> (Addr<Directory>, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::new());
         let dir = std::env::temp_dir().join(format!("isobar-directory-test-{}", fastrand::u64(..)));
         let persist = PersistSettings {
@@ -392,7 +400,7 @@ mod tests {
                 core,
                 analyses,
                 sinks: Arc::new([]),
-                ownership: Ownership::Alone,
+                ownership,
                 snapshot_every: None,
                 idle_passivate: Duration::from_secs(3600),
                 persister: deps_persister,
@@ -509,5 +517,83 @@ mod tests {
         let fresh = directory.send(Resolve { id }).await.unwrap().unwrap();
         assert!(fresh.connected());
         assert_eq!(metrics.locations_active.get(), 1);
+    }
+
+    /// Takes the feed's Follow and Unfollow; the test relays the owner's updates itself.
+    struct NoFeed;
+
+    impl Actor for NoFeed {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Follow> for NoFeed {
+        type Result = ();
+
+        fn handle(&mut self, _: Follow, _: &mut Context<Self>) {}
+    }
+
+    impl Handler<Unfollow> for NoFeed {
+        type Result = ();
+
+        fn handle(&mut self, _: Unfollow, _: &mut Context<Self>) {}
+    }
+
+    /// Keeps the text of every message delivered to it.
+    struct Collector(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Actor for Collector {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Deliver> for Collector {
+        type Result = ();
+
+        fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+            if let Payload::Text(text) = msg.payload {
+                self.0.lock().unwrap().push(text.to_string());
+            }
+        }
+    }
+
+    #[actix::test]
+    async fn the_owners_updates_reach_a_followers_subscribers_in_order_and_a_gap_is_said() {
+        let feed = NoFeed.start();
+        let feed = Feed { follow: feed.clone().recipient(), unfollow: feed.recipient() };
+        let ownership = Ownership::Partitioned { feed, catch_up: Duration::from_secs(3600) };
+        let (directory, _) = start_directory_owned(ownership, Arc::new(|_| Vec::new()));
+        let addr = directory.send(Resolve { id: LocationId::parse("5128581").unwrap() }).await.unwrap().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recipient = Collector(seen.clone()).start().recipient();
+        addr.send(Subscribe { session_id: 1, recipient, since: None }).await.unwrap();
+        // The owner's updates as the feed hands them over: 3 and 4 lost on the way, 5
+        // twice, 3 late.
+        for seq in [1, 2, 5, 5, 3, 6] {
+            let text = crate::actors::wire::update_message(&crate::actors::views::tests::update(seq)).clone();
+            addr.send(RelayUpdate { text }).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let told: Vec<_> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let m: serde_json::Value = serde_json::from_str(t).unwrap();
+                (m["type"].as_str().unwrap_or("").to_owned(), m["seq"].as_u64(), m["missed"].as_u64())
+            })
+            .collect();
+        let kinds = |k: &str, seq: u64, missed: Option<u64>| (k.to_owned(), Some(seq), missed);
+        assert_eq!(
+            told,
+            [
+                kinds("snapshot", 0, None),
+                kinds("update", 1, None),
+                kinds("update", 2, None),
+                kinds("snapshot", 5, Some(3)),
+                kinds("update", 6, None),
+            ]
+        );
+        // The follower shows the owner's latest.
+        let current = addr.send(GetCurrent { wait: None }).await.unwrap();
+        assert_eq!(current.map(|u| u.seq), Some(6));
     }
 }

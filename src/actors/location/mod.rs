@@ -441,9 +441,24 @@ impl Handler<RelayUpdate> for LocationActor {
         // location's state; otherwise each instance keeps its own and only relays.
         if self.deps.ownership.adopts_remote_updates()
             && let Some((seq, current)) = wire::parse_update(&msg.text)
-            && let Ok(event) = self.guarded("relayed update", ctx, |act| act.core.show_remote(seq, current, Utc::now()))
         {
-            self.emit(event, ctx);
+            let Ok(shown) = self.guarded("relayed update", ctx, |act| act.core.show_remote(seq, current, Utc::now()))
+            else {
+                return;
+            };
+            // The owner's update goes to subscribers in `seq` order, as this actor's own
+            // would: one that does not follow what they were told (a feed message lost
+            // while Redis reconnected, say) goes out as a snapshot saying how many it
+            // replaces, never as a silent jump; an old one not at all. The owner's bytes
+            // are sent, not encoded again.
+            if let Some(LocationEvent::Refreshed(update)) = &shown {
+                let _ = update.message.set(msg.text.clone());
+                if self.subscribers.deliver(&LocationEvent::Update(update.clone())) {
+                    self.on_last_subscriber_gone(ctx);
+                }
+            }
+            self.emit(shown, ctx);
+            return;
         }
         if self.subscribers.send(&msg.text) {
             self.on_last_subscriber_gone(ctx);
