@@ -202,11 +202,17 @@ impl KafkaIngest {
         // that waits for every member to rejoin a rebalance waits at most
         // max.poll.interval.ms for a dead one, not the stock 5 min).
         // Offsets are committed every second (not 5 s): less to redeliver after a crash.
+        // Cooperative rebalancing: when an instance joins, leaves or dies, only the
+        // partitions that move stop; the others' locations go on without a pause (the
+        // stock eager protocol revokes every partition of every member first). A group
+        // still running an older isobar (eager) must be given `"range,roundrobin"` in
+        // kafka.properties until every member runs this one: the two do not mix.
         config
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "3000")
             .set("max.poll.interval.ms", "30000")
-            .set("auto.commit.interval.ms", "1000");
+            .set("auto.commit.interval.ms", "1000")
+            .set("partition.assignment.strategy", "cooperative-sticky");
         if !settings.instance_id.is_empty() {
             config.set("group.instance.id", &settings.instance_id);
         }
