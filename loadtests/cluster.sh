@@ -250,4 +250,10 @@ print(f"cluster: {summary['subscribed']}/{clients} clients on {instances} instan
       f"disconnects, every client had updates again within {summary['recovery_ms']['worst']} ms "
       f"(mean {summary['recovery_ms']['mean']} ms); readings acked {produced['acked']}, in InfluxDB {stored}")
 print("RESULT " + json.dumps(summary))
+# The two promises a kill must not break: every reading the broker acked is stored, and
+# no client misses an update without being told. Either broken fails the run (and CI's
+# smoke run).
+if summary["readings_lost"] or summary["lost_unannounced"]:
+    sys.exit(f"broken: {summary['readings_lost']} acked readings not in InfluxDB, "
+             f"{summary['lost_unannounced']} updates lost without notice")
 EOF
