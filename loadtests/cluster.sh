@@ -237,6 +237,7 @@ summary = {
     "latency_ms_before_kill": pcts(steady), "latency_ms_after_kill": pcts(after),
     "lost_unannounced": s("lost"), "missed_announced": s("missed_announced"), "resets": s("resets"),
     "disconnects": s("disconnects"), "reconnects": s("reconnects"),
+    "errors": {code: sum(r.get("errors", {}).get(code, 0) for r in rs) for code in sorted({c for r in rs for c in r.get("errors", {})})},
     "recovery_ms": {"worst": max(r["worst_gap_ms"] for r in rs),
                     "mean": round(sum(r["mean_gap_ms"] * r["gaps"] for r in rs) / max(1, s("gaps")))},
     "readings_acked": produced["acked"], "readings_in_influxdb": int(stored),
@@ -248,7 +249,8 @@ print(f"cluster: {summary['subscribed']}/{clients} clients on {instances} instan
       f"from the kill on {summary['latency_ms_after_kill']} (ms); lost without notice "
       f"{summary['lost_unannounced']}, announced missed {summary['missed_announced']}; {summary['disconnects']} "
       f"disconnects, every client had updates again within {summary['recovery_ms']['worst']} ms "
-      f"(mean {summary['recovery_ms']['mean']} ms); readings acked {produced['acked']}, in InfluxDB {stored}")
+      f"(mean {summary['recovery_ms']['mean']} ms); readings acked {produced['acked']}, in InfluxDB {stored}; "
+      f"errors {summary['errors']}")
 print("RESULT " + json.dumps(summary))
 # The two promises a kill must not break: every reading the broker acked is stored, and
 # no client misses an update without being told. Either broken fails the run (and CI's

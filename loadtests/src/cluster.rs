@@ -79,6 +79,8 @@ struct Tally {
     disconnects: AtomicU64,
     reconnects: AtomicU64,
     subscribed: AtomicU64,
+    /// `error` messages from the server, by code.
+    errors: Mutex<std::collections::BTreeMap<String, u64>>,
     /// Longest a reconnecting client went from losing its connection to its next update, ms.
     worst_gap_ms: AtomicU64,
     /// The same, the sum over reconnections (for the mean).
@@ -148,6 +150,21 @@ async fn client(url: String, location: String, end: Instant, tally: Arc<Tally>, 
                     last_seq = seq;
                 }
                 Some("resumed") => last_seq = seq,
+                // A real client subscribes again when the server could not do it now
+                // (`unavailable`) and gives up on anything else; either way it is counted.
+                Some("error") => {
+                    let code = v["code"].as_str().unwrap_or("").to_owned();
+                    let retry = code == "unavailable";
+                    if let Ok(mut errors) = tally.errors.lock() {
+                        *errors.entry(code).or_default() += 1;
+                    }
+                    if retry {
+                        tokio::time::sleep(backoff(0)).await;
+                        if ws.send(Message::Text(subscribe.to_string().into())).await.is_err() {
+                            break;
+                        }
+                    }
+                }
                 Some("update") => {
                     let Some(seq) = seq else { continue };
                     if let Some(last) = last_seq
@@ -229,8 +246,9 @@ pub async fn clients(args: ClientsArgs) -> Result<()> {
     let seconds = (args.duration_secs - ramp).max(1.0);
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let gaps = get(&tally.gaps);
+    let errors = tally.errors.lock().map(|e| e.clone()).unwrap_or_default();
     println!(
-        "cluster-clients: {} updates ({:.0}/s after the ramp), lost {}, announced missed {}, resets {}, disconnects {}, reconnects {}, worst gap {} ms",
+        "cluster-clients: {} updates ({:.0}/s after the ramp), lost {}, announced missed {}, resets {}, disconnects {}, reconnects {}, worst gap {} ms, errors {errors:?}",
         get(&tally.updates),
         get(&tally.updates) as f64 / seconds,
         get(&tally.lost),
@@ -245,7 +263,7 @@ pub async fn clients(args: ClientsArgs) -> Result<()> {
         "ramp_secs": ramp, "updates": get(&tally.updates), "lost": get(&tally.lost),
         "missed_announced": get(&tally.missed), "resets": get(&tally.resets),
         "disconnects": get(&tally.disconnects), "reconnects": get(&tally.reconnects),
-        "worst_gap_ms": get(&tally.worst_gap_ms), "gaps": gaps,
+        "worst_gap_ms": get(&tally.worst_gap_ms), "gaps": gaps, "errors": errors,
         "mean_gap_ms": get(&tally.gap_ms_sum).checked_div(gaps).unwrap_or(0),
         "latency": percentiles(&h), "histogram_us": recorded(&before), "histogram_after_us": recorded(&after),
     }));

@@ -42,10 +42,17 @@ pub struct Directory {
     metrics: Arc<Metrics>,
 }
 
-/// The location id names neither a catalog city nor a known station.
+/// Why the directory has no actor for a location id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown location {0}")]
-pub struct UnknownLocation(pub LocationId);
+pub enum UnknownLocation {
+    /// The id names neither a catalog city nor a station this instance or Redis knows.
+    #[error("unknown location {0}")]
+    Unknown(LocationId),
+    /// Not known here, and Redis (where another instance's stations are) could not be
+    /// read: it may be a station. Try again.
+    #[error("cannot tell whether {0} is a station another instance registered ({1})")]
+    Unchecked(LocationId, String),
+}
 
 /// The address of the actor of `id`, started if needed. Sent by the service and sessions.
 #[derive(Message)]
@@ -57,7 +64,7 @@ pub struct Resolve {
 /// The description of `id` without starting its actor, looking in Redis for a station
 /// another instance registered. Sent by the service for an id it does not know.
 #[derive(Message)]
-#[rtype(result = "Option<Location>")]
+#[rtype(result = "Result<Location, UnknownLocation>")]
 pub struct Describe {
     pub id: LocationId,
 }
@@ -66,9 +73,10 @@ pub struct Describe {
 /// comes with the position (among its readings) and coordinates of its first reading that
 /// has some: an unknown id is registered as a station from those, and its earlier readings
 /// are refused (the answer's position; 0 for a known location); without any, it is
-/// refused. Sent by the ingest path.
+/// refused. An error when an id that needs it could not be looked up in Redis: nothing is
+/// refused or started then (try again). Sent by the ingest path.
 #[derive(Message)]
-#[rtype(result = "Vec<Result<(Addr<LocationActor>, usize), FieldError>>")]
+#[rtype(result = "Result<Vec<Result<(Addr<LocationActor>, usize), FieldError>>, String>")]
 pub struct ResolveForReadings {
     pub ids: Vec<(LocationId, Option<FirstFix>)>,
 }
@@ -84,9 +92,9 @@ pub struct FirstFix {
 
 /// The indexes of readings that could not be routed (a new station without coordinates),
 /// without starting anything: checked before readings go to Kafka. Each item is (index,
-/// location, has coordinates).
+/// location, has coordinates). An error when Redis could not be read for one of them.
 #[derive(Message)]
-#[rtype(result = "Vec<(usize, FieldError)>")]
+#[rtype(result = "Result<Vec<(usize, FieldError)>, String>")]
 pub struct CheckRoutable {
     pub readings: Vec<(usize, LocationId, bool)>,
 }
@@ -149,8 +157,8 @@ impl Directory {
         if let Some(addr) = self.actors.get(id).filter(|a| a.connected()) {
             return Ok(addr.clone());
         }
-        let location = self.describe(id).ok_or_else(|| UnknownLocation(id.clone()))?;
-        let deps = self.deps.clone().ok_or_else(|| UnknownLocation(id.clone()))?;
+        let location = self.describe(id).ok_or_else(|| UnknownLocation::Unknown(id.clone()))?;
+        let deps = self.deps.clone().ok_or_else(|| UnknownLocation::Unknown(id.clone()))?;
         let mut hasher = DefaultHasher::new();
         id.hash(&mut hasher);
         let arbiter = &self.arbiters[(hasher.finish() % self.arbiters.len() as u64) as usize];
@@ -188,30 +196,42 @@ impl Directory {
     }
 
     /// The ids among `unknown` that are stations another instance registered (in Redis),
-    /// registered here too; then `then`. A location whose Kafka partition moved here, or
-    /// a reading posted to an instance that never saw its station, is known this way
-    /// rather than refused for want of coordinates. Nothing to look up answers at once.
+    /// registered here too; then `then`, given the ids Redis could not be asked about
+    /// (with why). A location whose Kafka partition moved here, or a reading posted to an
+    /// instance that never saw its station, is known this way rather than refused for
+    /// want of coordinates. Nothing to look up answers at once.
     fn look_up_stations<R: 'static>(
         &self,
         mut unknown: Vec<LocationId>,
-        then: impl FnOnce(&mut Self) -> R + 'static,
+        then: impl FnOnce(&mut Self, &Unchecked) -> R + 'static,
     ) -> ResponseActFuture<Self, R> {
         unknown.sort_unstable();
         unknown.dedup();
         if unknown.is_empty() {
-            return Box::pin(actix::fut::ready(()).map(move |(), act: &mut Self, _| then(act)));
+            return Box::pin(actix::fut::ready(()).map(move |(), act: &mut Self, _| then(act, &Unchecked::new())));
         }
-        let loads = join_all(unknown.into_iter().map(|id| self.persister.send(LoadStation { id })));
+        let loads = join_all(unknown.iter().map(|id| self.persister.send(LoadStation { id: id.clone() })));
         Box::pin(loads.into_actor(self).map(move |found, act, _| {
-            for location in found.into_iter().filter_map(|f| f.ok().flatten()) {
-                if !act.is_known(&location.id) {
-                    act.stations.insert(location);
+            let mut unchecked = Unchecked::new();
+            for (id, result) in unknown.into_iter().zip(found) {
+                match result {
+                    Ok(Ok(Some(location))) if !act.is_known(&location.id) => act.stations.insert(location),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        unchecked.insert(id, e.to_string());
+                    }
+                    Err(e) => {
+                        unchecked.insert(id, e.to_string());
+                    }
                 }
             }
-            then(act)
+            then(act, &unchecked)
         }))
     }
 }
+
+/// Ids Redis could not be asked about, with why.
+type Unchecked = HashMap<LocationId, String>;
 
 /// Why a reading of an unknown location without coordinates is refused.
 pub fn needs_coordinates(id: &LocationId) -> FieldError {
@@ -238,28 +258,45 @@ impl Handler<Resolve> for Directory {
         if self.is_known(&msg.id) {
             return Box::pin(actix::fut::ready(self.resolve(&msg.id)));
         }
-        self.look_up_stations(vec![msg.id.clone()], move |act| act.resolve(&msg.id))
+        self.look_up_stations(vec![msg.id.clone()], move |act, unchecked| match unchecked.get(&msg.id) {
+            Some(why) if !act.is_known(&msg.id) => Err(UnknownLocation::Unchecked(msg.id.clone(), why.clone())),
+            _ => act.resolve(&msg.id),
+        })
     }
 }
 
 impl Handler<Describe> for Directory {
-    type Result = ResponseActFuture<Self, Option<Location>>;
+    type Result = ResponseActFuture<Self, Result<Location, UnknownLocation>>;
 
     fn handle(&mut self, msg: Describe, _: &mut Context<Self>) -> Self::Result {
         if let Some(location) = self.describe(&msg.id) {
-            return Box::pin(actix::fut::ready(Some((*location).clone())));
+            return Box::pin(actix::fut::ready(Ok((*location).clone())));
         }
-        self.look_up_stations(vec![msg.id.clone()], move |act| act.describe(&msg.id).map(|l| (*l).clone()))
+        self.look_up_stations(vec![msg.id.clone()], move |act, unchecked| match act.describe(&msg.id) {
+            Some(location) => Ok((*location).clone()),
+            None => Err(match unchecked.get(&msg.id) {
+                Some(why) => UnknownLocation::Unchecked(msg.id.clone(), why.clone()),
+                None => UnknownLocation::Unknown(msg.id.clone()),
+            }),
+        })
     }
 }
 
 impl Handler<ResolveForReadings> for Directory {
-    type Result = ResponseActFuture<Self, Vec<Result<(Addr<LocationActor>, usize), FieldError>>>;
+    type Result = ResponseActFuture<Self, Result<Vec<Result<(Addr<LocationActor>, usize), FieldError>>, String>>;
 
     fn handle(&mut self, msg: ResolveForReadings, _: &mut Context<Self>) -> Self::Result {
         let unknown = msg.ids.iter().map(|(id, _)| id).filter(|id| !self.is_known(id)).cloned().collect();
-        self.look_up_stations(unknown, move |act| {
-            msg.ids
+        self.look_up_stations(unknown, move |act, unchecked| {
+            // Refusing a reading without coordinates needs Redis's word that no other
+            // instance registered its station: without it, nothing is done. One with
+            // coordinates registers the station from them, as without Redis.
+            let unsure = msg.ids.iter().filter(|(id, fix)| fix.is_none() && !act.is_known(id));
+            if let Some((id, why)) = unsure.filter_map(|(id, _)| unchecked.get_key_value(id)).next() {
+                return Err(format!("cannot tell whether {id} is a station another instance registered ({why})"));
+            }
+            Ok(msg
+                .ids
                 .into_iter()
                 .map(|(id, coordinates)| {
                     let mut first = 0;
@@ -271,13 +308,13 @@ impl Handler<ResolveForReadings> for Directory {
                     let addr = act.resolve(&id).map_err(|e| FieldError::new("location_id", e.to_string()))?;
                     Ok((addr, first))
                 })
-                .collect()
+                .collect())
         })
     }
 }
 
 impl Handler<CheckRoutable> for Directory {
-    type Result = ResponseActFuture<Self, Vec<(usize, FieldError)>>;
+    type Result = ResponseActFuture<Self, Result<Vec<(usize, FieldError)>, String>>;
 
     fn handle(&mut self, msg: CheckRoutable, _: &mut Context<Self>) -> Self::Result {
         let unknown = msg
@@ -286,12 +323,16 @@ impl Handler<CheckRoutable> for Directory {
             .filter(|(_, id, has_coordinates)| !has_coordinates && !self.is_known(id))
             .map(|(_, id, _)| id.clone())
             .collect();
-        self.look_up_stations(unknown, move |act| {
-            msg.readings
+        self.look_up_stations(unknown, move |act, unchecked| {
+            if let Some((id, why)) = unchecked.iter().find(|(id, _)| !act.is_known(id)) {
+                return Err(format!("cannot tell whether {id} is a station another instance registered ({why})"));
+            }
+            Ok(msg
+                .readings
                 .into_iter()
                 .filter(|(_, id, has_coordinates)| !has_coordinates && !act.is_known(id))
                 .map(|(index, id, _)| (index, needs_coordinates(&id)))
-                .collect()
+                .collect())
         })
     }
 }
@@ -340,7 +381,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::actors::ingest::apply;
+    use crate::actors::ingest::{IngestError, apply};
     use crate::actors::location::{Feed, GetCurrent, GetHistory, LocationDeps, Ownership, Subscribe};
     use crate::actors::messages::{Deliver, Follow, Payload, RelayUpdate, Unfollow};
     use crate::config::{InfluxSettings, PersistSettings, RedisSettings};
@@ -359,6 +400,14 @@ mod tests {
         ownership: Ownership,
         analyses: crate::actors::location::Analyses,
     ) -> (Addr<Directory>, Arc<Metrics>) {
+        start_directory_full(ownership, analyses, "")
+    }
+
+    fn start_directory_full(
+        ownership: Ownership,
+        analyses: crate::actors::location::Analyses,
+        redis_url: &str,
+    ) -> (Addr<Directory>, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::new());
         let dir = std::env::temp_dir().join(format!("isobar-directory-test-{}", fastrand::u64(..)));
         let persist = PersistSettings {
@@ -372,7 +421,7 @@ mod tests {
             retry_base_ms: 10,
             retry_max_ms: 100,
         };
-        let redis = RedisSettings { url: String::new(), cluster: false, snapshot_ttl_secs: 60 };
+        let redis = RedisSettings { url: redis_url.to_owned(), cluster: false, snapshot_ttl_secs: 60 };
         let influx = InfluxSettings {
             url: String::new(),
             database: "x".into(),
@@ -437,7 +486,7 @@ mod tests {
         let unknown = LocationId::parse("EGLL").unwrap();
         assert_eq!(
             directory.send(Resolve { id: unknown.clone() }).await.unwrap().unwrap_err(),
-            UnknownLocation(unknown)
+            UnknownLocation::Unknown(unknown)
         );
     }
 
@@ -595,5 +644,30 @@ mod tests {
         // The follower shows the owner's latest.
         let current = addr.send(GetCurrent { wait: None }).await.unwrap();
         assert_eq!(current.map(|u| u.seq), Some(6));
+    }
+
+    #[actix::test]
+    async fn an_unknown_id_without_coordinates_while_redis_cannot_be_read_is_not_refused_but_to_retry() {
+        // Nothing listens on port 1: every question to Redis fails.
+        let (directory, _) = start_directory_full(Ownership::Alone, Arc::new(|_| Vec::new()), "redis://127.0.0.1:1");
+        // A reading without coordinates may be for another instance's station: it is
+        // not refused (nor dead-lettered), the caller is to try again.
+        let error = apply(&directory, vec![(0, reading("ELSEWHERE", false))], Vec::new()).await.unwrap_err();
+        assert!(matches!(&error, IngestError::Unchecked(why) if why.contains("ELSEWHERE")), "{error}");
+        let id = LocationId::parse("ELSEWHERE").unwrap();
+        match directory.send(Resolve { id: id.clone() }).await.unwrap() {
+            Err(UnknownLocation::Unchecked(unchecked, _)) => assert_eq!(unchecked, id),
+            other => panic!("{:?}", other.map(|_| "an actor")),
+        }
+        match directory.send(Describe { id: id.clone() }).await.unwrap() {
+            Err(UnknownLocation::Unchecked(unchecked, _)) => assert_eq!(unchecked, id),
+            other => panic!("{other:?}"),
+        }
+        // A catalog city needs no Redis; a reading with coordinates registers its station
+        // from them, as it does without Redis.
+        assert!(directory.send(Resolve { id: LocationId::parse("5128581").unwrap() }).await.unwrap().is_ok());
+        let refused = apply(&directory, vec![(0, reading("ELSEWHERE", true))], Vec::new()).await.unwrap();
+        assert_eq!(refused, []);
+        assert!(directory.send(Resolve { id }).await.unwrap().is_ok());
     }
 }

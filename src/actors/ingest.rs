@@ -33,6 +33,10 @@ pub enum IngestError {
     /// Applied, but not stored durably (InfluxDB's spool refuses writes).
     #[error("readings applied but not stored durably ({0})")]
     NotStored(String),
+    /// Not applied: a location is not known here and Redis, where another instance's
+    /// stations are, could not be read.
+    #[error("readings not applied: {0}")]
+    Unchecked(String),
     /// An actor this path needs is gone: the process is shutting down.
     #[error("shutting down")]
     ShuttingDown,
@@ -96,7 +100,8 @@ impl Ingest {
             _ if fresh.is_empty() => Vec::new(),
             Some(kafka) => {
                 let check = fresh.iter().map(|(i, r)| (*i, r.location_id.clone(), r.latitude.is_some())).collect();
-                let unroutable = self.directory.send(CheckRoutable { readings: check }).await?;
+                let unroutable =
+                    self.directory.send(CheckRoutable { readings: check }).await?.map_err(IngestError::Unchecked)?;
                 let routable: Vec<Reading> = fresh
                     .into_iter()
                     .filter(|(i, _)| unroutable.binary_search_by_key(i, |(u, _)| *u).is_err())
@@ -148,7 +153,7 @@ pub async fn apply(
     let (ids, batches): (Vec<_>, Vec<_>) =
         groups.into_iter().map(|(id, (coordinates, batch))| ((id, coordinates), batch)).unzip();
     let adopted: Vec<bool> = ids.iter().map(|(id, _)| adopt.contains(id)).collect();
-    let resolved = directory.send(ResolveForReadings { ids }).await?;
+    let resolved = directory.send(ResolveForReadings { ids }).await?.map_err(IngestError::Unchecked)?;
     let mut refused = Vec::new();
     let mut sends = Vec::new();
     for ((actor, batch), adopted) in resolved.into_iter().zip(batches).zip(adopted) {

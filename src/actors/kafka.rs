@@ -395,7 +395,8 @@ async fn consume(
                 // Applied but not stored durably (InfluxDB's spool refuses writes): no
                 // offset moves past them. They are applied again (dropped as duplicates)
                 // until their storage is confirmed.
-                Err(IngestError::NotStored(why)) => {
+                // Or not applied yet: a location's station could not be looked up in Redis.
+                Err(IngestError::NotStored(why) | IngestError::Unchecked(why)) => {
                     warn!(reason = why, "readings from Kafka not stored durably yet; holding the offsets");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(10));

@@ -174,9 +174,10 @@ pub struct SaveStation {
 pub struct LoadStations;
 
 /// One station from Redis, which another instance may have registered; `None` without
-/// Redis or when unknown there. Sent by the `Directory` for an id it does not know.
+/// Redis or when unknown there, an error when Redis could not tell (down, or no answer
+/// within 2 s). Sent by the `Directory` for an id it does not know.
 #[derive(Message)]
-#[rtype(result = "Option<Location>")]
+#[rtype(result = "Result<Option<Location>, StoreError>")]
 pub struct LoadStation {
     pub id: LocationId,
 }
@@ -756,13 +757,16 @@ impl Handler<LoadStations> for Persister {
 }
 
 impl Handler<LoadStation> for Persister {
-    type Result = ResponseFuture<Option<Location>>;
+    type Result = ResponseFuture<Result<Option<Location>, StoreError>>;
 
     fn handle(&mut self, msg: LoadStation, _: &mut Context<Self>) -> Self::Result {
         let redis = self.redis.clone();
         Box::pin(async move {
-            let json = tokio::time::timeout(PING_TIMEOUT, redis?.load_station(&msg.id)).await.ok()?.ok()??;
-            location_from_json(&json).filter(|l| l.id == msg.id)
+            let Some(redis) = redis else { return Ok(None) };
+            let json = tokio::time::timeout(PING_TIMEOUT, redis.load_station(&msg.id))
+                .await
+                .map_err(|_| StoreError::Redis("no answer".into()))??;
+            Ok(json.and_then(|json| location_from_json(&json)).filter(|l| l.id == msg.id))
         })
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use crate::actors::demand::Demand;
-use crate::actors::directory::{Directory, Resolve};
+use crate::actors::directory::{Directory, Resolve, UnknownLocation};
 use crate::actors::location::{LocationActor, Subscribe, Unsubscribe};
 use crate::actors::messages::{Deliver, Payload};
 use crate::auth::limits::Slot;
@@ -261,7 +261,11 @@ impl WsSession {
                         addr.do_send(Subscribe { session_id: act.id, recipient: ctx.address().recipient(), since });
                         act.subscriptions.insert(id, addr);
                     }
-                    Ok(Err(unknown)) => act.send_error("unknown_location", &unknown.to_string(), ctx),
+                    Ok(Err(unknown @ UnknownLocation::Unknown(_))) => {
+                        act.send_error("unknown_location", &unknown.to_string(), ctx)
+                    }
+                    // Redis could not say whether it is another instance's station.
+                    Ok(Err(unchecked)) => act.send_error("unavailable", &format!("{unchecked}; subscribe again"), ctx),
                     Err(_) => act.send_error("unavailable", "the location directory is not available", ctx),
                 }
             }

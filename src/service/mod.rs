@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::actors::demand::Demand;
-use crate::actors::directory::{Describe, Directory, Resolve};
+use crate::actors::directory::{Describe, Directory, Resolve, UnknownLocation};
 use crate::actors::forecaster::{Forecaster, TrainError, TrainNow};
 use crate::actors::ingest::{Ingest, IngestError};
 use crate::actors::kafka::{CheckKafka, KafkaIngest};
@@ -231,7 +231,10 @@ impl Service {
         if let Some(city) = self.deps.catalog.get(id) {
             return Ok(city);
         }
-        self.deps.directory.send(Describe { id: id.clone() }).await?.ok_or_else(|| unknown(id))
+        self.deps.directory.send(Describe { id: id.clone() }).await?.map_err(|e| match e {
+            UnknownLocation::Unknown(_) => unknown(id),
+            unchecked => unavailable(unchecked),
+        })
     }
 
     /// The consensus of `id` on show: the published view while it is fresh (no actor
@@ -539,7 +542,7 @@ impl Service {
                 detail: format!("{e}; retry (a repeated reading is dropped as a duplicate)"),
                 retry_after_secs: 5,
             },
-            IngestError::NotStored(_) => ServiceError::Unavailable {
+            IngestError::NotStored(_) | IngestError::Unchecked(_) => ServiceError::Unavailable {
                 detail: format!("{e}; retry (a repeated reading is dropped as a duplicate)"),
                 retry_after_secs: 5,
             },
@@ -675,10 +678,11 @@ impl Service {
 
     /// The actor of `id`; `NotFound` when the id is neither a catalog city nor a station.
     pub async fn resolve(&self, id: &LocationId) -> Result<Addr<LocationActor>, ServiceError> {
-        self.deps.directory.send(Resolve { id: id.clone() }).await?.map_err(|e| {
-            ServiceError::NotFound(format!(
+        self.deps.directory.send(Resolve { id: id.clone() }).await?.map_err(|e| match e {
+            UnknownLocation::Unknown(_) => ServiceError::NotFound(format!(
                 "{e}: not a GeoNames city id in the catalog nor a station that has sent readings"
-            ))
+            )),
+            unchecked => unavailable(unchecked),
         })
     }
 
@@ -717,4 +721,9 @@ pub fn forecast_hours_error() -> ServiceError {
 
 fn unknown(id: &LocationId) -> ServiceError {
     ServiceError::NotFound(format!("unknown location {id}"))
+}
+
+/// A location that may be a station another instance registered, while Redis cannot say.
+fn unavailable(error: UnknownLocation) -> ServiceError {
+    ServiceError::Unavailable { detail: format!("{error}; retry"), retry_after_secs: 2 }
 }
