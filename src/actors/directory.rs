@@ -92,12 +92,17 @@ pub struct FirstFix {
 
 /// The indexes of readings that could not be routed (a new station without coordinates),
 /// without starting anything: checked before readings go to Kafka. Each item is (index,
-/// location, has coordinates). An error when Redis could not be read for one of them.
+/// location, coordinates). A new station with coordinates is registered here (and so in
+/// Redis) at once, so every instance knows it before its owner consumes its reading. An
+/// error when Redis could not be read for a reading without coordinates.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<(usize, FieldError)>, String>")]
 pub struct CheckRoutable {
-    pub readings: Vec<(usize, LocationId, bool)>,
+    pub readings: Vec<(usize, LocationId, Option<LatLon>)>,
 }
+
+/// A reading's latitude and longitude.
+pub type LatLon = (f64, f64);
 
 /// A station known ahead of its readings, with full metadata (the replay's airports,
 /// the stations Redis remembers).
@@ -317,22 +322,28 @@ impl Handler<CheckRoutable> for Directory {
     type Result = ResponseActFuture<Self, Result<Vec<(usize, FieldError)>, String>>;
 
     fn handle(&mut self, msg: CheckRoutable, _: &mut Context<Self>) -> Self::Result {
-        let unknown = msg
-            .readings
-            .iter()
-            .filter(|(_, id, has_coordinates)| !has_coordinates && !self.is_known(id))
-            .map(|(_, id, _)| id.clone())
-            .collect();
+        let unknown = msg.readings.iter().map(|(_, id, _)| id).filter(|id| !self.is_known(id)).cloned().collect();
         self.look_up_stations(unknown, move |act, unchecked| {
-            if let Some((id, why)) = unchecked.iter().find(|(id, _)| !act.is_known(id)) {
+            let unsure = msg.readings.iter().filter(|(_, id, fix)| fix.is_none() && !act.is_known(id));
+            if let Some((id, why)) = unsure.filter_map(|(_, id, _)| unchecked.get_key_value(id)).next() {
                 return Err(format!("cannot tell whether {id} is a station another instance registered ({why})"));
             }
-            Ok(msg
+            let unroutable = msg
                 .readings
-                .into_iter()
-                .filter(|(_, id, has_coordinates)| !has_coordinates && !act.is_known(id))
-                .map(|(index, id, _)| (index, needs_coordinates(&id)))
-                .collect())
+                .iter()
+                .filter(|(_, id, fix)| fix.is_none() && !act.is_known(id))
+                .map(|(index, id, _)| (*index, needs_coordinates(id)))
+                .collect();
+            // Its owner registers a new station when it consumes the reading; registered
+            // here too, every instance can find it in Redis from the 202 on.
+            for (_, id, fix) in &msg.readings {
+                if let Some((latitude, longitude)) = fix
+                    && !act.is_known(id)
+                {
+                    act.register_from_reading(id, *latitude, *longitude);
+                }
+            }
+            Ok(unroutable)
         })
     }
 }
@@ -669,5 +680,31 @@ mod tests {
         let refused = apply(&directory, vec![(0, reading("ELSEWHERE", true))], Vec::new()).await.unwrap();
         assert_eq!(refused, []);
         assert!(directory.send(Resolve { id }).await.unwrap().is_ok());
+    }
+
+    #[actix::test]
+    async fn a_new_station_checked_before_kafka_is_known_here_at_once_and_one_without_coordinates_is_not() {
+        let (directory, metrics) = start_directory();
+        let readings = vec![
+            (0, LocationId::parse("NEWPOST").unwrap(), None),
+            (1, LocationId::parse("NEWPOST").unwrap(), Some((51.47, -0.45))),
+            (2, LocationId::parse("NOFIX").unwrap(), None),
+        ];
+        let unroutable = directory.send(CheckRoutable { readings }).await.unwrap().unwrap();
+        let refused: Vec<_> = unroutable.iter().map(|(i, e)| (*i, e.message.clone())).collect();
+        assert_eq!(
+            refused,
+            [
+                (0, needs_coordinates(&LocationId::parse("NEWPOST").unwrap()).message),
+                (2, needs_coordinates(&LocationId::parse("NOFIX").unwrap()).message)
+            ]
+        );
+        // Registered from its coordinates before its reading went anywhere (and written to
+        // Redis, when there is one), without starting its actor.
+        let station = directory.send(Describe { id: LocationId::parse("NEWPOST").unwrap() }).await.unwrap().unwrap();
+        assert_eq!((station.country.as_str(), station.timezone.as_str()), ("GB", "Europe/London"));
+        assert_eq!(metrics.locations_active.get(), 0);
+        let nofix = directory.send(Describe { id: LocationId::parse("NOFIX").unwrap() }).await.unwrap();
+        assert_eq!(nofix, Err(UnknownLocation::Unknown(LocationId::parse("NOFIX").unwrap())));
     }
 }

@@ -99,7 +99,8 @@ impl Ingest {
         let unroutable = match &self.kafka {
             _ if fresh.is_empty() => Vec::new(),
             Some(kafka) => {
-                let check = fresh.iter().map(|(i, r)| (*i, r.location_id.clone(), r.latitude.is_some())).collect();
+                let check =
+                    fresh.iter().map(|(i, r)| (*i, r.location_id.clone(), r.latitude.zip(r.longitude))).collect();
                 let unroutable =
                     self.directory.send(CheckRoutable { readings: check }).await?.map_err(IngestError::Unchecked)?;
                 let routable: Vec<Reading> = fresh
