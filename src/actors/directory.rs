@@ -394,7 +394,8 @@ mod tests {
     use super::*;
     use crate::actors::ingest::{IngestError, apply};
     use crate::actors::location::{Feed, GetCurrent, GetHistory, LocationDeps, Ownership, Subscribe};
-    use crate::actors::messages::{Deliver, Follow, Payload, RelayUpdate, Unfollow};
+    use crate::actors::messages::{Follow, RelayUpdate, Unfollow};
+    use crate::actors::sinks::tests::Collector;
     use crate::config::{InfluxSettings, PersistSettings, RedisSettings};
     use crate::core::{CoreSettings, Retention};
     use crate::domain::{Quantity, Reading, SourceName};
@@ -596,23 +597,6 @@ mod tests {
         type Result = ();
 
         fn handle(&mut self, _: Unfollow, _: &mut Context<Self>) {}
-    }
-
-    /// Keeps the text of every message delivered to it.
-    struct Collector(Arc<std::sync::Mutex<Vec<String>>>);
-
-    impl Actor for Collector {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<Deliver> for Collector {
-        type Result = ();
-
-        fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
-            if let Payload::Text(text) = msg.payload {
-                self.0.lock().unwrap().push(text.to_string());
-            }
-        }
     }
 
     #[actix::test]

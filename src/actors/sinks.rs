@@ -174,14 +174,14 @@ impl Subscribers {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Mutex;
 
     use super::*;
     use crate::actors::views::tests::update;
 
     /// Keeps the text of every message delivered to it.
-    struct Collector(Arc<Mutex<Vec<String>>>);
+    pub(crate) struct Collector(pub(crate) Arc<Mutex<Vec<String>>>);
 
     impl Actor for Collector {
         type Context = Context<Self>;

@@ -298,6 +298,18 @@ async fn applied(app: &TestApp) -> f64 {
     sum
 }
 
+/// Whether, within 40 s, both instances own some of the three partitions and together all.
+async fn split(a: &TestApp, b: &TestApp) -> bool {
+    eventually(40, || async {
+        let (pa, pb) = (
+            a.metric("isobar_kafka_assigned_partitions").await.unwrap_or(0.0),
+            b.metric("isobar_kafka_assigned_partitions").await.unwrap_or(0.0),
+        );
+        pa > 0.0 && pb > 0.0 && pa + pb == 3.0
+    })
+    .await
+}
+
 #[actix_rt::test]
 async fn two_instances_split_the_partitions_and_a_revoked_location_is_handed_over_with_its_state() {
     let kafka = Kafka::start();
@@ -315,17 +327,7 @@ async fn two_instances_split_the_partitions_and_a_revoked_location_is_handed_ove
     // A second instance joins the group: the first gives up the partitions that move
     // (cooperatively: it keeps consuming the others) and hands their locations over.
     let b = spawn_app_with(config).await;
-    assert!(
-        eventually(40, || async {
-            let (pa, pb) = (
-                a.metric("isobar_kafka_assigned_partitions").await.unwrap_or(0.0),
-                b.metric("isobar_kafka_assigned_partitions").await.unwrap_or(0.0),
-            );
-            pa > 0.0 && pb > 0.0 && pa + pb == 3.0
-        })
-        .await,
-        "the partitions are split between the two instances"
-    );
+    assert!(split(&a, &b).await, "the partitions are split between the two instances");
 
     // A second source reports every location; each reading is applied once, by the owner.
     for (i, id) in ids.iter().enumerate() {
@@ -423,17 +425,7 @@ async fn a_station_registered_on_another_instance_is_known_from_redis_when_its_p
     let config = json!({"kafka": {"brokers": kafka.brokers()}, "redis": {"url": redis.url()}});
     let a = spawn_app_with(config.clone()).await;
     let b = spawn_app_with(config).await;
-    assert!(
-        eventually(40, || async {
-            let (pa, pb) = (
-                a.metric("isobar_kafka_assigned_partitions").await.unwrap_or(0.0),
-                b.metric("isobar_kafka_assigned_partitions").await.unwrap_or(0.0),
-            );
-            pa > 0.0 && pb > 0.0 && pa + pb == 3.0
-        })
-        .await,
-        "the partitions are split between the two instances"
-    );
+    assert!(split(&a, &b).await, "the partitions are split between the two instances");
     // Twelve new stations, each registered by its owner from its first reading (one at a
     // time, to see whose it is). The other instance started before them and is never
     // asked about them.
