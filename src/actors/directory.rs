@@ -204,34 +204,45 @@ impl Directory {
     /// registered here too; then `then`, given the ids Redis could not be asked about
     /// (with why). A location whose Kafka partition moved here, or a reading posted to an
     /// instance that never saw its station, is known this way rather than refused for
-    /// want of coordinates. Nothing to look up answers at once.
+    /// want of coordinates. With nothing to look up (the usual case: ingest of known
+    /// locations) it answers at once, with no future.
     fn look_up_stations<R: 'static>(
-        &self,
+        &mut self,
         mut unknown: Vec<LocationId>,
         then: impl FnOnce(&mut Self, &Unchecked) -> R + 'static,
-    ) -> ResponseActFuture<Self, R> {
+    ) -> ActorResponse<Self, R> {
+        if unknown.is_empty() {
+            return ActorResponse::reply(then(self, &Unchecked::new()));
+        }
         unknown.sort_unstable();
         unknown.dedup();
-        if unknown.is_empty() {
-            return Box::pin(actix::fut::ready(()).map(move |(), act: &mut Self, _| then(act, &Unchecked::new())));
-        }
         let loads = join_all(unknown.iter().map(|id| self.persister.send(LoadStation { id: id.clone() })));
-        Box::pin(loads.into_actor(self).map(move |found, act, _| {
+        ActorResponse::r#async(loads.into_actor(self).map(move |found, act, _| {
             let mut unchecked = Unchecked::new();
             for (id, result) in unknown.into_iter().zip(found) {
-                match result {
-                    Ok(Ok(Some(location))) if !act.is_known(&location.id) => act.stations.insert(location),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => {
-                        unchecked.insert(id, e.to_string());
+                let why = match result {
+                    Ok(Ok(Some(location))) if !act.is_known(&location.id) => {
+                        act.stations.insert(location);
+                        continue;
                     }
-                    Err(e) => {
-                        unchecked.insert(id, e.to_string());
-                    }
-                }
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                unchecked.insert(id, why);
             }
             then(act, &unchecked)
         }))
+    }
+
+    /// Refusing a reading without coordinates needs Redis's word that no other instance
+    /// registered its station: the first of `ids` (such readings' locations) not known
+    /// here that Redis could not be asked about, as the error to retry on.
+    fn unsure<'a>(&self, unchecked: &Unchecked, mut ids: impl Iterator<Item = &'a LocationId>) -> Result<(), String> {
+        match ids.find_map(|id| unchecked.get(id).filter(|_| !self.is_known(id)).map(|why| (id, why))) {
+            Some((id, why)) => Err(UnknownLocation::Unchecked(id.clone(), why.clone()).to_string()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -257,13 +268,11 @@ impl Actor for Directory {
 }
 
 impl Handler<Resolve> for Directory {
-    type Result = ResponseActFuture<Self, Result<Addr<LocationActor>, UnknownLocation>>;
+    type Result = ActorResponse<Self, Result<Addr<LocationActor>, UnknownLocation>>;
 
     fn handle(&mut self, msg: Resolve, _: &mut Context<Self>) -> Self::Result {
-        if self.is_known(&msg.id) {
-            return Box::pin(actix::fut::ready(self.resolve(&msg.id)));
-        }
-        self.look_up_stations(vec![msg.id.clone()], move |act, unchecked| match unchecked.get(&msg.id) {
+        let unknown = if self.is_known(&msg.id) { Vec::new() } else { vec![msg.id.clone()] };
+        self.look_up_stations(unknown, move |act, unchecked| match unchecked.get(&msg.id) {
             Some(why) if !act.is_known(&msg.id) => Err(UnknownLocation::Unchecked(msg.id.clone(), why.clone())),
             _ => act.resolve(&msg.id),
         })
@@ -271,13 +280,11 @@ impl Handler<Resolve> for Directory {
 }
 
 impl Handler<Describe> for Directory {
-    type Result = ResponseActFuture<Self, Result<Location, UnknownLocation>>;
+    type Result = ActorResponse<Self, Result<Location, UnknownLocation>>;
 
     fn handle(&mut self, msg: Describe, _: &mut Context<Self>) -> Self::Result {
-        if let Some(location) = self.describe(&msg.id) {
-            return Box::pin(actix::fut::ready(Ok((*location).clone())));
-        }
-        self.look_up_stations(vec![msg.id.clone()], move |act, unchecked| match act.describe(&msg.id) {
+        let unknown = if self.is_known(&msg.id) { Vec::new() } else { vec![msg.id.clone()] };
+        self.look_up_stations(unknown, move |act, unchecked| match act.describe(&msg.id) {
             Some(location) => Ok((*location).clone()),
             None => Err(match unchecked.get(&msg.id) {
                 Some(why) => UnknownLocation::Unchecked(msg.id.clone(), why.clone()),
@@ -288,18 +295,13 @@ impl Handler<Describe> for Directory {
 }
 
 impl Handler<ResolveForReadings> for Directory {
-    type Result = ResponseActFuture<Self, Result<Vec<Result<(Addr<LocationActor>, usize), FieldError>>, String>>;
+    type Result = ActorResponse<Self, Result<Vec<Result<(Addr<LocationActor>, usize), FieldError>>, String>>;
 
     fn handle(&mut self, msg: ResolveForReadings, _: &mut Context<Self>) -> Self::Result {
         let unknown = msg.ids.iter().map(|(id, _)| id).filter(|id| !self.is_known(id)).cloned().collect();
         self.look_up_stations(unknown, move |act, unchecked| {
-            // Refusing a reading without coordinates needs Redis's word that no other
-            // instance registered its station: without it, nothing is done. One with
-            // coordinates registers the station from them, as without Redis.
-            let unsure = msg.ids.iter().filter(|(id, fix)| fix.is_none() && !act.is_known(id));
-            if let Some((id, why)) = unsure.filter_map(|(id, _)| unchecked.get_key_value(id)).next() {
-                return Err(format!("cannot tell whether {id} is a station another instance registered ({why})"));
-            }
+            // One with coordinates registers its station from them, as without Redis.
+            act.unsure(unchecked, msg.ids.iter().filter(|(_, fix)| fix.is_none()).map(|(id, _)| id))?;
             Ok(msg
                 .ids
                 .into_iter()
@@ -319,21 +321,19 @@ impl Handler<ResolveForReadings> for Directory {
 }
 
 impl Handler<CheckRoutable> for Directory {
-    type Result = ResponseActFuture<Self, Result<Vec<(usize, FieldError)>, String>>;
+    type Result = ActorResponse<Self, Result<Vec<(usize, FieldError)>, String>>;
 
     fn handle(&mut self, msg: CheckRoutable, _: &mut Context<Self>) -> Self::Result {
         let unknown = msg.readings.iter().map(|(_, id, _)| id).filter(|id| !self.is_known(id)).cloned().collect();
         self.look_up_stations(unknown, move |act, unchecked| {
-            let unsure = msg.readings.iter().filter(|(_, id, fix)| fix.is_none() && !act.is_known(id));
-            if let Some((id, why)) = unsure.filter_map(|(_, id, _)| unchecked.get_key_value(id)).next() {
-                return Err(format!("cannot tell whether {id} is a station another instance registered ({why})"));
-            }
-            let unroutable = msg
+            let unroutable: Vec<(usize, &LocationId)> = msg
                 .readings
                 .iter()
                 .filter(|(_, id, fix)| fix.is_none() && !act.is_known(id))
-                .map(|(index, id, _)| (*index, needs_coordinates(id)))
+                .map(|(index, id, _)| (*index, id))
                 .collect();
+            act.unsure(unchecked, unroutable.iter().map(|(_, id)| *id))?;
+            let unroutable = unroutable.into_iter().map(|(index, id)| (index, needs_coordinates(id))).collect();
             // Its owner registers a new station when it consumes the reading; registered
             // here too, every instance can find it in Redis from the 202 on.
             for (_, id, fix) in &msg.readings {
@@ -405,14 +405,7 @@ mod tests {
     }
 
     fn start_directory_with(analyses: crate::actors::location::Analyses) -> (Addr<Directory>, Arc<Metrics>) {
-        start_directory_owned(Ownership::Alone, analyses)
-    }
-
-    fn start_directory_owned(
-        ownership: Ownership,
-        analyses: crate::actors::location::Analyses,
-    ) -> (Addr<Directory>, Arc<Metrics>) {
-        start_directory_full(ownership, analyses, "")
+        start_directory_full(Ownership::Alone, analyses, "")
     }
 
     fn start_directory_full(
@@ -604,7 +597,7 @@ mod tests {
         let feed = NoFeed.start();
         let feed = Feed { follow: feed.clone().recipient(), unfollow: feed.recipient() };
         let ownership = Ownership::Partitioned { feed, catch_up: Duration::from_secs(3600) };
-        let (directory, _) = start_directory_owned(ownership, Arc::new(|_| Vec::new()));
+        let (directory, _) = start_directory_full(ownership, Arc::new(|_| Vec::new()), "");
         let addr = directory.send(Resolve { id: LocationId::parse("5128581").unwrap() }).await.unwrap().unwrap();
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let recipient = Collector(seen.clone()).start().recipient();

@@ -396,8 +396,8 @@ async fn consume(
                 // offset moves past them. They are applied again (dropped as duplicates)
                 // until their storage is confirmed.
                 // Or not applied yet: a location's station could not be looked up in Redis.
-                Err(IngestError::NotStored(why) | IngestError::Unchecked(why)) => {
-                    warn!(reason = why, "readings from Kafka not stored durably yet; holding the offsets");
+                Err(e @ (IngestError::NotStored(_) | IngestError::Unchecked(_))) => {
+                    warn!(error = %e, "readings from Kafka not safe yet; holding the offsets and retrying");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(10));
                 }

@@ -232,7 +232,7 @@ impl Service {
             return Ok(city);
         }
         self.deps.directory.send(Describe { id: id.clone() }).await?.map_err(|e| match e {
-            UnknownLocation::Unknown(_) => unknown(id),
+            UnknownLocation::Unknown(_) => ServiceError::NotFound(e.to_string()),
             unchecked => unavailable(unchecked),
         })
     }
@@ -538,14 +538,12 @@ impl Service {
     ) -> Result<IngestResponse, ServiceError> {
         let items = valid.len() + rejected.len();
         let refused = self.deps.ingest.submit(valid, now).await.map_err(|e| match e {
-            IngestError::Kafka(_) => ServiceError::Unavailable {
-                detail: format!("{e}; retry (a repeated reading is dropped as a duplicate)"),
-                retry_after_secs: 5,
-            },
-            IngestError::NotStored(_) | IngestError::Unchecked(_) => ServiceError::Unavailable {
-                detail: format!("{e}; retry (a repeated reading is dropped as a duplicate)"),
-                retry_after_secs: 5,
-            },
+            IngestError::Kafka(_) | IngestError::NotStored(_) | IngestError::Unchecked(_) => {
+                ServiceError::Unavailable {
+                    detail: format!("{e}; retry (a repeated reading is dropped as a duplicate)"),
+                    retry_after_secs: 5,
+                }
+            }
             IngestError::ShuttingDown => MailboxError::Closed.into(),
         })?;
         rejected.extend(refused.into_iter().map(|(index, error)| Rejected { index, errors: vec![error] }));
@@ -717,10 +715,6 @@ pub fn air_quality_hours_error() -> ServiceError {
 
 pub fn forecast_hours_error() -> ServiceError {
     ServiceError::invalid("hours", format!("must be an integer from 1 to {MAX_FORECAST_HOURS}"))
-}
-
-fn unknown(id: &LocationId) -> ServiceError {
-    ServiceError::NotFound(format!("unknown location {id}"))
 }
 
 /// A location that may be a station another instance registered, while Redis cannot say.
