@@ -10,16 +10,13 @@
 #          4 concurrent, 10 s); each line gives readings/s and the POST p50/p99.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/isobar-target}"
-cargo build --release -q -p isobar -p loadtests
-bin="$CARGO_TARGET_DIR/release"
+source loadtests/common.sh
+build_release
 usage="usage: builds-ab.sh current|ingest BEFORE_BINARY [AFTER_BINARY] [ROUNDS]"
 scenario="${1:?$usage}"
 case "$scenario" in current | ingest) ;; *) echo "$usage" >&2; exit 2 ;; esac
 before=$(realpath "${2:?$usage}")
 after=$(realpath "${3:-$bin/isobar}")
-ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-source loadtests/common.sh
 make_work isobar-builds-ab
 rps() { "$bin/loadtests" rest --url "$1" --connections 64 --duration-secs 15 | grep -o '[0-9]* req/s' | head -1 | cut -d' ' -f1; }
 

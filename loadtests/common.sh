@@ -1,7 +1,7 @@
-# Helpers shared by run.sh and single.sh (sourced, not run). `make_work` sets `work` (a
-# scratch directory), `results` (a file collecting RESULT lines) and `pids` (the
-# processes to stop at exit); the caller sets `bin` (the release directory holding
-# `loadtests` and `isobar`).
+# Helpers shared by the load scripts (sourced, not run). `build_release` sets `bin` (the
+# release directory holding `loadtests` and `isobar`); `make_work` sets `work` (a scratch
+# directory), `results` (a file collecting RESULT lines) and `pids` (the processes to
+# stop at exit).
 
 # make_work PREFIX: a scratch directory under /tmp, removed at exit with every process
 # started (nginx included).
@@ -18,6 +18,16 @@ cleanup() {
   for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
   [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
   rm -rf "$work"
+}
+
+# build_release: this checkout's release builds of isobar and loadtests, in
+# $CARGO_TARGET_DIR (outside the clone, so repeat runs are quick); sets `bin` to where
+# they are and raises this shell's open-files limit for the connection scenarios.
+build_release() {
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/isobar-target}"
+  cargo build --release -q -p isobar -p loadtests
+  bin="$CARGO_TARGET_DIR/release"
+  ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

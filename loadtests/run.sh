@@ -11,7 +11,6 @@ cd "$(dirname "$0")/.."
 
 mode=full
 [ "${1:-}" = "--smoke" ] && mode=smoke
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/isobar-target}"
 source loadtests/common.sh
 make_work isobar-load
 
@@ -24,9 +23,7 @@ else
 fi
 
 echo "== build (release)"
-cargo build --release -q -p isobar -p loadtests
-bin="$CARGO_TARGET_DIR/release"
-ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+build_release
 
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   echo "== installing nginx (reference server)"

@@ -24,12 +24,10 @@ smoke=false
 args=()
 for a in "$@"; do [ "$a" = --smoke ] && smoke=true || args+=("$a"); done
 before="${args[0]:?usage: single.sh BEFORE_BINARY [AFTER_BINARY] [--smoke]}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/isobar-target}"
-cargo build --release -q -p isobar -p loadtests
-bin="$CARGO_TARGET_DIR/release"
+source loadtests/common.sh
+build_release
 after="${args[1]:-$bin/isobar}"
 before=$(realpath "$before"); after=$(realpath "$after")
-ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 if $smoke; then
   DUR=2; CONNS=16; IDLE=300; IDLE_HOLD=2; LOCS=300; MIX_SECS=3; MIX_WS=100; MIX_REST=500; MIX_INGEST=2000
@@ -37,7 +35,6 @@ else
   DUR=15; CONNS=64; IDLE=19000; IDLE_HOLD=60; LOCS=50000; MIX_SECS=30; MIX_WS=10000; MIX_REST=20000; MIX_INGEST=49000
 fi
 
-source loadtests/common.sh
 make_work isobar-single
 
 nginx_serving_current "$after"
