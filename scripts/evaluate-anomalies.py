@@ -12,7 +12,9 @@ Prints precision and recall per fault kind (recall split at the goals' threshold
 detection delay for drift, and false alarms per 1,000 clean station-hours, as the
 markdown table BENCHMARKS.md holds.
 
-    python3 scripts/evaluate-anomalies.py [--seed N] [--isobar PATH]
+    python3 scripts/evaluate-anomalies.py [--seed N | --seed 1-10] [--isobar PATH]
+
+A range of seeds is pooled into one table, with a line per seed after it.
 
 Standard library only; needs a built isobar (default: the release build in
 $CARGO_TARGET_DIR, else target/release).
@@ -116,14 +118,11 @@ def inject(rows_by_station, rng):
     return faults
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seed", type=int, default=1)
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    parser.add_argument("--isobar", default=os.path.join(target, "release", "isobar"))
-    args = parser.parse_args()
-    rng = random.Random(args.seed)
-
+def evaluate(seed, isobar):
+    """Injects one seed's faults, runs `isobar detect`, and matches its flags: answers
+    the faults (each with `found`: when first caught, or None), the false alarms by kind,
+    the real faults of the data, the flags and the station-hours."""
+    rng = random.Random(seed)
     rows_by_station = {}
     with open(DATA) as f:
         for r in csv.DictReader(f):
@@ -144,92 +143,109 @@ def main():
                 out.write(f"{r['time'].strftime('%Y-%m-%dT%H:%M:%SZ')},{station}," + ",".join(cells) + "\n")
         path = out.name
     try:
-        result = subprocess.run([args.isobar, "detect", "--data", path], capture_output=True, text=True, check=True)
+        result = subprocess.run([isobar, "detect", "--data", path], capture_output=True, text=True, check=True)
     finally:
         os.unlink(path)
     flags = [json.loads(line) for line in result.stdout.splitlines()]
     for flag in flags:
         flag["time"] = parse_time(flag["time"])
 
-    def matches(flag, fault):
-        if flag["station"] != fault["station"]:
-            return False
-        if fault["quantity"] and flag["quantity"] != fault["quantity"]:
-            return False
-        return fault["start"] <= flag["time"] <= fault["end"] + timedelta(hours=1)
-
-    found = {id(f): None for f in faults}
-    false_alarms = 0
+    for f in faults:
+        f["found"] = None
     false_by_kind = {}
     real_faults = []
     for flag in flags:
         hit = [f for f in faults if matches(flag, f) and f["kind"] != "dropout"]
+        flag["right"] = any(flag["kind"] == f["kind"] for f in hit)
         if hit:
             for f in hit:
                 # A spike pushed past the physical range (humidity over 100 %) is caught as
                 # `range`: rejected outright, which is what a spike should come to.
                 same = flag["kind"] == f["kind"] or (f["kind"] == "spike" and flag["kind"] == "range")
                 if same or (f["kind"] == "drift" and flag["kind"] in ("drift", "spike", "flatline")):
-                    first = found[id(f)]
-                    found[id(f)] = flag["time"] if first is None else min(first, flag["time"])
+                    f["found"] = flag["time"] if f["found"] is None else min(f["found"], flag["time"])
         elif flag["kind"] == "range":
             # Outside the physical range in the real data (the 1048 mph EWR wind): a real
             # fault, rejected, not a false alarm.
             real_faults.append(flag)
         else:
-            false_alarms += 1
             key = f"{flag['kind']} {flag['quantity']}"
             false_by_kind[key] = false_by_kind.get(key, 0) + 1
-    faulty_hours = sum(
-        int((f["end"] - f["start"]).total_seconds() // 3600) + 1 for f in faults
-    )
+    faulty_hours = sum(int((f["end"] - f["start"]).total_seconds() // 3600) + 1 for f in faults)
     station_hours = sum(len(rows) for rows in rows_by_station.values())
-    clean_hours = station_hours - faulty_hours
+    return {
+        "faults": faults,
+        "flags": flags,
+        "false_by_kind": false_by_kind,
+        "real_faults": real_faults,
+        "station_hours": station_hours,
+        "clean_hours": station_hours - faulty_hours,
+    }
 
-    def recall(kind, low=None, high=None, quantity=None):
-        chosen = [f for f in faults if f["kind"] == kind and (low is None or f["size"] >= low)
-                  and (high is None or f["size"] < high) and (quantity is None or f["quantity"] == quantity)]
-        hits = sum(1 for f in chosen if found[id(f)] is not None)
-        return hits, len(chosen)
 
-    flagged_as = {}
-    for flag in flags:
-        flagged_as.setdefault(flag["kind"], []).append(flag)
+def matches(flag, fault):
+    if flag["station"] != fault["station"]:
+        return False
+    if fault["quantity"] and flag["quantity"] != fault["quantity"]:
+        return False
+    return fault["start"] <= flag["time"] <= fault["end"] + timedelta(hours=1)
 
-    def precision(kind):
-        mine = flagged_as.get(kind, [])
-        right = sum(1 for fl in mine if any(matches(fl, f) and f["kind"] == kind for f in faults))
-        return right, len(mine)
 
+def recall(faults, kind, low=None, high=None, quantity=None):
+    chosen = [f for f in faults if f["kind"] == kind and (low is None or f["size"] >= low)
+              and (high is None or f["size"] < high) and (quantity is None or f["quantity"] == quantity)]
+    return sum(1 for f in chosen if f["found"] is not None), len(chosen)
+
+
+def precision(flags, kind):
+    mine = [fl for fl in flags if fl["kind"] == kind]
+    return sum(1 for fl in mine if fl["right"]), len(mine)
+
+
+def ratio(pair):
+    a, b = pair
+    return f"{a}/{b} = {a / b:.2f}" if b else "none"
+
+
+def delay(f):
+    return None if f["found"] is None else (f["found"] - f["start"]).total_seconds() / 3600
+
+
+def table(runs, title):
+    """The markdown table of one or more seeds' runs, pooled."""
+    faults = [f for run in runs for f in run["faults"]]
+    flags = [fl for run in runs for fl in run["flags"]]
+    false_by_kind = {}
+    for run in runs:
+        for k, n in run["false_by_kind"].items():
+            false_by_kind[k] = false_by_kind.get(k, 0) + n
+    false_alarms = sum(false_by_kind.values())
+    station_hours = sum(run["station_hours"] for run in runs)
+    clean_hours = sum(run["clean_hours"] for run in runs)
     lines = [
-        f"Seed {args.seed}: {len(faults)} faults injected into {station_hours:,} station-hours "
-        f"({len(flags)} flags).",
+        f"{title}: {len(faults)} faults injected into {station_hours:,} station-hours ({len(flags)} flags).",
         "",
         "| fault | recall | precision | goal |",
         "|---|---|---|---|",
+        f"| spikes 3-5 sigma | {ratio(recall(faults, 'spike', 3, 5))} | | |",
+        f"| spikes >= 5 sigma | {ratio(recall(faults, 'spike', 5))} | {ratio(precision(flags, 'spike'))} | recall >= 0.9 |",
     ]
-
-    def ratio(pair):
-        a, b = pair
-        return f"{a}/{b} = {a / b:.2f}" if b else "none"
-
-    lines.append(f"| spikes 3-5 sigma | {ratio(recall('spike', 3, 5))} | | |")
-    lines.append(f"| spikes >= 5 sigma | {ratio(recall('spike', 5))} | {ratio(precision('spike'))} | recall >= 0.9 |")
     for q in QUANTITIES:
-        lines.append(f"| - of which {q} | {ratio(recall('spike', 5, quantity=q))} | | |")
-    lines.append(f"| flatlines 3-5 h | {ratio(recall('flatline', 3, 6))} | | |")
-    lines.append(f"| flatlines >= 6 h | {ratio(recall('flatline', 6))} | {ratio(precision('flatline'))} | recall >= 0.9 |")
-    drift = [f for f in faults if f["kind"] == "drift"]
-    delays = sorted((found[id(f)] - f["start"]).total_seconds() / 3600 for f in drift if found[id(f)] is not None)
+        lines.append(f"| - of which {q} | {ratio(recall(faults, 'spike', 5, quantity=q))} | | |")
+    lines.append(f"| flatlines 3-5 h | {ratio(recall(faults, 'flatline', 3, 6))} | | |")
+    lines.append(f"| flatlines >= 6 h | {ratio(recall(faults, 'flatline', 6))} | {ratio(precision(flags, 'flatline'))} | recall >= 0.9 |")
+    drift = sorted((f for f in faults if f["kind"] == "drift"), key=lambda f: f["size"])
+    delays = sorted(d for d in map(delay, drift) if d is not None)
     caught = sum(1 for d in delays if d <= 48)
     median_delay = f", median delay {statistics.median(delays):.0f} h" if delays else ""
     lines.append(f"| drift 0.05-0.2 degC/h | {caught}/{len(drift)} within 48 h{median_delay} | | caught within 48 h |")
-
-    def delay(f):
-        return "missed" if found[id(f)] is None else f"{(found[id(f)] - f['start']).total_seconds() / 3600:.0f} h"
-
-    lines.append("| - each (degC/h: delay) | " + ", ".join(
-        f"{f['size']:.2f}: {delay(f)}" for f in sorted(drift, key=lambda f: f["size"])) + " | | |")
+    for low, high in ((0.05, 0.1), (0.1, 0.15), (0.15, 0.21)):
+        band = [f for f in drift if low <= f["size"] < high]
+        within = sum(1 for f in band if delay(f) is not None and delay(f) <= 48)
+        lines.append(f"| - {low:.2f}-{min(high, 0.2):.2f} degC/h | {within}/{len(band)} within 48 h | | |")
+    if len(runs) == 1:
+        lines.append("| - each (degC/h: delay) | " + ", ".join(
+            f"{f['size']:.2f}: {'missed' if delay(f) is None else f'{delay(f):.0f} h'}" for f in drift) + " | | |")
     lines.append(
         f"| false alarms | {false_alarms} on {clean_hours:,} clean station-hours = "
         f"**{1000 * false_alarms / clean_hours:.2f} per 1,000** | | <= 1 per 1,000 |"
@@ -237,12 +253,47 @@ def main():
     lines.append(
         "| - of which | " + ", ".join(f"{k} {n}" for k, n in sorted(false_by_kind.items(), key=lambda kv: -kv[1])) + " | | |"
     )
-    for flag in real_faults:
-        lines.append(
-            f"| real fault in the data | {flag['station']} {flag['quantity']} {flag['value']} at "
-            f"{flag['time'].strftime('%Y-%m-%dT%H:%MZ')}: rejected as out of range | | rejected |"
-        )
-    print("\n".join(lines))
+    seen = set()
+    for run in runs:
+        for flag in run["real_faults"]:
+            key = (flag["station"], flag["quantity"], flag["time"])
+            if key in seen:
+                continue
+            seen.add(key)
+            lines.append(
+                f"| real fault in the data | {flag['station']} {flag['quantity']} {flag['value']} at "
+                f"{flag['time'].strftime('%Y-%m-%dT%H:%MZ')}: rejected as out of range | | rejected |"
+            )
+    return "\n".join(lines)
+
+
+def seeds(text):
+    """`3` or `1-10`."""
+    low, _, high = text.partition("-")
+    return list(range(int(low), int(high or low) + 1))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seed", type=seeds, default=[1], help="a seed, or a range of them (1-10): pooled")
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    parser.add_argument("--isobar", default=os.path.join(target, "release", "isobar"))
+    args = parser.parse_args()
+    runs = [evaluate(seed, args.isobar) for seed in args.seed]
+    if len(runs) == 1:
+        print(table(runs, f"Seed {args.seed[0]}"))
+        return
+    print(table(runs, f"Seeds {args.seed[0]}-{args.seed[-1]} pooled"))
+    print()
+    print("| seed | spikes >= 5 sigma | flatlines >= 6 h | drift within 48 h | false alarms per 1,000 |")
+    print("|---|---|---|---|---|")
+    for seed, run in zip(args.seed, runs):
+        s, f = recall(run["faults"], "spike", 5), recall(run["faults"], "flatline", 6)
+        drift = [f for f in run["faults"] if f["kind"] == "drift"]
+        within = sum(1 for f in drift if delay(f) is not None and delay(f) <= 48)
+        alarms = sum(run["false_by_kind"].values())
+        print(f"| {seed} | {s[0] / s[1]:.2f} | {f[0] / f[1]:.2f} | {within} of {len(drift)} | "
+              f"{1000 * alarms / run['clean_hours']:.2f} |")
 
 
 if __name__ == "__main__":

