@@ -124,6 +124,38 @@ async fn current_shows_the_reading_of_a_single_station_with_confidence_0_7() {
     );
 }
 
+/// The server reads a request into a 1 KiB buffer first and grows it to 8 KiB only when a
+/// read fills it (vendor/actix-http): a header block of 6 KiB, then a small request on the
+/// same connection, are served like any other.
+#[actix_rt::test]
+async fn a_request_with_6_kib_of_headers_is_served_and_the_connection_stays_usable() {
+    use std::io::{Read, Write};
+    let app = spawn_app().await;
+    app.post_readings(&station_reading("BIGH1", 1, 4.2)).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let exchange = move || {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let padding: String = (0..20).map(|i| format!("x-padding-{i:02}: {}\r\n", "p".repeat(300))).collect();
+        let request = |headers: &str, close: bool| {
+            let connection = if close { "close" } else { "keep-alive" };
+            format!("GET /v1/locations/BIGH1/current HTTP/1.1\r\nhost: test\r\n{headers}connection: {connection}\r\n\r\n")
+        };
+        let big = request(&padding, false);
+        assert!(big.len() > 6 * 1024, "{}", big.len());
+        stream.write_all(big.as_bytes()).unwrap();
+        stream.write_all(request("", true).as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let answer = actix_rt::task::spawn_blocking(exchange).await.unwrap();
+    // Two responses, each with the reading's temperature twice (the consensus, the source).
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 2, "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{answer}");
+    assert_eq!(answer.matches(r#""temperature":4.2"#).count(), 4, "{answer}");
+}
+
 #[actix_rt::test]
 async fn current_merges_two_sources_by_weighted_mean() {
     let app = spawn_app().await;
