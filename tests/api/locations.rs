@@ -139,7 +139,9 @@ async fn a_request_with_6_kib_of_headers_is_served_and_the_connection_stays_usab
         let padding: String = (0..20).map(|i| format!("x-padding-{i:02}: {}\r\n", "p".repeat(300))).collect();
         let request = |headers: &str, close: bool| {
             let connection = if close { "close" } else { "keep-alive" };
-            format!("GET /v1/locations/BIGH1/current HTTP/1.1\r\nhost: test\r\n{headers}connection: {connection}\r\n\r\n")
+            format!(
+                "GET /v1/locations/BIGH1/current HTTP/1.1\r\nhost: test\r\n{headers}connection: {connection}\r\n\r\n"
+            )
         };
         let big = request(&padding, false);
         assert!(big.len() > 6 * 1024, "{}", big.len());
