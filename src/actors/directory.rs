@@ -158,6 +158,12 @@ impl Directory {
         self.stations.contains(id) || self.catalog.get(id).is_some()
     }
 
+    /// The ids among `ids` not known here: what [`Self::look_up_stations`] asks Redis
+    /// about (none, usually: no allocation then).
+    fn not_known<'a>(&self, ids: impl IntoIterator<Item = &'a LocationId>) -> Vec<LocationId> {
+        ids.into_iter().filter(|id| !self.is_known(id)).cloned().collect()
+    }
+
     fn resolve(&mut self, id: &LocationId) -> Result<Addr<LocationActor>, UnknownLocation> {
         if let Some(addr) = self.actors.get(id).filter(|a| a.connected()) {
             return Ok(addr.clone());
@@ -239,8 +245,8 @@ impl Directory {
     /// registered its station: the first of `ids` (such readings' locations) not known
     /// here that Redis could not be asked about, as the error to retry on.
     fn unsure<'a>(&self, unchecked: &Unchecked, mut ids: impl Iterator<Item = &'a LocationId>) -> Result<(), String> {
-        match ids.find_map(|id| unchecked.get(id).filter(|_| !self.is_known(id)).map(|why| (id, why))) {
-            Some((id, why)) => Err(UnknownLocation::Unchecked(id.clone(), why.clone()).to_string()),
+        match ids.find(|id| !self.is_known(id) && unchecked.contains_key(*id)) {
+            Some(id) => Err(UnknownLocation::Unknown(id.clone()).checked(unchecked).to_string()),
             None => Ok(()),
         }
     }
@@ -248,6 +254,19 @@ impl Directory {
 
 /// Ids Redis could not be asked about, with why.
 type Unchecked = HashMap<LocationId, String>;
+
+impl UnknownLocation {
+    /// `Unchecked` when the id is unknown because Redis could not be asked about it.
+    fn checked(self, unchecked: &Unchecked) -> Self {
+        match self {
+            UnknownLocation::Unknown(id) => match unchecked.get(&id) {
+                Some(why) => UnknownLocation::Unchecked(id, why.clone()),
+                None => UnknownLocation::Unknown(id),
+            },
+            other => other,
+        }
+    }
+}
 
 /// Why a reading of an unknown location without coordinates is refused.
 pub fn needs_coordinates(id: &LocationId) -> FieldError {
@@ -271,11 +290,8 @@ impl Handler<Resolve> for Directory {
     type Result = ActorResponse<Self, Result<Addr<LocationActor>, UnknownLocation>>;
 
     fn handle(&mut self, msg: Resolve, _: &mut Context<Self>) -> Self::Result {
-        let unknown = if self.is_known(&msg.id) { Vec::new() } else { vec![msg.id.clone()] };
-        self.look_up_stations(unknown, move |act, unchecked| match unchecked.get(&msg.id) {
-            Some(why) if !act.is_known(&msg.id) => Err(UnknownLocation::Unchecked(msg.id.clone(), why.clone())),
-            _ => act.resolve(&msg.id),
-        })
+        let unknown = self.not_known([&msg.id]);
+        self.look_up_stations(unknown, move |act, unchecked| act.resolve(&msg.id).map_err(|e| e.checked(unchecked)))
     }
 }
 
@@ -283,13 +299,10 @@ impl Handler<Describe> for Directory {
     type Result = ActorResponse<Self, Result<Location, UnknownLocation>>;
 
     fn handle(&mut self, msg: Describe, _: &mut Context<Self>) -> Self::Result {
-        let unknown = if self.is_known(&msg.id) { Vec::new() } else { vec![msg.id.clone()] };
+        let unknown = self.not_known([&msg.id]);
         self.look_up_stations(unknown, move |act, unchecked| match act.describe(&msg.id) {
             Some(location) => Ok((*location).clone()),
-            None => Err(match unchecked.get(&msg.id) {
-                Some(why) => UnknownLocation::Unchecked(msg.id.clone(), why.clone()),
-                None => UnknownLocation::Unknown(msg.id.clone()),
-            }),
+            None => Err(UnknownLocation::Unknown(msg.id).checked(unchecked)),
         })
     }
 }
@@ -298,7 +311,7 @@ impl Handler<ResolveForReadings> for Directory {
     type Result = ActorResponse<Self, Result<Vec<Result<(Addr<LocationActor>, usize), FieldError>>, String>>;
 
     fn handle(&mut self, msg: ResolveForReadings, _: &mut Context<Self>) -> Self::Result {
-        let unknown = msg.ids.iter().map(|(id, _)| id).filter(|id| !self.is_known(id)).cloned().collect();
+        let unknown = self.not_known(msg.ids.iter().map(|(id, _)| id));
         self.look_up_stations(unknown, move |act, unchecked| {
             // One with coordinates registers its station from them, as without Redis.
             act.unsure(unchecked, msg.ids.iter().filter(|(_, fix)| fix.is_none()).map(|(id, _)| id))?;
@@ -324,7 +337,7 @@ impl Handler<CheckRoutable> for Directory {
     type Result = ActorResponse<Self, Result<Vec<(usize, FieldError)>, String>>;
 
     fn handle(&mut self, msg: CheckRoutable, _: &mut Context<Self>) -> Self::Result {
-        let unknown = msg.readings.iter().map(|(_, id, _)| id).filter(|id| !self.is_known(id)).cloned().collect();
+        let unknown = self.not_known(msg.readings.iter().map(|(_, id, _)| id));
         self.look_up_stations(unknown, move |act, unchecked| {
             let unroutable: Vec<(usize, &LocationId)> = msg
                 .readings
