@@ -572,13 +572,16 @@ impl SeriesDetector {
             None => (self.settings.flatline_hours * 2.0, (run.value, run.value)),
             Some(range) => (self.settings.flatline_hours, range),
         };
+        if hours < needed {
+            return;
+        }
         let moves = |share: f64| high - low > share * self.settings.flatline_reference_moves * self.resolution;
         // The same value bit for bit, from a series that usually moves by less than its
         // resolution, is stronger evidence than a value that stays within it: half the
-        // reference's move is enough.
+        // reference's move is enough (the recent changes are only scanned then).
         let (run_value, exact) = (run.value, run.exact);
         let moved = run.reference.count == 0 || moves(1.0) || (exact && moves(0.5) && self.exact_is_telling(run_value));
-        if hours < needed || !moved {
+        if !moved {
             return;
         }
         let Some(run) = self.run.as_mut() else { return };
