@@ -152,7 +152,7 @@ def evaluate(seed, isobar):
 
     for f in faults:
         f["found"] = None
-    false_by_kind = {}
+    false_alarms = []
     real_faults = []
     for flag in flags:
         hit = [f for f in faults if matches(flag, f) and f["kind"] != "dropout"]
@@ -169,14 +169,13 @@ def evaluate(seed, isobar):
             # fault, rejected, not a false alarm.
             real_faults.append(flag)
         else:
-            key = f"{flag['kind']} {flag['quantity']}"
-            false_by_kind[key] = false_by_kind.get(key, 0) + 1
+            false_alarms.append(flag)
     faulty_hours = sum(int((f["end"] - f["start"]).total_seconds() // 3600) + 1 for f in faults)
     station_hours = sum(len(rows) for rows in rows_by_station.values())
     return {
         "faults": faults,
         "flags": flags,
-        "false_by_kind": false_by_kind,
+        "false_alarms": false_alarms,
         "real_faults": real_faults,
         "station_hours": station_hours,
         "clean_hours": station_hours - faulty_hours,
@@ -217,8 +216,9 @@ def table(runs, title):
     flags = [fl for run in runs for fl in run["flags"]]
     false_by_kind = {}
     for run in runs:
-        for k, n in run["false_by_kind"].items():
-            false_by_kind[k] = false_by_kind.get(k, 0) + n
+        for flag in run["false_alarms"]:
+            key = f"{flag['kind']} {flag['quantity']}"
+            false_by_kind[key] = false_by_kind.get(key, 0) + 1
     false_alarms = sum(false_by_kind.values())
     station_hours = sum(run["station_hours"] for run in runs)
     clean_hours = sum(run["clean_hours"] for run in runs)
@@ -291,9 +291,19 @@ def main():
         s, f = recall(run["faults"], "spike", 5), recall(run["faults"], "flatline", 6)
         drift = [f for f in run["faults"] if f["kind"] == "drift"]
         within = sum(1 for f in drift if delay(f) is not None and delay(f) <= 48)
-        alarms = sum(run["false_by_kind"].values())
+        alarms = len(run["false_alarms"])
         print(f"| {seed} | {s[0] / s[1]:.2f} | {f[0] / f[1]:.2f} | {within} of {len(drift)} | "
               f"{1000 * alarms / run['clean_hours']:.2f} |")
+    # A false alarm raised whatever faults were injected is the real data's own.
+    seen = {}
+    for run in runs:
+        for key in {(fl["time"].strftime("%Y-%m-%dT%H:%MZ"), fl["station"], fl["quantity"], fl["kind"])
+                    for fl in run["false_alarms"]}:
+            seen[key] = seen.get(key, 0) + 1
+    recurring = sorted(k for k, n in seen.items() if 2 * n >= len(runs))
+    print()
+    print(f"False alarms raised in at least half of the seeds ({len(recurring)}): "
+          + ", ".join(f"{kind} {station} {quantity} {time}" for time, station, quantity, kind in recurring))
 
 
 if __name__ == "__main__":
