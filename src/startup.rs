@@ -380,6 +380,11 @@ impl Application {
             next_session_id: AtomicU64::new(1),
             access,
             graphql: crate::http::graphql::schema(&settings.graphql),
+            current_cache_control: actix_web::http::header::HeaderValue::try_from(format!(
+                "max-age={}",
+                settings.http.current_max_age_secs
+            ))
+            .expect("max-age and digits: a valid header value"),
         });
         let cors_origins = settings.http.cors_origins.clone();
         let graphql = settings.graphql.enabled;
@@ -390,8 +395,10 @@ impl Application {
                 .wrap(Condition::new(!cors_origins.is_empty(), http::cors(&cors_origins)))
                 .wrap(from_fn(http::record_metrics))
                 .wrap(http::security_headers())
-                .configure(http::dashboard::configure)
+                // The API's routes first: the dashboard's asset route would be one more
+                // regex tried on every API request.
                 .configure(http::configure)
+                .configure(http::dashboard::configure)
                 .configure(|cfg| {
                     if graphql {
                         http::graphql::configure(cfg);

@@ -66,6 +66,17 @@ pub struct Update {
     /// The update's wire message, encoded by the first sink that sends it and reused by
     /// every other.
     pub message: OnceLock<ByteString>,
+    /// The document's HTTP validators, made by the first /current request that shows
+    /// this update and reused by every other.
+    pub validators: OnceLock<Validators>,
+}
+
+/// An update's ETag per unit system and its Last-Modified, as header values.
+#[derive(Debug)]
+pub struct Validators {
+    pub metric_etag: ByteString,
+    pub imperial_etag: ByteString,
+    pub last_modified: ByteString,
 }
 
 impl Update {
@@ -80,6 +91,7 @@ impl Update {
             imperial: OnceLock::new(),
             version: OnceLock::new(),
             message: OnceLock::new(),
+            validators: OnceLock::new(),
         }
     }
 

@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-pub use self::events::{AirQualityUpdate, AnomalyState, AnomalyUpdate, ForecastUpdate, LocationEvent, Update};
+pub use self::events::{
+    AirQualityUpdate, AnomalyState, AnomalyUpdate, ForecastUpdate, LocationEvent, Update, Validators,
+};
 pub use self::state::{Ingested, LocationState, Retention, Snapshot};
 use crate::analytics::anomaly::{Change, Profiles, Watch};
 use crate::analytics::{ConsensusSettings, blend, consensus, with_learned};

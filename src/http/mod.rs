@@ -37,6 +37,8 @@ pub struct AppState {
     pub access: auth::Access,
     /// The GraphQL schema (`/graphql`).
     pub graphql: graphql::IsobarSchema,
+    /// /current's `Cache-Control` (`max-age` from `http.current_max_age_secs`).
+    pub current_cache_control: actix_web::http::header::HeaderValue,
 }
 
 impl AppState {
@@ -94,13 +96,15 @@ pub async fn record_metrics(
     next: actix_web::middleware::Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().clone();
-    let metrics = req.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
     let response = next.call(req).await?;
-    if let Some(metrics) = metrics {
+    let request = response.request();
+    if let Some(state) = request.app_data::<web::Data<AppState>>() {
+        // Asked after routing, actix-web finds the pattern by the route it took, without
+        // matching the path against the routes again.
+        let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
         let status = response.status();
-        metrics.http_requests.with_label_values(&[method_label(&method), &route, status.as_str()]).inc();
+        let metrics = &state.metrics;
+        metrics.http_requests.with_label_values(&[method_label(request.method()), &route, status.as_str()]).inc();
         metrics.http_request_duration.with_label_values(&[&route]).observe(start.elapsed().as_secs_f64());
     }
     Ok(response)

@@ -3,14 +3,14 @@
 
 use std::time::SystemTime;
 
-use actix_web::http::header::{self, HttpDate};
+use actix_web::http::header::{self, HeaderValue, HttpDate};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::analytics::history::parse_step;
-use crate::core::Update;
+use crate::core::{Update, Validators};
 use crate::domain::{Anomaly, Location, LocationId, Reading, SourceName, Units, Values};
 use crate::http::error::Problem;
 use crate::http::{ApiError, AppState};
@@ -116,29 +116,48 @@ pub async fn current(
 ) -> Result<HttpResponse, ApiError> {
     let units = units(query.units.as_deref())?;
     let update = state.service.current(&path).await?;
-    Ok(render_current(&req, &update, units, state.settings.http.current_max_age_secs))
+    Ok(render_current(&req, &update, units, &state.current_cache_control))
 }
 
 /// The /current response: the document as serialized once for this update, with ETag,
 /// Last-Modified and Cache-Control, or a 304 for a matching If-None-Match.
-fn render_current(req: &HttpRequest, update: &Update, units: Units, max_age_secs: u64) -> HttpResponse {
-    // The seq says which change this is; the version that no other conditions share it
-    // (a restarted instance without a store counts seq from 1 again).
-    let etag = format!("W/\"{}-{:016x}-{}\"", update.seq, update.version(), units.as_str());
+fn render_current(req: &HttpRequest, update: &Update, units: Units, cache_control: &HeaderValue) -> HttpResponse {
+    let validators = validators(update);
+    let etag = match units {
+        Units::Metric => &validators.metric_etag,
+        Units::Imperial => &validators.imperial_etag,
+    };
     let not_modified = req
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == &**etag || tag.trim() == "*"));
     let mut response = if not_modified { HttpResponse::NotModified() } else { HttpResponse::Ok() };
-    response
-        .insert_header((header::ETAG, etag))
-        .insert_header((header::CACHE_CONTROL, format!("max-age={max_age_secs}")))
-        .insert_header((header::LAST_MODIFIED, HttpDate::from(SystemTime::from(update.changed_at))));
+    for (name, value) in [(header::ETAG, etag), (header::LAST_MODIFIED, &validators.last_modified)] {
+        // Made of ASCII digits, letters and punctuation: always a valid header value.
+        if let Ok(value) = HeaderValue::from_maybe_shared(value.as_bytes().clone()) {
+            response.insert_header((name, value));
+        }
+    }
+    response.insert_header((header::CACHE_CONTROL, cache_control.clone()));
     if not_modified {
         return response.finish();
     }
     response.content_type("application/json").body(update.body(units).clone().into_bytes())
+}
+
+/// The update's validators, made once. The seq says which change this is; the version
+/// that no other conditions share it (a restarted instance without a store counts seq
+/// from 1 again).
+fn validators(update: &Update) -> &Validators {
+    update.validators.get_or_init(|| {
+        let etag = |units: Units| format!("W/\"{}-{:016x}-{}\"", update.seq, update.version(), units.as_str()).into();
+        Validators {
+            metric_etag: etag(Units::Metric),
+            imperial_etag: etag(Units::Imperial),
+            last_modified: HttpDate::from(SystemTime::from(update.changed_at)).to_string().into(),
+        }
+    })
 }
 
 #[derive(Deserialize, IntoParams, Default)]

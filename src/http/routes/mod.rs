@@ -16,8 +16,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get("/api/openapi.json").route(web::get().to(super::openapi::openapi)))
         .service(get("/v1/locations").route(web::get().to(locations::search)))
         .service(get("/v1/locations/nearest").route(web::get().to(locations::nearest)))
-        .service(get("/v1/locations/{id}").route(web::get().to(locations::get)))
+        // Routes are tried in order, each one with parameters by a regex capture: the
+        // busiest (/current) comes before every other with a parameter.
         .service(get("/v1/locations/{id}/current").route(web::get().to(locations::current)))
+        .service(get("/v1/locations/{id}").route(web::get().to(locations::get)))
         .service(get("/v1/locations/{id}/history").route(web::get().to(locations::history)))
         .service(get("/v1/locations/{id}/anomalies").route(web::get().to(locations::anomalies)))
         .service(get("/v1/locations/{id}/forecast").route(web::get().to(locations::forecast)))
