@@ -20,14 +20,15 @@ case "$scenario" in current | ingest) ;; *) echo "$usage" >&2; exit 2 ;; esac
 before=$(realpath "${2:?$usage}")
 after=$(realpath "${3:-$bin/isobar}")
 make_work isobar-builds-ab
-rps() { "$bin/loadtests" rest --url "$1" --connections 64 --duration-secs 15 | grep -o '[0-9]* req/s' | head -1 | cut -d' ' -f1; }
+secs=15
+rps() { "$bin/loadtests" rest --url "$1" --connections 64 --duration-secs "$secs" | grep -o '[0-9]* req/s' | head -1 | cut -d' ' -f1; }
 # CPU clock ticks (user + system) the processes have used so far.
 ticks() { for p in "$@"; do cut -d')' -f2 "/proc/$p/stat"; done | awk '{t += $12 + $13} END {print t}'; }
 # rps_cpu URL PID…: "REQ_PER_S MICROSECONDS_OF_CPU_PER_REQUEST" of the processes serving URL.
 rps_cpu() {
   local url=$1; shift
   local t0 r t1; t0=$(ticks "$@"); r=$(rps "$url"); t1=$(ticks "$@")
-  echo "$r $(python3 -c "print(f'{($t1 - $t0) * 1e6 / $(getconf CLK_TCK) / ($r * 15):.1f}')")"
+  echo "$r $(python3 -c "print(f'{($t1 - $t0) * 1e6 / $(getconf CLK_TCK) / ($r * $secs):.1f}')")"
 }
 
 [ "$scenario" = current ] && nginx_serving_current "$after"
