@@ -4,7 +4,8 @@
 //! Each event is shared (`Arc`) by every sink it goes to. A document is serialized the
 //! first time a sink asks for it and kept in the event, so however many subscribers,
 //! relays and views take an update, its JSON is built once; the same holds for the wire
-//! message a sink builds around it (`message`, filled by the first sink that sends it).
+//! message a sink builds around it (`message`, filled by the first sink that sends it)
+//! and for the HTTP validators /current sends with it (`validators`).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -71,7 +72,7 @@ pub struct Update {
     pub validators: OnceLock<Validators>,
 }
 
-/// An update's ETag per unit system and its Last-Modified, as header values.
+/// An update's ETag per unit system and its Last-Modified: the headers' text.
 #[derive(Debug)]
 pub struct Validators {
     pub metric_etag: ByteString,
