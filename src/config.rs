@@ -92,6 +92,8 @@ pub struct HttpSettings {
     pub request_body_timeout_secs: u64,
     /// How long an idle keep-alive connection stays open.
     pub keep_alive_secs: u64,
+    /// Connections the kernel queues for accepting (capped at `net.core.somaxconn`).
+    pub backlog: u32,
 }
 
 /// WebSocket sessions.
@@ -422,6 +424,9 @@ impl Settings {
         for (key, provider) in &self.sources.providers {
             provider.validate(key).map_err(ConfigError::Invalid)?;
         }
+        if self.http.backlog == 0 {
+            return bad("http.backlog", "must be at least 1");
+        }
         if self.ws.outbound_queue == 0 {
             return bad("ws.outbound_queue", "must be at least 1");
         }
@@ -484,6 +489,9 @@ mod tests {
         assert!(e.contains("http.port"), "{e}");
         let e = Settings::defaults_with(json!({"sources": {"replay": {"speed": 0.0}}})).unwrap_err();
         assert_eq!(e.to_string(), "invalid configuration: sources.replay.speed: must be greater than 0");
+        let e = Settings::defaults_with(json!({"http": {"backlog": 0}})).unwrap_err();
+        assert_eq!(e.to_string(), "invalid configuration: http.backlog: must be at least 1");
+        assert_eq!(Settings::defaults_with(json!({})).unwrap().http.backlog, 4096);
     }
 
     #[test]

@@ -124,6 +124,17 @@ fn catalog() -> Arc<Catalog> {
     CATALOG.get_or_init(|| Arc::new(Catalog::bundled())).clone()
 }
 
+/// Binds `address` with room for `backlog` connections waiting to be accepted. The
+/// standard library listens with 128: behind a load balancer, a reconnect storm overflows
+/// that, and every connection dropped waits out the kernel's SYN retries (1 s, 3 s, ...).
+fn listen(address: &str, backlog: u32) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(address)?;
+    // Listening again on a listening socket sets its queue's length (Linux caps it at
+    // net.core.somaxconn).
+    socket2::SockRef::from(&listener).listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(listener)
+}
+
 impl Application {
     /// Starts everything but does not serve yet; must run inside an actix system.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
@@ -131,8 +142,8 @@ impl Application {
         // Bind first: a port in use is the most common start-up error, and nothing else
         // should have started when it is reported.
         let address = format!("{}:{}", settings.http.host, settings.http.port);
-        let listener =
-            TcpListener::bind(&address).map_err(|source| StartupError::Bind { address: address.clone(), source })?;
+        let listener = listen(&address, settings.http.backlog)
+            .map_err(|source| StartupError::Bind { address: address.clone(), source })?;
         let address = listener.local_addr().map_err(StartupError::Server)?;
         let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::new());
@@ -497,5 +508,28 @@ async fn shutdown_signal() -> &'static str {
     {
         let _ = tokio::signal::ctrl_c().await;
         "ctrl-c"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    #[test]
+    fn the_listener_queues_more_connections_than_the_standard_librarys_128() {
+        // Nobody accepts: every connection waits in the queue. With the standard
+        // library's 128, the 130th connect times out (its SYN is dropped).
+        let listener = listen("127.0.0.1:0", 1024).expect("bind");
+        let address = listener.local_addr().expect("address");
+        let mut queued = Vec::new();
+        for _ in 0..600 {
+            match TcpStream::connect_timeout(&address, Duration::from_secs(2)) {
+                Ok(stream) => queued.push(stream),
+                Err(error) => panic!("connection {} not queued: {error}", queued.len() + 1),
+            }
+        }
+        assert_eq!(queued.len(), 600);
     }
 }
