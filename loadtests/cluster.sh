@@ -10,6 +10,9 @@
 #   bash loadtests/cluster.sh [INSTANCES] [CLIENTS] [LOCATIONS] [RATE] [SECONDS]
 #   (defaults: 6 100000 10000 500 180; `--smoke` runs 2 instances, 200 clients, 20 s)
 #
+# BACKLOG (default 4096) is the accept queue of nginx's and the instances' listeners
+# (`http.backlog`); LB_BACKLOG sets nginx's alone (`LB_BACKLOG=511 BACKLOG=128` is how they
+# listened before `http.backlog`).
 # KEEP_WORK=1 keeps the work directory (logs, spools, InfluxDB's data); HOLD=SECONDS keeps
 # everything running that long after the run, for a look at the instances' /metrics.
 #
@@ -27,6 +30,8 @@ LOCATIONS=${3:-10000}
 RATE=${4:-500}
 SECONDS_=${5:-180}
 PER_PROCESS=15000
+BACKLOG=${BACKLOG:-4096}
+LB_BACKLOG=${LB_BACKLOG:-$BACKLOG}
 PARTITIONS=$((INSTANCES * 2))
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/isobar-target}"
@@ -115,7 +120,7 @@ start_instance() {
   ISOBAR__SOURCES__OPENWEATHERMAP__ENABLED=false ISOBAR__FORECAST__ENABLED=false \
   ISOBAR__REDIS__URL="redis://127.0.0.1:$redis_port" ISOBAR__INFLUX__URL="http://127.0.0.1:$influx_port" \
   ISOBAR__KAFKA__BROKERS="$brokers" \
-  ISOBAR__AUTH__MAX_WS_PER_IP=1000000 \
+  ISOBAR__AUTH__MAX_WS_PER_IP=1000000 ISOBAR__HTTP__BACKLOG="$BACKLOG" \
   ISOBAR__HTTP__TRUSTED_PROXIES='["127.0.0.1/32"]' \
   ISOBAR__PERSIST__DATA_DIR="$work/spool-$i" \
     "$bin/isobar" serve --config "$work/kafka.toml" >"$work/isobar-$i.log" 2>&1 &
@@ -148,8 +153,9 @@ urls=$(for a in $(seq 1 "$addresses"); do printf 'ws://127.0.0.%s:%s/v1/ws\n' "$
   for p in "${ports[@]}"; do echo "    server 127.0.0.1:$p max_fails=1 fail_timeout=2s max_conns=19000;"; done
   echo "    keepalive 64; }"
   echo "  server {"
-  # reuseport: the kernel spreads connections evenly over the workers.
-  for a in $(seq 1 "$addresses"); do echo "    listen 127.0.0.$a:$lb_port reuseport;"; done
+  # reuseport: the kernel spreads connections evenly over the workers. backlog: nginx's 511
+  # overflows when thousands reconnect at once (as isobar's listener did at 128).
+  for a in $(seq 1 "$addresses"); do echo "    listen 127.0.0.$a:$lb_port reuseport backlog=$LB_BACKLOG;"; done
   echo "    location / { proxy_pass http://isobar; proxy_http_version 1.1;"
   echo "    proxy_set_header Upgrade \$http_upgrade; proxy_set_header Connection \$connection_upgrade;"
   echo "    proxy_set_header X-Forwarded-For \$remote_addr; proxy_read_timeout 1h; proxy_next_upstream error timeout http_502 http_503; } } }"
@@ -161,6 +167,12 @@ wait_port "$lb_port"
 sleep 3   # the stations travel through Kafka to their owners
 
 echo "== $CLIENTS clients over $LOCATIONS locations, $RATE readings/s for ${SECONDS_} s; instance 0 killed halfway"
+# The kernel's count of connections dropped because a listener's accept queue was full
+# (the whole machine's; TcpExt ListenOverflows in /proc/net/netstat).
+listen_overflows() {
+  awk '/^TcpExt:/ { if (!n) { n = split($0, k) } else { split($0, v); for (i = 1; i <= n; i++) if (k[i] == "ListenOverflows") print v[i] } }' /proc/net/netstat
+}
+overflows_from=$(listen_overflows)
 procs=$(( (CLIENTS + PER_PROCESS - 1) / PER_PROCESS ))
 ramp=$(( CLIENTS / 1000 + 10 ))   # seconds the clients get to connect before the readings
 # Latencies from the kill on go to a second histogram: the steady state is reported apart.
@@ -189,6 +201,7 @@ sleep "${RESTART_AFTER:-20}"
 start_instance 0 "${ports[0]}"
 wait "$producer" || { cat "$work/produce.out"; exit 1; }
 for p in "${cpids[@]}"; do wait "$p" || true; done
+overflows=$(( $(listen_overflows) - overflows_from ))
 cat "$work/produce.out" | grep -v '^RESULT' || true
 
 # Every reading the broker acked must be in InfluxDB (the survivors took the killed
@@ -204,9 +217,9 @@ for _ in $(seq 30); do
   sleep 2
 done
 
-python3 - "$work" "$INSTANCES" "$CLIENTS" "$LOCATIONS" "$RATE" "$SECONDS_" "$stored" "$rss_before" <<'EOF'
+python3 - "$work" "$INSTANCES" "$CLIENTS" "$LOCATIONS" "$RATE" "$SECONDS_" "$stored" "$rss_before" "$overflows" <<'EOF'
 import glob, json, sys
-work, instances, clients, locations, rate, seconds, stored, rss = sys.argv[1:9]
+work, instances, clients, locations, rate, seconds, stored, rss, overflows = sys.argv[1:10]
 rs = []
 for f in sorted(glob.glob(f"{work}/clients-*.out")):
     lines = [l for l in open(f) if l.startswith("RESULT ")]
@@ -230,6 +243,8 @@ def pcts(counts):
     return out
 steady, after = merged("histogram_us"), merged("histogram_after_us")
 s = lambda k: sum(r[k] for r in rs)
+# A by-reason count summed over the client processes.
+tallied = lambda k: {key: sum(r.get(k, {}).get(key, 0) for r in rs) for key in sorted({c for r in rs for c in r.get(k, {})})}
 summary = {
     "instances": int(instances), "clients": int(clients), "subscribed": s("subscribed"), "locations": int(locations),
     "rate": float(rate), "seconds": float(seconds), "updates": s("updates"),
@@ -237,7 +252,8 @@ summary = {
     "latency_ms_before_kill": pcts(steady), "latency_ms_after_kill": pcts(after),
     "lost_unannounced": s("lost"), "missed_announced": s("missed_announced"), "resets": s("resets"),
     "disconnects": s("disconnects"), "reconnects": s("reconnects"),
-    "errors": {code: sum(r.get("errors", {}).get(code, 0) for r in rs) for code in sorted({c for r in rs for c in r.get("errors", {})})},
+    "errors": tallied("errors"), "closes": tallied("closes"), "connect_failures": tallied("connect_failures"),
+    "listen_overflows": int(overflows),
     "recovery_ms": {"worst": max(r["worst_gap_ms"] for r in rs),
                     "mean": round(sum(r["mean_gap_ms"] * r["gaps"] for r in rs) / max(1, s("gaps")))},
     "readings_acked": produced["acked"], "readings_in_influxdb": int(stored),
@@ -250,7 +266,9 @@ print(f"cluster: {summary['subscribed']}/{clients} clients on {instances} instan
       f"{summary['lost_unannounced']}, announced missed {summary['missed_announced']}; {summary['disconnects']} "
       f"disconnects, every client had updates again within {summary['recovery_ms']['worst']} ms "
       f"(mean {summary['recovery_ms']['mean']} ms); readings acked {produced['acked']}, in InfluxDB {stored}; "
-      f"errors {summary['errors']}")
+      f"errors {summary['errors']}; connections ended by {summary['closes']}; "
+      f"failed connects {summary['connect_failures']}; connections dropped by a full accept queue "
+      f"{summary['listen_overflows']}")
 print("RESULT " + json.dumps(summary))
 # The two promises a kill must not break: every reading the broker acked is stored, and
 # no client misses an update without being told. Either broken fails the run (and CI's

@@ -81,6 +81,10 @@ struct Tally {
     subscribed: AtomicU64,
     /// `error` messages from the server, by code.
     errors: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Why connections ended: the close frame's code and reason, or the transport's error.
+    closes: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Why connection attempts failed (timed out, refused, an HTTP status instead of 101).
+    connect_failures: Mutex<std::collections::BTreeMap<String, u64>>,
     /// Longest a reconnecting client went from losing its connection to its next update, ms.
     worst_gap_ms: AtomicU64,
     /// The same, the sum over reconnections (for the mean).
@@ -96,6 +100,24 @@ fn backoff(n: u32) -> Duration {
 
 type Shared = Arc<Mutex<Histogram<u64>>>;
 
+fn count(map: &Mutex<std::collections::BTreeMap<String, u64>>, key: String) {
+    if let Ok(mut map) = map.lock() {
+        *map.entry(key).or_default() += 1;
+    }
+}
+
+/// A short, bounded name for why a connection attempt failed.
+fn connect_failure(error: &tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error;
+    match error {
+        Error::Http(response) => format!("http {}", response.status().as_u16()),
+        Error::Io(e) => format!("io {:?}", e.kind()),
+        Error::ConnectionClosed | Error::AlreadyClosed => "closed".into(),
+        Error::Protocol(_) => "protocol".into(),
+        _ => "other".into(),
+    }
+}
+
 async fn client(url: String, location: String, end: Instant, tally: Arc<Tally>, h: [Shared; 2], split: u64) {
     let mut last_seq: Option<u64> = None;
     // Set when the connection is lost; cleared by the first update after it.
@@ -110,7 +132,12 @@ async fn client(url: String, location: String, end: Instant, tally: Arc<Tally>, 
         .await;
         let mut ws = match connected {
             Ok(Ok((ws, _))) => ws,
-            _ => {
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => connect_failure(&e),
+                    _ => "timeout (10 s)".into(),
+                };
+                count(&tally.connect_failures, why);
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;
                 continue;
@@ -132,7 +159,20 @@ async fn client(url: String, location: String, end: Instant, tally: Arc<Tally>, 
             let Ok(message) = next else { return };
             let text = match message {
                 Some(Ok(Message::Text(text))) => text,
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(Message::Close(frame))) => {
+                    let why =
+                        frame.map_or("close, no code".into(), |f| format!("close {} {}", u16::from(f.code), f.reason));
+                    count(&tally.closes, why);
+                    break;
+                }
+                Some(Err(e)) => {
+                    count(&tally.closes, format!("error: {}", connect_failure(&e)));
+                    break;
+                }
+                None => {
+                    count(&tally.closes, "end of stream".into());
+                    break;
+                }
                 Some(Ok(_)) => continue,
             };
             let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
@@ -247,8 +287,10 @@ pub async fn clients(args: ClientsArgs) -> Result<()> {
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let gaps = get(&tally.gaps);
     let errors = tally.errors.lock().map(|e| e.clone()).unwrap_or_default();
+    let closes = tally.closes.lock().map(|e| e.clone()).unwrap_or_default();
+    let connect_failures = tally.connect_failures.lock().map(|e| e.clone()).unwrap_or_default();
     println!(
-        "cluster-clients: {} updates ({:.0}/s after the ramp), lost {}, announced missed {}, resets {}, disconnects {}, reconnects {}, worst gap {} ms, errors {errors:?}",
+        "cluster-clients: {} updates ({:.0}/s after the ramp), lost {}, announced missed {}, resets {}, disconnects {}, reconnects {}, worst gap {} ms, errors {errors:?}, closes {closes:?}, failed connects {connect_failures:?}",
         get(&tally.updates),
         get(&tally.updates) as f64 / seconds,
         get(&tally.lost),
@@ -264,6 +306,7 @@ pub async fn clients(args: ClientsArgs) -> Result<()> {
         "missed_announced": get(&tally.missed), "resets": get(&tally.resets),
         "disconnects": get(&tally.disconnects), "reconnects": get(&tally.reconnects),
         "worst_gap_ms": get(&tally.worst_gap_ms), "gaps": gaps, "errors": errors,
+        "closes": closes, "connect_failures": connect_failures,
         "mean_gap_ms": get(&tally.gap_ms_sum).checked_div(gaps).unwrap_or(0),
         "latency": percentiles(&h), "histogram_us": recorded(&before), "histogram_after_us": recorded(&after),
     }));
