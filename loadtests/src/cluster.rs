@@ -109,11 +109,14 @@ fn count(map: &Mutex<std::collections::BTreeMap<String, u64>>, key: String) {
 /// A short, bounded name for why a connection attempt failed.
 fn connect_failure(error: &tokio_tungstenite::tungstenite::Error) -> String {
     use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
     match error {
         Error::Http(response) => format!("http {}", response.status().as_u16()),
         Error::Io(e) => format!("io {:?}", e.kind()),
         Error::ConnectionClosed | Error::AlreadyClosed => "closed".into(),
-        Error::Protocol(_) => "protocol".into(),
+        // What a client sees when the balancer drops it because its instance died.
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => "reset without a closing handshake".into(),
+        Error::Protocol(e) => format!("protocol: {e}"),
         _ => "other".into(),
     }
 }
