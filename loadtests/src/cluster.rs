@@ -80,11 +80,11 @@ struct Tally {
     reconnects: AtomicU64,
     subscribed: AtomicU64,
     /// `error` messages from the server, by code.
-    errors: Mutex<std::collections::BTreeMap<String, u64>>,
+    errors: Counts,
     /// Why connections ended: the close frame's code and reason, or the transport's error.
-    closes: Mutex<std::collections::BTreeMap<String, u64>>,
+    closes: Counts,
     /// Why connection attempts failed (timed out, refused, an HTTP status instead of 101).
-    connect_failures: Mutex<std::collections::BTreeMap<String, u64>>,
+    connect_failures: Counts,
     /// Longest a reconnecting client went from losing its connection to its next update, ms.
     worst_gap_ms: AtomicU64,
     /// The same, the sum over reconnections (for the mean).
@@ -100,14 +100,22 @@ fn backoff(n: u32) -> Duration {
 
 type Shared = Arc<Mutex<Histogram<u64>>>;
 
-fn count(map: &Mutex<std::collections::BTreeMap<String, u64>>, key: String) {
-    if let Ok(mut map) = map.lock() {
-        *map.entry(key).or_default() += 1;
+/// How many times each reason was seen.
+type Counts = Mutex<std::collections::BTreeMap<String, u64>>;
+
+fn count(counts: &Counts, key: String) {
+    if let Ok(mut counts) = counts.lock() {
+        *counts.entry(key).or_default() += 1;
     }
 }
 
-/// A short, bounded name for why a connection attempt failed.
-fn connect_failure(error: &tokio_tungstenite::tungstenite::Error) -> String {
+fn counted(counts: &Counts) -> std::collections::BTreeMap<String, u64> {
+    counts.lock().map(|c| c.clone()).unwrap_or_default()
+}
+
+/// A short name for a WebSocket error: why an attempt to connect failed, or why an open
+/// connection broke.
+fn error_kind(error: &tokio_tungstenite::tungstenite::Error) -> String {
     use tokio_tungstenite::tungstenite::Error;
     use tokio_tungstenite::tungstenite::error::ProtocolError;
     match error {
@@ -137,7 +145,7 @@ async fn client(url: String, location: String, end: Instant, tally: Arc<Tally>, 
             Ok(Ok((ws, _))) => ws,
             failed => {
                 let why = match failed {
-                    Ok(Err(e)) => connect_failure(&e),
+                    Ok(Err(e)) => error_kind(&e),
                     _ => "timeout (10 s)".into(),
                 };
                 count(&tally.connect_failures, why);
@@ -169,7 +177,7 @@ async fn client(url: String, location: String, end: Instant, tally: Arc<Tally>, 
                     break;
                 }
                 Some(Err(e)) => {
-                    count(&tally.closes, format!("error: {}", connect_failure(&e)));
+                    count(&tally.closes, format!("error: {}", error_kind(&e)));
                     break;
                 }
                 None => {
@@ -198,9 +206,7 @@ async fn client(url: String, location: String, end: Instant, tally: Arc<Tally>, 
                 Some("error") => {
                     let code = v["code"].as_str().unwrap_or("").to_owned();
                     let retry = code == "unavailable";
-                    if let Ok(mut errors) = tally.errors.lock() {
-                        *errors.entry(code).or_default() += 1;
-                    }
+                    count(&tally.errors, code);
                     if retry {
                         tokio::time::sleep(backoff(0)).await;
                         if ws.send(Message::Text(subscribe.to_string().into())).await.is_err() {
@@ -289,9 +295,8 @@ pub async fn clients(args: ClientsArgs) -> Result<()> {
     let seconds = (args.duration_secs - ramp).max(1.0);
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let gaps = get(&tally.gaps);
-    let errors = tally.errors.lock().map(|e| e.clone()).unwrap_or_default();
-    let closes = tally.closes.lock().map(|e| e.clone()).unwrap_or_default();
-    let connect_failures = tally.connect_failures.lock().map(|e| e.clone()).unwrap_or_default();
+    let (errors, closes, connect_failures) =
+        (counted(&tally.errors), counted(&tally.closes), counted(&tally.connect_failures));
     println!(
         "cluster-clients: {} updates ({:.0}/s after the ramp), lost {}, announced missed {}, resets {}, disconnects {}, reconnects {}, worst gap {} ms, errors {errors:?}, closes {closes:?}, failed connects {connect_failures:?}",
         get(&tally.updates),
