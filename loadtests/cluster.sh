@@ -195,6 +195,16 @@ sleep $((SECONDS_ / 2))
 rss_before=$(for i in $(seq 0 $((INSTANCES - 1))); do ps -o rss= -p "${ipids[$i]}" | tr -d ' '; done | paste -sd, -)
 echo "   SIGKILL instance 0 (pid ${ipids[0]}) at $(date -u +%T); restarted ${RESTART_AFTER:-20} s later on its own spool"
 kill -9 "${ipids[0]}"
+# From the kill to the end: the longest nginx's accept queues (summed over its listeners)
+# grew, sampled every 2 s. Needs `ss` (iproute2); without it the report says null.
+if command -v ss >/dev/null; then
+  ( peak=0; while true; do
+      q=$(ss -ltnH "sport = :$lb_port" | awk '{s += $2} END {print s + 0}')
+      [ "$q" -gt "$peak" ] && { peak=$q; echo "$peak" >"$work/lb-queue-peak"; }
+      sleep 2
+    done ) &
+  sampler=$!; pids+=($!)
+fi
 # An orchestrator restarts it (Kubernetes, on the same emptyDir): it replays what its
 # spool held for a backend, and rejoins the group. Its clients went elsewhere meanwhile.
 sleep "${RESTART_AFTER:-20}"
@@ -202,6 +212,11 @@ start_instance 0 "${ports[0]}"
 wait "$producer" || { cat "$work/produce.out"; exit 1; }
 for p in "${cpids[@]}"; do wait "$p" || true; done
 overflows=$(( $(listen_overflows) - overflows_from ))
+lb_queue_peak=null
+if [ -n "${sampler:-}" ]; then
+  kill "$sampler" 2>/dev/null || true
+  lb_queue_peak=$(cat "$work/lb-queue-peak" 2>/dev/null || echo 0)
+fi
 cat "$work/produce.out" | grep -v '^RESULT' || true
 
 # Every reading the broker acked must be in InfluxDB (the survivors took the killed
@@ -217,9 +232,9 @@ for _ in $(seq 30); do
   sleep 2
 done
 
-python3 - "$work" "$INSTANCES" "$CLIENTS" "$LOCATIONS" "$RATE" "$SECONDS_" "$stored" "$rss_before" "$overflows" <<'EOF'
+python3 - "$work" "$INSTANCES" "$CLIENTS" "$LOCATIONS" "$RATE" "$SECONDS_" "$stored" "$rss_before" "$overflows" "$lb_queue_peak" <<'EOF'
 import glob, json, sys
-work, instances, clients, locations, rate, seconds, stored, rss, overflows = sys.argv[1:10]
+work, instances, clients, locations, rate, seconds, stored, rss, overflows, lb_queue_peak = sys.argv[1:11]
 rs = []
 for f in sorted(glob.glob(f"{work}/clients-*.out")):
     lines = [l for l in open(f) if l.startswith("RESULT ")]
@@ -253,7 +268,7 @@ summary = {
     "lost_unannounced": s("lost"), "missed_announced": s("missed_announced"), "resets": s("resets"),
     "disconnects": s("disconnects"), "reconnects": s("reconnects"),
     "errors": tallied("errors"), "closes": tallied("closes"), "connect_failures": tallied("connect_failures"),
-    "listen_overflows": int(overflows),
+    "listen_overflows": int(overflows), "lb_accept_queue_peak_after_kill": json.loads(lb_queue_peak),
     "recovery_ms": {"worst": max(r["worst_gap_ms"] for r in rs),
                     "mean": round(sum(r["mean_gap_ms"] * r["gaps"] for r in rs) / max(1, s("gaps")))},
     "readings_acked": produced["acked"], "readings_in_influxdb": int(stored),
@@ -268,7 +283,8 @@ print(f"cluster: {summary['subscribed']}/{clients} clients on {instances} instan
       f"(mean {summary['recovery_ms']['mean']} ms); readings acked {produced['acked']}, in InfluxDB {stored}; "
       f"errors {summary['errors']}; connections ended by {summary['closes']}; "
       f"failed connects {summary['connect_failures']}; connections dropped by a full accept queue "
-      f"{summary['listen_overflows']}")
+      f"{summary['listen_overflows']}; nginx's accept queues after the kill peaked at "
+      f"{summary['lb_accept_queue_peak_after_kill']}")
 print("RESULT " + json.dumps(summary))
 # The two promises a kill must not break: every reading the broker acked is stored, and
 # no client misses an update without being told. Either broken fails the run (and CI's
