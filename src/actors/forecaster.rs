@@ -255,7 +255,11 @@ impl Place {
                         .collect();
                     runs.push(Run { model: Model::Providers, values });
                 }
-                runs.push(skill[q].blend(&runs));
+                let mut blend = skill[q].blend(&runs);
+                if let Some(fitted) = &self.fitted[q] {
+                    fitted.model.snap(&mut blend);
+                }
+                runs.push(blend);
                 if score {
                     skill[q].issue(origin, &runs);
                 }
@@ -473,7 +477,9 @@ impl Forecaster {
         if let Some(bytes) = read("models") {
             match serde_json::from_slice::<Vec<Option<Fitted>>>(&bytes) {
                 Ok(fitted) if fitted.len() == LEARNED_QUANTITIES.len() => {
-                    place.fitted = fitted.into_iter().map(|f| f.map(Arc::new)).collect();
+                    // Models fitted on another version's features are trained again.
+                    place.fitted =
+                        fitted.into_iter().map(|f| f.filter(|f| f.model.is_current()).map(Arc::new)).collect();
                 }
                 Ok(_) => {}
                 Err(e) => warn!(location = %id, error = %e, "the kept models cannot be read: training again"),

@@ -78,7 +78,9 @@ pub fn evaluate(
         skill.verify(origin, |hour| series.get(hour, column));
         let mut runs = baselines(series, quantity, origin);
         runs.extend(model.forecast(series, position, origin));
-        runs.push(skill.blend(&runs));
+        let mut blend = skill.blend(&runs);
+        model.snap(&mut blend);
+        runs.push(blend);
         skill.issue(origin, &runs);
         for (k, &h) in horizons.iter().enumerate() {
             let Some(truth) = series.get(origin + i64::from(h), column) else { continue };
@@ -198,6 +200,7 @@ impl Evaluation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analytics::forecast::Run;
     use crate::observations::{Format, read};
 
     /// KEWR's real observations from 2013-01-01 for `days` days.
@@ -229,6 +232,31 @@ mod tests {
         assert_eq!(ratio(Model::Persistence, 0), 1.0);
         // The same hour yesterday is no forecast for the next hour.
         assert!(ratio(Model::Yesterday, 0) > 2.0);
+    }
+
+    #[test]
+    fn on_whole_fahrenheit_hours_the_learned_runs_are_values_the_station_reported() {
+        let series = kewr(30);
+        let kewr = Some((40.6925, -74.1687));
+        let settings = Settings { forest_trees: 4, ..Settings::default() };
+        let trained = train(&series, Quantity::Temperature, kewr, &settings).unwrap();
+        let end = series.end().unwrap();
+        let reported: Vec<f32> = (series.start..=end).filter_map(|h| series.get(h, Column::Temperature)).collect();
+        // Ten days before the end: the month's last days were warmer than any before
+        // (17 °C on the 31st), and a forecast beyond what was reported is left alone.
+        let runs = trained.forecast(&series, kewr, end - 240);
+        assert_eq!(runs.len(), 3);
+        for run in &runs {
+            let values: Vec<f32> = run.values.iter().flatten().copied().collect();
+            assert_eq!(values.len(), 24);
+            assert!(values.iter().all(|v| reported.contains(v)), "{:?}: {values:?}", run.model);
+        }
+        let beyond = trained.forecast(&series, kewr, end);
+        assert!(beyond[0].values.iter().flatten().any(|v| *v > 17.8 && !reported.contains(v)), "{beyond:?}");
+        // The blend too, however the models are weighed.
+        let mut blend = Run { model: Model::Ensemble, values: vec![Some(-1.08); 24] };
+        trained.snap(&mut blend);
+        assert_eq!(blend.values[0], Some(-1.1)); // 30 °F (-1.0 was reported too)
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use super::hourly::{Column, Hourly};
 
 /// How many features there are.
-pub const FEATURES: usize = 29;
+pub const FEATURES: usize = 35;
 /// Days of the same hour averaged for the climatology feature and baseline.
 pub const CLIMATOLOGY_DAYS: i64 = 14;
 
@@ -77,6 +77,15 @@ pub fn features(
     let (day_sin, day_cos) = cycle(origin.div_euclid(24), 365.2425);
     let (target_sin, target_cos) = cycle(when, 24.0);
     let relative = |v: Option<f32>| v.map_or(f32::NAN, |v| v - now);
+    // The daily cycle's second and third harmonics, for its asymmetric shape (a quick
+    // rise after sunrise, a slow fall through the night).
+    let (target_sin2, target_cos2) = cycle(2 * when, 24.0);
+    let (target_sin3, target_cos3) = cycle(3 * when, 24.0);
+    // The sun's climb over the forecast hours, which warms more when the air is dry.
+    let climb = sun(position, when) - sun(position, origin);
+    let dryness = 1.0 - at(0, Column::Humidity) / 100.0;
+    // What the same hours did the day before.
+    let yesterday = at(24 - h, target) - at(24, target);
     Some([
         change(1),
         change(2),
@@ -108,6 +117,12 @@ pub fn features(
         sun(position, origin),
         sun(position, when),
         f32::from(horizon) / 24.0,
+        target_sin2,
+        target_cos2,
+        target_sin3,
+        target_cos3,
+        climb * dryness,
+        yesterday,
     ])
 }
 
@@ -137,6 +152,11 @@ impl Scaler {
             }
         }
         Self { mean, scale }
+    }
+
+    /// How many features it was fitted on.
+    pub fn features(&self) -> usize {
+        self.mean.len()
     }
 
     pub fn apply(&self, row: &[f32; FEATURES]) -> [f32; FEATURES] {

@@ -14,6 +14,7 @@
 
 pub mod evaluate;
 pub mod features;
+pub mod grid;
 pub mod hourly;
 pub mod mlp;
 pub mod ridge;
@@ -25,6 +26,7 @@ use smartcore::linalg::basic::matrix::DenseMatrix;
 
 use crate::domain::Quantity;
 use features::{FEATURES, Position, Scaler, climatology, features};
+use grid::Grid;
 use hourly::{Column, Hourly};
 use mlp::Mlp;
 use ridge::Ridge;
@@ -130,6 +132,10 @@ pub struct Trained {
     ridge: Vec<Ridge>,
     forest: Forest,
     mlp: Mlp,
+    /// The values the place reports, when on a grid: the learned runs and the blend are
+    /// snapped to it.
+    #[serde(default)]
+    grid: Grid,
 }
 
 /// Why a place has no learned models yet.
@@ -230,7 +236,8 @@ pub fn train(
     )
     .ok_or_else(|| failed("mlp: no samples"))?;
 
-    Ok(Trained { quantity, trained_until: end, origins, scaler, spread, ridge, forest, mlp })
+    let grid = Grid::of((start..=end).filter_map(|hour| series.get(hour, column)));
+    Ok(Trained { quantity, trained_until: end, origins, scaler, spread, ridge, forest, mlp, grid })
 }
 
 fn failed(message: impl Into<String>) -> NotTrained {
@@ -260,6 +267,20 @@ pub fn baselines(series: &Hourly, quantity: Quantity, origin: i64) -> Vec<Run> {
 }
 
 impl Trained {
+    /// Whether these models were fitted on this build's features (models kept by an
+    /// earlier version with other features are trained again).
+    pub fn is_current(&self) -> bool {
+        self.scaler.features() == FEATURES
+    }
+
+    /// Moves a run's values to the place's grid (see [`grid`]); the learned models' runs
+    /// already are.
+    pub fn snap(&self, run: &mut Run) {
+        for value in run.values.iter_mut().flatten() {
+            *value = self.grid.snap(*value);
+        }
+    }
+
     /// The learned models' forecasts from `origin` (their blend is
     /// [`Skill::blend`](skill::Skill::blend)'s); empty when the quantity was not observed
     /// at the origin.
@@ -281,7 +302,7 @@ impl Trained {
         let ridge: Vec<f32> = rows.iter().zip(&self.ridge).map(|(x, m)| now + m.predict(x)).collect();
         let forest: Vec<f32> = forest.iter().zip(&self.spread).map(|(&d, s)| now + d as f32 * s).collect();
         let mlp: Vec<f32> = rows.iter().zip(&self.spread).map(|(x, s)| now + self.mlp.predict(x) * s).collect();
-        let some = |v: Vec<f32>| v.into_iter().map(Some).collect::<Vec<_>>();
+        let some = |v: Vec<f32>| v.into_iter().map(|v| Some(self.grid.snap(v))).collect::<Vec<_>>();
         vec![
             Run { model: Model::Ridge, values: some(ridge) },
             Run { model: Model::RandomForest, values: some(forest) },
