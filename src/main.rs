@@ -108,6 +108,10 @@ enum EvalCommand {
         /// One JSON object instead of tables.
         #[arg(long)]
         json: bool,
+        /// Leave the learned runs as the models give them, not snapped to the values the
+        /// place reports (to measure what snapping does).
+        #[arg(long)]
+        no_grid: bool,
     },
 }
 
@@ -270,7 +274,8 @@ fn observations_of(
 fn eval(command: EvalCommand) -> ExitCode {
     use isobar::analytics::forecast::{Settings, evaluate};
     use isobar::domain::Quantity;
-    let EvalCommand::Forecast { data, format, quantity, horizons, station, positions, refit_hours, json } = command;
+    let EvalCommand::Forecast { data, format, quantity, horizons, station, positions, refit_hours, json, no_grid } =
+        command;
     let Some(quantity) = Quantity::from_name(&quantity) else {
         eprintln!("error: unknown quantity {quantity:?}");
         return ExitCode::from(2);
@@ -293,7 +298,8 @@ fn eval(command: EvalCommand) -> ExitCode {
     if let Some(only) = &station {
         rows.retain(|r| &r.station == only);
     }
-    let results = evaluate::by_station(&rows, &known, quantity, &horizons, &Settings::default(), refit_hours);
+    let settings = Settings { grid: !no_grid, ..Settings::default() };
+    let results = evaluate::by_station(&rows, &known, quantity, &horizons, &settings, refit_hours);
     if results.is_empty() {
         eprintln!("error: no observations");
         return ExitCode::from(2);

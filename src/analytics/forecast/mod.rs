@@ -100,6 +100,8 @@ pub struct Settings {
     /// Features tried at each split.
     pub forest_features: usize,
     pub mlp: mlp::Training,
+    /// Whether runs are snapped to the values the place reports (see [`grid`]).
+    pub grid: bool,
 }
 
 impl Default for Settings {
@@ -112,6 +114,7 @@ impl Default for Settings {
             forest_depth: 12,
             forest_features: 10,
             mlp: mlp::Training::default(),
+            grid: true,
         }
     }
 }
@@ -236,7 +239,11 @@ pub fn train(
     )
     .ok_or_else(|| failed("mlp: no samples"))?;
 
-    let grid = Grid::of((start..=end).filter_map(|hour| series.get(hour, column)));
+    let grid = if settings.grid {
+        Grid::of((start..=end).filter_map(|hour| series.get(hour, column)))
+    } else {
+        Grid::default()
+    };
     Ok(Trained { quantity, trained_until: end, origins, scaler, spread, ridge, forest, mlp, grid })
 }
 
