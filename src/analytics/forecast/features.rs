@@ -7,7 +7,11 @@
 use super::hourly::{Column, Hourly};
 
 /// How many features there are.
-pub const FEATURES: usize = 35;
+pub const FEATURES: usize = 43;
+/// The features the random forest sees: all but the last eight, the products that only
+/// the linear model needs (a tree forms its own interactions, and sorting fewer columns
+/// keeps its training within budget).
+pub const FOREST_FEATURES: usize = FEATURES - 8;
 /// Days of the same hour averaged for the climatology feature and baseline.
 pub const CLIMATOLOGY_DAYS: i64 = 14;
 
@@ -81,11 +85,17 @@ pub fn features(
     // rise after sunrise, a slow fall through the night).
     let (target_sin2, target_cos2) = cycle(2 * when, 24.0);
     let (target_sin3, target_cos3) = cycle(3 * when, 24.0);
+    let (sun_origin, sun_target) = (sun(position, origin), sun(position, when));
     // The sun's climb over the forecast hours, which warms more when the air is dry.
-    let climb = sun(position, when) - sun(position, origin);
+    let climb = sun_target - sun_origin;
     let dryness = 1.0 - at(0, Column::Humidity) / 100.0;
     // What the same hours did the day before.
     let yesterday = at(24 - h, target) - at(24, target);
+    // The sun over the target hour: a sea breeze sets in by day, from the sea's side.
+    let daylight = sun_target.max(0.0);
+    let usual_now = climatology(series, target, origin, origin);
+    // How far the origin is from its hour's usual value (a clear night's cold).
+    let anomaly = usual_now.map_or(f32::NAN, |c| now - c);
     Some([
         change(1),
         change(2),
@@ -108,14 +118,14 @@ pub fn features(
         hour_cos,
         day_sin,
         day_cos,
-        relative(climatology(series, target, origin, origin)),
+        relative(usual_now),
         // The same hour the day before the target (the origin itself at 24 h).
         relative(series.get(when - 24, target)),
         relative(climatology(series, target, origin, when)),
         target_sin,
         target_cos,
-        sun(position, origin),
-        sun(position, when),
+        sun_origin,
+        sun_target,
         f32::from(horizon) / 24.0,
         target_sin2,
         target_cos2,
@@ -123,6 +133,16 @@ pub fn features(
         target_cos3,
         climb * dryness,
         yesterday,
+        // Products a linear model cannot form itself: what the sun's climb and daylight
+        // do depends on the wind, the last hour's trend and the origin's anomaly.
+        at(0, Column::WindU) * daylight,
+        at(0, Column::WindV) * daylight,
+        at(0, Column::WindU) * climb,
+        at(0, Column::WindV) * climb,
+        at(0, Column::WindSpeed) * climb,
+        change(1) * climb,
+        anomaly * climb,
+        anomaly * daylight,
     ])
 }
 

@@ -25,7 +25,7 @@ use smartcore::ensemble::random_forest_regressor::{RandomForestRegressor, Random
 use smartcore::linalg::basic::matrix::DenseMatrix;
 
 use crate::domain::Quantity;
-use features::{FEATURES, Position, Scaler, climatology, features};
+use features::{FEATURES, FOREST_FEATURES, Position, Scaler, climatology, features};
 use grid::Grid;
 use hourly::{Column, Hourly};
 use mlp::Mlp;
@@ -213,15 +213,16 @@ pub fn train(
             list.iter().enumerate().filter(move |(k, _)| (k + 3 * h) % 8 == 0).map(move |(_, s)| (h, s))
         })
         .collect();
-    let values: Vec<f64> = pooled.iter().flat_map(|(_, (x, _))| x.iter().map(|&v| f64::from(v))).collect();
-    let matrix = DenseMatrix::new(pooled.len(), FEATURES, values, false).map_err(|e| failed(e.to_string()))?;
+    let values: Vec<f64> =
+        pooled.iter().flat_map(|(_, (x, _))| x[..FOREST_FEATURES].iter().map(|&v| f64::from(v))).collect();
+    let matrix = DenseMatrix::new(pooled.len(), FOREST_FEATURES, values, false).map_err(|e| failed(e.to_string()))?;
     // In units of each horizon's spread, so that the long horizons' large changes do not
     // decide every split.
     let targets: Vec<f64> = pooled.iter().map(|(h, (_, y))| f64::from(y / spread[*h])).collect();
     let parameters = RandomForestRegressorParameters::default()
         .with_n_trees(usize::from(settings.forest_trees))
         .with_max_depth(settings.forest_depth)
-        .with_m(settings.forest_features.min(FEATURES))
+        .with_m(settings.forest_features.min(FOREST_FEATURES))
         .with_min_samples_leaf(5)
         .with_seed(11);
     let forest = Forest::fit(&matrix, &targets, parameters).map_err(|e| failed(format!("random forest: {e}")))?;
@@ -301,8 +302,8 @@ impl Trained {
         if rows.len() != usize::from(HORIZONS) {
             return Vec::new();
         }
-        let values: Vec<f64> = rows.iter().flat_map(|x| x.iter().map(|&v| f64::from(v))).collect();
-        let forest = DenseMatrix::new(rows.len(), FEATURES, values, false)
+        let values: Vec<f64> = rows.iter().flat_map(|x| x[..FOREST_FEATURES].iter().map(|&v| f64::from(v))).collect();
+        let forest = DenseMatrix::new(rows.len(), FOREST_FEATURES, values, false)
             .ok()
             .and_then(|m| self.forest.predict(&m).ok())
             .unwrap_or_default();

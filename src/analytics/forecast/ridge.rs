@@ -1,7 +1,7 @@
 //! Ridge linear regression, one per horizon, by its normal equations (optionally on
 //! absolute error, see [`Ridge::fit_absolute`]).
 //!
-//! Written out rather than taken from smartcore: a fit here is one Gram matrix of 35
+//! Written out rather than taken from smartcore: a fit here is one Gram matrix of 43
 //! features and one Cholesky solve (about 3 ms for a year of hours), where smartcore's
 //! generic ridge takes about 20 ms per horizon, and 24 horizons are fitted per training.
 
