@@ -8,9 +8,8 @@ use super::hourly::{Column, Hourly};
 
 /// How many features there are.
 pub const FEATURES: usize = 43;
-/// The features the random forest sees: all but the last eight, the products that only
-/// the linear model needs (a tree forms its own interactions, and sorting fewer columns
-/// keeps its training within budget).
+/// The features the random forest sees: all but the last eight, the products the linear
+/// model needs (a tree forms its own interactions; the network sees them all).
 pub const FOREST_FEATURES: usize = FEATURES - 8;
 /// Days of the same hour averaged for the climatology feature and baseline.
 pub const CLIMATOLOGY_DAYS: i64 = 14;
