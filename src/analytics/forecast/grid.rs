@@ -42,10 +42,6 @@ impl Grid {
         Self { values, max_gap }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
     /// The reported value nearest `v`, when `v` lies between two reported values close
     /// together; else `v`.
     pub fn snap(&self, v: f32) -> f32 {
@@ -87,8 +83,8 @@ mod tests {
     #[test]
     fn continuous_values_have_no_grid() {
         let grid = Grid::of((0..5000).map(|k| k as f32 * 0.013));
-        assert!(grid.is_empty());
+        assert_eq!(grid, Grid::default());
         assert_eq!(grid.snap(1.2345), 1.2345);
-        assert!(Grid::of([1.0]).is_empty());
+        assert_eq!(Grid::of([1.0]), Grid::default());
     }
 }
