@@ -255,11 +255,7 @@ impl Place {
                         .collect();
                     runs.push(Run { model: Model::Providers, values });
                 }
-                let mut blend = skill[q].blend(&runs);
-                if let Some(fitted) = &self.fitted[q] {
-                    fitted.model.snap(&mut blend);
-                }
-                runs.push(blend);
+                runs.push(models::blend(&skill[q], &runs, self.fitted[q].as_deref().map(|f| &f.model)));
                 if score {
                     skill[q].issue(origin, &runs);
                 }

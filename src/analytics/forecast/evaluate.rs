@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::features::Position;
 use super::hourly::{Column, Hourly};
 use super::skill::Skill;
-use super::{Model, NotTrained, Settings, Trained, baselines, train};
+use super::{Model, NotTrained, Settings, Trained, baselines, blend, train};
 use crate::domain::Quantity;
 
 /// Share of the hours trained on before the first test origin.
@@ -78,9 +78,7 @@ pub fn evaluate(
         skill.verify(origin, |hour| series.get(hour, column));
         let mut runs = baselines(series, quantity, origin);
         runs.extend(model.forecast(series, position, origin));
-        let mut blend = skill.blend(&runs);
-        model.snap(&mut blend);
-        runs.push(blend);
+        runs.push(blend(&skill, &runs, Some(model)));
         skill.issue(origin, &runs);
         for (k, &h) in horizons.iter().enumerate() {
             let Some(truth) = series.get(origin + i64::from(h), column) else { continue };

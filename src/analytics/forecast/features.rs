@@ -87,30 +87,35 @@ pub fn features(
     let (sun_origin, sun_target) = (sun(position, origin), sun(position, when));
     // The sun's climb over the forecast hours, which warms more when the air is dry.
     let climb = sun_target - sun_origin;
-    let dryness = 1.0 - at(0, Column::Humidity) / 100.0;
-    // What the same hours did the day before.
+    let humidity = at(0, Column::Humidity);
+    let dryness = 1.0 - humidity / 100.0;
+    // What the same hours did the day before (the sum of two features below, the same
+    // hour the day before the target and the change over 24 h, given whole to the forest
+    // and the network).
     let yesterday = at(24 - h, target) - at(24, target);
     // The sun over the target hour: a sea breeze sets in by day, from the sea's side.
     let daylight = sun_target.max(0.0);
     let usual_now = climatology(series, target, origin, origin);
     // How far the origin is from its hour's usual value (a clear night's cold).
     let anomaly = usual_now.map_or(f32::NAN, |c| now - c);
+    let (wind_speed, wind_u, wind_v) = (at(0, Column::WindSpeed), at(0, Column::WindU), at(0, Column::WindV));
+    let last_hour = change(1);
     Some([
-        change(1),
+        last_hour,
         change(2),
         change(3),
         change(6),
         change(12),
         change(24),
-        at(0, Column::Humidity),
+        humidity,
         delta(Column::Humidity, 1),
         delta(Column::Humidity, 3),
         at(0, Column::Pressure),
         delta(Column::Pressure, 3),
         delta(Column::Pressure, 12),
-        at(0, Column::WindSpeed),
-        at(0, Column::WindU),
-        at(0, Column::WindV),
+        wind_speed,
+        wind_u,
+        wind_v,
         at(0, Column::Visibility),
         at(0, Column::Precipitation),
         hour_sin,
@@ -134,12 +139,12 @@ pub fn features(
         yesterday,
         // Products a linear model cannot form itself: what the sun's climb and daylight
         // do depends on the wind, the last hour's trend and the origin's anomaly.
-        at(0, Column::WindU) * daylight,
-        at(0, Column::WindV) * daylight,
-        at(0, Column::WindU) * climb,
-        at(0, Column::WindV) * climb,
-        at(0, Column::WindSpeed) * climb,
-        change(1) * climb,
+        wind_u * daylight,
+        wind_v * daylight,
+        wind_u * climb,
+        wind_v * climb,
+        wind_speed * climb,
+        last_hour * climb,
         anomaly * climb,
         anomaly * daylight,
     ])

@@ -30,6 +30,7 @@ use grid::Grid;
 use hourly::{Column, Hourly};
 use mlp::Mlp;
 use ridge::Ridge;
+use skill::Skill;
 
 /// Hours ahead forecast: 1 to `HORIZONS`.
 pub const HORIZONS: u8 = 24;
@@ -274,6 +275,16 @@ pub fn baselines(series: &Hourly, quantity: Quantity, origin: i64) -> Vec<Run> {
     ]
 }
 
+/// The skill-weighted blend of `runs` (the `ensemble`), on the place's grid when it has
+/// learned models.
+pub fn blend(skill: &Skill, runs: &[Run], trained: Option<&Trained>) -> Run {
+    let mut blend = skill.blend(runs);
+    if let Some(trained) = trained {
+        trained.snap(&mut blend);
+    }
+    blend
+}
+
 impl Trained {
     /// Whether these models were fitted on this build's features (models kept by an
     /// earlier version with other features are trained again).
@@ -282,7 +293,7 @@ impl Trained {
     }
 
     /// Moves a run's values to the place's grid (see [`grid`]); the learned models' runs
-    /// already are.
+    /// already are, and [`blend`] puts the blend there.
     pub fn snap(&self, run: &mut Run) {
         for value in run.values.iter_mut().flatten() {
             *value = self.grid.snap(*value);
