@@ -1182,6 +1182,37 @@ mod tests {
         assert!(finding.expected.high < values[at].1, "{finding:?}");
     }
 
+    /// Live, a temperature reading's reference carries its source's wind and its humidity
+    /// minus the other sources' median (their readings within two hours of it); the other
+    /// quantities get the wind alone.
+    #[test]
+    fn a_live_reading_carries_its_wind_and_its_humidity_against_the_others() {
+        let at: DateTime<Utc> = "2026-03-01T12:00:00Z".parse().unwrap();
+        let reading = |source: &str, minutes: i64, humidity: f64| {
+            let id = crate::domain::LocationId::parse("KJFK").unwrap();
+            let mut r = Reading::new(id, SourceName::parse(source).unwrap(), at + Duration::minutes(minutes));
+            r.set(Quantity::Temperature, Some(10.0));
+            r.set(Quantity::Humidity, Some(humidity));
+            r
+        };
+        let mut mine = reading("station", 0, 70.0);
+        mine.set(Quantity::WindSpeed, Some(3.0));
+        mine.set(Quantity::WindDirection, Some(200.0));
+        // Two within the window (median 55 %), one three hours old and left out.
+        let latest = [
+            mine.clone(),
+            reading("open-meteo", -30, 50.0),
+            reading("met-norway", 90, 60.0),
+            reading("nws", -180, 10.0),
+        ];
+        let mut others = Vec::new();
+        let temperature = reference_of(&mine, &latest, Quantity::Temperature, 10.0, &mut others);
+        assert_eq!(temperature.weather, Weather { humidity_gap: Some(15.0), wind: Some((3.0, 200.0)) });
+        let humidity = reference_of(&mine, &latest, Quantity::Humidity, 70.0, &mut others);
+        assert_eq!(humidity.weather, Weather { humidity_gap: None, wind: Some((3.0, 200.0)) });
+        assert_eq!(humidity.median, Some(55.0));
+    }
+
     #[test]
     fn the_median_of_odd_and_even_counts() {
         assert_eq!(median_of(&mut [3.0, 1.0, 2.0]), 2.0);
