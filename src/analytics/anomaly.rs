@@ -750,25 +750,30 @@ fn reference_of(
     others.clear();
     others.extend(latest.iter().filter(around).filter_map(|r| r.get(quantity)));
     let mut reference = Reference::of(value, others);
-    let humidity: &mut [f64] = if quantity == Quantity::Temperature {
-        others.clear();
-        others.extend(latest.iter().filter(around).filter_map(|r| r.get(Quantity::Humidity)));
-        others
-    } else {
-        &mut []
-    };
-    reference.weather = weather_of(quantity, |q| reading.get(q), humidity);
+    reference.weather = weather_of(
+        quantity,
+        |q| reading.get(q),
+        others,
+        |theirs| theirs.extend(latest.iter().filter(around).filter_map(|r| r.get(Quantity::Humidity))),
+    );
     reference
 }
 
 /// What else sets a reading apart from the other sources (see [`Weather`]): its wind, and
-/// for temperature its humidity minus their median (`humidity`: theirs, reordered).
-fn weather_of(quantity: Quantity, own: impl Fn(Quantity) -> Option<f64>, humidity: &mut [f64]) -> Weather {
+/// for temperature its humidity minus the median of theirs, which `theirs` puts in
+/// `buffer` (called only then).
+fn weather_of(
+    quantity: Quantity,
+    own: impl Fn(Quantity) -> Option<f64>,
+    buffer: &mut Vec<f64>,
+    theirs: impl FnOnce(&mut Vec<f64>),
+) -> Weather {
     let wind = own(Quantity::WindSpeed).zip(own(Quantity::WindDirection));
-    let humidity_gap = match (quantity, own(Quantity::Humidity)) {
-        (Quantity::Temperature, Some(h)) if !humidity.is_empty() => Some(h - median_of(humidity)),
-        _ => None,
-    };
+    let humidity_gap = own(Quantity::Humidity).filter(|_| quantity == Quantity::Temperature).and_then(|h| {
+        buffer.clear();
+        theirs(buffer);
+        (!buffer.is_empty()).then(|| h - median_of(buffer))
+    });
     Weather { humidity_gap, wind }
 }
 
@@ -824,18 +829,15 @@ pub fn detect_offline(rows: &[crate::observations::Row], settings: &DetectorSett
         }
         for (i, q) in quantities.iter().enumerate() {
             let Some(value) = row.values.get(*q).filter(|v| in_range(*q, *v)) else { continue };
-            let mut others: Vec<f64> = at_time
-                .get(&(row.at, i))
-                .map(|all| all.iter().filter(|(s, _)| *s != row.station).map(|(_, v)| *v).collect())
-                .unwrap_or_default();
-            let mut reference = Reference::of(value, &mut others);
-            let mut humidity: Vec<f64> = match humidity_column.and_then(|c| at_time.get(&(row.at, c))) {
-                Some(all) if *q == Quantity::Temperature => {
-                    all.iter().filter(|(s, _)| *s != row.station).map(|(_, v)| *v).collect()
-                }
-                _ => Vec::new(),
+            // The other stations' values of quantity `c` at the row's time.
+            let theirs = |c: usize| {
+                at_time.get(&(row.at, c)).into_iter().flatten().filter(|(s, _)| *s != row.station).map(|(_, v)| *v)
             };
-            reference.weather = weather_of(*q, |q| row.values.get(q).filter(|v| in_range(q, *v)), &mut humidity);
+            let mut others: Vec<f64> = theirs(i).collect();
+            let mut reference = Reference::of(value, &mut others);
+            let own = |q: Quantity| row.values.get(q).filter(|v| in_range(q, *v));
+            reference.weather =
+                weather_of(*q, own, &mut others, |buffer| buffer.extend(humidity_column.into_iter().flat_map(theirs)));
             let detector = detectors.entry((row.station.as_str(), i)).or_insert_with(|| profiles.detector(*q));
             for signal in detector.observe_with(row.at, value, reference) {
                 let Signal::Start(finding) = signal else { continue };

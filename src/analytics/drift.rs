@@ -29,6 +29,7 @@ use std::f64::consts::TAU;
 
 use chrono::{DateTime, Utc};
 
+use crate::analytics::linalg::cholesky_solve;
 use crate::domain::Band;
 
 /// Thresholds; the scale's floor is in tolerances of the quantity (temperature: 2 °C).
@@ -173,36 +174,16 @@ impl Fit {
         self.through = Some(hour.index);
     }
 
-    /// The coefficients, once enough hours are learned (Cholesky on the penalized normal
-    /// equations).
+    /// The coefficients, once enough hours are learned (the penalized normal equations).
     fn coefficients(&self) -> Option<[f64; FEATURES]> {
         if self.weight < MIN_WEIGHT {
             return None;
         }
-        let mut a = self.xx;
-        for (i, row) in a.iter_mut().enumerate().skip(1) {
-            row[i] += RIDGE * self.weight;
+        let mut a: Vec<f64> = self.xx.iter().flatten().copied().collect();
+        for i in 1..FEATURES {
+            a[i * FEATURES + i] += RIDGE * self.weight;
         }
-        // a = L·Lᵀ, L kept in the lower triangle of a.
-        for j in 0..FEATURES {
-            let d = a[j][j] - (0..j).map(|k| a[j][k] * a[j][k]).sum::<f64>();
-            if d <= 1e-12 {
-                return None;
-            }
-            a[j][j] = d.sqrt();
-            for i in j + 1..FEATURES {
-                a[i][j] = (a[i][j] - (0..j).map(|k| a[i][k] * a[j][k]).sum::<f64>()) / a[j][j];
-            }
-        }
-        let mut z = [0.0; FEATURES];
-        for i in 0..FEATURES {
-            z[i] = (self.xy[i] - (0..i).map(|k| a[i][k] * z[k]).sum::<f64>()) / a[i][i];
-        }
-        let mut beta = [0.0; FEATURES];
-        for i in (0..FEATURES).rev() {
-            beta[i] = (z[i] - (i + 1..FEATURES).map(|k| a[k][i] * beta[k]).sum::<f64>()) / a[i][i];
-        }
-        Some(beta)
+        cholesky_solve(&mut a, &self.xy)?.try_into().ok()
     }
 }
 
@@ -257,17 +238,18 @@ impl DriftTracker {
         let reference = reference?;
         let Ok(index) = i32::try_from(at.timestamp().div_euclid(3600)) else { return None };
         let bias = value - reference;
-        let change = match self.hours.back() {
-            Some(last) if last.index == index => None,
-            Some(last) if last.index > index => return None,
-            // A new hour: the ones before it are complete.
-            Some(_) => self.judge(index, at, reference, &Hour::new(index, bias, weather)),
-            None => None,
-        };
         match self.hours.back_mut() {
-            Some(last) if last.index == index => last.add(bias, weather),
-            _ => self.hours.push_back(Hour::new(index, bias, weather)),
+            Some(last) if last.index == index => {
+                last.add(bias, weather);
+                return None;
+            }
+            Some(last) if last.index > index => return None,
+            _ => {}
         }
+        // A new hour: the ones before it are complete.
+        let hour = Hour::new(index, bias, weather);
+        let change = if self.hours.is_empty() { None } else { self.judge(index, at, reference, &hour) };
+        self.hours.push_back(hour);
         while self.hours.front().is_some_and(|h| h.index <= index - DAYS * 24) {
             self.hours.pop_front();
         }
@@ -285,59 +267,18 @@ impl DriftTracker {
         }
     }
 
-    /// The mean residual over hours [from, to), when enough of them are there.
-    fn mean(&self, beta: &[f64; FEATURES], from: i32, to: i32) -> Option<f64> {
-        let (sum, n) = self
-            .hours
-            .iter()
-            .filter(|h| (from..to).contains(&h.index))
-            .fold((0.0, 0), |(s, n), h| (s + h.bias() - predict(beta, h), n + 1));
-        (n >= MIN_HOURS * (to - from) as usize / 24).then(|| sum / n as f64)
-    }
-
-    /// The root mean square of the hourly residuals over hours [from, to) about their
-    /// least-squares line.
-    fn scatter(&self, beta: &[f64; FEATURES], from: i32, to: i32) -> Option<f64> {
-        let points: Vec<(f64, f64)> = self
-            .hours
-            .iter()
-            .filter(|h| (from..to).contains(&h.index))
-            .map(|h| (f64::from(h.index - from), h.bias() - predict(beta, h)))
-            .collect();
-        if points.len() < MIN_HOURS * (to - from) as usize / 24 {
-            return None;
-        }
-        let n = points.len() as f64;
-        let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
-        let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
-        let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-        let slope = sxy / sxx;
-        Some((points.iter().map(|p| (p.1 - my - slope * (p.0 - mx)).powi(2)).sum::<f64>() / n).sqrt())
-    }
-
-    /// The baseline and scale: the median residual of the seven days ending two days
-    /// before `now_hour`, and the spread of their daily means (when five have one).
-    fn baseline(&self, beta: &[f64; FEATURES], now_hour: i32) -> Option<(f64, f64)> {
-        let (from, to) = (now_hour - 9 * 24, now_hour - 2 * 24);
-        let days: Vec<f64> =
-            (2..9).filter_map(|d| self.mean(beta, now_hour - 24 * (d + 1), now_hour - 24 * d)).collect();
-        if days.len() < 5 {
-            return None;
-        }
-        let mut residuals: Vec<f64> =
-            self.hours.iter().filter(|h| (from..to).contains(&h.index)).map(|h| h.bias() - predict(beta, h)).collect();
-        residuals.sort_by(f64::total_cmp);
-        let base = residuals[residuals.len() / 2];
-        let mean = days.iter().sum::<f64>() / days.len() as f64;
-        let spread = (days.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / days.len() as f64).sqrt();
-        Some((base, spread.max(self.settings.floor * self.tolerance)))
-    }
-
     /// Judges the complete hours before `now_hour`; `now` is the reading that began it.
     fn judge(&mut self, now_hour: i32, at: DateTime<Utc>, reference: f64, now: &Hour) -> Option<DriftChange> {
         self.learn(now_hour);
         let beta = self.fit.coefficients()?;
-        let last = self.mean(&beta, now_hour - 24, now_hour)?;
+        // The residual of each hour of the last nine days, computed once for every rule.
+        let residuals: Vec<(i32, f64)> = self
+            .hours
+            .iter()
+            .filter(|h| h.index >= now_hour - 9 * 24)
+            .map(|h| (h.index, h.bias() - predict(&beta, h)))
+            .collect();
+        let last = mean(&residuals, now_hour - 24, now_hour)?;
         if let Some(active) = self.active {
             if (last - active.base).abs() < self.settings.z * active.scale / 2.0 {
                 self.active = None;
@@ -347,9 +288,10 @@ impl DriftTracker {
             }
             return None;
         }
-        let (base, scale) = self.baseline(&beta, now_hour)?;
+        let (base, scale) = baseline(&residuals, now_hour)?;
+        let scale = scale.max(self.settings.floor * self.tolerance);
         let offset = last - base;
-        let scatter = self.scatter(&beta, now_hour - 24, now_hour)?;
+        let scatter = scatter(&residuals, now_hour - 24, now_hour)?;
         if offset.abs() < self.settings.z * scale || offset.abs() < self.settings.steadiness * scatter {
             return None;
         }
@@ -364,12 +306,58 @@ impl DriftTracker {
     }
 }
 
+/// The hourly residuals (hour index, residual) within hours [from, to).
+fn within(residuals: &[(i32, f64)], from: i32, to: i32) -> impl Iterator<Item = (i32, f64)> + '_ {
+    residuals.iter().copied().filter(move |(index, _)| (from..to).contains(index))
+}
+
+/// Whether `n` hours are enough of the hours [from, to).
+fn enough(n: usize, from: i32, to: i32) -> bool {
+    n >= MIN_HOURS * (to - from) as usize / 24
+}
+
+/// The mean residual over hours [from, to), when enough of them are there.
+fn mean(residuals: &[(i32, f64)], from: i32, to: i32) -> Option<f64> {
+    let (sum, n) = within(residuals, from, to).fold((0.0, 0), |(s, n), (_, r)| (s + r, n + 1));
+    enough(n, from, to).then(|| sum / n as f64)
+}
+
+/// The root mean square of the hourly residuals over hours [from, to) about their
+/// least-squares line.
+fn scatter(residuals: &[(i32, f64)], from: i32, to: i32) -> Option<f64> {
+    let points: Vec<(f64, f64)> = within(residuals, from, to).map(|(i, r)| (f64::from(i - from), r)).collect();
+    if !enough(points.len(), from, to) {
+        return None;
+    }
+    let n = points.len() as f64;
+    let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let slope = sxy / sxx;
+    Some((points.iter().map(|p| (p.1 - my - slope * (p.0 - mx)).powi(2)).sum::<f64>() / n).sqrt())
+}
+
+/// The baseline and the spread: the median residual of the seven days ending two days
+/// before `now_hour`, and the spread of their daily means (when five have one).
+fn baseline(residuals: &[(i32, f64)], now_hour: i32) -> Option<(f64, f64)> {
+    let days: Vec<f64> = (2..9).filter_map(|d| mean(residuals, now_hour - 24 * (d + 1), now_hour - 24 * d)).collect();
+    if days.len() < 5 {
+        return None;
+    }
+    let mut week: Vec<f64> = within(residuals, now_hour - 9 * 24, now_hour - 2 * 24).map(|(_, r)| r).collect();
+    week.sort_by(f64::total_cmp);
+    let base = week[week.len() / 2];
+    let mean = days.iter().sum::<f64>() / days.len() as f64;
+    let spread = (days.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / days.len() as f64).sqrt();
+    Some((base, spread))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// The regression finds a bias the weather sets: 1 °C warmer per 10 % drier than the
-    /// neighbours, plus 0.5 °C; hours too young are not learned from.
+    /// neighbours, plus 0.5 °C.
     #[test]
     fn the_fit_learns_the_bias_the_humidity_gap_explains() {
         let mut fit = Fit::new();

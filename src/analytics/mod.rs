@@ -7,6 +7,7 @@ pub mod consensus;
 pub mod drift;
 pub mod forecast;
 pub mod history;
+pub mod linalg;
 pub mod residual;
 
 pub use blend::{blend, with_learned};

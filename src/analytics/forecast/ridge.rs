@@ -6,6 +6,7 @@
 //! generic ridge takes about 20 ms per horizon, and 24 horizons are fitted per training.
 
 use super::features::FEATURES;
+use crate::analytics::linalg::cholesky_solve;
 
 /// Weights and intercept of one horizon's model, over scaled features.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -94,44 +95,6 @@ impl Ridge {
     pub fn predict(&self, row: &[f32; FEATURES]) -> f32 {
         (self.intercept + self.weights.iter().zip(row).map(|(w, &x)| w * f64::from(x)).sum::<f64>()) as f32
     }
-}
-
-/// Solves `a x = b` for a symmetric positive definite `a` (overwritten by its factor).
-fn cholesky_solve(a: &mut [f64], b: &[f64; FEATURES]) -> Option<Vec<f64>> {
-    let n = FEATURES;
-    for j in 0..n {
-        let mut d = a[j * n + j];
-        for k in 0..j {
-            d -= a[j * n + k] * a[j * n + k];
-        }
-        if d <= 0.0 || !d.is_finite() {
-            return None;
-        }
-        let d = d.sqrt();
-        a[j * n + j] = d;
-        for i in j + 1..n {
-            let mut s = a[i * n + j];
-            for k in 0..j {
-                s -= a[i * n + k] * a[j * n + k];
-            }
-            a[i * n + j] = s / d;
-        }
-    }
-    // L y = b, then L' x = y.
-    let mut y = b.to_vec();
-    for i in 0..n {
-        for k in 0..i {
-            y[i] -= a[i * n + k] * y[k];
-        }
-        y[i] /= a[i * n + i];
-    }
-    for i in (0..n).rev() {
-        for k in i + 1..n {
-            y[i] -= a[k * n + i] * y[k];
-        }
-        y[i] /= a[i * n + i];
-    }
-    Some(y)
 }
 
 #[cfg(test)]
