@@ -455,7 +455,11 @@ impl Forecaster {
         let read = |what: &str| -> Option<Vec<u8>> { std::fs::read(self.file(id, what)?).ok() };
         let kept = read("series")
             .and_then(|bytes| match serde_json::from_slice::<Kept>(&bytes) {
-                Ok(kept) if kept.skill.len() == LEARNED_QUANTITIES.len() => Some(kept),
+                Ok(mut kept) if kept.skill.len() == LEARNED_QUANTITIES.len() => {
+                    // Skill kept by a build with other models is measured again.
+                    kept.skill.iter_mut().filter(|s| !s.is_current()).for_each(|s| *s = Skill::default());
+                    Some(kept)
+                }
                 Ok(_) => None,
                 Err(e) => {
                     warn!(location = %id, error = %e, "the kept forecast series cannot be read: starting afresh");

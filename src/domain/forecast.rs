@@ -124,8 +124,9 @@ pub struct TrainedSummary {
 /// One model's forecast and its skill.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ModelRun {
-    /// persistence, yesterday, climatology, ridge, random_forest, mlp, providers or
-    /// ensemble (every other weighed by its skill).
+    /// persistence, yesterday, climatology, ridge, random_forest, mlp, gradient_boosting
+    /// (the first 6 hours; null beyond), providers or ensemble (every other weighed by its
+    /// skill).
     pub model: String,
     /// 1 to 24 hours ahead of `issued_at`.
     pub hourly: Vec<ModelHour>,

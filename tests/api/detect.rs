@@ -81,17 +81,24 @@ fn eval_forecast_scores_every_model_on_the_same_points_or_says_why_it_cannot() {
         .collect();
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), lines.join("\n")).unwrap();
-    let (code, stdout, stderr) = eval(&["--data", file.path().to_str().unwrap(), "--horizons", "6", "--json"]);
+    let (code, stdout, stderr) = eval(&["--data", file.path().to_str().unwrap(), "--horizons", "6,12", "--json"]);
     assert_eq!(code, 0, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let klga = &report["stations"]["KLGA"];
     assert_eq!((klga["quantity"].as_str(), klga["refit_hours"].as_u64()), (Some("temperature"), Some(168)));
     let models: Vec<&str> = klga["models"].as_array().unwrap().iter().map(|m| m["model"].as_str().unwrap()).collect();
-    assert_eq!(models, ["persistence", "yesterday", "climatology", "ridge", "random_forest", "mlp", "ensemble"]);
+    assert_eq!(
+        models,
+        ["persistence", "yesterday", "climatology", "ridge", "random_forest", "mlp", "gradient_boosting", "ensemble"]
+    );
     let points: Vec<u64> =
         klga["models"].as_array().unwrap().iter().map(|m| m["horizons"][0]["n"].as_u64().unwrap()).collect();
     assert!(points[0] > 300 && points.iter().all(|n| *n == points[0]), "{points:?}");
     assert_eq!(klga["models"][0]["horizons"][0]["ratio_to_persistence"], 1.0);
+    // The boosted trees forecast six hours ahead: no score at 12 h, every other model one.
+    let twelve = |model: usize| klga["models"][model]["horizons"][1].clone();
+    assert_eq!((twelve(6)["n"].as_u64(), twelve(6)["mae"].is_null()), (Some(0), true), "{}", twelve(6));
+    assert!([0, 3, 7].iter().all(|&m| twelve(m)["n"].as_u64() > Some(300)), "{klga}");
 
     // Ten days: the first fit, on the first 70 % (7 days), has too few hours. A horizon
     // past 24 h is refused.

@@ -129,7 +129,10 @@ async fn a_stations_real_history_trains_its_models_and_forecast_shows_their_runs
     assert_eq!(status, 200, "{body}");
     let names: Vec<&str> =
         body["models"]["runs"].as_array().unwrap().iter().map(|r| r["model"].as_str().unwrap()).collect();
-    assert_eq!(names, ["persistence", "yesterday", "climatology", "ridge", "random_forest", "mlp", "ensemble"]);
+    assert_eq!(
+        names,
+        ["persistence", "yesterday", "climatology", "ridge", "random_forest", "mlp", "gradient_boosting", "ensemble"]
+    );
 
     // Persistence was issued from every complete hour: its 1 h error is the mean change
     // from one hour to the next over the hours of the last 14 UTC days verified (the
@@ -144,12 +147,19 @@ async fn a_stations_real_history_trains_its_models_and_forecast_shows_their_runs
     assert!((shown - expected).abs() <= 0.01, "persistence 1 h MAE {shown}, the data says {expected}");
     // The learned models issue from hour 361 (the first complete one after training):
     // h hours ahead, 166 - h of their forecasts have been verified.
-    for model in ["ridge", "random_forest", "mlp"] {
+    for model in ["ridge", "random_forest", "mlp", "gradient_boosting"] {
         let skill = temperature_skill(run(&body, model));
-        let verified: Vec<u64> = (1..=24).map(|h| 166 - h).collect();
+        // The boosted trees forecast 6 hours ahead: nothing to verify beyond.
+        let reach = if model == "gradient_boosting" { 6 } else { 24 };
+        let verified: Vec<u64> = (1..=24).map(|h| if h <= reach { 166 - h } else { 0 }).collect();
         assert_eq!(skill["verified"], json!(verified), "{model}");
-        assert!(skill["mae"].as_array().unwrap().iter().all(|m| m.as_f64().is_some_and(|m| m > 0.0)), "{model}");
+        let mae = skill["mae"].as_array().unwrap();
+        assert!(mae[..reach as usize].iter().all(|m| m.as_f64().is_some_and(|m| m > 0.0)), "{model}");
+        assert!(mae[reach as usize..].iter().all(Value::is_null), "{model}");
     }
+    let boosted = run(&body, "gradient_boosting")["hourly"].as_array().unwrap().clone();
+    assert!(boosted[..6].iter().all(|h| h["temperature"].is_f64()), "{boosted:?}");
+    assert!(boosted[6..].iter().all(|h| h["temperature"].is_null()), "{boosted:?}");
     // Every run forecasts the 24 hours after the last complete one; the forecast's hours
     // show the ensemble's temperature.
     let ensemble = run(&body, "ensemble");
@@ -176,7 +186,7 @@ async fn a_stations_real_history_trains_its_models_and_forecast_shows_their_runs
     assert_eq!(response.status(), 400);
     assert_eq!(response.headers()["content-type"], "application/problem+json");
     let problem: Value = response.json().await.unwrap();
-    assert!(problem["detail"].as_str().unwrap().contains("ridge, random_forest, mlp"), "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("ridge, random_forest, mlp, gradient_boosting"), "{problem}");
 
     // Trained on demand: every complete hour now, 24 to 525 as origins.
     let trainings = r#"isobar_forecast_trainings_total{outcome="trained",quantity="temperature"}"#;

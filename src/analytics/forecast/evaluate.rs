@@ -1,7 +1,8 @@
 //! Rolling-origin evaluation: train on the first 70 % of the hours, then walk through the
 //! remaining 30 % in time order, forecasting from every hour and re-fitting every
 //! `refit_hours` on the data before the origin only. Every model is scored on the same
-//! (origin, horizon) pairs: those where the target and every baseline exist. The blend
+//! (origin, horizon) pairs: those where the target and every baseline exist (a model that
+//! does not forecast that far, as the boosted trees beyond six hours, has no score). The blend
 //! (`ensemble`) weighs the models by their skill on the forecasts verified so far, as when
 //! serving.
 
@@ -83,9 +84,14 @@ pub fn evaluate(
         for (k, &h) in horizons.iter().enumerate() {
             let Some(truth) = series.get(origin + i64::from(h), column) else { continue };
             let index = usize::from(h) - 1;
-            let predictions: Option<Vec<(Model, f32)>> =
-                runs.iter().map(|r| Some((r.model, r.values.get(index).copied().flatten()?))).collect();
-            let Some(predictions) = predictions.filter(|p| p.len() == Model::ALL.len() - 1) else { continue };
+            // Every model that forecasts this far must have a value.
+            let predictions: Option<Vec<(Model, f32)>> = runs
+                .iter()
+                .filter(|r| r.model.reach() >= h)
+                .map(|r| Some((r.model, r.values.get(index).copied().flatten()?)))
+                .collect();
+            let reaching = Model::ALL.iter().filter(|m| **m != Model::Providers && m.reach() >= h).count();
+            let Some(predictions) = predictions.filter(|p| p.len() == reaching) else { continue };
             for (model, prediction) in predictions {
                 let error = f64::from(prediction - truth);
                 let s = &mut sums[model.index()][k];
@@ -106,7 +112,8 @@ pub fn evaluate(
                 .zip(per)
                 .zip(&persistence)
                 .map(|((&horizon, s), &p)| {
-                    let n = s.n.max(1) as f64;
+                    // NaN (null in JSON) where the model does not forecast this far.
+                    let n = if s.n == 0 { f64::NAN } else { s.n as f64 };
                     let mae = s.abs / n;
                     Score {
                         horizon,
@@ -177,19 +184,29 @@ impl Evaluation {
             self.fits,
             first.horizons.iter().map(|s| s.n.to_string()).collect::<Vec<_>>().join(", ")
         ));
-        out.push_str(&format!("MAE (ratio to persistence)\n{:<14}{}\n", "model", header.join("")));
+        out.push_str(&format!("MAE (ratio to persistence)\n{:<18}{}\n", "model", header.join("")));
         for m in &self.models {
             let cells: Vec<String> = m
                 .horizons
                 .iter()
-                .map(|s| format!("{:>14}", format!("{:.2} ({:.2})", s.mae, s.ratio_to_persistence)))
+                .map(|s| {
+                    if s.n == 0 {
+                        format!("{:>14}", "-")
+                    } else {
+                        format!("{:>14}", format!("{:.2} ({:.2})", s.mae, s.ratio_to_persistence))
+                    }
+                })
                 .collect();
-            out.push_str(&format!("{:<14}{}\n", m.model.name(), cells.join("")));
+            out.push_str(&format!("{:<18}{}\n", m.model.name(), cells.join("")));
         }
-        out.push_str(&format!("RMSE\n{:<14}{}\n", "model", header.join("")));
+        out.push_str(&format!("RMSE\n{:<18}{}\n", "model", header.join("")));
         for m in &self.models {
-            let cells: Vec<String> = m.horizons.iter().map(|s| format!("{:>14}", format!("{:.2}", s.rmse))).collect();
-            out.push_str(&format!("{:<14}{}\n", m.model.name(), cells.join("")));
+            let cells: Vec<String> = m
+                .horizons
+                .iter()
+                .map(|s| if s.n == 0 { format!("{:>14}", "-") } else { format!("{:>14}", format!("{:.2}", s.rmse)) })
+                .collect();
+            out.push_str(&format!("{:<18}{}\n", m.model.name(), cells.join("")));
         }
         out
     }
@@ -224,7 +241,7 @@ mod tests {
             assert!(score.n > 500, "{model:?}: {} points", score.n);
             score.ratio_to_persistence
         };
-        for model in [Model::Ridge, Model::RandomForest, Model::Mlp, Model::Ensemble] {
+        for model in [Model::Ridge, Model::RandomForest, Model::Mlp, Model::GradientBoosting, Model::Ensemble] {
             assert!(ratio(model, 1) < 0.75, "{model:?} at 6 h: {}", ratio(model, 1));
         }
         assert_eq!(ratio(Model::Persistence, 0), 1.0);
@@ -243,10 +260,10 @@ mod tests {
         // Ten days before the end: the month's last days were warmer than any before
         // (17 °C on the 31st), and a forecast beyond what was reported is left alone.
         let runs = trained.forecast(&series, kewr, end - 240);
-        assert_eq!(runs.len(), 3);
+        assert_eq!(runs.len(), 4);
         for run in &runs {
             let values: Vec<f32> = run.values.iter().flatten().copied().collect();
-            assert_eq!(values.len(), 24);
+            assert_eq!(values.len(), usize::from(run.model.reach()));
             assert!(values.iter().all(|v| reported.contains(v)), "{:?}: {values:?}", run.model);
         }
         let beyond = trained.forecast(&series, kewr, end);

@@ -1,9 +1,10 @@
 //! Forecasts learned per place: 1 to 24 hours ahead of the last complete hour, from the
 //! place's own hourly history.
 //!
-//! Three learned models — ridge regression per horizon, one random forest and one small
-//! neural network over every horizon — predict the change from the origin hour to the
-//! target hour from the same [`features`](features::features). They are judged against
+//! Four learned models — ridge regression per horizon, one random forest and one small
+//! neural network over every horizon, and gradient-boosted trees per horizon for the
+//! first six hours — predict the change from the origin hour to the target hour from the
+//! same [`features`](features::features). They are judged against
 //! baselines that need no training: persistence (the origin's value), the same hour the
 //! day before, and the hour's climatology (its mean over the last 14 days).
 //!
@@ -12,6 +13,7 @@
 //! a rolling origin. Serving (scheduling, persistence, live skill) is the forecaster
 //! actor's.
 
+pub mod boost;
 pub mod evaluate;
 pub mod features;
 pub mod grid;
@@ -25,6 +27,7 @@ use smartcore::ensemble::random_forest_regressor::{RandomForestRegressor, Random
 use smartcore::linalg::basic::matrix::DenseMatrix;
 
 use crate::domain::Quantity;
+use boost::{BOOSTED_HORIZONS, Boosted, Boosting};
 use features::{FEATURES, FOREST_FEATURES, Position, Scaler, climatology, features};
 use grid::Grid;
 use hourly::{Column, Hourly};
@@ -45,6 +48,8 @@ pub enum Model {
     Ridge,
     RandomForest,
     Mlp,
+    /// Gradient-boosted trees, for the first [`BOOSTED_HORIZONS`] hours.
+    GradientBoosting,
     /// The providers' blend (when providers run for the place), weighed like a model.
     Providers,
     /// Every model weighted by its live skill (the inverse square of its rolling MAE);
@@ -53,17 +58,18 @@ pub enum Model {
 }
 
 impl Model {
-    pub const ALL: [Model; 8] = [
+    pub const ALL: [Model; 9] = [
         Model::Persistence,
         Model::Yesterday,
         Model::Climatology,
         Model::Ridge,
         Model::RandomForest,
         Model::Mlp,
+        Model::GradientBoosting,
         Model::Providers,
         Model::Ensemble,
     ];
-    pub const LEARNED: [Model; 3] = [Model::Ridge, Model::RandomForest, Model::Mlp];
+    pub const LEARNED: [Model; 4] = [Model::Ridge, Model::RandomForest, Model::Mlp, Model::GradientBoosting];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -73,6 +79,7 @@ impl Model {
             Model::Ridge => "ridge",
             Model::RandomForest => "random_forest",
             Model::Mlp => "mlp",
+            Model::GradientBoosting => "gradient_boosting",
             Model::Providers => "providers",
             Model::Ensemble => "ensemble",
         }
@@ -80,6 +87,11 @@ impl Model {
 
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// How many hours ahead it forecasts (from the first).
+    pub fn reach(self) -> u8 {
+        if self == Model::GradientBoosting { BOOSTED_HORIZONS } else { HORIZONS }
     }
 
     /// Its place in [`Model::ALL`] (the order they are declared in).
@@ -101,6 +113,7 @@ pub struct Settings {
     /// Features tried at each split.
     pub forest_features: usize,
     pub mlp: mlp::Training,
+    pub boosting: Boosting,
     /// Whether runs are snapped to the values the place reports (see [`grid`]).
     pub grid: bool,
 }
@@ -110,11 +123,12 @@ impl Default for Settings {
         Self {
             min_hours: 14 * 24,
             ridge_alpha: 1.0,
-            ridge_iterations: 4,
-            forest_trees: 16,
+            ridge_iterations: 2,
+            forest_trees: 12,
             forest_depth: 12,
             forest_features: 10,
             mlp: mlp::Training::default(),
+            boosting: Boosting::default(),
             grid: true,
         }
     }
@@ -136,6 +150,9 @@ pub struct Trained {
     ridge: Vec<Ridge>,
     forest: Forest,
     mlp: Mlp,
+    /// Per horizon up to [`BOOSTED_HORIZONS`] (empty in models kept by a build without).
+    #[serde(default)]
+    boosted: Vec<Boosted>,
     /// The values the place reports, when on a grid: the learned runs and the blend are
     /// snapped to it.
     #[serde(default)]
@@ -241,12 +258,19 @@ pub fn train(
     )
     .ok_or_else(|| failed("mlp: no samples"))?;
 
+    let boosted = samples[..usize::from(BOOSTED_HORIZONS)]
+        .iter()
+        .map(|list| {
+            let (rows, targets): (Vec<_>, Vec<_>) = list.iter().copied().unzip();
+            Boosted::fit(&rows, &targets, settings.boosting).ok_or_else(|| failed("gradient boosting: no samples"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let grid = if settings.grid {
         Grid::of((start..=end).filter_map(|hour| series.get(hour, column)))
     } else {
         Grid::default()
     };
-    Ok(Trained { quantity, trained_until: end, origins, scaler, spread, ridge, forest, mlp, grid })
+    Ok(Trained { quantity, trained_until: end, origins, scaler, spread, ridge, forest, mlp, boosted, grid })
 }
 
 fn failed(message: impl Into<String>) -> NotTrained {
@@ -289,7 +313,7 @@ impl Trained {
     /// Whether these models were fitted on this build's features (models kept by an
     /// earlier version with other features are trained again).
     pub fn is_current(&self) -> bool {
-        self.scaler.features() == FEATURES
+        self.scaler.features() == FEATURES && self.boosted.len() == usize::from(BOOSTED_HORIZONS)
     }
 
     /// Moves a run's values to the place's grid (see [`grid`]); the learned models' runs
@@ -322,10 +346,15 @@ impl Trained {
         let forest: Vec<f32> = forest.iter().zip(&self.spread).map(|(&d, s)| now + d as f32 * s).collect();
         let mlp: Vec<f32> = rows.iter().zip(&self.spread).map(|(x, s)| now + self.mlp.predict(x) * s).collect();
         let some = |v: Vec<f32>| v.into_iter().map(|v| Some(self.grid.snap(v))).collect::<Vec<_>>();
+        let boosted = (rows.iter().zip(&self.boosted).map(|(x, m)| Some(self.grid.snap(now + m.predict(x)))))
+            .chain(std::iter::repeat(None))
+            .take(usize::from(HORIZONS))
+            .collect();
         vec![
             Run { model: Model::Ridge, values: some(ridge) },
             Run { model: Model::RandomForest, values: some(forest) },
             Run { model: Model::Mlp, values: some(mlp) },
+            Run { model: Model::GradientBoosting, values: boosted },
         ]
     }
 }

@@ -3,8 +3,8 @@
 //! days weighs the blend.
 //!
 //! Lean by design (a forecaster keeps one per place and quantity): errors are summed per
-//! UTC day of the hour verified (14 days of 8 models × 24 horizons, 6 bytes each: 16 KiB), and a
-//! forecast waits as its whole run (a day of origins: 8 runs × 24 hours).
+//! UTC day of the hour verified (14 days of 9 models × 24 horizons, 6 bytes each: 18 KiB), and a
+//! forecast waits as its whole run (a day of origins: 9 runs × 24 hours).
 
 use std::collections::VecDeque;
 
@@ -73,6 +73,12 @@ fn slot(model: Model, horizon: u8) -> usize {
 }
 
 impl Skill {
+    /// Whether it counts this build's models (one kept by a build with other models
+    /// has days of another length, whose slots mean other models).
+    pub fn is_current(&self) -> bool {
+        self.days.iter().all(|d| d.sum.len() == SLOTS && d.count.len() == SLOTS)
+    }
+
     /// Keeps the runs issued at `origin` for scoring.
     pub fn issue(&mut self, origin: i64, runs: &[Run]) {
         // 112 bytes a run, per place and quantity.
@@ -197,6 +203,19 @@ mod tests {
         Run { model, values: vec![Some(value); usize::from(HORIZONS)] }
     }
 
+    /// A skill kept by the build before the boosted trees (8 models a day) is not read as
+    /// this one's: its slots would give one model's errors to another.
+    #[test]
+    fn a_skill_of_other_models_is_not_current() {
+        let old = Day { day: 0, sum: vec![0.0; 8 * 24], count: vec![0; 8 * 24] };
+        assert!(!Skill { days: VecDeque::from([old]), ..Skill::default() }.is_current());
+        let mut skill = Skill::default();
+        skill.issue(0, &[run(Model::Ridge, 11.0)]);
+        skill.verify(5, |_| Some(10.0));
+        assert_eq!(skill.verified(Model::Ridge, 1), 1);
+        assert!(skill.is_current());
+    }
+
     #[test]
     fn forecasts_are_scored_when_their_hour_is_observed_and_the_better_model_weighs_more() {
         let mut skill = Skill::default();
@@ -213,14 +232,17 @@ mod tests {
         // Persistence is 4 times worse: left out.
         let blend = skill.blend(&[run(Model::Ridge, 11.0), run(Model::Persistence, 14.0)]);
         assert_eq!(blend.values[0], Some(11.0));
-        // Within 15 %: weights 1/1 and 1/1.1²: (11 + 9 / 1.21) / (1 + 1 / 1.21) = 10.095.
+        // Within 15 %: weights 1/1 and 1/1.1²: (11 + 9 / 1.21) / (1 + 1 / 1.21) = 10.095;
+        // the forest, 20 % behind, is left out.
         for origin in 100..500 {
-            skill.issue(origin, &[run(Model::Ridge, 11.0), run(Model::Mlp, 8.9), run(Model::Persistence, 14.0)]);
+            let runs = [run(Model::Ridge, 11.0), run(Model::Mlp, 8.9), run(Model::RandomForest, 8.8)];
+            skill.issue(origin, &runs);
             skill.verify(origin, |_| Some(10.0));
         }
         // The last 14 days (hours 168 to 499) count, not the older ones.
         assert_eq!(skill.verified(Model::Ridge, 1), 499 - 168 + 1);
-        let blend = skill.blend(&[run(Model::Ridge, 11.0), run(Model::Mlp, 9.0), run(Model::Persistence, 14.0)]);
+        let runs = [run(Model::Ridge, 11.0), run(Model::Mlp, 9.0), run(Model::RandomForest, 0.0)];
+        let blend = skill.blend(&runs);
         assert!((blend.values[0].unwrap() - 10.095).abs() < 1e-3, "{:?}", blend.values[0]);
         // Without skill yet: the mean of the learned models.
         let fresh =

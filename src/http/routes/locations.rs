@@ -347,7 +347,7 @@ pub struct ForecastQuery {
     #[param(value_type = Option<Units>)]
     pub units: Option<String>,
     /// One model's run only: persistence, yesterday, climatology, ridge, random_forest,
-    /// mlp, providers or ensemble.
+    /// mlp, gradient_boosting, providers or ensemble.
     #[param(value_type = Option<crate::analytics::forecast::Model>)]
     pub model: Option<String>,
 }
