@@ -107,11 +107,23 @@ impl Binned {
 /// Per feature and bin: the sum of the gradients' signs and the count.
 type Histogram = Vec<[(f32, u32); BINS]>;
 
+/// The sign of a residual, the gradient of absolute error: 0 where it is 0 (which
+/// `f32::signum` makes 1).
+fn sign(residual: f32) -> f32 {
+    if residual > 0.0 {
+        1.0
+    } else if residual < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
 /// The histogram of `rows` over the tree's `features` (the others stay empty).
-fn histogram_of(binned: &Binned, signs: &[f32], rows: &[u32], features: &[usize]) -> Histogram {
+fn histogram_of(binned: &Binned, residuals: &[f32], rows: &[u32], features: &[usize]) -> Histogram {
     let mut h = vec![[(0.0, 0); BINS]; FEATURES];
     for &i in rows {
-        let (bins, s) = (&binned.bins[i as usize], signs[i as usize]);
+        let (bins, s) = (&binned.bins[i as usize], sign(residuals[i as usize]));
         for &f in features {
             let cell = &mut h[f][usize::from(bins[f]) & (BINS - 1)];
             cell.0 += s;
@@ -167,22 +179,13 @@ impl Boosted {
         let base = median(&mut targets[..n].to_vec());
         let mut predicted = vec![base; n];
         let mut residuals = vec![0.0f32; n];
-        let mut signs = vec![0.0f32; n];
         let mut rng = fastrand::Rng::with_seed(settings.seed);
         let mut sample: Vec<u32> = Vec::with_capacity(n);
         let mut features: Vec<usize> = Vec::with_capacity(FEATURES);
         let mut trees = Vec::with_capacity(settings.trees);
         for _ in 0..settings.trees {
-            for i in 0..n {
-                residuals[i] = targets[i] - predicted[i];
-                // The gradient's sign: 0 where the residual is (f32::signum gives 1).
-                signs[i] = if residuals[i] > 0.0 {
-                    1.0
-                } else if residuals[i] < 0.0 {
-                    -1.0
-                } else {
-                    0.0
-                };
+            for ((r, y), p) in residuals.iter_mut().zip(targets).zip(&predicted) {
+                *r = y - p;
             }
             sample.clear();
             sample.extend((0..n as u32).filter(|_| rng.bool()));
@@ -191,9 +194,8 @@ impl Boosted {
             features.clear();
             features.extend((0..FEATURES).filter(|_| rng.bool()));
             let mut nodes = Vec::new();
-            let growing =
-                Growing { binned: &binned, signs: &signs, residuals: &residuals, features: &features, settings };
-            let root = (settings.depth > 0).then(|| histogram_of(&binned, &signs, &sample, &features));
+            let growing = Growing { binned: &binned, residuals: &residuals, features: &features, settings };
+            let root = (settings.depth > 0).then(|| histogram_of(&binned, &residuals, &sample, &features));
             growing.grow(&mut sample, root, 0, &mut nodes);
             let tree = Tree(&nodes);
             for (p, bins) in predicted.iter_mut().zip(&binned.bins) {
@@ -210,10 +212,9 @@ impl Boosted {
     }
 }
 
-/// What growing a tree reads: the binned rows, the gradients' signs and the residuals.
+/// What growing a tree reads: the binned rows and the residuals.
 struct Growing<'a> {
     binned: &'a Binned,
-    signs: &'a [f32],
     residuals: &'a [f32],
     /// The features this tree may split on.
     features: &'a [usize],
@@ -246,7 +247,8 @@ impl Growing<'_> {
         // The children's histograms, when they may split: the smaller side's counted, the
         // other's the parent's less it.
         let (hl, hr) = if depth + 1 < self.settings.depth {
-            let small = histogram_of(self.binned, self.signs, if l.len() <= r.len() { l } else { r }, self.features);
+            let small =
+                histogram_of(self.binned, self.residuals, if l.len() <= r.len() { l } else { r }, self.features);
             let mut large = parent.clone();
             for (lf, sf) in large.iter_mut().zip(&small) {
                 for (cell, s) in lf.iter_mut().zip(sf) {

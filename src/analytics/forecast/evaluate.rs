@@ -184,30 +184,20 @@ impl Evaluation {
             self.fits,
             first.horizons.iter().map(|s| s.n.to_string()).collect::<Vec<_>>().join(", ")
         ));
-        out.push_str(&format!("MAE (ratio to persistence)\n{:<18}{}\n", "model", header.join("")));
-        for m in &self.models {
-            let cells: Vec<String> = m
-                .horizons
-                .iter()
-                .map(|s| {
-                    if s.n == 0 {
-                        format!("{:>14}", "-")
-                    } else {
-                        format!("{:>14}", format!("{:.2} ({:.2})", s.mae, s.ratio_to_persistence))
-                    }
-                })
-                .collect();
-            out.push_str(&format!("{:<18}{}\n", m.model.name(), cells.join("")));
-        }
-        out.push_str(&format!("RMSE\n{:<18}{}\n", "model", header.join("")));
-        for m in &self.models {
-            let cells: Vec<String> = m
-                .horizons
-                .iter()
-                .map(|s| if s.n == 0 { format!("{:>14}", "-") } else { format!("{:>14}", format!("{:.2}", s.rmse)) })
-                .collect();
-            out.push_str(&format!("{:<18}{}\n", m.model.name(), cells.join("")));
-        }
+        // A section: a row per model, `-` where it does not forecast that far.
+        let mut section = |title: &str, cell: fn(&Score) -> String| {
+            out.push_str(&format!("{title}\n{:<18}{}\n", "model", header.join("")));
+            for m in &self.models {
+                let cells: Vec<String> = m
+                    .horizons
+                    .iter()
+                    .map(|s| format!("{:>14}", if s.n == 0 { "-".to_owned() } else { cell(s) }))
+                    .collect();
+                out.push_str(&format!("{:<18}{}\n", m.model.name(), cells.join("")));
+            }
+        };
+        section("MAE (ratio to persistence)", |s| format!("{:.2} ({:.2})", s.mae, s.ratio_to_persistence));
+        section("RMSE", |s| format!("{:.2}", s.rmse));
         out
     }
 }

@@ -207,7 +207,9 @@ pub fn train(
     let samples: Vec<Vec<Sample>> =
         raw.into_iter().map(|list| list.into_iter().map(|(x, y)| (scaler.apply(&x), y)).collect()).collect();
 
+    // Per horizon the ridge, and for the first hours the boosted trees, on the same rows.
     let mut ridge = Vec::with_capacity(samples.len());
+    let mut boosted = Vec::with_capacity(usize::from(BOOSTED_HORIZONS));
     let mut spread = Vec::with_capacity(samples.len());
     for list in &samples {
         let (rows, targets): (Vec<_>, Vec<_>) = list.iter().copied().unzip();
@@ -220,6 +222,12 @@ pub fn train(
             Ridge::fit_absolute(&rows, &targets, settings.ridge_alpha, floor, settings.ridge_iterations)
                 .ok_or_else(|| failed("ridge: singular"))?,
         );
+        if boosted.len() < usize::from(BOOSTED_HORIZONS) {
+            boosted.push(
+                Boosted::fit(&rows, &targets, settings.boosting)
+                    .ok_or_else(|| failed("gradient boosting: no samples"))?,
+            );
+        }
     }
 
     // The forest and the network see every horizon; the forest an eighth of each
@@ -258,13 +266,6 @@ pub fn train(
     )
     .ok_or_else(|| failed("mlp: no samples"))?;
 
-    let boosted = samples[..usize::from(BOOSTED_HORIZONS)]
-        .iter()
-        .map(|list| {
-            let (rows, targets): (Vec<_>, Vec<_>) = list.iter().copied().unzip();
-            Boosted::fit(&rows, &targets, settings.boosting).ok_or_else(|| failed("gradient boosting: no samples"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     let grid = if settings.grid {
         Grid::of((start..=end).filter_map(|hour| series.get(hour, column)))
     } else {
