@@ -8,24 +8,18 @@
 //! straight lines cannot: a sea breeze that sets in only on a warm afternoon with the
 //! wind off the land, a clear night that cools only while the air is calm and dry.
 //!
-//! Hand-written like the ridge and the network, about two hundred lines: binned
-//! histograms (a child's counted for the smaller side only, the other's by subtraction)
-//! keep six horizons of trees within the training budget (BENCHMARKS.md). `gbdt` 0.1.3
-//! has the absolute loss too, on its own row structures.
+//! Hand-written like the ridge and the network, on the histogram trees of [`tree`](super::tree),
+//! which keep six horizons of trees within the training budget (BENCHMARKS.md). `gbdt`
+//! 0.1.3 has the absolute loss too, on its own row structures.
 
 use serde::{Deserialize, Serialize};
 
 use super::features::FEATURES;
+use super::tree::{Binned, Growing, Leaf, Node, Shape, Tree, median};
 
 /// Hours ahead the boosted trees forecast: the nowcasting range, where the hour's
 /// persistence is hardest to beat and trees gain most over the ridge.
 pub const BOOSTED_HORIZONS: u8 = 6;
-/// The deepest a tree may grow (its nodes are numbered in 16 bits).
-const MAX_DEPTH: usize = 12;
-/// Bins per feature (a power of two: a bin is masked into range, not bounds-checked).
-const BINS: usize = 64;
-/// Values per feature its bins' edges are drawn from (spread over the rows).
-const EDGE_SAMPLE: usize = 2048;
 
 /// Training settings.
 #[derive(Debug, Clone, Copy)]
@@ -45,17 +39,6 @@ impl Default for Boosting {
     }
 }
 
-/// A node: a split (a row whose feature is at most the threshold goes on to the next
-/// node, any other to node `right`) or a leaf's value. Kept as `[feature, threshold, right]`
-/// or the bare value: a place's trees are up to 37,800 nodes.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-#[serde(untagged)]
-enum Node {
-    /// Feature, threshold, right.
-    Split(u8, f32, u16),
-    Leaf(f32),
-}
-
 /// One horizon's trees over scaled features.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Boosted {
@@ -64,48 +47,6 @@ pub struct Boosted {
     /// Every tree's nodes in depth-first order (a split's left child follows it).
     trees: Vec<Vec<Node>>,
 }
-
-/// The features binned: per feature, the upper edges of its bins, and each row's bins.
-struct Binned {
-    edges: Vec<Vec<f32>>,
-    bins: Vec<[u8; FEATURES]>,
-}
-
-impl Binned {
-    fn of(rows: &[[f32; FEATURES]]) -> Self {
-        let mut edges = Vec::with_capacity(FEATURES);
-        let mut column = Vec::with_capacity(rows.len());
-        for f in 0..FEATURES {
-            column.clear();
-            let step = rows.len().div_ceil(EDGE_SAMPLE).max(1);
-            column.extend(rows.iter().step_by(step).map(|r| r[f]).filter(|v| v.is_finite()));
-            column.sort_by(f32::total_cmp);
-            let mut cuts: Vec<f32> = (1..BINS).filter_map(|k| column.get(k * column.len() / BINS).copied()).collect();
-            cuts.dedup();
-            edges.push(cuts);
-        }
-        let bins = rows
-            .iter()
-            .map(|row| {
-                let mut b = [0u8; FEATURES];
-                for (f, (bin, cuts)) in b.iter_mut().zip(&edges).enumerate() {
-                    // The first bin whose upper edge is at or above the value.
-                    *bin = cuts.partition_point(|&c| c < row[f]) as u8;
-                }
-                b
-            })
-            .collect();
-        Self { edges, bins }
-    }
-
-    /// The threshold of a split after `bin`: values at most it go left.
-    fn threshold(&self, feature: usize, bin: usize) -> f32 {
-        self.edges[feature][bin]
-    }
-}
-
-/// Per feature and bin: the sum of the gradients' signs and the count.
-type Histogram = Vec<[(f32, u32); BINS]>;
 
 /// The sign of a residual, the gradient of absolute error: 0 where it is 0 (which
 /// `f32::signum` makes 1).
@@ -119,54 +60,6 @@ fn sign(residual: f32) -> f32 {
     }
 }
 
-/// The histogram of `rows` over the tree's `features` (the others stay empty).
-fn histogram_of(binned: &Binned, residuals: &[f32], rows: &[u32], features: &[usize]) -> Histogram {
-    let mut h = vec![[(0.0, 0); BINS]; FEATURES];
-    for &i in rows {
-        let (bins, s) = (&binned.bins[i as usize], sign(residuals[i as usize]));
-        for &f in features {
-            let cell = &mut h[f][usize::from(bins[f]) & (BINS - 1)];
-            cell.0 += s;
-            cell.1 += 1;
-        }
-    }
-    h
-}
-
-/// The best split of a node by its histogram: (feature, last bin on the left), when one
-/// leaves `min_leaf` rows on each side and gains.
-fn best_split(binned: &Binned, h: &Histogram, features: &[usize], min_leaf: u32) -> Option<(usize, usize)> {
-    let (total, n) = h[*features.first()?].iter().fold((0.0, 0), |(s, n), c| (s + c.0, n + c.1));
-    let parent = total * total / n as f32;
-    let mut best: Option<(f32, usize, usize)> = None;
-    for (f, hf) in features.iter().map(|&f| (f, &h[f])) {
-        let (mut sl, mut nl) = (0.0, 0);
-        // A split after the last edge would leave nothing on the right.
-        for (b, cell) in hf.iter().enumerate().take(binned.edges[f].len()) {
-            sl += cell.0;
-            nl += cell.1;
-            let nr = n - nl;
-            if nl < min_leaf || nr < min_leaf {
-                continue;
-            }
-            let sr = total - sl;
-            let gain = sl * sl / nl as f32 + sr * sr / nr as f32 - parent;
-            if gain > best.map_or(1e-6, |b| b.0) {
-                best = Some((gain, f, b));
-            }
-        }
-    }
-    best.map(|(_, f, b)| (f, b))
-}
-
-fn median(values: &mut [f32]) -> f32 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mid = values.len() / 2;
-    *values.select_nth_unstable_by(mid, f32::total_cmp).1
-}
-
 impl Boosted {
     /// Fits the trees to `targets`; `None` when there is nothing to fit.
     pub fn fit(rows: &[[f32; FEATURES]], targets: &[f32], settings: Boosting) -> Option<Self> {
@@ -174,8 +67,8 @@ impl Boosted {
         if n == 0 {
             return None;
         }
-        let settings = Boosting { depth: settings.depth.min(MAX_DEPTH), ..settings };
-        let binned = Binned::of(&rows[..n]);
+        let binned = Binned::of(&rows[..n], FEATURES);
+        let shape = Shape { depth: settings.depth, min_leaf: settings.min_leaf, per_split: 0, leaf: Leaf::Median };
         let base = median(&mut targets[..n].to_vec());
         let mut predicted = vec![base; n];
         let mut residuals = vec![0.0f32; n];
@@ -193,12 +86,10 @@ impl Boosted {
             // that do not all lean on the last hour's change.
             features.clear();
             features.extend((0..FEATURES).filter(|_| rng.bool()));
-            let mut nodes = Vec::new();
-            let growing = Growing { binned: &binned, residuals: &residuals, features: &features, settings };
-            let root = (settings.depth > 0).then(|| histogram_of(&binned, &residuals, &sample, &features));
-            growing.grow(&mut sample, root, 0, &mut nodes);
+            let growing = Growing { binned: &binned, values: &residuals, gradient: sign, features: &features, shape };
+            let nodes = growing.tree(&mut sample, &mut rng);
             let tree = Tree(&nodes);
-            for (p, bins) in predicted.iter_mut().zip(&binned.bins) {
+            for (p, bins) in predicted.iter_mut().zip(binned.bins()) {
                 *p += settings.learning_rate * tree.leaf_by_bins(bins, &binned);
             }
             trees.push(nodes);
@@ -209,95 +100,6 @@ impl Boosted {
     /// The change forecast for one row of scaled features.
     pub fn predict(&self, row: &[f32; FEATURES]) -> f32 {
         self.base + self.learning_rate * self.trees.iter().map(|t| Tree(t).leaf(row)).sum::<f32>()
-    }
-}
-
-/// What growing a tree reads: the binned rows and the residuals.
-struct Growing<'a> {
-    binned: &'a Binned,
-    residuals: &'a [f32],
-    /// The features this tree may split on.
-    features: &'a [usize],
-    settings: Boosting,
-}
-
-impl Growing<'_> {
-    /// Grows the node holding `rows` at `depth` (with their histogram when it may split),
-    /// appending it and its subtree to `nodes` in depth-first order.
-    fn grow(&self, rows: &mut [u32], histogram: Option<Histogram>, depth: usize, nodes: &mut Vec<Node>) {
-        let min_leaf = self.settings.min_leaf;
-        let split = histogram
-            .as_ref()
-            .filter(|_| rows.len() >= 2 * min_leaf)
-            .and_then(|h| best_split(self.binned, h, self.features, min_leaf as u32).map(|s| (s, h)));
-        let Some(((feature, bin), parent)) = split else {
-            let mut values: Vec<f32> = rows.iter().map(|&i| self.residuals[i as usize]).collect();
-            nodes.push(Node::Leaf(median(&mut values)));
-            return;
-        };
-        // Partition: the rows going left first.
-        let mut left = 0;
-        for k in 0..rows.len() {
-            if usize::from(self.binned.bins[rows[k] as usize][feature]) <= bin {
-                rows.swap(left, k);
-                left += 1;
-            }
-        }
-        let (l, r) = rows.split_at_mut(left);
-        // The children's histograms, when they may split: the smaller side's counted, the
-        // other's the parent's less it.
-        let (hl, hr) = if depth + 1 < self.settings.depth {
-            let small =
-                histogram_of(self.binned, self.residuals, if l.len() <= r.len() { l } else { r }, self.features);
-            let mut large = parent.clone();
-            for (lf, sf) in large.iter_mut().zip(&small) {
-                for (cell, s) in lf.iter_mut().zip(sf) {
-                    cell.0 -= s.0;
-                    cell.1 -= s.1;
-                }
-            }
-            if l.len() <= r.len() { (Some(small), Some(large)) } else { (Some(large), Some(small)) }
-        } else {
-            (None, None)
-        };
-        let at = nodes.len();
-        nodes.push(Node::Split(feature as u8, self.binned.threshold(feature, bin), 0));
-        self.grow(l, hl, depth + 1, nodes);
-        let right = nodes.len() as u16;
-        if let Node::Split(_, _, slot) = &mut nodes[at] {
-            *slot = right;
-        }
-        self.grow(r, hr, depth + 1, nodes);
-    }
-}
-
-/// A tree's nodes, walked.
-struct Tree<'a>(&'a [Node]);
-
-impl Tree<'_> {
-    fn leaf(&self, row: &[f32; FEATURES]) -> f32 {
-        self.walk(|feature, threshold| row[feature] <= threshold)
-    }
-
-    /// The leaf of a training row, by its bins (the same side as its value).
-    fn leaf_by_bins(&self, bins: &[u8; FEATURES], binned: &Binned) -> f32 {
-        self.walk(|feature, threshold| {
-            let bin = usize::from(bins[feature]);
-            binned.edges[feature].get(bin).is_some_and(|&edge| edge <= threshold)
-        })
-    }
-
-    fn walk(&self, left: impl Fn(usize, f32) -> bool) -> f32 {
-        let mut at = 0;
-        loop {
-            match self.0.get(at) {
-                Some(Node::Split(feature, threshold, right)) => {
-                    at = if left(usize::from(*feature), *threshold) { at + 1 } else { usize::from(*right) };
-                }
-                Some(Node::Leaf(value)) => return *value,
-                None => return 0.0,
-            }
-        }
     }
 }
 

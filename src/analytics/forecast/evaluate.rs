@@ -206,6 +206,7 @@ impl Evaluation {
 mod tests {
     use super::*;
     use crate::analytics::forecast::Run;
+    use crate::analytics::forecast::forest::Forestry;
     use crate::observations::{Format, read};
 
     /// KEWR's real observations from 2013-01-01 for `days` days.
@@ -222,7 +223,7 @@ mod tests {
     #[test]
     fn on_real_hours_every_learned_model_beats_persistence_six_hours_ahead() {
         let series = kewr(75);
-        let settings = Settings { forest_trees: 8, ..Settings::default() };
+        let settings = Settings { forest: Forestry { trees: 8, ..Forestry::default() }, ..Settings::default() };
         let e =
             evaluate(&series, Quantity::Temperature, Some((40.6925, -74.1687)), &[1, 6], &settings, 24 * 7).unwrap();
         assert_eq!((e.hours, e.train_hours, e.fits), (1800, 1260, 4));
@@ -243,7 +244,7 @@ mod tests {
     fn on_whole_fahrenheit_hours_the_learned_runs_are_values_the_station_reported() {
         let series = kewr(30);
         let kewr = Some((40.6925, -74.1687));
-        let settings = Settings { forest_trees: 4, ..Settings::default() };
+        let settings = Settings { forest: Forestry { trees: 4, ..Forestry::default() }, ..Settings::default() };
         let trained = train(&series, Quantity::Temperature, kewr, &settings).unwrap();
         let end = series.end().unwrap();
         let reported: Vec<f32> = (series.start..=end).filter_map(|h| series.get(h, Column::Temperature)).collect();

@@ -61,93 +61,130 @@ fn cycle(hour: i64, period: f64) -> (f32, f32) {
     (angle.sin() as f32, angle.cos() as f32)
 }
 
-/// The features at `origin` for `horizon` hours ahead, or `None` when the target
-/// quantity was not observed at the origin (nothing to forecast from).
-pub fn features(
-    series: &Hourly,
+/// What the features at one origin share across horizons, computed once; [`Origin::at`]
+/// adds a horizon's own.
+pub struct Origin<'a> {
+    series: &'a Hourly,
     target: Column,
     position: Position,
     origin: i64,
-    horizon: u8,
-) -> Option<[f32; FEATURES]> {
-    let now = series.get(origin, target)?;
-    let at = |hours_ago: i64, column: Column| series.get(origin - hours_ago, column).unwrap_or(f32::NAN);
-    let change = |hours_ago: i64| now - at(hours_ago, target);
-    let delta = |column: Column, hours_ago: i64| at(0, column) - at(hours_ago, column);
-    let h = i64::from(horizon);
-    let when = origin + h;
-    let (hour_sin, hour_cos) = cycle(origin, 24.0);
-    let (day_sin, day_cos) = cycle(origin.div_euclid(24), 365.2425);
-    let (target_sin, target_cos) = cycle(when, 24.0);
-    let relative = |v: Option<f32>| v.map_or(f32::NAN, |v| v - now);
-    // The daily cycle's second and third harmonics, for its asymmetric shape (a quick
-    // rise after sunrise, a slow fall through the night).
-    let (target_sin2, target_cos2) = cycle(2 * when, 24.0);
-    let (target_sin3, target_cos3) = cycle(3 * when, 24.0);
-    let (sun_origin, sun_target) = (sun(position, origin), sun(position, when));
-    // The sun's climb over the forecast hours, which warms more when the air is dry.
-    let climb = sun_target - sun_origin;
-    let humidity = at(0, Column::Humidity);
-    let dryness = 1.0 - humidity / 100.0;
-    // What the same hours did the day before (the sum of two features below, the same
-    // hour the day before the target and the change over 24 h, given whole to the forest
-    // and the network).
-    let yesterday = at(24 - h, target) - at(24, target);
-    // The sun over the target hour: a sea breeze sets in by day, from the sea's side.
-    let daylight = sun_target.max(0.0);
-    let usual_now = climatology(series, target, origin, origin);
-    // How far the origin is from its hour's usual value (a clear night's cold).
-    let anomaly = usual_now.map_or(f32::NAN, |c| now - c);
-    let (wind_speed, wind_u, wind_v) = (at(0, Column::WindSpeed), at(0, Column::WindU), at(0, Column::WindV));
-    let last_hour = change(1);
-    Some([
-        last_hour,
-        change(2),
-        change(3),
-        change(6),
-        change(12),
-        change(24),
-        humidity,
-        delta(Column::Humidity, 1),
-        delta(Column::Humidity, 3),
-        at(0, Column::Pressure),
-        delta(Column::Pressure, 3),
-        delta(Column::Pressure, 12),
-        wind_speed,
-        wind_u,
-        wind_v,
-        at(0, Column::Visibility),
-        at(0, Column::Precipitation),
-        hour_sin,
-        hour_cos,
-        day_sin,
-        day_cos,
-        relative(usual_now),
-        // The same hour the day before the target (the origin itself at 24 h).
-        relative(series.get(when - 24, target)),
-        relative(climatology(series, target, origin, when)),
-        target_sin,
-        target_cos,
-        sun_origin,
-        sun_target,
-        f32::from(horizon) / 24.0,
-        target_sin2,
-        target_cos2,
-        target_sin3,
-        target_cos3,
-        climb * dryness,
-        yesterday,
-        // Products a linear model cannot form itself: what the sun's climb and daylight
-        // do depends on the wind, the last hour's trend and the origin's anomaly.
-        wind_u * daylight,
-        wind_v * daylight,
-        wind_u * climb,
-        wind_v * climb,
-        wind_speed * climb,
-        last_hour * climb,
-        anomaly * climb,
-        anomaly * daylight,
-    ])
+    now: f32,
+    /// The features that do not depend on the horizon, in their places in the row.
+    shared: [f32; FEATURES],
+    sun_origin: f32,
+    dryness: f32,
+    wind: (f32, f32, f32),
+    last_hour: f32,
+    anomaly: f32,
+}
+
+impl<'a> Origin<'a> {
+    /// The shared features at `origin`, or `None` when the target quantity was not
+    /// observed there (nothing to forecast from).
+    pub fn new(series: &'a Hourly, target: Column, position: Position, origin: i64) -> Option<Self> {
+        let now = series.get(origin, target)?;
+        let at = |hours_ago: i64, column: Column| series.get(origin - hours_ago, column).unwrap_or(f32::NAN);
+        let change = |hours_ago: i64| now - at(hours_ago, target);
+        let delta = |column: Column, hours_ago: i64| at(0, column) - at(hours_ago, column);
+        let (hour_sin, hour_cos) = cycle(origin, 24.0);
+        let (day_sin, day_cos) = cycle(origin.div_euclid(24), 365.2425);
+        let humidity = at(0, Column::Humidity);
+        let usual_now = climatology(series, target, origin, origin);
+        let (wind_speed, wind_u, wind_v) = (at(0, Column::WindSpeed), at(0, Column::WindU), at(0, Column::WindV));
+        let last_hour = change(1);
+        let mut shared = [0.0; FEATURES];
+        shared[..22].copy_from_slice(&[
+            last_hour,
+            change(2),
+            change(3),
+            change(6),
+            change(12),
+            change(24),
+            humidity,
+            delta(Column::Humidity, 1),
+            delta(Column::Humidity, 3),
+            at(0, Column::Pressure),
+            delta(Column::Pressure, 3),
+            delta(Column::Pressure, 12),
+            wind_speed,
+            wind_u,
+            wind_v,
+            at(0, Column::Visibility),
+            at(0, Column::Precipitation),
+            hour_sin,
+            hour_cos,
+            day_sin,
+            day_cos,
+            usual_now.map_or(f32::NAN, |v| v - now),
+        ]);
+        Some(Self {
+            series,
+            target,
+            position,
+            origin,
+            now,
+            shared,
+            sun_origin: sun(position, origin),
+            dryness: 1.0 - humidity / 100.0,
+            wind: (wind_speed, wind_u, wind_v),
+            last_hour,
+            // How far the origin is from its hour's usual value (a clear night's cold).
+            anomaly: usual_now.map_or(f32::NAN, |c| now - c),
+        })
+    }
+
+    /// The features for `horizon` hours ahead.
+    pub fn at(&self, horizon: u8) -> [f32; FEATURES] {
+        let (series, target, origin, now) = (self.series, self.target, self.origin, self.now);
+        let h = i64::from(horizon);
+        let when = origin + h;
+        let relative = |v: Option<f32>| v.map_or(f32::NAN, |v| v - now);
+        let (target_sin, target_cos) = cycle(when, 24.0);
+        // The daily cycle's second and third harmonics, for its asymmetric shape (a quick
+        // rise after sunrise, a slow fall through the night).
+        let (target_sin2, target_cos2) = cycle(2 * when, 24.0);
+        let (target_sin3, target_cos3) = cycle(3 * when, 24.0);
+        let (sun_origin, sun_target) = (self.sun_origin, sun(self.position, when));
+        // The sun's climb over the forecast hours, which warms more when the air is dry.
+        let climb = sun_target - sun_origin;
+        // What the same hours did the day before (the sum of two features below, the same
+        // hour the day before the target and the change over 24 h, given whole to the forest
+        // and the network).
+        let before = |hours_ago: i64| series.get(origin - hours_ago, target).unwrap_or(f32::NAN);
+        let yesterday = before(24 - h) - before(24);
+        // The sun over the target hour: a sea breeze sets in by day, from the sea's side.
+        let daylight = sun_target.max(0.0);
+        let (wind_speed, wind_u, wind_v) = self.wind;
+        let (last_hour, anomaly) = (self.last_hour, self.anomaly);
+        let mut row = self.shared;
+        row[22..].copy_from_slice(&[
+            // The same hour the day before the target (the origin itself at 24 h).
+            relative(series.get(when - 24, target)),
+            relative(climatology(series, target, origin, when)),
+            target_sin,
+            target_cos,
+            sun_origin,
+            sun_target,
+            f32::from(horizon) / 24.0,
+            target_sin2,
+            target_cos2,
+            target_sin3,
+            target_cos3,
+            climb * self.dryness,
+            yesterday,
+            // Products a linear model cannot form itself: what the sun's climb and daylight
+            // do depends on the wind, the last hour's trend and the origin's anomaly.
+            wind_u * daylight,
+            wind_v * daylight,
+            wind_u * climb,
+            wind_v * climb,
+            wind_speed * climb,
+            last_hour * climb,
+            anomaly * climb,
+            anomaly * daylight,
+        ]);
+        row
+    }
 }
 
 /// Standardizes features with the training set's means and deviations; a missing

@@ -4,7 +4,7 @@
 //! Four learned models — ridge regression per horizon, one random forest and one small
 //! neural network over every horizon, and gradient-boosted trees per horizon for the
 //! first six hours — predict the change from the origin hour to the target hour from the
-//! same [`features`](features::features). They are judged against
+//! same [`features`](features::Origin). They are judged against
 //! baselines that need no training: persistence (the origin's value), the same hour the
 //! day before, and the hour's climatology (its mean over the last 14 days).
 //!
@@ -16,19 +16,20 @@
 pub mod boost;
 pub mod evaluate;
 pub mod features;
+pub mod forest;
 pub mod grid;
 pub mod hourly;
 pub mod mlp;
 pub mod ridge;
 pub mod skill;
+pub mod tree;
 
 use serde::{Deserialize, Serialize};
-use smartcore::ensemble::random_forest_regressor::{RandomForestRegressor, RandomForestRegressorParameters};
-use smartcore::linalg::basic::matrix::DenseMatrix;
 
 use crate::domain::Quantity;
 use boost::{BOOSTED_HORIZONS, Boosted, Boosting};
-use features::{FEATURES, FOREST_FEATURES, Position, Scaler, climatology, features};
+use features::{FEATURES, FOREST_FEATURES, Origin, Position, Scaler, climatology};
+use forest::{Forest, Forestry};
 use grid::Grid;
 use hourly::{Column, Hourly};
 use mlp::Mlp;
@@ -108,10 +109,7 @@ pub struct Settings {
     pub ridge_alpha: f64,
     /// Reweightings toward least absolute error (0: least squares).
     pub ridge_iterations: usize,
-    pub forest_trees: u16,
-    pub forest_depth: u16,
-    /// Features tried at each split.
-    pub forest_features: usize,
+    pub forest: Forestry,
     pub mlp: mlp::Training,
     pub boosting: Boosting,
     /// Whether runs are snapped to the values the place reports (see [`grid`]).
@@ -124,17 +122,13 @@ impl Default for Settings {
             min_hours: 14 * 24,
             ridge_alpha: 1.0,
             ridge_iterations: 2,
-            forest_trees: 12,
-            forest_depth: 12,
-            forest_features: 10,
+            forest: Forestry::default(),
             mlp: mlp::Training::default(),
             boosting: Boosting::default(),
             grid: true,
         }
     }
 }
-
-type Forest = RandomForestRegressor<f64, f64, DenseMatrix<f64>, Vec<f64>>;
 
 /// A place's learned models for one quantity.
 #[derive(Debug, Serialize, Deserialize)]
@@ -192,12 +186,11 @@ pub fn train(
         if series.get(origin - 24, column).is_none() {
             continue;
         }
+        let Some(at) = Origin::new(series, column, position, origin) else { continue };
         origins += 1;
         for h in 1..=HORIZONS {
             let Some(then) = series.get(origin + i64::from(h), column) else { continue };
-            if let Some(x) = features(series, column, position, origin, h) {
-                raw[usize::from(h - 1)].push((x, then - now));
-            }
+            raw[usize::from(h - 1)].push((at.at(h), then - now));
         }
     }
     if origins < settings.min_hours || raw.iter().any(Vec::is_empty) {
@@ -239,19 +232,12 @@ pub fn train(
             list.iter().enumerate().filter(move |(k, _)| (k + 3 * h) % 8 == 0).map(move |(_, s)| (h, s))
         })
         .collect();
-    let values: Vec<f64> =
-        pooled.iter().flat_map(|(_, (x, _))| x[..FOREST_FEATURES].iter().map(|&v| f64::from(v))).collect();
-    let matrix = DenseMatrix::new(pooled.len(), FOREST_FEATURES, values, false).map_err(|e| failed(e.to_string()))?;
+    let rows: Vec<[f32; FEATURES]> = pooled.iter().map(|(_, (x, _))| *x).collect();
     // In units of each horizon's spread, so that the long horizons' large changes do not
     // decide every split.
-    let targets: Vec<f64> = pooled.iter().map(|(h, (_, y))| f64::from(y / spread[*h])).collect();
-    let parameters = RandomForestRegressorParameters::default()
-        .with_n_trees(usize::from(settings.forest_trees))
-        .with_max_depth(settings.forest_depth)
-        .with_m(settings.forest_features.min(FOREST_FEATURES))
-        .with_min_samples_leaf(5)
-        .with_seed(11);
-    let forest = Forest::fit(&matrix, &targets, parameters).map_err(|e| failed(format!("random forest: {e}")))?;
+    let targets: Vec<f32> = pooled.iter().map(|(h, (_, y))| y / spread[*h]).collect();
+    let forest = Forest::fit(&rows, &targets, FOREST_FEATURES, settings.forest)
+        .ok_or_else(|| failed("random forest: no samples"))?;
 
     let flat: Vec<(usize, &Sample)> =
         samples.iter().enumerate().flat_map(|(h, list)| list.iter().map(move |s| (h, s))).collect();
@@ -331,20 +317,10 @@ impl Trained {
     pub fn forecast(&self, series: &Hourly, position: Position, origin: i64) -> Vec<Run> {
         let Some(column) = Column::of(self.quantity) else { return Vec::new() };
         let Some(now) = series.get(origin, column) else { return Vec::new() };
-        let rows: Vec<[f32; FEATURES]> = (1..=HORIZONS)
-            .filter_map(|h| features(series, column, position, origin, h))
-            .map(|x| self.scaler.apply(&x))
-            .collect();
-        if rows.len() != usize::from(HORIZONS) {
-            return Vec::new();
-        }
-        let values: Vec<f64> = rows.iter().flat_map(|x| x[..FOREST_FEATURES].iter().map(|&v| f64::from(v))).collect();
-        let forest = DenseMatrix::new(rows.len(), FOREST_FEATURES, values, false)
-            .ok()
-            .and_then(|m| self.forest.predict(&m).ok())
-            .unwrap_or_default();
+        let Some(at) = Origin::new(series, column, position, origin) else { return Vec::new() };
+        let rows: Vec<[f32; FEATURES]> = (1..=HORIZONS).map(|h| self.scaler.apply(&at.at(h))).collect();
         let ridge: Vec<f32> = rows.iter().zip(&self.ridge).map(|(x, m)| now + m.predict(x)).collect();
-        let forest: Vec<f32> = forest.iter().zip(&self.spread).map(|(&d, s)| now + d as f32 * s).collect();
+        let forest: Vec<f32> = rows.iter().zip(&self.spread).map(|(x, s)| now + self.forest.predict(x) * s).collect();
         let mlp: Vec<f32> = rows.iter().zip(&self.spread).map(|(x, s)| now + self.mlp.predict(x) * s).collect();
         let some = |v: Vec<f32>| v.into_iter().map(|v| Some(self.grid.snap(v))).collect::<Vec<_>>();
         let boosted = (rows.iter().zip(&self.boosted).map(|(x, m)| Some(self.grid.snap(now + m.predict(x)))))
