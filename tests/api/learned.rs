@@ -276,3 +276,80 @@ async fn a_place_new_to_an_instance_learns_from_the_history_influxdb_keeps() {
     assert_eq!(trained["trained_until"], json!(at(527)));
     assert_eq!(run(&body, "ridge")["hourly"].as_array().unwrap().len(), 24);
 }
+
+/// Models kept by an earlier build whose forest this one cannot read (smartcore's, before
+/// the forest on histogram trees) are not served: the place trains again on its kept
+/// history as soon as an hour completes, and keeps the new models.
+#[actix_rt::test]
+async fn models_kept_by_an_older_build_are_trained_again() {
+    let hours = kewr();
+    let at = |i: usize| hours[i].at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(dir.path(), overrides()).await;
+    post(&app, &hours[..FIRST]).await;
+    assert!(
+        eventually(120, || async { forecast(&app, "").await.1["models"]["status"] == "trained" }).await,
+        "{}",
+        forecast(&app, "").await.1
+    );
+    drop(app);
+    let models = dir.path().join("forecast").join("KEWR.models.json");
+    let series = dir.path().join("forecast").join("KEWR.series.json");
+    let origin = hours[FIRST - 2].at.timestamp() / 3600;
+    let written = || {
+        let kept: Option<Value> = std::fs::read(&series).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        kept.is_some_and(|k| k["origin"] == origin) && models.exists()
+    };
+    assert!(eventually(20, || async { written() }).await, "the series and models are written");
+    // The forest as smartcore kept it: its parameters and its trees as objects.
+    let mut kept: Value = serde_json::from_slice(&std::fs::read(&models).unwrap()).unwrap();
+    let temperature = kept.as_array_mut().unwrap()[0].as_object_mut().expect("temperature models");
+    assert_eq!(temperature["model"]["trained_until"], json!(hours[FIRST - 2].at.timestamp() / 3600));
+    assert!(temperature["model"]["forest"]["grove"].is_array());
+    temperature["model"]["forest"] = json!({"parameters": {"max_depth": 12, "n_trees": 12, "m": 10, "seed": 11},
+        "trees": [{"nodes": [{"index": 0, "output": 0.1, "split_feature": 0}], "depth": 12}]});
+    std::fs::write(&models, serde_json::to_vec(&kept).unwrap()).unwrap();
+
+    let app = spawn_app_in(dir.path(), overrides()).await;
+    // The last hour again (this instance's location has not seen it), then the next,
+    // which completes it: its runs are issued at once, before any training, and show
+    // no learned models.
+    let (last, next) = last_and_next(&hours[..FIRST]);
+    let (status, body) = app.post_readings(&json!([last])).await;
+    assert_eq!(status, 202, "{body}");
+    let mut ws = app.ws("/v1/ws").await;
+    send_json(&mut ws, json!({"type": "subscribe", "locations": ["KEWR"]})).await;
+    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    let (status, body) = app.post_readings(&json!([next])).await;
+    assert_eq!(status, 202, "{body}");
+    let message = loop {
+        let message = next_json_any(&mut ws).await;
+        if message["type"] == "forecast" {
+            break message;
+        }
+    };
+    let learned = &message["data"]["models"];
+    assert_eq!(learned["issued_at"], json!(at(FIRST - 1)));
+    assert_eq!((&learned["status"], &learned["trained"]), (&json!("learning"), &json!([])), "{learned}");
+    // Then trained again on the kept history, until the hour just complete.
+    assert!(
+        eventually(120, || async {
+            forecast(&app, "").await.1["models"]["trained"][0]["trained_until"] == json!(at(FIRST - 1))
+        })
+        .await,
+        "{}",
+        forecast(&app, "").await.1
+    );
+    let (_, body) = forecast(&app, "").await;
+    assert_eq!(body["models"]["status"], "trained");
+    assert_eq!(body["models"]["trained"][0]["hours"], json!(337));
+    let forest = run(&body, "random_forest")["hourly"].as_array().unwrap().clone();
+    assert_eq!(forest.len(), 24);
+    assert!(forest.iter().all(|h| h["temperature"].is_f64()), "{forest:?}");
+    drop(app);
+    let rewritten = || {
+        let kept: Option<Value> = std::fs::read(&models).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        kept.is_some_and(|k| k[0]["model"]["forest"]["grove"].is_array())
+    };
+    assert!(eventually(20, || async { rewritten() }).await, "the new models are kept");
+}
