@@ -94,6 +94,30 @@ fn temperature_skill(run: &Value) -> &Value {
     run["skill"].as_array().unwrap().iter().find(|s| s["quantity"] == "temperature").expect("temperature skill")
 }
 
+/// A file the forecaster keeps, read as JSON (`None` until it is there and whole).
+fn kept(path: &std::path::Path) -> Option<Value> {
+    std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// Posts the last of `hours` again (an instance just started has not seen it) and, to a
+/// subscriber, the next hour, which completes it: the `forecast` message it gets then.
+async fn forecast_on_completing(app: &TestApp, hours: &[Hour]) -> Value {
+    let (last, next) = last_and_next(hours);
+    let (status, body) = app.post_readings(&json!([last])).await;
+    assert_eq!(status, 202, "{body}");
+    let mut ws = app.ws("/v1/ws").await;
+    send_json(&mut ws, json!({"type": "subscribe", "locations": ["KEWR"]})).await;
+    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    let (status, body) = app.post_readings(&json!([next])).await;
+    assert_eq!(status, 202, "{body}");
+    loop {
+        let message = next_json_any(&mut ws).await;
+        if message["type"] == "forecast" {
+            return message;
+        }
+    }
+}
+
 #[actix_rt::test]
 async fn a_stations_real_history_trains_its_models_and_forecast_shows_their_runs_and_live_skill() {
     let hours = kewr();
@@ -212,27 +236,11 @@ async fn a_stations_real_history_trains_its_models_and_forecast_shows_their_runs
     drop(app);
     let series = dir.path().join("forecast").join("KEWR.series.json");
     let last_issued = hours[526].at.timestamp() / 3600;
-    let written = || {
-        let kept: Option<Value> = std::fs::read(&series).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        kept.is_some_and(|k| k["origin"] == last_issued)
-    };
+    let written = || kept(&series).is_some_and(|k| k["origin"] == last_issued);
     assert!(eventually(20, || async { written() }).await, "the series is written by the time the instance stops");
     let app = spawn_app_in(dir.path(), overrides()).await;
-    let (last, next) = last_and_next(&hours);
-    let (status, body) = app.post_readings(&json!([last])).await;
-    assert_eq!(status, 202, "{body}");
     // A subscriber gets the runs as soon as the hour is complete.
-    let mut ws = app.ws("/v1/ws").await;
-    send_json(&mut ws, json!({"type": "subscribe", "locations": ["KEWR"]})).await;
-    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
-    let (status, body) = app.post_readings(&json!([next])).await;
-    assert_eq!(status, 202, "{body}");
-    let message = loop {
-        let message = next_json_any(&mut ws).await;
-        if message["type"] == "forecast" {
-            break message;
-        }
-    };
+    let message = forecast_on_completing(&app, &hours).await;
     let learned = &message["data"]["models"];
     assert_eq!(learned["issued_at"], json!(at(527)));
     assert_eq!(learned["trained"][0]["trained_until"], json!(at(526)));
@@ -296,38 +304,21 @@ async fn models_kept_by_an_older_build_are_trained_again() {
     let models = dir.path().join("forecast").join("KEWR.models.json");
     let series = dir.path().join("forecast").join("KEWR.series.json");
     let origin = hours[FIRST - 2].at.timestamp() / 3600;
-    let written = || {
-        let kept: Option<Value> = std::fs::read(&series).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        kept.is_some_and(|k| k["origin"] == origin) && models.exists()
-    };
+    let written = || kept(&series).is_some_and(|k| k["origin"] == origin) && kept(&models).is_some();
     assert!(eventually(20, || async { written() }).await, "the series and models are written");
     // The forest as smartcore kept it: its parameters and its trees as objects.
-    let mut kept: Value = serde_json::from_slice(&std::fs::read(&models).unwrap()).unwrap();
-    let temperature = kept.as_array_mut().unwrap()[0].as_object_mut().expect("temperature models");
-    assert_eq!(temperature["model"]["trained_until"], json!(hours[FIRST - 2].at.timestamp() / 3600));
+    let mut old = kept(&models).unwrap();
+    let temperature = old.as_array_mut().unwrap()[0].as_object_mut().expect("temperature models");
+    assert_eq!(temperature["model"]["trained_until"], json!(origin));
     assert!(temperature["model"]["forest"]["grove"].is_array());
     temperature["model"]["forest"] = json!({"parameters": {"max_depth": 12, "n_trees": 12, "m": 10, "seed": 11},
         "trees": [{"nodes": [{"index": 0, "output": 0.1, "split_feature": 0}], "depth": 12}]});
-    std::fs::write(&models, serde_json::to_vec(&kept).unwrap()).unwrap();
+    std::fs::write(&models, serde_json::to_vec(&old).unwrap()).unwrap();
 
     let app = spawn_app_in(dir.path(), overrides()).await;
-    // The last hour again (this instance's location has not seen it), then the next,
-    // which completes it: its runs are issued at once, before any training, and show
-    // no learned models.
-    let (last, next) = last_and_next(&hours[..FIRST]);
-    let (status, body) = app.post_readings(&json!([last])).await;
-    assert_eq!(status, 202, "{body}");
-    let mut ws = app.ws("/v1/ws").await;
-    send_json(&mut ws, json!({"type": "subscribe", "locations": ["KEWR"]})).await;
-    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
-    let (status, body) = app.post_readings(&json!([next])).await;
-    assert_eq!(status, 202, "{body}");
-    let message = loop {
-        let message = next_json_any(&mut ws).await;
-        if message["type"] == "forecast" {
-            break message;
-        }
-    };
+    // The hour completed after the restart: its runs are issued at once, before any
+    // training, and show no learned models.
+    let message = forecast_on_completing(&app, &hours[..FIRST]).await;
     let learned = &message["data"]["models"];
     assert_eq!(learned["issued_at"], json!(at(FIRST - 1)));
     assert_eq!((&learned["status"], &learned["trained"]), (&json!("learning"), &json!([])), "{learned}");
@@ -347,9 +338,6 @@ async fn models_kept_by_an_older_build_are_trained_again() {
     assert_eq!(forest.len(), 24);
     assert!(forest.iter().all(|h| h["temperature"].is_f64()), "{forest:?}");
     drop(app);
-    let rewritten = || {
-        let kept: Option<Value> = std::fs::read(&models).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        kept.is_some_and(|k| k[0]["model"]["forest"]["grove"].is_array())
-    };
+    let rewritten = || kept(&models).is_some_and(|k| k[0]["model"]["forest"]["grove"].is_array());
     assert!(eventually(20, || async { rewritten() }).await, "the new models are kept");
 }

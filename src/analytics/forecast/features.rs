@@ -133,6 +133,11 @@ impl<'a> Origin<'a> {
         })
     }
 
+    /// The target quantity's value at the origin.
+    pub fn now(&self) -> f32 {
+        self.now
+    }
+
     /// The features for `horizon` hours ahead.
     pub fn at(&self, horizon: u8) -> [f32; FEATURES] {
         let (series, target, origin, now) = (self.series, self.target, self.origin, self.now);

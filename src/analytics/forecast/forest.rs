@@ -4,9 +4,9 @@
 //!
 //! The trees are [`tree`](super::tree)'s histogram trees, on squared error with mean
 //! leaves. smartcore's `RandomForestRegressor` (used here before) grows the same forest
-//! with exact splits, sorting every node's rows on each feature it tries; these cost
-//! about a third as much per tree, so the forest has twice the trees and training still
-//! costs less (BENCHMARKS.md: the budget is 2 s for all four models).
+//! with exact splits, sorting every node's rows on each feature it tries; with these the
+//! forest has twice the trees and training still costs less (BENCHMARKS.md: the budget
+//! is 2 s for all four models).
 
 use serde::{Deserialize, Serialize};
 

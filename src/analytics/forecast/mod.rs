@@ -182,11 +182,11 @@ pub fn train(
     let mut raw: Vec<Vec<([f32; FEATURES], f32)>> = vec![Vec::new(); usize::from(HORIZONS)];
     let mut origins = 0;
     for origin in start + 24..end {
-        let Some(now) = series.get(origin, column) else { continue };
         if series.get(origin - 24, column).is_none() {
             continue;
         }
         let Some(at) = Origin::new(series, column, position, origin) else { continue };
+        let now = at.now();
         origins += 1;
         for h in 1..=HORIZONS {
             let Some(then) = series.get(origin + i64::from(h), column) else { continue };
@@ -316,8 +316,8 @@ impl Trained {
     /// at the origin.
     pub fn forecast(&self, series: &Hourly, position: Position, origin: i64) -> Vec<Run> {
         let Some(column) = Column::of(self.quantity) else { return Vec::new() };
-        let Some(now) = series.get(origin, column) else { return Vec::new() };
         let Some(at) = Origin::new(series, column, position, origin) else { return Vec::new() };
+        let now = at.now();
         let rows: Vec<[f32; FEATURES]> = (1..=HORIZONS).map(|h| self.scaler.apply(&at.at(h))).collect();
         let ridge: Vec<f32> = rows.iter().zip(&self.ridge).map(|(x, m)| now + m.predict(x)).collect();
         let forest: Vec<f32> = rows.iter().zip(&self.spread).map(|(x, s)| now + self.forest.predict(x) * s).collect();
