@@ -94,6 +94,19 @@ fn temperature_skill(run: &Value) -> &Value {
     run["skill"].as_array().unwrap().iter().find(|s| s["quantity"] == "temperature").expect("temperature skill")
 }
 
+/// An instance keeping its files in `dir`, given the first `FIRST` hours, once it has
+/// trained on them.
+async fn trained_on_the_first_days(dir: &std::path::Path, hours: &[Hour]) -> TestApp {
+    let app = spawn_app_in(dir, overrides()).await;
+    post(&app, &hours[..FIRST]).await;
+    assert!(
+        eventually(120, || async { forecast(&app, "").await.1["models"]["status"] == "trained" }).await,
+        "{}",
+        forecast(&app, "").await.1
+    );
+    app
+}
+
 /// A file the forecaster keeps, read as JSON (`None` until it is there and whole).
 fn kept(path: &std::path::Path) -> Option<Value> {
     std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
@@ -123,14 +136,7 @@ async fn a_stations_real_history_trains_its_models_and_forecast_shows_their_runs
     let hours = kewr();
     let at = |i: usize| hours[i].at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let dir = tempfile::tempdir().unwrap();
-    let app = spawn_app_in(dir.path(), overrides()).await;
-
-    post(&app, &hours[..FIRST]).await;
-    assert!(
-        eventually(120, || async { forecast(&app, "").await.1["models"]["status"] == "trained" }).await,
-        "{}",
-        forecast(&app, "").await.1
-    );
+    let app = trained_on_the_first_days(dir.path(), &hours).await;
     let (_, body) = forecast(&app, "").await;
     let trained = &body["models"]["trained"][0];
     assert_eq!((&trained["quantity"], &trained["hours"]), (&json!("temperature"), &json!(336)));
@@ -293,13 +299,7 @@ async fn models_kept_by_an_older_build_are_trained_again() {
     let hours = kewr();
     let at = |i: usize| hours[i].at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let dir = tempfile::tempdir().unwrap();
-    let app = spawn_app_in(dir.path(), overrides()).await;
-    post(&app, &hours[..FIRST]).await;
-    assert!(
-        eventually(120, || async { forecast(&app, "").await.1["models"]["status"] == "trained" }).await,
-        "{}",
-        forecast(&app, "").await.1
-    );
+    let app = trained_on_the_first_days(dir.path(), &hours).await;
     drop(app);
     let models = dir.path().join("forecast").join("KEWR.models.json");
     let series = dir.path().join("forecast").join("KEWR.series.json");
