@@ -17,9 +17,16 @@ pub const DAYS: i64 = 14;
 /// Verified forecasts a model needs at a horizon before its skill counts.
 pub const MIN_VERIFIED: usize = 48;
 
-/// A model is blended at a horizon when its MAE there is within 15 % of the best's: a
-/// baseline well behind (yesterday's value at 24 h) would only pull the blend off.
-const CONTENDER: f64 = 1.15;
+/// A model is blended at a horizon when its MAE there is within this share of the best's:
+/// a baseline well behind (yesterday's value at 24 h) would only pull the blend off. The
+/// band is 3 % an hour ahead and widens evenly to 15 % at six hours and beyond: in the
+/// first hours one model (the boosted trees) is best by a steady margin, and a model a
+/// tenth behind it only pulls the blend off; further ahead the models' errors differ
+/// more and a wider blend gains from it.
+fn contender(horizon: u8) -> f64 {
+    let (first, last, widest_from) = (1.03, 1.15, 6.0);
+    first + (last - first) * ((f64::from(horizon) - 1.0) / (widest_from - 1.0)).min(1.0)
+}
 
 const SLOTS: usize = Model::ALL.len() * HORIZONS as usize;
 
@@ -164,8 +171,9 @@ impl Skill {
         self.window().map(|d| usize::from(d.count[k])).sum()
     }
 
-    /// The blend of `runs`: per horizon, the models whose known skill is within 15 % of
-    /// the best's, weighted by the inverse square of their MAE; until any skill is known,
+    /// The blend of `runs`: per horizon, the models whose known skill is within the
+    /// [`contender`] band of the best's, weighted by the inverse square of their MAE;
+    /// until any skill is known,
     /// the mean of the learned models and the providers' blend.
     pub fn blend(&self, runs: &[Run]) -> Run {
         let values = (0..usize::from(HORIZONS))
@@ -179,7 +187,7 @@ impl Skill {
                 let best = known.iter().map(|(_, mae)| *mae).fold(f64::INFINITY, f64::min);
                 let weighted: Vec<(f32, f64)> = known
                     .iter()
-                    .filter(|(_, mae)| *mae <= best * CONTENDER)
+                    .filter(|(_, mae)| *mae <= best * contender(horizon))
                     .map(|&(v, mae)| (v, 1.0 / mae.powi(2)))
                     .collect();
                 if !weighted.is_empty() {
@@ -232,8 +240,9 @@ mod tests {
         // Persistence is 4 times worse: left out.
         let blend = skill.blend(&[run(Model::Ridge, 11.0), run(Model::Persistence, 14.0)]);
         assert_eq!(blend.values[0], Some(11.0));
-        // Within 15 %: weights 1/1 and 1/1.1²: (11 + 9 / 1.21) / (1 + 1 / 1.21) = 10.095;
-        // the forest, 20 % behind, is left out.
+        // Six hours ahead, within 15 %: weights 1/1 and 1/1.1²: (11 + 9 / 1.21) / (1 +
+        // 1 / 1.21) = 10.095; the forest, 20 % behind, is left out. An hour ahead the band
+        // is 3 %: the network, 10 % behind, is left out too.
         for origin in 100..500 {
             let runs = [run(Model::Ridge, 11.0), run(Model::Mlp, 8.9), run(Model::RandomForest, 8.8)];
             skill.issue(origin, &runs);
@@ -243,7 +252,11 @@ mod tests {
         assert_eq!(skill.verified(Model::Ridge, 1), 499 - 168 + 1);
         let runs = [run(Model::Ridge, 11.0), run(Model::Mlp, 9.0), run(Model::RandomForest, 0.0)];
         let blend = skill.blend(&runs);
-        assert!((blend.values[0].unwrap() - 10.095).abs() < 1e-3, "{:?}", blend.values[0]);
+        assert!((blend.values[5].unwrap() - 10.095).abs() < 1e-3, "{:?}", blend.values[5]);
+        assert!((blend.values[23].unwrap() - 10.095).abs() < 1e-3, "{:?}", blend.values[23]);
+        assert_eq!(blend.values[0], Some(11.0));
+        // Three hours ahead the band is 7.8 %: the network is still left out.
+        assert_eq!(blend.values[2], Some(11.0));
         // Without skill yet: the mean of the learned models.
         let fresh =
             Skill::default().blend(&[run(Model::Ridge, 11.0), run(Model::Mlp, 13.0), run(Model::Persistence, 0.0)]);
