@@ -19,10 +19,10 @@ pub const MIN_VERIFIED: usize = 48;
 
 /// A model is blended at a horizon when its MAE there is within this share of the best's:
 /// a baseline well behind (yesterday's value at 24 h) would only pull the blend off. The
-/// band is 3 % an hour ahead and widens evenly to 15 % at six hours and beyond: in the
-/// first hours one model (the boosted trees) is best by a steady margin, and a model a
-/// tenth behind it only pulls the blend off; further ahead the models' errors differ
-/// more and a wider blend gains from it.
+/// band is 3 % an hour ahead and widens evenly to 15 % at six hours and beyond. In the
+/// first hours one model (the boosted trees) leads by a steady margin, and a model a
+/// tenth behind it made the blend worse at every place evaluated; further ahead the lead
+/// changes from place to place, and the wider band did better there.
 fn contender(horizon: u8) -> f64 {
     let (first, last, widest_from) = (1.03, 1.15, 6.0);
     first + (last - first) * ((f64::from(horizon) - 1.0) / (widest_from - 1.0)).min(1.0)
@@ -173,8 +173,7 @@ impl Skill {
 
     /// The blend of `runs`: per horizon, the models whose known skill is within the
     /// [`contender`] band of the best's, weighted by the inverse square of their MAE;
-    /// until any skill is known,
-    /// the mean of the learned models and the providers' blend.
+    /// until any skill is known, the mean of the learned models and the providers' blend.
     pub fn blend(&self, runs: &[Run]) -> Run {
         let values = (0..usize::from(HORIZONS))
             .map(|i| {
