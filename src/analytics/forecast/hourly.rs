@@ -184,9 +184,12 @@ impl Hourly {
         }
     }
 
-    /// The first `hours` rows only (for evaluating as of an earlier time).
-    pub fn truncated(&self, hours: usize) -> Self {
-        Self { start: self.start, rows: self.rows[..hours.min(self.rows.len())].to_vec() }
+    /// The series as a place keeping at most `keep` hours had it after its first `hours`
+    /// rows (for evaluating as of an earlier time).
+    pub fn as_of(&self, hours: usize, keep: usize) -> Self {
+        let end = hours.min(self.rows.len());
+        let from = end.saturating_sub(keep);
+        Self { start: self.start + from as i64, rows: self.rows[from..end].to_vec() }
     }
 }
 
@@ -271,6 +274,25 @@ mod tests {
         // Only the last 2 hours are kept.
         h.add(t("2013-01-01T09:00:00Z"), &values(8.0), 2);
         assert_eq!((h.start, h.len()), (six + 2, 2));
+    }
+
+    #[test]
+    fn as_of_an_earlier_hour_keeps_at_most_the_hours_a_place_keeps() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let mut h = Hourly::default();
+        for (k, at) in ["06", "07", "08", "09", "10"].iter().enumerate() {
+            h.add(t(&format!("2013-01-01T{at}:00:00Z")), &values(k as f64), 100);
+        }
+        let six = hour_of(t("2013-01-01T06:00:00Z"));
+        // After the first four hours (06 to 09), keeping two: 08 and 09.
+        let kept = h.as_of(4, 2);
+        assert_eq!((kept.start, kept.len()), (six + 2, 2));
+        assert_eq!(kept.get(six + 2, Column::Temperature), Some(2.0));
+        assert_eq!(kept.get(six + 1, Column::Temperature), None);
+        assert_eq!(kept.get(six + 4, Column::Temperature), None);
+        // Keeping more than there is: all of the first four.
+        let all = h.as_of(4, usize::MAX);
+        assert_eq!((all.start, all.len()), (six, 4));
     }
 
     #[test]
