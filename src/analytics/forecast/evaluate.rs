@@ -25,19 +25,22 @@ pub struct Evaluation {
     pub hours: usize,
     /// Hours before the first test origin.
     pub train_hours: usize,
-    pub refit_hours: usize,
-    /// The most hours before an origin a fit sees (`None`: all of them).
-    pub history_hours: Option<usize>,
+    /// When the models were fitted again, and on how much of the past (`refit_hours`
+    /// and `history_hours` in JSON).
+    #[serde(flatten)]
+    pub refits: Refits,
     pub fits: usize,
     pub models: Vec<ModelScore>,
 }
 
 /// When the models are fitted again during the test, and on how much of the past.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct Refits {
     /// Hours between fits.
+    #[serde(rename = "refit_hours")]
     pub every: usize,
     /// The most hours a fit sees, up to its origin (`None`: every hour before it).
+    #[serde(rename = "history_hours")]
     pub history: Option<usize>,
 }
 
@@ -139,15 +142,7 @@ pub fn evaluate(
                 .collect(),
         })
         .collect();
-    Ok(Evaluation {
-        quantity,
-        hours,
-        train_hours,
-        refit_hours: refits.every,
-        history_hours: refits.history,
-        fits,
-        models,
-    })
+    Ok(Evaluation { quantity, hours, train_hours, refits, fits, models })
 }
 
 /// Evaluates every station of `rows` (time-ordered observations), one per core at a time.
@@ -201,8 +196,8 @@ impl Evaluation {
             self.quantity.name(),
             self.hours,
             self.train_hours,
-            self.refit_hours,
-            self.history_hours.map_or("all hours before".to_owned(), |h| format!("at most the last {h} hours")),
+            self.refits.every,
+            self.refits.history.map_or("all hours before".to_owned(), |h| format!("at most the last {h} hours")),
             self.fits,
             first.horizons.iter().map(|s| s.n.to_string()).collect::<Vec<_>>().join(", ")
         ));

@@ -183,12 +183,9 @@ impl Skill {
                 let known: Vec<(f32, f64)> = (Model::ALL.into_iter().filter(|&m| m != Model::Ensemble))
                     .filter_map(|m| Some((value(m)?, self.mae(m, horizon)?.max(0.01))))
                     .collect();
-                let best = known.iter().map(|(_, mae)| *mae).fold(f64::INFINITY, f64::min);
-                let weighted: Vec<(f32, f64)> = known
-                    .iter()
-                    .filter(|(_, mae)| *mae <= best * contender(horizon))
-                    .map(|&(v, mae)| (v, 1.0 / mae.powi(2)))
-                    .collect();
+                let reach = known.iter().map(|(_, mae)| *mae).fold(f64::INFINITY, f64::min) * contender(horizon);
+                let weighted: Vec<(f32, f64)> =
+                    known.iter().filter(|(_, mae)| *mae <= reach).map(|&(v, mae)| (v, 1.0 / mae.powi(2))).collect();
                 if !weighted.is_empty() {
                     let total: f64 = weighted.iter().map(|(_, w)| w).sum();
                     return Some((weighted.iter().map(|(v, w)| f64::from(*v) * w).sum::<f64>() / total) as f32);
