@@ -276,6 +276,13 @@ mod tests {
         assert_eq!((h.start, h.len()), (six + 2, 2));
     }
 
+    /// What a kept hour costs (BENCHMARKS.md, what a year of history takes): eight f32
+    /// means and eight u16 counts.
+    #[test]
+    fn an_hour_kept_is_48_bytes() {
+        assert_eq!(std::mem::size_of::<Hour>(), 48);
+    }
+
     #[test]
     fn as_of_an_earlier_hour_keeps_at_most_the_hours_a_place_keeps() {
         let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
