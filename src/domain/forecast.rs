@@ -119,14 +119,17 @@ pub struct TrainedSummary {
     pub trained_until: DateTime<Utc>,
     /// Hours of that history used as forecast origins.
     pub hours: usize,
+    /// Origins of the providers' runs the `providers_corrected` model learned from; `null`
+    /// until the providers' blend has run here for a week.
+    pub providers_hours: Option<usize>,
 }
 
 /// One model's forecast and its skill.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ModelRun {
     /// persistence, yesterday, climatology, ridge, random_forest, mlp, gradient_boosting
-    /// (the first 6 hours; null beyond), providers or ensemble (every other weighed by its
-    /// skill).
+    /// (the first 6 hours; null beyond), providers, providers_corrected (the providers'
+    /// blend corrected for the place) or ensemble (every other weighed by its skill).
     pub model: String,
     /// 1 to 24 hours ahead of `issued_at`.
     pub hourly: Vec<ModelHour>,

@@ -216,7 +216,13 @@ async fn a_stations_real_history_trains_its_models_and_forecast_shows_their_runs
     assert_eq!(response.status(), 400);
     assert_eq!(response.headers()["content-type"], "application/problem+json");
     let problem: Value = response.json().await.unwrap();
-    assert!(problem["detail"].as_str().unwrap().contains("ridge, random_forest, mlp, gradient_boosting"), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ridge, random_forest, mlp, gradient_boosting, providers, providers_corrected, ensemble"),
+        "{problem}"
+    );
 
     // Trained on demand: every complete hour now, 24 to 525 as origins.
     let trainings = r#"isobar_forecast_trainings_total{outcome="trained",quantity="temperature"}"#;

@@ -106,7 +106,7 @@ pub fn evaluate(
                 .filter(|r| r.model.reach() >= h)
                 .map(|r| Some((r.model, r.values.get(index).copied().flatten()?)))
                 .collect();
-            let reaching = Model::ALL.iter().filter(|m| **m != Model::Providers && m.reach() >= h).count();
+            let reaching = Model::ALL.iter().filter(|m| !m.needs_providers() && m.reach() >= h).count();
             let Some(predictions) = predictions.filter(|p| p.len() == reaching) else { continue };
             for (model, prediction) in predictions {
                 let error = f64::from(prediction - truth);
@@ -119,7 +119,7 @@ pub fn evaluate(
     }
     let persistence: Vec<f64> = sums[0].iter().map(|s| s.abs / s.n.max(1) as f64).collect();
     // Every model but the providers', which an offline history has none of.
-    let models = (Model::ALL.into_iter().filter(|&m| m != Model::Providers))
+    let models = (Model::ALL.into_iter().filter(|&m| !m.needs_providers()))
         .map(|model| (model, &sums[model.index()]))
         .map(|(model, per)| ModelScore {
             model,

@@ -201,10 +201,10 @@ pub struct Scaler {
 }
 
 impl Scaler {
-    pub fn fit(rows: &[[f32; FEATURES]]) -> Self {
-        let mut mean = vec![0.0; FEATURES];
-        let mut scale = vec![1.0; FEATURES];
-        for f in 0..FEATURES {
+    pub fn fit<const N: usize>(rows: &[[f32; N]]) -> Self {
+        let mut mean = vec![0.0; N];
+        let mut scale = vec![1.0; N];
+        for f in 0..N {
             let (sum, sq, n) = rows
                 .iter()
                 .map(|r| r[f])
@@ -225,9 +225,10 @@ impl Scaler {
         self.mean.len()
     }
 
-    pub fn apply(&self, row: &[f32; FEATURES]) -> [f32; FEATURES] {
-        let mut out = [0.0; FEATURES];
-        for f in 0..FEATURES {
+    /// `row` scaled; a row of another length than fitted on is scaled as far as both go.
+    pub fn apply<const N: usize>(&self, row: &[f32; N]) -> [f32; N] {
+        let mut out = [0.0; N];
+        for f in 0..N.min(self.mean.len()) {
             out[f] = if row[f].is_nan() { 0.0 } else { (row[f] - self.mean[f]) / self.scale[f] };
         }
         out

@@ -14,6 +14,7 @@
 //! actor's.
 
 pub mod boost;
+pub mod corrected;
 pub mod evaluate;
 pub mod features;
 pub mod forest;
@@ -53,13 +54,16 @@ pub enum Model {
     GradientBoosting,
     /// The providers' blend (when providers run for the place), weighed like a model.
     Providers,
+    /// The providers' blend corrected for the place by what it observed (see
+    /// [`corrected`]), once providers have run there for a week.
+    ProvidersCorrected,
     /// Every model weighted by its live skill (the inverse square of its rolling MAE);
     /// the learned models' mean until any skill is known.
     Ensemble,
 }
 
 impl Model {
-    pub const ALL: [Model; 9] = [
+    pub const ALL: [Model; 10] = [
         Model::Persistence,
         Model::Yesterday,
         Model::Climatology,
@@ -68,6 +72,7 @@ impl Model {
         Model::Mlp,
         Model::GradientBoosting,
         Model::Providers,
+        Model::ProvidersCorrected,
         Model::Ensemble,
     ];
     pub const LEARNED: [Model; 4] = [Model::Ridge, Model::RandomForest, Model::Mlp, Model::GradientBoosting];
@@ -82,6 +87,7 @@ impl Model {
             Model::Mlp => "mlp",
             Model::GradientBoosting => "gradient_boosting",
             Model::Providers => "providers",
+            Model::ProvidersCorrected => "providers_corrected",
             Model::Ensemble => "ensemble",
         }
     }
@@ -93,6 +99,12 @@ impl Model {
     /// How many hours ahead it forecasts (from the first).
     pub fn reach(self) -> u8 {
         if self == Model::GradientBoosting { BOOSTED_HORIZONS } else { HORIZONS }
+    }
+
+    /// Whether it runs only where providers forecast the place (never in an offline
+    /// evaluation of observations alone).
+    pub fn needs_providers(self) -> bool {
+        matches!(self, Model::Providers | Model::ProvidersCorrected)
     }
 
     /// Its place in [`Model::ALL`] (the order they are declared in).
@@ -127,6 +139,22 @@ impl Default for Settings {
             boosting: Boosting::default(),
             grid: true,
         }
+    }
+}
+
+/// `[f32; 24]` with NaN as `null` (JSON has no NaN).
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::HORIZONS;
+
+    pub fn serialize<S: Serializer>(values: &[f32; HORIZONS as usize], s: S) -> Result<S::Ok, S::Error> {
+        values.map(|v| (!v.is_nan()).then_some(v)).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[f32; HORIZONS as usize], D::Error> {
+        let values = <[Option<f32>; HORIZONS as usize]>::deserialize(d)?;
+        Ok(values.map(|v| v.unwrap_or(f32::NAN)))
     }
 }
 

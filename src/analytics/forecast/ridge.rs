@@ -5,10 +5,10 @@
 //! features and one Cholesky solve (about 3 ms for a year of hours), where smartcore's
 //! generic ridge takes about 20 ms per horizon, and 24 horizons are fitted per training.
 
-use super::features::FEATURES;
 use crate::analytics::linalg::cholesky_solve;
 
-/// Weights and intercept of one horizon's model, over scaled features.
+/// Weights and intercept of one horizon's model, over scaled features (as many as the
+/// rows it was fitted on).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Ridge {
     weights: Vec<f64>,
@@ -18,7 +18,7 @@ pub struct Ridge {
 impl Ridge {
     /// Least squares with an L2 penalty `alpha` on the weights (not on the intercept).
     /// `None` when there is nothing to fit.
-    pub fn fit(rows: &[[f32; FEATURES]], targets: &[f32], alpha: f64) -> Option<Self> {
+    pub fn fit<const N: usize>(rows: &[[f32; N]], targets: &[f32], alpha: f64) -> Option<Self> {
         Self::fit_weighted(rows, targets, None, alpha)
     }
 
@@ -26,8 +26,8 @@ impl Ridge {
     /// squares: the forecasts are scored by mean absolute error, whose best constant is
     /// the median, and hourly changes are often exactly zero. Residuals under `floor`
     /// weigh as much as `floor`.
-    pub fn fit_absolute(
-        rows: &[[f32; FEATURES]],
+    pub fn fit_absolute<const N: usize>(
+        rows: &[[f32; N]],
         targets: &[f32],
         alpha: f64,
         floor: f64,
@@ -44,7 +44,12 @@ impl Ridge {
         Some(model)
     }
 
-    fn fit_weighted(rows: &[[f32; FEATURES]], targets: &[f32], weights: Option<&[f64]>, alpha: f64) -> Option<Self> {
+    fn fit_weighted<const N: usize>(
+        rows: &[[f32; N]],
+        targets: &[f32],
+        weights: Option<&[f64]>,
+        alpha: f64,
+    ) -> Option<Self> {
         let n = rows.len().min(targets.len());
         if n == 0 {
             return None;
@@ -52,7 +57,7 @@ impl Ridge {
         let weight = |i: usize| weights.and_then(|w| w.get(i)).copied().unwrap_or(1.0);
         let total: f64 = (0..n).map(weight).sum();
         let mean_y = targets[..n].iter().enumerate().map(|(i, &y)| weight(i) * f64::from(y)).sum::<f64>() / total;
-        let mut mean_x = [0.0f64; FEATURES];
+        let mut mean_x = [0.0f64; N];
         for (i, row) in rows[..n].iter().enumerate() {
             for (m, &x) in mean_x.iter_mut().zip(row) {
                 *m += weight(i) * f64::from(x);
@@ -62,29 +67,29 @@ impl Ridge {
         let alpha = alpha * total / n as f64;
         mean_x.iter_mut().for_each(|m| *m /= total);
         // Gram matrix of the centred features (upper triangle) and X'y.
-        let mut gram = vec![0.0f64; FEATURES * FEATURES];
-        let mut xy = [0.0f64; FEATURES];
-        let mut centred = [0.0f64; FEATURES];
+        let mut gram = vec![0.0f64; N * N];
+        let mut xy = [0.0f64; N];
+        let mut centred = [0.0f64; N];
         for (i, (row, &y)) in rows[..n].iter().zip(&targets[..n]).enumerate() {
             let w = weight(i);
-            for f in 0..FEATURES {
+            for f in 0..N {
                 centred[f] = f64::from(row[f]) - mean_x[f];
             }
             let y = w * (f64::from(y) - mean_y);
-            for i in 0..FEATURES {
+            for i in 0..N {
                 let xi = centred[i];
                 xy[i] += xi * y;
                 let xi = w * xi;
-                let line = &mut gram[i * FEATURES..(i + 1) * FEATURES];
-                for j in i..FEATURES {
+                let line = &mut gram[i * N..(i + 1) * N];
+                for j in i..N {
                     line[j] += xi * centred[j];
                 }
             }
         }
-        for i in 0..FEATURES {
-            gram[i * FEATURES + i] += alpha;
+        for i in 0..N {
+            gram[i * N + i] += alpha;
             for j in 0..i {
-                gram[i * FEATURES + j] = gram[j * FEATURES + i];
+                gram[i * N + j] = gram[j * N + i];
             }
         }
         let weights = cholesky_solve(&mut gram, &xy)?;
@@ -92,7 +97,7 @@ impl Ridge {
         Some(Self { weights, intercept })
     }
 
-    pub fn predict(&self, row: &[f32; FEATURES]) -> f32 {
+    pub fn predict(&self, row: &[f32]) -> f32 {
         (self.intercept + self.weights.iter().zip(row).map(|(w, &x)| w * f64::from(x)).sum::<f64>()) as f32
     }
 }
@@ -100,6 +105,7 @@ impl Ridge {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analytics::forecast::features::FEATURES;
 
     #[test]
     fn recovers_a_linear_relation() {

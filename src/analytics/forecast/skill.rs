@@ -3,8 +3,8 @@
 //! days weighs the blend.
 //!
 //! Lean by design (a forecaster keeps one per place and quantity): errors are summed per
-//! UTC day of the hour verified (14 days of 9 models × 24 horizons, 6 bytes each: 18 KiB), and a
-//! forecast waits as its whole run (a day of origins: 9 runs × 24 hours).
+//! UTC day of the hour verified (14 days of 10 models × 24 horizons, 6 bytes each:
+//! 20 KiB), and a forecast waits as its whole run (a day of origins: 10 runs × 24 hours).
 
 use std::collections::VecDeque;
 
@@ -46,24 +46,8 @@ struct Issued {
     origin: i64,
     model: Model,
     /// `values[h - 1]`, NaN where the run has none (stored as `null`).
-    #[serde(with = "nan_as_null")]
+    #[serde(with = "super::nan_as_null")]
     values: [f32; HORIZONS as usize],
-}
-
-/// `[f32; 24]` with NaN as `null` (JSON has no NaN).
-mod nan_as_null {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    use super::HORIZONS;
-
-    pub fn serialize<S: Serializer>(values: &[f32; HORIZONS as usize], s: S) -> Result<S::Ok, S::Error> {
-        values.map(|v| (!v.is_nan()).then_some(v)).serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[f32; HORIZONS as usize], D::Error> {
-        let values = <[Option<f32>; HORIZONS as usize]>::deserialize(d)?;
-        Ok(values.map(|v| v.unwrap_or(f32::NAN)))
-    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -173,7 +157,7 @@ impl Skill {
 
     /// The blend of `runs`: per horizon, the models whose known skill is within the
     /// [`contender`] band of the best's, weighted by the inverse square of their MAE;
-    /// until any skill is known, the mean of the learned models and the providers' blend.
+    /// until any skill is known, the mean of the learned models and the providers' runs.
     pub fn blend(&self, runs: &[Run]) -> Run {
         let values = (0..usize::from(HORIZONS))
             .map(|i| {
@@ -190,8 +174,11 @@ impl Skill {
                     let total: f64 = weighted.iter().map(|(_, w)| w).sum();
                     return Some((weighted.iter().map(|(v, w)| f64::from(*v) * w).sum::<f64>() / total) as f32);
                 }
-                let learned: Vec<f32> =
-                    Model::LEARNED.iter().chain(&[Model::Providers]).filter_map(|&m| value(m)).collect();
+                let learned: Vec<f32> = Model::LEARNED
+                    .iter()
+                    .chain(&[Model::Providers, Model::ProvidersCorrected])
+                    .filter_map(|&m| value(m))
+                    .collect();
                 (!learned.is_empty()).then(|| learned.iter().sum::<f32>() / learned.len() as f32)
             })
             .collect();

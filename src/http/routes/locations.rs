@@ -347,7 +347,7 @@ pub struct ForecastQuery {
     #[param(value_type = Option<Units>)]
     pub units: Option<String>,
     /// One model's run only: persistence, yesterday, climatology, ridge, random_forest,
-    /// mlp, gradient_boosting, providers or ensemble.
+    /// mlp, gradient_boosting, providers, providers_corrected or ensemble.
     #[param(value_type = Option<crate::analytics::forecast::Model>)]
     pub model: Option<String>,
 }
@@ -355,7 +355,8 @@ pub struct ForecastQuery {
 /// Hourly forecast: each provider's run and their blend, whose `spread` is the standard
 /// deviation across providers; with forecasting on, `models` has every model learned
 /// from the location's own readings with its live skill, and the hours they forecast
-/// show their skill-weighted ensemble (which weighs the providers' blend too).
+/// show their skill-weighted ensemble (which weighs the providers' blend, and its
+/// correction for the place, too).
 #[utoipa::path(get, path = "/v1/locations/{id}/forecast", tag = "locations", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "Location id", pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"), ForecastQuery),
     responses((status = 200, body = crate::domain::Forecast),
