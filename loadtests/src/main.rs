@@ -213,6 +213,14 @@ struct ForecastArgs {
     trainings: usize,
     #[arg(long, default_value_t = 2000)]
     forecasts: usize,
+    /// The quantities trained (comma-separated), or `all`: every quantity a place learns,
+    /// as a place's training fits them one after the other.
+    #[arg(long, default_value = "temperature")]
+    quantities: String,
+    /// Train on the file's last N hours only, as a place keeping `forecast.history_hours`
+    /// does (default: every hour).
+    #[arg(long)]
+    hours: Option<usize>,
 }
 
 #[tokio::main]
@@ -260,6 +268,7 @@ fn forecast(a: ForecastArgs) -> Result<()> {
     let rows =
         isobar::observations::read(&text, isobar::observations::guess(&text)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let series = Hourly::from_observations(rows.iter().filter(|r| r.station == a.station).map(|r| (r.at, &r.values)));
+    let series = series.as_of(series.len(), a.hours.unwrap_or(usize::MAX));
     let mut positions = isobar::observations::positions(&text, isobar::observations::guess(&text));
     let listed = std::fs::read_to_string(&a.positions)?;
     positions.extend(isobar::observations::positions(&listed, isobar::observations::Format::Csv));
@@ -274,9 +283,22 @@ fn forecast(a: ForecastArgs) -> Result<()> {
     }
     let (mut train_ms, mut correct_ms) = (Vec::new(), Vec::new());
     let (mut trained, mut corrected) = (None, None);
+    let quantities: Vec<Quantity> = match a.quantities.as_str() {
+        "all" => isobar::domain::LEARNED_QUANTITIES.to_vec(),
+        list => list
+            .split(',')
+            .map(|name| Quantity::from_name(name.trim()).ok_or_else(|| anyhow::anyhow!("no quantity {name}")))
+            .collect::<Result<_>>()?,
+    };
     for _ in 0..a.trainings.max(1) {
         let started = Instant::now();
-        trained = Some(train(&series, Quantity::Temperature, position, &settings).map_err(|e| anyhow::anyhow!("{e}"))?);
+        for (k, &quantity) in quantities.iter().enumerate() {
+            let fitted = train(&series, quantity, position, &settings).map_err(|e| anyhow::anyhow!("{quantity:?}: {e}"))?;
+            // The first quantity's models are the ones forecast with below.
+            if k == 0 {
+                trained = Some(fitted);
+            }
+        }
         train_ms.push(started.elapsed().as_secs_f64() * 1000.0);
         let started = Instant::now();
         corrected = Corrected::fit(&series, &issued, Quantity::Temperature, position, &settings);
@@ -301,9 +323,10 @@ fn forecast(a: ForecastArgs) -> Result<()> {
     };
     let ((train_median, train_max), (correct_median, _)) = (median(train_ms), median(correct_ms));
     println!(
-        "forecast: {} hours of {}, trained on {} origins: training median {train_median:.0} ms (of {}), correction on {} runs median {correct_median:.0} ms, forecast with the correction p50 {} us, p99 {} us ({produced} of {} forecasts made)",
+        "forecast: {} hours of {}, {} trained on {} origins: training median {train_median:.0} ms (of {}), correction on {} runs median {correct_median:.0} ms, forecast with the correction p50 {} us, p99 {} us ({produced} of {} forecasts made)",
         series.len(),
         a.station,
+        a.quantities,
         trained.origins,
         a.trainings.max(1),
         corrected.origins,
@@ -312,7 +335,7 @@ fn forecast(a: ForecastArgs) -> Result<()> {
         a.forecasts
     );
     result(json!({
-        "scenario": "forecast", "hours": series.len(), "origins": trained.origins,
+        "scenario": "forecast", "hours": series.len(), "quantities": a.quantities, "origins": trained.origins,
         "train_ms_median": train_median, "train_ms_max": train_max,
         "correction_origins": corrected.origins, "correction_ms_median": correct_median,
         "forecast_us_p50": forecast_us.value_at_quantile(0.5), "forecast_us_p99": forecast_us.value_at_quantile(0.99),
