@@ -293,7 +293,8 @@ fn forecast(a: ForecastArgs) -> Result<()> {
     for _ in 0..a.trainings.max(1) {
         let started = Instant::now();
         for (k, &quantity) in quantities.iter().enumerate() {
-            let fitted = train(&series, quantity, position, &settings).map_err(|e| anyhow::anyhow!("{quantity:?}: {e}"))?;
+            let fitted =
+                train(&series, quantity, position, &settings).map_err(|e| anyhow::anyhow!("{quantity:?}: {e}"))?;
             // The first quantity's models are the ones forecast with below.
             if k == 0 {
                 trained = Some(fitted);

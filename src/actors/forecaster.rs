@@ -16,8 +16,8 @@
 //!   `forecast.retrain_hours` hours were observed since its models were fitted.
 //!
 //! A place the forecaster has not kept starts from its stored history when InfluxDB keeps
-//! one (hourly means of every reading stored in `forecast.history_hours`), else from the
-//! readings it gets from now on.
+//! one (hourly means of every reading stored in `forecast.history_hours`, read a day per
+//! query), else from the readings it gets from now on.
 //!
 //! Training runs on the blocking pool, at most `forecast.train_concurrency` places at
 //! once, never on an actor's thread; `TrainNow` trains a place on demand. Each place's
@@ -352,7 +352,10 @@ fn hour_start(hour: i64) -> DateTime<Utc> {
 #[rtype(result = "()")]
 struct Backfill {
     id: LocationId,
-    readings: Vec<Reading>,
+    /// Its hourly means.
+    series: Hourly,
+    /// How many readings made them.
+    readings: usize,
 }
 
 /// A finished training.
@@ -422,24 +425,11 @@ impl Forecaster {
                 && let Some(history) = self.settings.history.clone()
             {
                 place.backfilling = true;
-                let now = Utc::now();
-                let query = QueryHistory {
-                    id: id.clone(),
-                    from: now - chrono::Duration::hours(self.settings.history_hours as i64),
-                    to: now,
-                    step_secs: None,
-                };
+                let hours = self.settings.history_hours as i64;
                 let (id, addr) = (id.clone(), ctx.address());
                 actix_rt::spawn(async move {
-                    let readings = match history.send(query).await {
-                        Ok(Some(Ok(readings))) => readings,
-                        Ok(Some(Err(e))) => {
-                            warn!(location = %id, error = %e, "cannot read the stored history: learning from new readings only");
-                            Vec::new()
-                        }
-                        _ => Vec::new(),
-                    };
-                    addr.do_send(Backfill { id, readings });
+                    let (series, readings) = read_history(&history, &id, hour_of(Utc::now()) + 1, hours).await;
+                    addr.do_send(Backfill { id, series, readings });
                 });
             }
             self.places.insert(id.clone(), place);
@@ -713,6 +703,44 @@ fn publish(publisher: &Option<Publisher>, id: LocationId, learned: Learned) {
     }
 }
 
+/// Hours of stored history read per query: a day of a station reporting every minute is
+/// 1,440 readings, where the whole of `forecast.history_hours` in one answer would be
+/// parsed whole in memory.
+const HISTORY_CHUNK_HOURS: i64 = 24;
+
+/// The hourly means of what InfluxDB stores of `id` in the `hours` hours before `until`
+/// (an hour since the epoch, not included), and how many readings made them. Read a day
+/// at a time, newest first: a query that fails keeps the newer days already read.
+async fn read_history(history: &Recipient<QueryHistory>, id: &LocationId, until: i64, hours: i64) -> (Hourly, usize) {
+    let (mut series, mut count) = (Hourly::default(), 0);
+    let mut end = until;
+    while end > until - hours {
+        let start = (end - HISTORY_CHUNK_HOURS).max(until - hours);
+        let query = QueryHistory {
+            id: id.clone(),
+            from: hour_start(start),
+            // The range includes both ends; the next query's hour starts a millisecond later.
+            to: hour_start(end) - chrono::Duration::milliseconds(1),
+            step_secs: None,
+        };
+        let readings = match history.send(query).await {
+            Ok(Some(Ok(readings))) => readings,
+            Ok(Some(Err(e))) => {
+                warn!(location = %id, error = %e, read_from = %hour_start(end), "cannot read the stored history: learning from what was read and new readings");
+                break;
+            }
+            _ => break,
+        };
+        count += readings.len();
+        if !readings.is_empty() {
+            let day = Hourly::from_observations(readings.iter().map(|r| (r.observed_at, &r.values)));
+            series.prepend(day, usize::MAX);
+        }
+        end = start;
+    }
+    (series, count)
+}
+
 /// Whether a series may have enough hours to train on (the training says for sure): the
 /// origins are its hours after the first day and before the last one.
 fn enough_history(series: &Hourly, min_hours: usize) -> bool {
@@ -803,11 +831,10 @@ impl Handler<Backfill> for Forecaster {
     fn handle(&mut self, msg: Backfill, ctx: &mut Self::Context) {
         let Some(place) = self.places.get_mut(&msg.id) else { return };
         place.backfilling = false;
-        let stored = Hourly::from_observations(msg.readings.iter().map(|r| (r.observed_at, &r.values)));
-        let hours = stored.len();
-        place.kept.series.prepend(stored, self.settings.history_hours);
+        let hours = msg.series.len();
+        place.kept.series.prepend(msg.series, self.settings.history_hours);
         place.dirty = true;
-        info!(location = %msg.id, readings = msg.readings.len(), hours, "forecaster: stored history read");
+        info!(location = %msg.id, readings = msg.readings, hours, "forecaster: stored history read");
         if place.fitted.iter().all(Option::is_none)
             && enough_history(&place.kept.series, self.settings.models.min_hours)
             && !self.queue.contains(&msg.id)
@@ -861,7 +888,101 @@ impl Handler<SaveAll> for Forecaster {
 mod tests {
     use super::*;
     use crate::analytics::forecast::forest::Forestry;
+    use crate::domain::{Quantity, SourceName};
     use crate::observations::{Format, read};
+    use crate::store::StoreError;
+
+    /// Answers history queries from a list of readings, as the persister does from
+    /// InfluxDB (both ends of the range included), and notes each range asked for; fails
+    /// every query of a range starting before `fail_before`.
+    struct Stored {
+        readings: Vec<Reading>,
+        asked: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+        fail_before: DateTime<Utc>,
+    }
+
+    impl Actor for Stored {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<QueryHistory> for Stored {
+        type Result = Option<Result<Vec<Reading>, StoreError>>;
+
+        fn handle(&mut self, q: QueryHistory, _: &mut Self::Context) -> Self::Result {
+            self.asked.push((q.from, q.to));
+            if q.from < self.fail_before {
+                return Some(Err(StoreError::Influx("timeout".into())));
+            }
+            Some(Ok(self
+                .readings
+                .iter()
+                .filter(|r| r.observed_at >= q.from && r.observed_at <= q.to)
+                .cloned()
+                .collect()))
+        }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "Vec<(DateTime<Utc>, DateTime<Utc>)>")]
+    struct Asked;
+
+    impl Handler<Asked> for Stored {
+        type Result = Vec<(DateTime<Utc>, DateTime<Utc>)>;
+
+        fn handle(&mut self, _: Asked, _: &mut Self::Context) -> Self::Result {
+            std::mem::take(&mut self.asked)
+        }
+    }
+
+    /// The stored history is read a day at a time, newest first: every reading counted
+    /// once (one on the hour at a day's edge too), and a failed query keeps the newer days.
+    #[actix_rt::test]
+    async fn the_stored_history_is_read_a_day_at_a_time_and_a_failure_keeps_the_newer_days() {
+        let id = LocationId::parse("KEWR").unwrap();
+        let until = 500_000; // hours since the epoch
+        // A reading every 20 minutes over the last three days, 10 °C, and 20 °C on the
+        // hour that starts the last day.
+        let mut readings = stored_readings(&id, until);
+        let edge = readings.iter_mut().find(|r| r.observed_at == hour_start(until - 24)).unwrap();
+        edge.set(Quantity::Temperature, Some(20.0));
+        let stored = Stored { readings, asked: Vec::new(), fail_before: DateTime::<Utc>::MIN_UTC }.start();
+        let (series, count) = read_history(&stored.clone().recipient(), &id, until, 80).await;
+        assert_eq!((count, series.start, series.len()), (216, until - 72, 72));
+        // The hour at the edge holds its three readings once: (20 + 10 + 10) / 3.
+        assert_eq!(series.get(until - 24, Column::Temperature), Some(40.0 / 3.0));
+        assert_eq!(series.get(until - 25, Column::Temperature), Some(10.0));
+        let asked = stored.send(Asked).await.unwrap();
+        let ms = chrono::Duration::milliseconds(1);
+        assert_eq!(
+            asked,
+            [
+                (hour_start(until - 24), hour_start(until) - ms),
+                (hour_start(until - 48), hour_start(until - 24) - ms),
+                (hour_start(until - 72), hour_start(until - 48) - ms),
+                (hour_start(until - 80), hour_start(until - 72) - ms),
+            ]
+        );
+
+        // The second day's query fails: the newest day is kept, nothing older is asked.
+        let failing =
+            Stored { readings: stored_readings(&id, until), asked: Vec::new(), fail_before: hour_start(until - 24) }
+                .start();
+        let (series, count) = read_history(&failing.clone().recipient(), &id, until, 80).await;
+        assert_eq!((count, series.start, series.len()), (72, until - 24, 24));
+        assert_eq!(failing.send(Asked).await.unwrap().len(), 2);
+    }
+
+    /// A reading every 20 minutes over the three days before `until`.
+    fn stored_readings(id: &LocationId, until: i64) -> Vec<Reading> {
+        (0..3 * 72)
+            .map(|k| {
+                let at = hour_start(until - 72) + chrono::Duration::minutes(20 * k);
+                let mut r = Reading::new(id.clone(), SourceName::parse("station").unwrap(), at);
+                r.set(Quantity::Temperature, Some(10.0));
+                r
+            })
+            .collect()
+    }
 
     const KEWR: Position = Some((40.6925, -74.1687));
 
