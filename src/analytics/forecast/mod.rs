@@ -23,6 +23,8 @@ pub mod hourly;
 pub mod mlp;
 pub mod ridge;
 pub mod skill;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod tree;
 
 use serde::{Deserialize, Serialize};
