@@ -38,7 +38,7 @@ use tracing::{info, warn};
 use crate::actors::directory::{Directory, Resolve};
 use crate::actors::location::ApplyLearned;
 use crate::actors::persister::QueryHistory;
-use crate::analytics::forecast::corrected::{Corrected, Issued};
+use crate::analytics::forecast::corrected::{Corrected, Issued, MIN_ORIGINS};
 use crate::analytics::forecast::features::Position;
 use crate::analytics::forecast::hourly::{Column, Hour, Hourly, hour_of};
 use crate::analytics::forecast::skill::Skill;
@@ -336,7 +336,20 @@ impl Place {
                     "not trained yet: the learned models need {need} hours of history with a day before each; until then only the baselines run"
                 )
             })),
-            LearnedStatus::Trained => self.not_trained.clone(),
+            LearnedStatus::Trained => {
+                // Providers run here, and their correction is not fitted yet: say when it will be.
+                let kept = self.issued.iter().map(Issued::len).max().unwrap_or(0);
+                let correcting = self.fitted.iter().flatten().any(|f| f.corrected.is_some());
+                let waiting = (kept > 0 && !correcting).then(|| {
+                    format!(
+                        "the providers' blend is corrected for this place (providers_corrected) at the first training with {MIN_ORIGINS} hours of its runs kept; {kept} are"
+                    )
+                });
+                match (self.not_trained.clone(), waiting) {
+                    (Some(why), Some(waiting)) => Some(format!("{why}; {waiting}")),
+                    (why, waiting) => why.or(waiting),
+                }
+            }
         };
         Learned { status, detail, issued_at: hour_start(origin), trained, runs }
     }
@@ -887,7 +900,9 @@ impl Handler<SaveAll> for Forecaster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analytics::forecast::boost::Boosting;
     use crate::analytics::forecast::forest::Forestry;
+    use crate::analytics::forecast::mlp::Training;
     use crate::analytics::forecast::testing::{self, KEWR};
     use crate::domain::{Quantity, SourceName};
     use crate::store::StoreError;
@@ -1013,7 +1028,13 @@ mod tests {
             train_concurrency: 1,
             dir: Some(dir.path().to_owned()),
             history: None,
-            models: models::Settings { forest: Forestry { trees: 4, ..Forestry::default() }, ..Default::default() },
+            // Small models: what is tested is what is kept and served, not how well they learn.
+            models: models::Settings {
+                forest: Forestry { trees: 4, ..Forestry::default() },
+                mlp: Training { epochs: 2, ..Training::default() },
+                boosting: Boosting { trees: 10, ..Boosting::default() },
+                ..Default::default()
+            },
         };
         let mut forecaster = Forecaster::new(settings, Arc::new(Metrics::new()));
         let id = LocationId::parse("KEWR").unwrap();
@@ -1028,6 +1049,24 @@ mod tests {
         assert_eq!(place.issued.iter().map(Issued::len).collect::<Vec<_>>(), [672, 0, 0, 0]);
         assert_eq!(place.issued[0].at(last, 3), series.get(last + 3, Column::Temperature).map(|t| t + 1.2));
 
+        // Trained without the correction (as before the runs were kept): the detail says
+        // when it comes.
+        let fitted = train_place(
+            &place.kept.series,
+            &[Issued::default(), Issued::default(), Issued::default(), Issued::default()],
+            KEWR,
+            &forecaster.settings,
+            None,
+        );
+        place.fitted = fitted.into_iter().map(Result::ok).collect();
+        let runs = place.run(last, false);
+        let learned = place.learned(last, &runs);
+        assert_eq!(
+            learned.detail.as_deref(),
+            Some(
+                "the providers' blend is corrected for this place (providers_corrected) at the first training with 168 hours of its runs kept; 672 are"
+            )
+        );
         let path = forecaster.file(&id, "models");
         let fitted = train_place(&place.kept.series, &place.issued, KEWR, &forecaster.settings, path);
         place.fitted = fitted.into_iter().map(Result::ok).collect();
@@ -1048,6 +1087,7 @@ mod tests {
         assert!(learned.runs.iter().any(|r| r.model == "providers_corrected"));
         assert_eq!(learned.trained[0].providers_hours, Some(672));
         assert_eq!(learned.trained[1].providers_hours, None);
+        assert_eq!(learned.detail, None);
 
         place.issued_dirty = true;
         forecaster.places.insert(id.clone(), place);
