@@ -48,15 +48,17 @@ pub struct Issued {
 }
 
 impl Issued {
-    /// Keeps the run the blend gave at `origin` (`values[h - 1]`); a run with no values, or
-    /// not after the last kept, is not kept.
+    /// Keeps the run the blend gave at `origin` (`values[h - 1]`; a value that is not a
+    /// finite number counts as none); a run with no values, or not after the last kept, is
+    /// not kept.
     pub fn issue(&mut self, origin: i64, values: &[Option<f32>]) {
-        if values.iter().all(Option::is_none) || self.runs.back().is_some_and(|r| r.origin >= origin) {
+        let finite = |v: &Option<f32>| v.filter(|v| v.is_finite());
+        if values.iter().all(|v| finite(v).is_none()) || self.runs.back().is_some_and(|r| r.origin >= origin) {
             return;
         }
         let mut run = IssuedRun { origin, values: [f32::NAN; HORIZONS as usize] };
         for (slot, value) in run.values.iter_mut().zip(values) {
-            *slot = value.unwrap_or(f32::NAN);
+            *slot = finite(value).unwrap_or(f32::NAN);
         }
         self.runs.push_back(run);
         while self.runs.front().is_some_and(|r| r.origin <= origin - KEPT_DAYS * 24) {
@@ -227,12 +229,12 @@ mod tests {
         let mut issued = Issued::default();
         issued.issue(100, &[Some(1.0), None, Some(3.0)]);
         issued.issue(100, &[Some(9.0)]); // not after the last: not kept
-        issued.issue(101, &[None, None]); // nothing said: not kept
-        issued.issue(102, &[Some(2.0)]);
+        issued.issue(101, &[None, Some(f32::INFINITY)]); // nothing usable said: not kept
+        issued.issue(102, &[Some(2.0), Some(f32::NAN)]);
         assert_eq!((issued.at(100, 1), issued.at(100, 2), issued.at(100, 3)), (Some(1.0), None, Some(3.0)));
         assert_eq!(
-            (issued.at(101, 1), issued.at(102, 1), issued.at(102, 0), issued.at(102, 25)),
-            (None, Some(2.0), None, None)
+            (issued.at(101, 1), issued.at(102, 1), issued.at(102, 2), issued.at(102, 0), issued.at(102, 25)),
+            (None, Some(2.0), None, None, None)
         );
         issued.issue(102 + KEPT_DAYS * 24, &[Some(5.0)]);
         assert_eq!(issued.len(), 1);
