@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::features::{FEATURES, Origin, Position, Scaler};
+use super::features::{FEATURES, Origin, Position, Scaler, Sunlight};
 use super::hourly::{Column, Hourly};
 use super::ridge::Ridge;
 use super::{HORIZONS, Model, Run, Settings};
@@ -135,8 +135,10 @@ impl Corrected {
     ) -> Option<Self> {
         let column = Column::of(quantity)?;
         let mut raw: Vec<Vec<([f32; CORRECTED_FEATURES], f32)>> = vec![Vec::new(); usize::from(HORIZONS)];
+        let (first, last) = (issued.origins().next()?, issued.origins().last()?);
+        let sunlight = Sunlight::over(position, first, last + i64::from(HORIZONS));
         for origin in issued.origins() {
-            let Some(at) = Origin::new(series, column, position, origin) else { continue };
+            let Some(at) = Origin::new(series, column, &sunlight, origin) else { continue };
             let now = at.now();
             for h in 1..=HORIZONS {
                 let Some(then) = series.get(origin + i64::from(h), column) else { continue };
@@ -176,7 +178,8 @@ impl Corrected {
     /// the providers issued no run then.
     pub fn forecast(&self, series: &Hourly, issued: &Issued, position: Position, origin: i64) -> Option<Run> {
         let column = Column::of(self.quantity)?;
-        let at = Origin::new(series, column, position, origin)?;
+        let sunlight = Sunlight::over(position, origin, origin + i64::from(HORIZONS));
+        let at = Origin::new(series, column, &sunlight, origin)?;
         let now = at.now();
         let values: Vec<Option<f32>> = (1..=HORIZONS)
             .zip(&self.ridge)

@@ -61,12 +61,43 @@ fn cycle(hour: i64, period: f64) -> (f32, f32) {
     (angle.sin() as f32, angle.cos() as f32)
 }
 
+/// [`cycle`] over a day, looked up: the same 24 values, computed once (a training asks for
+/// them three times per origin and horizon).
+fn daily(hour: i64) -> (f32, f32) {
+    static DAY: std::sync::LazyLock<[(f32, f32); 24]> =
+        std::sync::LazyLock::new(|| std::array::from_fn(|h| cycle(h as i64, 24.0)));
+    DAY[hour.rem_euclid(24) as usize]
+}
+
+/// The sun's elevation ([`sun`]) at every hour of a span, computed once: an origin's
+/// features need it at the origin and at each of the 24 hours after, and neighbouring
+/// origins share those hours. Outside the span it is computed as asked.
+pub struct Sunlight {
+    position: Position,
+    start: i64,
+    values: Vec<f32>,
+}
+
+impl Sunlight {
+    /// The sun over the hours `from..=to`.
+    pub fn over(position: Position, from: i64, to: i64) -> Self {
+        let values =
+            if position.is_some() { (from..=to).map(|hour| sun(position, hour)).collect() } else { Vec::new() };
+        Self { position, start: from, values }
+    }
+
+    pub fn at(&self, hour: i64) -> f32 {
+        let cached = usize::try_from(hour - self.start).ok().and_then(|i| self.values.get(i));
+        cached.copied().unwrap_or_else(|| sun(self.position, hour))
+    }
+}
+
 /// What the features at one origin share across horizons, computed once; [`Origin::at`]
 /// adds a horizon's own.
 pub struct Origin<'a> {
     series: &'a Hourly,
     target: Column,
-    position: Position,
+    sunlight: &'a Sunlight,
     origin: i64,
     now: f32,
     /// The features that do not depend on the horizon, in their places in the row.
@@ -81,12 +112,12 @@ pub struct Origin<'a> {
 impl<'a> Origin<'a> {
     /// The shared features at `origin`, or `None` when the target quantity was not
     /// observed there (nothing to forecast from).
-    pub fn new(series: &'a Hourly, target: Column, position: Position, origin: i64) -> Option<Self> {
+    pub fn new(series: &'a Hourly, target: Column, sunlight: &'a Sunlight, origin: i64) -> Option<Self> {
         let now = series.get(origin, target)?;
         let at = |hours_ago: i64, column: Column| series.get(origin - hours_ago, column).unwrap_or(f32::NAN);
         let change = |hours_ago: i64| now - at(hours_ago, target);
         let delta = |column: Column, hours_ago: i64| at(0, column) - at(hours_ago, column);
-        let (hour_sin, hour_cos) = cycle(origin, 24.0);
+        let (hour_sin, hour_cos) = daily(origin);
         let (day_sin, day_cos) = cycle(origin.div_euclid(24), 365.2425);
         let humidity = at(0, Column::Humidity);
         let usual_now = climatology(series, target, origin, origin);
@@ -120,11 +151,11 @@ impl<'a> Origin<'a> {
         Some(Self {
             series,
             target,
-            position,
+            sunlight,
             origin,
             now,
             shared,
-            sun_origin: sun(position, origin),
+            sun_origin: sunlight.at(origin),
             dryness: 1.0 - humidity / 100.0,
             wind: (wind_speed, wind_u, wind_v),
             last_hour,
@@ -144,12 +175,12 @@ impl<'a> Origin<'a> {
         let h = i64::from(horizon);
         let when = origin + h;
         let relative = |v: Option<f32>| v.map_or(f32::NAN, |v| v - now);
-        let (target_sin, target_cos) = cycle(when, 24.0);
+        let (target_sin, target_cos) = daily(when);
         // The daily cycle's second and third harmonics, for its asymmetric shape (a quick
         // rise after sunrise, a slow fall through the night).
-        let (target_sin2, target_cos2) = cycle(2 * when, 24.0);
-        let (target_sin3, target_cos3) = cycle(3 * when, 24.0);
-        let (sun_origin, sun_target) = (self.sun_origin, sun(self.position, when));
+        let (target_sin2, target_cos2) = daily(2 * when);
+        let (target_sin3, target_cos3) = daily(3 * when);
+        let (sun_origin, sun_target) = (self.sun_origin, self.sunlight.at(when));
         // The sun's climb over the forecast hours, which warms more when the air is dry.
         let climb = sun_target - sun_origin;
         // What the same hours did the day before (the sum of two features below, the same
@@ -248,5 +279,18 @@ mod tests {
         assert!((noon - 72.0).abs() < 1.5, "{noon}");
         assert!(sun(nyc, hour(5)) < 0.0);
         assert_eq!(sun(None, hour(17)), 0.0);
+    }
+
+    /// The looked-up values are the computed ones, bit for bit, inside the span and out.
+    #[test]
+    fn sunlight_and_the_daily_cycle_are_looked_up_as_computed() {
+        let nyc = Some((40.64, -73.78));
+        let sunlight = Sunlight::over(nyc, 381_000, 381_100);
+        for hour in 380_990..381_110 {
+            assert_eq!(sunlight.at(hour).to_bits(), sun(nyc, hour).to_bits());
+            assert_eq!(daily(hour), cycle(hour, 24.0));
+            assert_eq!(daily(-hour), cycle(-hour, 24.0));
+        }
+        assert_eq!(Sunlight::over(None, 0, 10).at(5), 0.0);
     }
 }

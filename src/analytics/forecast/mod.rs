@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::Quantity;
 use boost::{BOOSTED_HORIZONS, Boosted, Boosting};
-use features::{FEATURES, FOREST_FEATURES, Origin, Position, Scaler, climatology};
+use features::{FEATURES, FOREST_FEATURES, Origin, Position, Scaler, Sunlight, climatology};
 use forest::{Forest, Forestry};
 use grid::Grid;
 use hourly::{Column, Hourly};
@@ -211,11 +211,12 @@ pub fn train(
     // Per horizon, the raw features and change of every origin with both ends observed.
     let mut raw: Vec<Vec<([f32; FEATURES], f32)>> = vec![Vec::new(); usize::from(HORIZONS)];
     let mut origins = 0;
+    let sunlight = Sunlight::over(position, start, end + i64::from(HORIZONS));
     for origin in start + 24..end {
         if series.get(origin - 24, column).is_none() {
             continue;
         }
-        let Some(at) = Origin::new(series, column, position, origin) else { continue };
+        let Some(at) = Origin::new(series, column, &sunlight, origin) else { continue };
         let now = at.now();
         origins += 1;
         for h in 1..=HORIZONS {
@@ -346,7 +347,8 @@ impl Trained {
     /// at the origin.
     pub fn forecast(&self, series: &Hourly, position: Position, origin: i64) -> Vec<Run> {
         let Some(column) = Column::of(self.quantity) else { return Vec::new() };
-        let Some(at) = Origin::new(series, column, position, origin) else { return Vec::new() };
+        let sunlight = Sunlight::over(position, origin, origin + i64::from(HORIZONS));
+        let Some(at) = Origin::new(series, column, &sunlight, origin) else { return Vec::new() };
         let now = at.now();
         let rows: Vec<[f32; FEATURES]> = (1..=HORIZONS).map(|h| self.scaler.apply(&at.at(h))).collect();
         let ridge: Vec<f32> = rows.iter().zip(&self.ridge).map(|(x, m)| now + m.predict(x)).collect();

@@ -7,6 +7,9 @@
 
 use crate::analytics::linalg::cholesky_solve;
 
+/// Rows summed into the Gram matrix at a time.
+const BLOCK: usize = 4;
+
 /// Weights and intercept of one horizon's model, over scaled features (as many as the
 /// rows it was fitted on).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -66,23 +69,33 @@ impl Ridge {
         // The penalty is per unit of weight, as with equal weights.
         let alpha = alpha * total / n as f64;
         mean_x.iter_mut().for_each(|m| *m /= total);
-        // Gram matrix of the centred features (upper triangle) and X'y.
+        // Gram matrix of the centred features (upper triangle) and X'y, four rows at a
+        // time: each entry is read and written once per four rows, not once per row (a
+        // short last block is padded with rows of weight 0).
         let mut gram = vec![0.0f64; N * N];
         let mut xy = [0.0f64; N];
-        let mut centred = [0.0f64; N];
-        for (i, (row, &y)) in rows[..n].iter().zip(&targets[..n]).enumerate() {
-            let w = weight(i);
-            for f in 0..N {
-                centred[f] = f64::from(row[f]) - mean_x[f];
+        let mut centred = [[0.0f64; N]; BLOCK];
+        let (mut w, mut wy) = ([0.0f64; BLOCK], [0.0f64; BLOCK]);
+        for start in (0..n).step_by(BLOCK) {
+            for b in 0..BLOCK {
+                let i = start + b;
+                if i < n {
+                    for (c, (&x, m)) in centred[b].iter_mut().zip(rows[i].iter().zip(&mean_x)) {
+                        *c = f64::from(x) - m;
+                    }
+                    w[b] = weight(i);
+                    wy[b] = w[b] * (f64::from(targets[i]) - mean_y);
+                } else {
+                    (centred[b], w[b], wy[b]) = ([0.0; N], 0.0, 0.0);
+                }
             }
-            let y = w * (f64::from(y) - mean_y);
+            let [c0, c1, c2, c3] = &centred;
             for i in 0..N {
-                let xi = centred[i];
-                xy[i] += xi * y;
-                let xi = w * xi;
+                xy[i] += c0[i] * wy[0] + c1[i] * wy[1] + c2[i] * wy[2] + c3[i] * wy[3];
+                let (a0, a1, a2, a3) = (w[0] * c0[i], w[1] * c1[i], w[2] * c2[i], w[3] * c3[i]);
                 let line = &mut gram[i * N..(i + 1) * N];
                 for j in i..N {
-                    line[j] += xi * centred[j];
+                    line[j] += a0 * c0[j] + a1 * c1[j] + a2 * c2[j] + a3 * c3[j];
                 }
             }
         }
