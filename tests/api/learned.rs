@@ -141,6 +141,8 @@ async fn a_stations_real_history_trains_its_models_and_forecast_shows_their_runs
     let trained = &body["models"]["trained"][0];
     assert_eq!((&trained["quantity"], &trained["hours"]), (&json!("temperature"), &json!(336)));
     assert_eq!(trained["trained_until"], json!(at(360)));
+    // No providers run here: nothing of theirs to correct.
+    assert_eq!(trained.get("providers_hours"), Some(&Value::Null));
     // KEWR's pressure has gaps: too few of its hours to learn from yet, and it says so.
     assert_eq!(
         body["models"]["detail"],
