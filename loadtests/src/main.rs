@@ -256,13 +256,15 @@ async fn main() -> Result<()> {
 }
 
 /// Times `train` and `Trained::forecast` on one thread (the caller's), as the forecaster
-/// runs them: a year of one station's hours, temperature; and the correction of the
+/// runs them: a year of one station's hours (or its last `--hours`), temperature or the
+/// `--quantities` given (forecasts are made with the first's models); and, for
+/// temperature, the correction of the
 /// providers' blend (`Corrected`) on the four weeks of runs a place keeps (stand-in runs:
 /// the station's own next hours, 1 °C warmer; the cost does not depend on the values),
 /// fitted after each training and run with every forecast, as for a place with providers.
 fn forecast(a: ForecastArgs) -> Result<()> {
     use isobar::analytics::forecast::corrected::{Corrected, Issued, KEPT_DAYS};
-    use isobar::analytics::forecast::{HORIZONS, Settings, hourly::Column, hourly::Hourly, train};
+    use isobar::analytics::forecast::{HORIZONS, Model, Settings, hourly::Column, hourly::Hourly, train};
     use isobar::domain::Quantity;
     let text = std::fs::read_to_string(&a.data)?;
     let rows =
@@ -316,7 +318,8 @@ fn forecast(a: ForecastArgs) -> Result<()> {
         let mut runs = trained.forecast(&series, position, origin);
         runs.extend(corrected.forecast(&series, &issued, position, origin));
         forecast_us.record(started.elapsed().as_micros() as u64)?;
-        produced += usize::from(runs.len() == 5);
+        // Every learned model's run and the correction's.
+        produced += usize::from(runs.len() == Model::LEARNED.len() + 1);
     }
     let median = |mut ms: Vec<f64>| {
         ms.sort_by(f64::total_cmp);

@@ -264,9 +264,8 @@ impl Place {
                             self.providers[i].1[q]
                         })
                         .collect();
-                    if score && values.iter().any(Option::is_some) {
-                        issued[q].issue(origin, &values);
-                        *issued_dirty = true;
+                    if score {
+                        *issued_dirty |= issued[q].issue(origin, &values);
                     }
                     runs.push(Run { model: Model::Providers, values });
                 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::features::{FEATURES, Origin, Position, Scaler, Sunlight};
 use super::hourly::{Column, Hourly};
 use super::ridge::Ridge;
-use super::{HORIZONS, Model, Run, Settings};
+use super::{HORIZONS, Model, Run, Settings, change_spread};
 use crate::domain::Quantity;
 
 /// Days of the providers' runs kept and learned from.
@@ -50,11 +50,11 @@ pub struct Issued {
 impl Issued {
     /// Keeps the run the blend gave at `origin` (`values[h - 1]`; a value that is not a
     /// finite number counts as none); a run with no values, or not after the last kept, is
-    /// not kept.
-    pub fn issue(&mut self, origin: i64, values: &[Option<f32>]) {
+    /// not kept. Whether it was kept.
+    pub fn issue(&mut self, origin: i64, values: &[Option<f32>]) -> bool {
         let finite = |v: &Option<f32>| v.filter(|v| v.is_finite());
         if values.iter().all(|v| finite(v).is_none()) || self.runs.back().is_some_and(|r| r.origin >= origin) {
-            return;
+            return false;
         }
         let mut run = IssuedRun { origin, values: [f32::NAN; HORIZONS as usize] };
         for (slot, value) in run.values.iter_mut().zip(values) {
@@ -64,6 +64,7 @@ impl Issued {
         while self.runs.front().is_some_and(|r| r.origin <= origin - KEPT_DAYS * 24) {
             self.runs.pop_front();
         }
+        true
     }
 
     /// What the run issued at `origin` said of `horizon` hours later.
@@ -160,10 +161,8 @@ impl Corrected {
                     return None;
                 }
                 let (rows, targets): (Vec<_>, Vec<_>) = list.into_iter().map(|(x, y)| (scaler.apply(&x), y)).unzip();
-                let n = targets.len() as f32;
-                let mean = targets.iter().sum::<f32>() / n;
-                let sd = (targets.iter().map(|y| (y - mean).powi(2)).sum::<f32>() / n).sqrt().max(0.1);
-                Ridge::fit_absolute(&rows, &targets, ALPHA, f64::from(sd) / 20.0, settings.ridge_iterations)
+                let floor = f64::from(change_spread(&targets)) / 20.0;
+                Ridge::fit_absolute(&rows, &targets, ALPHA, floor, settings.ridge_iterations)
             })
             .collect();
         Some(Self { quantity, origins, scaler, ridge })
@@ -230,10 +229,10 @@ mod tests {
     #[test]
     fn issued_runs_are_kept_in_order_for_four_weeks() {
         let mut issued = Issued::default();
-        issued.issue(100, &[Some(1.0), None, Some(3.0)]);
-        issued.issue(100, &[Some(9.0)]); // not after the last: not kept
-        issued.issue(101, &[None, Some(f32::INFINITY)]); // nothing usable said: not kept
-        issued.issue(102, &[Some(2.0), Some(f32::NAN)]);
+        assert!(issued.issue(100, &[Some(1.0), None, Some(3.0)]));
+        assert!(!issued.issue(100, &[Some(9.0)])); // not after the last: not kept
+        assert!(!issued.issue(101, &[None, Some(f32::INFINITY)])); // nothing usable said: not kept
+        assert!(issued.issue(102, &[Some(2.0), Some(f32::NAN)]));
         assert_eq!((issued.at(100, 1), issued.at(100, 2), issued.at(100, 3)), (Some(1.0), None, Some(3.0)));
         assert_eq!(
             (issued.at(101, 1), issued.at(102, 1), issued.at(102, 2), issued.at(102, 0), issued.at(102, 25)),

@@ -237,9 +237,7 @@ pub fn train(
     let mut spread = Vec::with_capacity(samples.len());
     for list in &samples {
         let (rows, targets): (Vec<_>, Vec<_>) = list.iter().copied().unzip();
-        let n = targets.len() as f32;
-        let mean = targets.iter().sum::<f32>() / n;
-        let sd = (targets.iter().map(|y| (y - mean).powi(2)).sum::<f32>() / n).sqrt().max(0.1);
+        let sd = change_spread(&targets);
         spread.push(sd);
         let floor = f64::from(sd) / 20.0;
         ridge.push(
@@ -289,6 +287,14 @@ pub fn train(
         Grid::default()
     };
     Ok(Trained { quantity, trained_until: end, origins, scaler, spread, ridge, forest, mlp, boosted, grid })
+}
+
+/// The standard deviation of a horizon's changes (at least 0.1): the network's output
+/// unit, and a twentieth of it the ridge's floor on absolute residuals.
+fn change_spread(changes: &[f32]) -> f32 {
+    let n = changes.len() as f32;
+    let mean = changes.iter().sum::<f32>() / n;
+    (changes.iter().map(|y| (y - mean).powi(2)).sum::<f32>() / n).sqrt().max(0.1)
 }
 
 fn failed(message: impl Into<String>) -> NotTrained {
