@@ -87,10 +87,10 @@ impl Boosted {
             features.clear();
             features.extend((0..FEATURES).filter(|_| rng.bool()));
             let growing = Growing { binned: &binned, values: &residuals, gradient: sign, features: &features, shape };
-            let nodes = growing.tree(&mut sample, &mut rng);
+            let (nodes, split_bins) = growing.tree(&mut sample, &mut rng);
             let tree = Tree(&nodes);
             for (p, bins) in predicted.iter_mut().zip(binned.bins()) {
-                *p += settings.learning_rate * tree.leaf_by_bins(bins, &binned);
+                *p += settings.learning_rate * tree.leaf_by_bins(&split_bins, bins);
             }
             trees.push(nodes);
         }

@@ -62,7 +62,7 @@ impl Forest {
             .map(|_| {
                 sample.clear();
                 sample.extend((0..n).map(|_| rng.u32(..n as u32)));
-                growing.tree(&mut sample, &mut rng)
+                growing.tree(&mut sample, &mut rng).0
             })
             .collect();
         Some(Self { grove })

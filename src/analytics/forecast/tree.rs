@@ -116,6 +116,8 @@ pub struct Growing<'a, G> {
 /// What growing a tree writes as it goes.
 struct Scratch<'r> {
     nodes: Vec<Node>,
+    /// Per node: a split's last bin on the left (0 for a leaf).
+    split_bins: Vec<u8>,
     /// The features a node tries.
     tried: Vec<usize>,
     /// A node's histogram over the features it tries, when drawn per split.
@@ -125,19 +127,21 @@ struct Scratch<'r> {
 
 impl<G: Fn(f32) -> f32 + Copy> Growing<'_, G> {
     /// Grows a tree on `rows` (an index may repeat: a bootstrap sample) and returns its
-    /// nodes in depth-first order (a split's left child follows it).
-    pub fn tree(&self, rows: &mut [u32], rng: &mut fastrand::Rng) -> Vec<Node> {
+    /// nodes in depth-first order (a split's left child follows it), and per node a
+    /// split's last bin on the left (for [`Tree::leaf_by_bins`]).
+    pub fn tree(&self, rows: &mut [u32], rng: &mut fastrand::Rng) -> (Vec<Node>, Vec<u8>) {
         let shape = Shape { depth: self.shape.depth.min(MAX_DEPTH), ..self.shape };
         let growing = Growing { shape, ..*self };
         let root = (shape.depth > 0 && !growing.per_split()).then(|| growing.histogram(rows, self.features));
         let mut scratch = Scratch {
             nodes: Vec::new(),
+            split_bins: Vec::new(),
             tried: Vec::with_capacity(self.features.len()),
             histogram: Vec::with_capacity(self.shape.per_split),
             rng,
         };
         growing.grow(rows, root, 0, &mut scratch);
-        scratch.nodes
+        (scratch.nodes, scratch.split_bins)
     }
 
     /// Whether each node tries a few features of the tree's, drawn afresh. Its histogram
@@ -191,6 +195,7 @@ impl<G: Fn(f32) -> f32 + Copy> Growing<'_, G> {
         };
         let Some((feature, bin)) = split else {
             s.nodes.push(Node::Leaf(self.leaf(rows)));
+            s.split_bins.push(0);
             return;
         };
         // Partition: the rows going left first.
@@ -219,6 +224,8 @@ impl<G: Fn(f32) -> f32 + Copy> Growing<'_, G> {
         };
         let at = s.nodes.len();
         s.nodes.push(Node::Split(feature as u8, self.binned.threshold(feature, bin), 0));
+        // A bin's index fits: there are BINS (64) of them.
+        s.split_bins.push(bin as u8);
         self.grow(l, hl, depth + 1, s);
         let right = s.nodes.len() as u16;
         if let Some(Node::Split(_, _, slot)) = s.nodes.get_mut(at) {
@@ -283,27 +290,60 @@ pub struct Tree<'a>(pub &'a [Node]);
 
 impl Tree<'_> {
     pub fn leaf(&self, row: &[f32; FEATURES]) -> f32 {
-        self.walk(|feature, threshold| row[feature] <= threshold)
+        self.walk(|_, feature, threshold| row.get(feature).is_some_and(|&value| value <= threshold))
     }
 
-    /// The leaf of a training row, by its bins (the same side as its value).
-    pub fn leaf_by_bins(&self, bins: &[u8; FEATURES], binned: &Binned) -> f32 {
-        self.walk(|feature, threshold| {
-            let bin = usize::from(bins[feature]);
-            binned.edges[feature].get(bin).is_some_and(|&edge| edge <= threshold)
-        })
+    /// The leaf of a training row, by its bins and the tree's `split_bins` (as
+    /// [`Growing::tree`] returns them): the same side as its value, as the bins' edges
+    /// rise strictly and a split's threshold is its last bin's upper edge.
+    pub fn leaf_by_bins(&self, split_bins: &[u8], bins: &[u8; FEATURES]) -> f32 {
+        self.walk(|at, feature, _| split_bins.get(at).zip(bins.get(feature)).is_some_and(|(last, bin)| bin <= last))
     }
 
-    fn walk(&self, left: impl Fn(usize, f32) -> bool) -> f32 {
+    /// Walks from the root: `left(node, feature, threshold)` says which way a split goes.
+    fn walk(&self, left: impl Fn(usize, usize, f32) -> bool) -> f32 {
         let mut at = 0;
         loop {
             match self.0.get(at) {
                 Some(Node::Split(feature, threshold, right)) => {
-                    at = if left(usize::from(*feature), *threshold) { at + 1 } else { usize::from(*right) };
+                    let next = if left(at, usize::from(*feature), *threshold) { at + 1 } else { usize::from(*right) };
+                    // Children follow their split: a file that points back would never end.
+                    if next <= at {
+                        return 0.0;
+                    }
+                    at = next;
                 }
                 Some(Node::Leaf(value)) => return *value,
                 None => return 0.0,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every training row reaches the same leaf by its bins as by its values, and a tree
+    /// read from a damaged file (a split pointing back) ends instead of looping.
+    #[test]
+    fn a_rows_bins_reach_the_leaf_its_values_reach() {
+        let mut rng = fastrand::Rng::with_seed(9);
+        let rows: Vec<[f32; FEATURES]> =
+            (0..3000).map(|_| std::array::from_fn(|f| (rng.f32() * 40.0).round() / (f + 1) as f32)).collect();
+        let values: Vec<f32> = rows.iter().map(|r| r[0] - 2.0 * r[3] + if r[7] > 2.0 { 5.0 } else { 0.0 }).collect();
+        let binned = Binned::of(&rows, FEATURES);
+        let features: Vec<usize> = (0..FEATURES).collect();
+        let shape = Shape { depth: 8, min_leaf: 5, per_split: 0, leaf: Leaf::Mean };
+        let growing = Growing { binned: &binned, values: &values, gradient: |y| y, features: &features, shape };
+        let mut sample: Vec<u32> = (0..rows.len() as u32).collect();
+        let (nodes, split_bins) = growing.tree(&mut sample, &mut rng);
+        assert!(nodes.len() > 100, "{}", nodes.len());
+        let tree = Tree(&nodes);
+        for (row, bins) in rows.iter().zip(binned.bins()) {
+            assert_eq!(tree.leaf_by_bins(&split_bins, bins).to_bits(), tree.leaf(row).to_bits());
+        }
+        let looping = [Node::Split(0, 1.0, 0), Node::Leaf(3.0)];
+        assert_eq!(Tree(&looping).leaf(&[2.0; FEATURES]), 0.0);
     }
 }
