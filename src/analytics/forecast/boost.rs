@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::features::FEATURES;
-use super::tree::{Binned, Growing, Leaf, Node, Shape, Tree, median};
+use super::tree::{Binned, Complete, Growing, Leaf, Node, Shape, Tree, median};
 
 /// Hours ahead the boosted trees forecast: the nowcasting range, where the hour's
 /// persistence is hardest to beat and trees gain most over the ridge.
@@ -88,9 +88,9 @@ impl Boosted {
             features.extend((0..FEATURES).filter(|_| rng.bool()));
             let growing = Growing { binned: &binned, values: &residuals, gradient: sign, features: &features, shape };
             let (nodes, split_bins) = growing.tree(&mut sample, &mut rng);
-            let tree = Tree(&nodes);
+            let tree = Complete::of(&nodes, &split_bins, settings.depth);
             for (p, bins) in predicted.iter_mut().zip(binned.bins()) {
-                *p += settings.learning_rate * tree.leaf_by_bins(&split_bins, bins);
+                *p += settings.learning_rate * tree.leaf(bins);
             }
             trees.push(nodes);
         }

@@ -290,23 +290,16 @@ pub struct Tree<'a>(pub &'a [Node]);
 
 impl Tree<'_> {
     pub fn leaf(&self, row: &[f32; FEATURES]) -> f32 {
-        self.walk(|_, feature, threshold| row.get(feature).is_some_and(|&value| value <= threshold))
+        self.walk(|feature, threshold| row.get(feature).is_some_and(|&value| value <= threshold))
     }
 
-    /// The leaf of a training row, by its bins and the tree's `split_bins` (as
-    /// [`Growing::tree`] returns them): the same side as its value, as the bins' edges
-    /// rise strictly and a split's threshold is its last bin's upper edge.
-    pub fn leaf_by_bins(&self, split_bins: &[u8], bins: &[u8; FEATURES]) -> f32 {
-        self.walk(|at, feature, _| split_bins.get(at).zip(bins.get(feature)).is_some_and(|(last, bin)| bin <= last))
-    }
-
-    /// Walks from the root: `left(node, feature, threshold)` says which way a split goes.
-    fn walk(&self, left: impl Fn(usize, usize, f32) -> bool) -> f32 {
+    /// Walks from the root: `left(feature, threshold)` says which way a split goes.
+    fn walk(&self, left: impl Fn(usize, f32) -> bool) -> f32 {
         let mut at = 0;
         loop {
             match self.0.get(at) {
                 Some(Node::Split(feature, threshold, right)) => {
-                    let next = if left(at, usize::from(*feature), *threshold) { at + 1 } else { usize::from(*right) };
+                    let next = if left(usize::from(*feature), *threshold) { at + 1 } else { usize::from(*right) };
                     // Children follow their split: a file that points back would never end.
                     if next <= at {
                         return 0.0;
@@ -317,6 +310,62 @@ impl Tree<'_> {
                 None => return 0.0,
             }
         }
+    }
+}
+
+/// A tree laid out to walk the training rows by their bins without a branch to guess:
+/// complete to its depth, node `k`'s children at `2k + 1` and `2k + 2`, and a leaf above
+/// the last level a split that sends every row left, to a copy of itself. Walking a row is
+/// `depth` steps of arithmetic, where [`Tree::leaf`] follows a branch per node whose way
+/// the processor cannot foresee (and, per boosted tree, every origin is walked).
+pub struct Complete {
+    depth: usize,
+    /// Per split: its feature and its last bin on the left.
+    splits: Vec<(u8, u8)>,
+    leaves: Vec<f32>,
+}
+
+impl Complete {
+    /// Lays out `nodes` with their `split_bins` (as [`Growing::tree`] returns them), for a
+    /// tree at most `depth` deep.
+    pub fn of(nodes: &[Node], split_bins: &[u8], depth: usize) -> Self {
+        let depth = depth.min(MAX_DEPTH);
+        let mut complete = Self { depth, splits: vec![(0, u8::MAX); (1 << depth) - 1], leaves: vec![0.0; 1 << depth] };
+        complete.place(nodes, split_bins, 0, 0, 0);
+        complete
+    }
+
+    /// Places the subtree at `nodes[at]` as node `k`, `level` splits below the root.
+    fn place(&mut self, nodes: &[Node], split_bins: &[u8], at: usize, k: usize, level: usize) {
+        if level == self.depth {
+            let value = match nodes.get(at) {
+                Some(Node::Leaf(value)) => *value,
+                _ => 0.0,
+            };
+            self.leaves[k + 1 - (1 << self.depth)] = value;
+            return;
+        }
+        match nodes.get(at) {
+            Some(&Node::Split(feature, _, right)) => {
+                self.splits[k] = (feature, split_bins.get(at).copied().unwrap_or(u8::MAX));
+                self.place(nodes, split_bins, at + 1, 2 * k + 1, level + 1);
+                self.place(nodes, split_bins, usize::from(right), 2 * k + 2, level + 1);
+            }
+            // A leaf passes every row on left (the split stays at its last bin, u8::MAX).
+            _ => self.place(nodes, split_bins, at, 2 * k + 1, level + 1),
+        }
+    }
+
+    /// The leaf of a training row, by its bins: the same as its values reach, as the bins'
+    /// edges rise strictly and a split's threshold is its last bin's upper edge.
+    pub fn leaf(&self, bins: &[u8; FEATURES]) -> f32 {
+        let mut k = 0;
+        for _ in 0..self.depth {
+            let (feature, last) = self.splits[k];
+            let bin = bins.get(usize::from(feature)).copied().unwrap_or(0);
+            k = 2 * k + 1 + usize::from(bin > last);
+        }
+        self.leaves[k + 1 - (1 << self.depth)]
     }
 }
 
@@ -339,9 +388,12 @@ mod tests {
         let mut sample: Vec<u32> = (0..rows.len() as u32).collect();
         let (nodes, split_bins) = growing.tree(&mut sample, &mut rng);
         assert!(nodes.len() > 100, "{}", nodes.len());
-        let tree = Tree(&nodes);
+        let (tree, complete) = (Tree(&nodes), Complete::of(&nodes, &split_bins, 8));
+        // Some leaves are above the last level (too few rows to split further).
+        let leaves = nodes.iter().filter(|n| matches!(n, Node::Leaf(_))).count();
+        assert!(leaves < 1 << 8, "{leaves}");
         for (row, bins) in rows.iter().zip(binned.bins()) {
-            assert_eq!(tree.leaf_by_bins(&split_bins, bins).to_bits(), tree.leaf(row).to_bits());
+            assert_eq!(complete.leaf(bins).to_bits(), tree.leaf(row).to_bits());
         }
         let looping = [Node::Split(0, 1.0, 0), Node::Leaf(3.0)];
         assert_eq!(Tree(&looping).leaf(&[2.0; FEATURES]), 0.0);
