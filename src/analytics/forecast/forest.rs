@@ -23,12 +23,14 @@ pub struct Forestry {
     pub per_split: usize,
     /// The fewest rows a leaf may hold.
     pub min_leaf: usize,
+    /// The most rows a tree's bootstrap sample draws (all of them, up to this many).
+    pub max_samples: usize,
     pub seed: u64,
 }
 
 impl Default for Forestry {
     fn default() -> Self {
-        Self { trees: 24, depth: 12, per_split: 10, min_leaf: 5, seed: 11 }
+        Self { trees: 24, depth: 12, per_split: 10, min_leaf: 5, max_samples: 12_288, seed: 11 }
     }
 }
 
@@ -61,7 +63,7 @@ impl Forest {
         let grove = (0..settings.trees)
             .map(|_| {
                 sample.clear();
-                sample.extend((0..n).map(|_| rng.u32(..n as u32)));
+                sample.extend((0..n.min(settings.max_samples)).map(|_| rng.u32(..n as u32)));
                 growing.tree(&mut sample, &mut rng).0
             })
             .collect();

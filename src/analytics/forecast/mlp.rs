@@ -23,6 +23,8 @@ pub struct Mlp {
 #[derive(Debug, Clone, Copy)]
 pub struct Training {
     pub epochs: usize,
+    /// The most samples an epoch draws.
+    pub max_per_epoch: usize,
     pub batch: usize,
     pub learning_rate: f32,
     pub seed: u64,
@@ -30,7 +32,7 @@ pub struct Training {
 
 impl Default for Training {
     fn default() -> Self {
-        Self { epochs: 16, batch: 32, learning_rate: 0.003, seed: 13 }
+        Self { epochs: 16, max_per_epoch: 4096, batch: 32, learning_rate: 0.003, seed: 13 }
     }
 }
 
@@ -82,7 +84,7 @@ impl Mlp {
         let mut g1 = vec![0.0; HIDDEN * FEATURES];
         let mut hidden = [0.0f32; HIDDEN];
         let mut t = 0;
-        let steps = per_epoch.div_ceil(training.batch);
+        let steps = per_epoch.min(training.max_per_epoch).div_ceil(training.batch);
         for epoch in 0..training.epochs {
             // Halve the rate over the last third.
             let rate =
