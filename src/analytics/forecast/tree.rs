@@ -263,7 +263,11 @@ fn best_split(binned: &Binned, h: &Histogram, features: &[usize], min_leaf: u32)
             sl += cell.0;
             nl += cell.1;
             let nr = n - nl;
-            if nl < min_leaf || nr < min_leaf {
+            // The right side only shrinks from here.
+            if nr < min_leaf {
+                break;
+            }
+            if nl < min_leaf {
                 continue;
             }
             let sr = total - sl;
