@@ -194,9 +194,6 @@ pub enum NotTrained {
     Failed(String),
 }
 
-/// One sample: scaled features and the change to the target hour.
-type Sample = ([f32; FEATURES], f32);
-
 /// Fits every learned model on the whole of `series` (the last row included).
 pub fn train(
     series: &Hourly,
@@ -208,8 +205,10 @@ pub fn train(
     let (Some(end), start) = (series.end(), series.start) else {
         return Err(NotTrained::TooLittle { quantity: quantity.name(), have: 0, need: settings.min_hours });
     };
-    // Per horizon, the raw features and change of every origin with both ends observed.
-    let mut raw: Vec<Vec<([f32; FEATURES], f32)>> = vec![Vec::new(); usize::from(HORIZONS)];
+    // Per horizon, the features (raw, then scaled in place) and change of every origin
+    // with both ends observed.
+    let mut rows: Vec<Vec<[f32; FEATURES]>> = vec![Vec::new(); usize::from(HORIZONS)];
+    let mut targets: Vec<Vec<f32>> = vec![Vec::new(); usize::from(HORIZONS)];
     let mut origins = 0;
     let sunlight = Sunlight::over(position, start, end + i64::from(HORIZONS));
     for origin in start + 24..end {
@@ -221,61 +220,54 @@ pub fn train(
         origins += 1;
         for h in 1..=HORIZONS {
             let Some(then) = series.get(origin + i64::from(h), column) else { continue };
-            raw[usize::from(h - 1)].push((at.at(h), then - now));
+            rows[usize::from(h - 1)].push(at.at(h));
+            targets[usize::from(h - 1)].push(then - now);
         }
     }
-    if origins < settings.min_hours || raw.iter().any(Vec::is_empty) {
+    if origins < settings.min_hours || targets.iter().any(Vec::is_empty) {
         return Err(NotTrained::TooLittle { quantity: quantity.name(), have: origins, need: settings.min_hours });
     }
-    let scaler = Scaler::fit(&raw[0].iter().map(|(x, _)| *x).collect::<Vec<_>>());
-    let samples: Vec<Vec<Sample>> =
-        raw.into_iter().map(|list| list.into_iter().map(|(x, y)| (scaler.apply(&x), y)).collect()).collect();
+    let scaler = Scaler::fit(&rows[0]);
+    rows.iter_mut().flatten().for_each(|row| *row = scaler.apply(row));
 
     // Per horizon the ridge, and for the first hours the boosted trees, on the same rows.
-    let mut ridge = Vec::with_capacity(samples.len());
+    let mut ridge = Vec::with_capacity(rows.len());
     let mut boosted = Vec::with_capacity(usize::from(BOOSTED_HORIZONS));
-    let mut spread = Vec::with_capacity(samples.len());
-    for list in &samples {
-        let (rows, targets): (Vec<_>, Vec<_>) = list.iter().copied().unzip();
-        let sd = change_spread(&targets);
+    let mut spread = Vec::with_capacity(rows.len());
+    for (rows, targets) in rows.iter().zip(&targets) {
+        let sd = change_spread(targets);
         spread.push(sd);
         let floor = f64::from(sd) / 20.0;
         ridge.push(
-            Ridge::fit_absolute(&rows, &targets, settings.ridge_alpha, floor, settings.ridge_iterations)
+            Ridge::fit_absolute(rows, targets, settings.ridge_alpha, floor, settings.ridge_iterations)
                 .ok_or_else(|| failed("ridge: singular"))?,
         );
         if boosted.len() < usize::from(BOOSTED_HORIZONS) {
             boosted.push(
-                Boosted::fit(&rows, &targets, settings.boosting)
+                Boosted::fit(rows, targets, settings.boosting)
                     .ok_or_else(|| failed("gradient boosting: no samples"))?,
             );
         }
     }
 
     // The forest and the network see every horizon; the forest an eighth of each
-    // horizon's origins, spread so that every origin gives three horizons.
-    let pooled: Vec<(usize, &Sample)> = samples
-        .iter()
-        .enumerate()
-        .flat_map(|(h, list)| {
-            list.iter().enumerate().filter(move |(k, _)| (k + 3 * h) % 8 == 0).map(move |(_, s)| (h, s))
-        })
-        .collect();
-    let rows: Vec<[f32; FEATURES]> = pooled.iter().map(|(_, (x, _))| *x).collect();
-    // In units of each horizon's spread, so that the long horizons' large changes do not
-    // decide every split.
-    let targets: Vec<f32> = pooled.iter().map(|(h, (_, y))| y / spread[*h]).collect();
-    let forest = Forest::fit(&rows, &targets, FOREST_FEATURES, settings.forest)
+    // horizon's origins, spread so that every origin gives three horizons. Both in units
+    // of each horizon's spread, so that the long horizons' large changes do not decide
+    // every split.
+    let every = || (0..rows.len()).flat_map(|h| (0..rows[h].len()).map(move |k| (h, k)));
+    let pooled: Vec<(usize, usize)> = every().filter(|(h, k)| (k + 3 * h) % 8 == 0).collect();
+    let pooled_rows: Vec<[f32; FEATURES]> = pooled.iter().map(|&(h, k)| rows[h][k]).collect();
+    let pooled_targets: Vec<f32> = pooled.iter().map(|&(h, k)| targets[h][k] / spread[h]).collect();
+    let forest = Forest::fit(&pooled_rows, &pooled_targets, FOREST_FEATURES, settings.forest)
         .ok_or_else(|| failed("random forest: no samples"))?;
 
-    let flat: Vec<(usize, &Sample)> =
-        samples.iter().enumerate().flat_map(|(h, list)| list.iter().map(move |s| (h, s))).collect();
+    let flat: Vec<(usize, usize)> = every().collect();
     let mlp = Mlp::fit(
         flat.len(),
-        samples[0].len(),
+        rows[0].len(),
         |i| {
-            let (h, (x, y)) = flat[i];
-            (*x, y / spread[h])
+            let (h, k) = flat[i];
+            (rows[h][k], targets[h][k] / spread[h])
         },
         settings.mlp,
     )
