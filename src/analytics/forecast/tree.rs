@@ -128,7 +128,7 @@ struct Scratch<'r> {
 impl<G: Fn(f32) -> f32 + Copy> Growing<'_, G> {
     /// Grows a tree on `rows` (an index may repeat: a bootstrap sample) and returns its
     /// nodes in depth-first order (a split's left child follows it), and per node a
-    /// split's last bin on the left (for [`Tree::leaf_by_bins`]).
+    /// split's last bin on the left (for [`Complete::of`]).
     pub fn tree(&self, rows: &mut [u32], rng: &mut fastrand::Rng) -> (Vec<Node>, Vec<u8>) {
         let shape = Shape { depth: self.shape.depth.min(MAX_DEPTH), ..self.shape };
         let growing = Growing { shape, ..*self };
@@ -321,7 +321,7 @@ impl Tree<'_> {
 /// complete to its depth, node `k`'s children at `2k + 1` and `2k + 2`, and a leaf above
 /// the last level a split that sends every row left, to a copy of itself. Walking a row is
 /// `depth` steps of arithmetic, where [`Tree::leaf`] follows a branch per node whose way
-/// the processor cannot foresee (and, per boosted tree, every origin is walked).
+/// depends on the row (and, per boosted tree, every origin is walked).
 pub struct Complete {
     depth: usize,
     /// Per split: its feature and its last bin on the left.
