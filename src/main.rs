@@ -116,6 +116,10 @@ enum EvalCommand {
         /// place reports (to measure what snapping does).
         #[arg(long)]
         no_grid: bool,
+        /// Move the random draws of the forest, the network and the boosted trees by this
+        /// much (0: those a live place uses), to see how much of a score is the draw.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
 }
 
@@ -289,6 +293,7 @@ fn eval(command: EvalCommand) -> ExitCode {
         history_hours,
         json,
         no_grid,
+        seed,
     } = command;
     let Some(quantity) = Quantity::from_name(&quantity) else {
         eprintln!("error: unknown quantity {quantity:?}");
@@ -312,7 +317,7 @@ fn eval(command: EvalCommand) -> ExitCode {
     if let Some(only) = &station {
         rows.retain(|r| &r.station == only);
     }
-    let settings = Settings { grid: !no_grid, ..Settings::default() };
+    let settings = Settings { grid: !no_grid, ..Settings::default() }.reseeded(seed);
     let refits = evaluate::Refits { every: refit_hours, history: history_hours };
     let results = evaluate::by_station(&rows, &known, quantity, &horizons, &settings, refits);
     if results.is_empty() {
@@ -330,7 +335,7 @@ fn eval(command: EvalCommand) -> ExitCode {
                 (station.clone(), value)
             })
             .collect();
-        println!("{}", serde_json::json!({ "data": data.display().to_string(), "stations": object }));
+        println!("{}", serde_json::json!({ "data": data.display().to_string(), "seed": seed, "stations": object }));
     } else {
         for (station, result) in &results {
             match result {

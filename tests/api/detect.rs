@@ -99,6 +99,19 @@ fn eval_forecast_scores_every_model_on_the_same_points_or_says_why_it_cannot() {
     let twelve = |model: usize| klga["models"][model]["horizons"][1].clone();
     assert_eq!((twelve(6)["n"].as_u64(), twelve(6)["mae"].is_null()), (Some(0), true), "{}", twelve(6));
     assert!([0, 3, 7].iter().all(|&m| twelve(m)["n"].as_u64() > Some(300)), "{klga}");
+    assert_eq!(report["seed"], 0);
+
+    // Another draw: the same points and the same ridge (it draws nothing), other trees.
+    let (code, stdout, stderr) =
+        eval(&["--data", file.path().to_str().unwrap(), "--horizons", "6,12", "--json", "--seed", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    let other: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(other["seed"], 1);
+    let six =
+        |report: &serde_json::Value, model: usize| report["stations"]["KLGA"]["models"][model]["horizons"][0].clone();
+    assert_eq!(six(&other, 0), six(&report, 0), "persistence");
+    assert_eq!(six(&other, 3), six(&report, 3), "ridge");
+    assert_ne!(six(&other, 6)["mae"], six(&report, 6)["mae"], "gradient boosting");
 
     // Ten days: the first fit, on the first 70 % (7 days), has too few hours. A horizon
     // past 24 h is refused.

@@ -144,6 +144,17 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// The same settings with the random draws of the forest, the network and the boosted
+    /// trees moved by `offset` (0: the defaults'): how much of a score is the draw.
+    pub fn reseeded(mut self, offset: u64) -> Self {
+        self.forest.seed = self.forest.seed.wrapping_add(offset);
+        self.mlp.seed = self.mlp.seed.wrapping_add(offset);
+        self.boosting.seed = self.boosting.seed.wrapping_add(offset);
+        self
+    }
+}
+
 /// `[f32; 24]` with NaN as `null` (JSON has no NaN).
 mod nan_as_null {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
