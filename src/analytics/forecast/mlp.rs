@@ -60,8 +60,8 @@ impl Moments {
 }
 
 impl Mlp {
-    /// Trains on `samples(i)` for i in 0..n, drawing `per_epoch` of them at random each
-    /// epoch; `None` when there are none.
+    /// Trains on `samples(i)` for i in 0..n, drawing `per_epoch` of them (at most
+    /// `training.max_per_epoch`) at random each epoch; `None` when there are none.
     pub fn fit(
         n: usize,
         per_epoch: usize,
